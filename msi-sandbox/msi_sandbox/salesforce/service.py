@@ -1,0 +1,17 @@
+"""The salesforce stand-in (routes are added by its own modules)."""
+
+from __future__ import annotations
+
+from flask import Flask, Response
+
+from msi_sandbox.service import SandboxService, json_response
+
+
+class SalesforceService(SandboxService):
+    name = "salesforce"
+
+    def register_routes(self, app: Flask) -> None:
+        pass
+
+    def fault_response(self, code: str) -> Response:
+        return json_response({"error": code}, int(code) if code.isdigit() else 500)

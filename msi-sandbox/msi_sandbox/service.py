@@ -1,0 +1,284 @@
+"""The frame every imitated service shares: a Flask app, its store, faults, limits and call stats.
+
+A service subclass declares its tables and default limits and implements its API routes, how an
+injected error looks on its wire, how its limits answer, and how it stores the generated world.
+Everything under `/_sandbox/` is the admin API: never counted, limited or faulted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import secrets
+import socket
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any, ClassVar
+
+from flask import Blueprint, Flask, Response, g, request
+
+from msi_sandbox.faults import FaultInjector
+from msi_sandbox.generator import World, generate
+from msi_sandbox.store import Store, Table
+from msi_sandbox.tokens import TokenStore
+
+SOCKET_ENVIRON_KEY = "msi_sandbox.socket"
+
+
+class CallStats:
+    """Calls per endpoint and outcome, for `msi-sandbox stats` and for tests that count calls."""
+
+    def __init__(self) -> None:
+        self._counts: Counter[tuple[str, str, str]] = Counter()
+        self._lock = threading.Lock()
+
+    def record(self, method: str, endpoint: str, outcome: str) -> None:
+        with self._lock:
+            self._counts[(method, endpoint, outcome)] += 1
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            rows = [
+                {"method": m, "endpoint": e, "outcome": o, "calls": n}
+                for (m, e, o), n in sorted(self._counts.items())
+            ]
+        return {"total": sum(r["calls"] for r in rows), "calls": rows}
+
+    def reset(self) -> None:
+        with self._lock:
+            self._counts.clear()
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """A compact JSON response (compact because large pages are the hot path)."""
+    payload = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+    return Response(payload, status=status, headers=headers, mimetype="application/json")
+
+
+def jsonl_lines(records: Iterable[dict[str, Any]]) -> Iterator[str]:
+    for record in records:
+        yield json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n"
+
+
+class SandboxService:
+    """Base class of the Marketo, Salesforce and Dynamics stand-ins."""
+
+    name: ClassVar[str]
+    tables: ClassVar[tuple[Table, ...]] = ()
+    # Numbers a user can change at run time through PUT /_sandbox/limits.
+    default_limits: ClassVar[dict[str, float]] = {}
+    # Token lifetime in seconds, changeable like a limit under the name "token_lifetime".
+    default_token_lifetime: ClassVar[float] = 3600
+    reuse_tokens: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        seed: int = 0,
+        credentials: dict[str, str] | None = None,
+        options: dict[str, Any] | None = None,
+    ) -> None:
+        self.data_dir = Path(data_dir)
+        self.seed = seed
+        self.options = dict(options or {})
+        self.store = Store(self.data_dir / f"{self.name}.db", self.tables)
+        self.faults = FaultInjector(seed)
+        self.stats = CallStats()
+        self.credentials = credentials or {
+            "client_id": f"msi-sandbox-{self.name}",
+            "client_secret": secrets.token_urlsafe(24),
+        }
+        self.base_url = ""
+        self.limits: dict[str, float] = {
+            **self.default_limits,
+            "token_lifetime": self.default_token_lifetime,
+        }
+        self.tokens = TokenStore(self.default_token_lifetime, reuse=self.reuse_tokens)
+        self.app = Flask(f"msi_sandbox.{self.name}")
+        self.app.json.ensure_ascii = False  # type: ignore[attr-defined]
+        self.app.before_request(self._before_call)
+        self.app.after_request(self._after_call)
+        self.app.teardown_request(self._teardown_call)
+        self.app.register_blueprint(self._admin_blueprint())
+        self.register_routes(self.app)
+        self.apply_limits()
+
+    # Hooks for subclasses -------------------------------------------------------------------
+    def register_routes(self, app: Flask) -> None:
+        """Add the service's API routes."""
+        raise NotImplementedError
+
+    def fault_response(self, code: str) -> Response:
+        """How this service answers an injected error `code` (an API code or an HTTP status)."""
+        raise NotImplementedError
+
+    def enter_limits(self) -> Response | None:
+        """Check and count one API call against the limits; a response refuses it."""
+        return None
+
+    def leave_limits(self) -> None:
+        """Release what `enter_limits` took (called after every API call, even on error)."""
+
+    def apply_limits(self) -> None:
+        """Rebuild limiters from `self.limits` after they change."""
+        self.tokens.lifetime_s = float(self.limits["token_lifetime"])
+
+    def seed_world(self, world: World) -> None:
+        """Store the generated world in this service's own shape."""
+
+    def connection_info(self) -> dict[str, Any]:
+        """What a client needs to connect (written to sandbox.json)."""
+        return {"base_url": self.base_url, **self.credentials}
+
+    def admin_routes(self, blueprint: Blueprint) -> None:
+        """Add service-specific admin operations under /_sandbox/."""
+
+    # Request lifecycle ----------------------------------------------------------------------
+    def _before_call(self) -> Response | None:
+        if request.path.startswith("/_sandbox/"):
+            g.admin = True
+            return None
+        g.admin = False
+        g.outcome = None
+        g.limits_entered = False
+        decision = self.faults.decide(request.path)
+        if decision.latency_s:
+            time.sleep(decision.latency_s)
+        if decision.drop:
+            g.outcome = "dropped"
+            self._drop_connection()
+            return Response(status=500)
+        if decision.error_code is not None:
+            g.outcome = decision.error_code
+            return self.fault_response(decision.error_code)
+        refusal = self.enter_limits()
+        if refusal is not None:
+            return refusal
+        g.limits_entered = True
+        return None
+
+    def _after_call(self, response: Response) -> Response:
+        if not g.get("admin", True):
+            endpoint = request.url_rule.rule if request.url_rule else "(unknown)"
+            outcome = g.get("outcome") or str(response.status_code)
+            self.stats.record(request.method, endpoint, outcome)
+        return response
+
+    def _teardown_call(self, _exc: BaseException | None) -> None:
+        if g.get("limits_entered"):
+            g.limits_entered = False
+            self.leave_limits()
+
+    @staticmethod
+    def _drop_connection() -> None:
+        """Cut the TCP connection without an answer, as a load balancer or network blip does."""
+        sock = request.environ.get(SOCKET_ENVIRON_KEY)
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def set_outcome(self, outcome: str) -> None:
+        """Name the outcome of this call in the stats (e.g. an API error code)."""
+        g.outcome = outcome
+
+    # Admin API ------------------------------------------------------------------------------
+    def _admin_blueprint(self) -> Blueprint:
+        bp = Blueprint(f"{self.name}_admin", __name__, url_prefix="/_sandbox")
+
+        @bp.get("/health")
+        def health() -> Response:
+            return json_response({"service": self.name, "ok": True})
+
+        @bp.get("/stats")
+        def stats() -> Response:
+            return json_response({"service": self.name, **self.stats.snapshot()})
+
+        @bp.post("/stats/reset")
+        def stats_reset() -> Response:
+            self.stats.reset()
+            return json_response({"ok": True})
+
+        @bp.post("/reset")
+        def reset() -> Response:
+            self.reset()
+            return json_response({"ok": True})
+
+        @bp.post("/load")
+        def load() -> Response:
+            lines = request.get_data(as_text=True).splitlines()
+            counts = self.load_records(json.loads(line) for line in lines if line.strip())
+            return json_response({"loaded": counts})
+
+        @bp.get("/dump/<obj>")
+        def dump(obj: str) -> Response:
+            try:
+                self.store.table(obj)
+            except KeyError as exc:
+                return json_response({"error": str(exc)}, 404)
+            return Response(jsonl_lines(self.store.iterate(obj)), mimetype="application/x-ndjson")
+
+        @bp.get("/faults")
+        def get_faults() -> Response:
+            return json_response(self.faults.describe())
+
+        @bp.put("/faults")
+        def put_faults() -> Response:
+            try:
+                self.faults.configure(request.get_json(force=True) or {})
+            except (TypeError, ValueError) as exc:
+                return json_response({"error": str(exc)}, 400)
+            return json_response(self.faults.describe())
+
+        @bp.get("/limits")
+        def get_limits() -> Response:
+            return json_response(self.limits)
+
+        @bp.put("/limits")
+        def put_limits() -> Response:
+            changes = request.get_json(force=True) or {}
+            unknown = set(changes) - set(self.limits)
+            if unknown:
+                return json_response(
+                    {"error": f"unknown limits {sorted(unknown)}; known: {sorted(self.limits)}"},
+                    400,
+                )
+            self.limits.update({k: float(v) for k, v in changes.items()})
+            self.apply_limits()
+            return json_response(self.limits)
+
+        @bp.post("/tokens/expire")
+        def expire_tokens() -> Response:
+            self.tokens.expire_all()
+            return json_response({"ok": True})
+
+        @bp.post("/seed")
+        def seed() -> Response:
+            body = request.get_json(force=True) or {}
+            world = generate(body.get("size", "small"), int(body.get("seed", self.seed)))
+            self.seed_world(world)
+            return json_response({"ok": True, "size": body.get("size", "small")})
+
+        self.admin_routes(bp)
+        return bp
+
+    # Operations shared by the admin API and the CLI -------------------------------------------
+    def is_empty(self) -> bool:
+        return all(self.store.count(name) == 0 for name in self.store.tables)
+
+    def reset(self) -> None:
+        self.store.reset()
+
+    def load_records(self, lines: Iterable[dict[str, Any]]) -> dict[str, int]:
+        """Store `{"object": NAME, "record": {...}}` lines; returns the count per object."""
+        counts: Counter[str] = Counter()
+        batches: dict[str, list[dict[str, Any]]] = {}
+        for line in lines:
+            batches.setdefault(line["object"], []).append(line["record"])
+        with self.store.transaction():
+            for obj, records in batches.items():
+                counts[obj] += self.store.insert_many(obj, records, replace=True)
+        return dict(counts)

@@ -1,0 +1,256 @@
+"""SQLite storage shared by every imitated service.
+
+Each service declares its objects as `Table`s whose columns are the API's own field names, so a
+query language (SOQL, OData, Marketo filters) can be translated to SQL and run where the data is,
+which is what keeps large pages fast. One database file per service lives in the data dir, so a
+restart keeps the data.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+# Column kinds: how a value is stored and how it comes back out.
+TEXT = "text"
+INTEGER = "integer"
+REAL = "real"
+BOOLEAN = "boolean"  # stored as 0/1, returned as bool
+JSON = "json"  # stored as JSON text, returned as Python data
+
+_SQL_TYPES = {TEXT: "TEXT", INTEGER: "INTEGER", REAL: "REAL", BOOLEAN: "INTEGER", JSON: "TEXT"}
+
+
+@dataclass(frozen=True)
+class Table:
+    """One stored object: its name, typed columns and primary key."""
+
+    name: str
+    columns: Mapping[str, str]
+    key: str
+    indexes: Sequence[Sequence[str]] = field(default_factory=tuple)
+    unique: Sequence[Sequence[str]] = field(default_factory=tuple)
+    autoincrement: bool = False
+
+    def ddl(self) -> list[str]:
+        cols = []
+        for name, kind in self.columns.items():
+            col = f'"{name}" {_SQL_TYPES[kind]}'
+            if name == self.key:
+                col += " PRIMARY KEY" + (" AUTOINCREMENT" if self.autoincrement else "")
+            cols.append(col)
+        cols.extend("UNIQUE (" + ", ".join(f'"{c}"' for c in group) + ")" for group in self.unique)
+        statements = [f'CREATE TABLE IF NOT EXISTS "{self.name}" ({", ".join(cols)})']
+        for group in self.indexes:
+            index_name = f"ix_{self.name}_{'_'.join(group)}"
+            columns = ", ".join(f'"{c}"' for c in group)
+            statements.append(
+                f'CREATE INDEX IF NOT EXISTS "{index_name}" ON "{self.name}" ({columns})'
+            )
+        return statements
+
+    def to_row(self, record: Mapping[str, Any]) -> dict[str, Any]:
+        """Encode a record's known fields for SQLite; unknown fields raise KeyError."""
+        row: dict[str, Any] = {}
+        for name, value in record.items():
+            row[name] = _encode(self.columns[name], value)
+        return row
+
+    def from_row(self, row: sqlite3.Row | Mapping[str, Any]) -> dict[str, Any]:
+        """Decode a stored row back into API-shaped Python values."""
+        record: dict[str, Any] = {}
+        for name in row.keys():  # noqa: SIM118 - sqlite3.Row is not iterable by name
+            value = row[name]
+            kind = self.columns.get(name)
+            if value is not None and kind == JSON:
+                value = json.loads(value)
+            elif value is not None and kind == BOOLEAN:
+                value = bool(value)
+            record[name] = value
+        return record
+
+
+def _encode(kind: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if kind == JSON:
+        return json.dumps(value, ensure_ascii=False)
+    if kind == BOOLEAN:
+        return 1 if value else 0
+    return value
+
+
+class Store:
+    """A service's SQLite database: thread-local connections over one WAL-mode file."""
+
+    def __init__(self, path: Path, tables: Iterable[Table]) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.tables = {t.name: t for t in tables}
+        self._local = threading.local()
+        self.write_lock = threading.RLock()
+        with self.connect() as conn:
+            conn.execute("PRAGMA journal_mode=WAL")
+            for table in self.tables.values():
+                for statement in table.ddl():
+                    conn.execute(statement)
+
+    def connect(self) -> sqlite3.Connection:
+        """This thread's connection (created on first use)."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(
+                self.path, timeout=60, check_same_thread=False, isolation_level=None
+            )
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA busy_timeout=60000")
+            self._local.conn = conn
+        return conn
+
+    def table(self, name: str) -> Table:
+        try:
+            return self.tables[name]
+        except KeyError:
+            raise KeyError(f"unknown object {name!r}; known: {sorted(self.tables)}") from None
+
+    # Reading ---------------------------------------------------------------------------------
+    def select(
+        self,
+        table: str,
+        where: str = "",
+        params: Sequence[Any] = (),
+        *,
+        columns: Sequence[str] | None = None,
+        order_by: str = "",
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[dict[str, Any]]:
+        """Rows of `table` matching a SQL `where` fragment, decoded to API values."""
+        spec = self.table(table)
+        cols = ", ".join(f'"{c}"' for c in columns) if columns else "*"
+        sql = f'SELECT {cols} FROM "{table}"'
+        if where:
+            sql += f" WHERE {where}"
+        if order_by:
+            sql += f" ORDER BY {order_by}"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)} OFFSET {int(offset)}"
+        rows = self.connect().execute(sql, tuple(params)).fetchall()
+        return [spec.from_row(r) for r in rows]
+
+    def get(self, table: str, key: Any) -> dict[str, Any] | None:
+        spec = self.table(table)
+        rows = self.select(table, f'"{spec.key}" = ?', (key,))
+        return rows[0] if rows else None
+
+    def count(self, table: str, where: str = "", params: Sequence[Any] = ()) -> int:
+        sql = f'SELECT COUNT(*) FROM "{self.table(table).name}"'
+        if where:
+            sql += f" WHERE {where}"
+        return int(self.connect().execute(sql, tuple(params)).fetchone()[0])
+
+    def iterate(self, table: str, batch: int = 5000) -> Iterator[dict[str, Any]]:
+        """Every row of `table` in key order, read in batches so memory stays flat."""
+        spec = self.table(table)
+        last: Any = None
+        while True:
+            where, params = (f'"{spec.key}" > ?', (last,)) if last is not None else ("", ())
+            rows = self.select(table, where, params, order_by=f'"{spec.key}"', limit=batch)
+            if not rows:
+                return
+            yield from rows
+            last = rows[-1][spec.key]
+
+    # Writing ---------------------------------------------------------------------------------
+    def insert(self, table: str, record: Mapping[str, Any], *, replace: bool = False) -> Any:
+        """Insert one record; returns its key (the new rowid for autoincrement tables)."""
+        spec = self.table(table)
+        row = spec.to_row(record)
+        names = ", ".join(f'"{c}"' for c in row)
+        marks = ", ".join("?" for _ in row)
+        verb = "INSERT OR REPLACE" if replace else "INSERT"
+        cur = self.connect().execute(
+            f'{verb} INTO "{table}" ({names}) VALUES ({marks})', tuple(row.values())
+        )
+        return record.get(spec.key, cur.lastrowid)
+
+    def insert_many(
+        self, table: str, records: Iterable[Mapping[str, Any]], *, replace: bool = False
+    ) -> int:
+        """Insert many records with one statement per distinct column set; returns the count."""
+        spec = self.table(table)
+        verb = "INSERT OR REPLACE" if replace else "INSERT"
+        groups: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
+        count = 0
+        for record in records:
+            row = spec.to_row(record)
+            groups.setdefault(tuple(row), []).append(tuple(row.values()))
+            count += 1
+        conn = self.connect()
+        for names, values in groups.items():
+            cols = ", ".join(f'"{c}"' for c in names)
+            marks = ", ".join("?" for _ in names)
+            conn.executemany(f'{verb} INTO "{table}" ({cols}) VALUES ({marks})', values)
+        return count
+
+    def update(self, table: str, key: Any, changes: Mapping[str, Any]) -> bool:
+        """Set `changes` on the row with primary key `key`; False when no such row."""
+        if not changes:
+            return self.get(table, key) is not None
+        spec = self.table(table)
+        row = spec.to_row(changes)
+        assignments = ", ".join(f'"{c}" = ?' for c in row)
+        cur = self.connect().execute(
+            f'UPDATE "{table}" SET {assignments} WHERE "{spec.key}" = ?',
+            (*row.values(), key),
+        )
+        return cur.rowcount > 0
+
+    def delete(self, table: str, where: str, params: Sequence[Any] = ()) -> int:
+        cur = self.connect().execute(
+            f'DELETE FROM "{self.table(table).name}" WHERE {where}', params
+        )
+        return cur.rowcount
+
+    def transaction(self) -> _Transaction:
+        """`with store.transaction():` commits on success and rolls back on error.
+
+        Writers are serialised by a process-wide lock so concurrent API calls never interleave
+        half-applied batches, as each real service applies one call atomically.
+        """
+        return _Transaction(self)
+
+    def reset(self) -> None:
+        """Remove every row of every table."""
+        with self.transaction() as conn:
+            for name in self.tables:
+                conn.execute(f'DELETE FROM "{name}"')
+            if any(t.autoincrement for t in self.tables.values()):
+                conn.execute("DELETE FROM sqlite_sequence")
+
+
+class _Transaction:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.store.write_lock.acquire()
+        conn = self.store.connect()
+        conn.execute("BEGIN IMMEDIATE")
+        return conn
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        conn = self.store.connect()
+        try:
+            if exc_type is None:
+                conn.commit()
+            else:
+                conn.rollback()
+        finally:
+            self.store.write_lock.release()

@@ -1,0 +1,82 @@
+"""Fixtures shared by every test: a running sandbox on loopback, over TLS with its own CA."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from msi_sandbox.server import Sandbox, start
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SPECS_DIR = REPO_ROOT.parent / "shared" / "specs"
+CA_ENV_VARS = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE")
+ALL_PORTS_FREE = {"marketo": 0, "salesforce": 0, "dynamics": 0}
+
+
+class SandboxHandle:
+    """A running sandbox plus helpers for its admin API."""
+
+    def __init__(self, sandbox: Sandbox) -> None:
+        self.sandbox = sandbox
+        self.info: dict[str, Any] = sandbox.info()
+        self.ca_bundle = str(sandbox.ca_bundle)
+        self.session = requests.Session()
+        # requests lets REQUESTS_CA_BUNDLE override Session.verify, so the environment is ignored.
+        self.session.trust_env = False
+        self.session.verify = self.ca_bundle
+
+    def url(self, service: str, path: str = "") -> str:
+        return self.info[service]["base_url"] + path
+
+    def admin(self, service: str, method: str, path: str, **kwargs: Any) -> requests.Response:
+        response = self.session.request(
+            method, self.url(service, "/_sandbox/" + path.lstrip("/")), timeout=60, **kwargs
+        )
+        response.raise_for_status()
+        return response
+
+    def service(self, name: str) -> Any:
+        return self.sandbox.services[name]
+
+    def reset(self) -> None:
+        """Empty every store and clear faults, limits, tokens and stats back to defaults."""
+        for name, service in self.sandbox.services.items():
+            service.reset()
+            service.faults.configure({"seed": 0})
+            service.limits.update(
+                {**service.default_limits, "token_lifetime": service.default_token_lifetime}
+            )
+            service.apply_limits()
+            service.stats.reset()
+            self.admin(name, "POST", "tokens/expire")
+
+
+@pytest.fixture(scope="session")
+def sandbox_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxHandle]:
+    data_dir = tmp_path_factory.mktemp("sandbox")
+    sandbox = start(data_dir, ports=ALL_PORTS_FREE, use_tls=True, seed=0)
+    # Third-party clients (marketorestpython, simple-salesforce, ...) trust the sandbox's CA the
+    # way a user points them at a corporate CA: through the standard environment variables.
+    saved = {name: os.environ.get(name) for name in CA_ENV_VARS}
+    os.environ.update({name: str(sandbox.ca_bundle) for name in CA_ENV_VARS})
+    try:
+        yield SandboxHandle(sandbox)
+    finally:
+        sandbox.stop()
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@pytest.fixture
+def sandbox(sandbox_session: SandboxHandle) -> SandboxHandle:
+    """The session's sandbox, emptied and with default limits and no faults."""
+    sandbox_session.reset()
+    return sandbox_session
