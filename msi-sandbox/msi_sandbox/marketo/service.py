@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Flask, Response
 
-from msi_sandbox.marketo import schema
+from msi_sandbox.marketo import activities, bulk, identity, rest, schema
 from msi_sandbox.service import SandboxService, json_response
 
 
@@ -23,7 +23,10 @@ class MarketoService(SandboxService):
     }
 
     def register_routes(self, app: Flask) -> None:
-        pass
+        identity.register(app, self)
+        rest.register(app, self)
+        bulk.register(app, self)
+        activities.register(app, self)
 
     def fault_response(self, code: str) -> Response:
         return json_response({"error": code}, int(code) if code.isdigit() else 500)

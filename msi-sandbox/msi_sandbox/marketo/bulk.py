@@ -1,0 +1,14 @@
+"""Marketo bulk endpoints."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from flask import Flask
+
+if TYPE_CHECKING:
+    from msi_sandbox.marketo.service import MarketoService
+
+
+def register(app: Flask, service: MarketoService) -> None:
+    """Add the bulk routes to the Marketo app."""

@@ -1,0 +1,14 @@
+"""Marketo identity endpoints."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from flask import Flask
+
+if TYPE_CHECKING:
+    from msi_sandbox.marketo.service import MarketoService
+
+
+def register(app: Flask, service: MarketoService) -> None:
+    """Add the identity routes to the Marketo app."""
