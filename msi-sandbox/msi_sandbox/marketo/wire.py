@@ -71,6 +71,15 @@ MESSAGES: dict[str, str] = {
 }
 
 
+class MarketoApiError(Exception):
+    """A response-level failure raised deep in request handling; routes turn it into a body."""
+
+    def __init__(self, code: str | int, message: str | None = None) -> None:
+        self.code = str(code)
+        self.message = message or MESSAGES.get(self.code, "Unknown error")
+        super().__init__(f"{self.code} {self.message}")
+
+
 def request_id() -> str:
     """A request id shaped like Marketo's (`e42b#14272d07d78`)."""
     return f"{secrets.token_hex(2)}#{secrets.token_hex(6)[:11]}"
