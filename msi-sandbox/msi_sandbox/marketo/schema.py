@@ -223,7 +223,13 @@ OPPORTUNITY_ROLES = _table(
 # Deleted leads, for activities/deletedleads.json; activity ids double as paging positions.
 DELETED_LEADS = Table(
     "deleted_leads",
-    {"id": INTEGER, "leadId": INTEGER, "activityDate": TEXT, "attributes": JSON},
+    {
+        "id": INTEGER,
+        "leadId": INTEGER,
+        "activityDate": TEXT,  # `2024-05-01T10:00:00Z`, compared as text when paging
+        "primaryAttributeValue": TEXT,  # the deleted lead's name, as Marketo reports it
+        "attributes": JSON,
+    },
     "id",
     autoincrement=True,
     indexes=(("activityDate",),),
