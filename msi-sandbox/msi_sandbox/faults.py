@@ -30,6 +30,18 @@ class ErrorRule:
     def matches(self, path: str) -> bool:
         return not self.path or re.search(self.path, path) is not None
 
+    def fires(self, rng: random.Random) -> bool:
+        """Count one matching call; True when this call gets the error."""
+        self.matched += 1
+        if self.times is not None and self.injected >= self.times:
+            return False
+        if (self.nth is not None and self.matched == self.nth) or (
+            self.rate and rng.random() < self.rate
+        ):
+            self.injected += 1
+            return True
+        return False
+
 
 @dataclass
 class FaultConfig:
@@ -59,21 +71,35 @@ class FaultInjector:
         self.configure({"seed": seed})
 
     def configure(self, settings: dict[str, Any]) -> FaultConfig:
-        """Replace the configuration; counters and the random sequence start again."""
-        rules = [ErrorRule(**_rule_fields(r)) for r in settings.get("errors", [])]
+        """Replace the configuration; counters and the random sequence start again.
+
+        Raises ValueError (answered 400 by the admin API) for anything malformed, so a typo in a
+        rehearsal's fault plan fails loudly instead of silently injecting nothing.
+        """
+        if not isinstance(settings, dict):
+            raise ValueError("fault settings must be a JSON object")
+        unknown = set(settings) - _CONFIG_FIELDS
+        if unknown:
+            raise ValueError(
+                f"unknown fault settings: {sorted(unknown)}; allowed: {sorted(_CONFIG_FIELDS)}"
+            )
+        errors = settings.get("errors") or []
+        if not isinstance(errors, list):
+            raise ValueError("'errors' must be a list of rules")
         config = FaultConfig(
-            latency_ms=float(settings.get("latency_ms", 0.0)),
-            latency_jitter_ms=float(settings.get("latency_jitter_ms", 0.0)),
-            errors=rules,
-            drop_rate=float(settings.get("drop_rate", 0.0)),
-            drop_nth=settings.get("drop_nth"),
-            drop_path=str(settings.get("drop_path", "")),
-            seed=int(settings.get("seed", 0)),
+            latency_ms=_number(settings, "latency_ms", 0.0),
+            latency_jitter_ms=_number(settings, "latency_jitter_ms", 0.0),
+            errors=[ErrorRule(**_rule_fields(rule)) for rule in errors],
+            drop_rate=_rate(settings, "drop_rate"),
+            drop_nth=_count(settings, "drop_nth"),
+            drop_path=_pattern(settings, "drop_path"),
+            seed=int(_number(settings, "seed", 0)),
         )
         with self._lock:
             self.config = config
             self._random = random.Random(config.seed)
             self._calls = 0
+            self._drop_matched = 0
             self.dropped = 0
         return config
 
@@ -85,6 +111,7 @@ class FaultInjector:
             return data
 
     def decide(self, path: str) -> Decision:
+        """The fate of one API call to `path` (counted in arrival order)."""
         with self._lock:
             config = self.config
             self._calls += 1
@@ -93,33 +120,87 @@ class FaultInjector:
                 jitter = self._random.uniform(0, config.latency_jitter_ms)
                 decision.latency_s = (config.latency_ms + jitter) / 1000.0
             if not config.drop_path or re.search(config.drop_path, path):
-                nth_hit = config.drop_nth is not None and self._calls == int(config.drop_nth)
+                # drop_nth counts the calls drop_path matches, as an error rule's nth does.
+                self._drop_matched += 1
+                nth_hit = config.drop_nth is not None and self._drop_matched == config.drop_nth
                 if nth_hit or (config.drop_rate and self._random.random() < config.drop_rate):
                     self.dropped += 1
                     decision.drop = True
                     return decision
             for rule in config.errors:
-                if not rule.matches(path):
-                    continue
-                rule.matched += 1
-                if rule.times is not None and rule.injected >= rule.times:
-                    continue
-                if (rule.nth is not None and rule.matched == rule.nth) or (
-                    rule.rate and self._random.random() < rule.rate
-                ):
-                    rule.injected += 1
+                if rule.matches(path) and rule.fires(self._random):
                     decision.error_code = rule.code
                     break
             return decision
 
 
-def _rule_fields(raw: dict[str, Any]) -> dict[str, Any]:
-    allowed = {"code", "rate", "nth", "path", "times"}
-    unknown = set(raw) - allowed
+_CONFIG_FIELDS = {
+    "latency_ms",
+    "latency_jitter_ms",
+    "errors",
+    "drop_rate",
+    "drop_nth",
+    "drop_path",
+    "seed",
+}
+_RULE_FIELDS = {"code", "rate", "nth", "path", "times"}
+
+
+def _number(settings: dict[str, Any], name: str, default: float) -> float:
+    value = settings.get(name, default)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{name!r} must be a number, got {value!r}")
+    if value < 0:
+        raise ValueError(f"{name!r} must not be negative, got {value!r}")
+    return float(value)
+
+
+def _rate(settings: dict[str, Any], name: str) -> float:
+    value = _number(settings, name, 0.0)
+    if value > 1:
+        raise ValueError(f"{name!r} is a probability between 0 and 1, got {value!r}")
+    return value
+
+
+def _count(settings: dict[str, Any], name: str) -> int | None:
+    value = settings.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name!r} must be a whole number >= 1, got {value!r}")
+    return value
+
+
+def _pattern(settings: dict[str, Any], name: str) -> str:
+    value = settings.get(name) or ""
+    if not isinstance(value, str):
+        raise ValueError(f"{name!r} must be a regular expression string")
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"{name!r} is not a valid regular expression: {exc}") from None
+    return value
+
+
+def _rule_fields(raw: Any) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise ValueError("an error rule must be a JSON object")
+    unknown = set(raw) - _RULE_FIELDS
     if unknown:
         raise ValueError(
-            f"unknown error rule fields: {sorted(unknown)}; allowed: {sorted(allowed)}"
+            f"unknown error rule fields: {sorted(unknown)}; allowed: {sorted(_RULE_FIELDS)}"
         )
-    if "code" not in raw:
+    if raw.get("code") in (None, ""):
         raise ValueError("an error rule needs a 'code'")
-    return {**raw, "code": str(raw["code"])}
+    times = raw.get("times")
+    if times is not None and (isinstance(times, bool) or not isinstance(times, int) or times < 0):
+        raise ValueError(f"'times' must be a whole number >= 0, got {times!r}")
+    return {
+        "code": str(raw["code"]),
+        "rate": _rate(raw, "rate"),
+        "nth": _count(raw, "nth"),
+        "path": _pattern(raw, "path"),
+        "times": times,
+    }

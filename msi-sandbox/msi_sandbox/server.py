@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import os
 import secrets
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,27 +61,44 @@ def service_class(name: str) -> type[SandboxService]:
     return getattr(importlib.import_module(module_name), class_name)
 
 
-def load_credentials(data_dir: Path) -> dict[str, dict[str, str]]:
-    """Per-service client credentials, made once per data dir so restarts keep them."""
+_credentials_lock = threading.Lock()
+
+
+def load_credentials(data_dir: Path, names: list[str] | None = None) -> dict[str, dict[str, str]]:
+    """Per-service client credentials, made once per data dir so restarts keep them.
+
+    Services missing from the file (e.g. a test-only service) get credentials added to it.
+    """
     path = data_dir / CREDENTIALS_FILE
-    if path.exists():
-        return json.loads(path.read_text())
-    creds = {
-        name: {"client_id": f"msi-sandbox-{name}", "client_secret": secrets.token_urlsafe(24)}
-        for name in SERVICE_CLASSES
-    }
-    data_dir.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(creds, indent=2))
-    path.chmod(0o600)
+    with _credentials_lock:
+        creds = json.loads(path.read_text()) if path.exists() else {}
+        missing = [name for name in names or SERVICE_CLASSES if name not in creds]
+        if missing or not path.exists():
+            for name in missing:
+                creds[name] = {
+                    "client_id": f"msi-sandbox-{name}",
+                    "client_secret": secrets.token_urlsafe(24),
+                }
+            data_dir.mkdir(parents=True, exist_ok=True)
+            tls.write_private(path, json.dumps(creds, indent=2))
     return creds
 
 
 def build_service(
-    name: str, data_dir: Path, *, seed: int = 0, options: dict[str, Any] | None = None
+    name: str,
+    data_dir: Path,
+    *,
+    seed: int = 0,
+    options: dict[str, Any] | None = None,
+    cls: type[SandboxService] | None = None,
 ) -> SandboxService:
-    """One service on `data_dir`, not yet listening (used by the CLI's offline commands too)."""
-    credentials = load_credentials(data_dir)[name]
-    return service_class(name)(data_dir, seed=seed, credentials=credentials, options=options)
+    """One service on `data_dir`, not yet listening (used by the CLI's offline commands too).
+
+    `cls` overrides the registered class (tests run tiny services through the same frame).
+    """
+    credentials = load_credentials(data_dir, [*SERVICE_CLASSES, name])[name]
+    service_type = cls or service_class(name)
+    return service_type(data_dir, seed=seed, credentials=credentials, options=options)
 
 
 @dataclass
@@ -102,17 +121,28 @@ class Sandbox:
         return info
 
     def write_info(self) -> Path:
+        """Write sandbox.json atomically with mode 600: it holds client secrets, and a waiting
+        client must never read it half-written."""
         path = self.data_dir / SANDBOX_FILE
-        path.write_text(json.dumps(self.info(), indent=2))
-        path.chmod(0o600)
+        tls.write_private(path, json.dumps(self.info(), indent=2))
         return path
 
+    def alive(self) -> bool:
+        """True while every server thread is still serving."""
+        return all(thread.is_alive() for thread in self.threads)
+
     def stop(self) -> None:
-        for server in self.servers.values():
-            server.stop()
-        for thread in self.threads:
-            thread.join(timeout=5)
-        (self.data_dir / SANDBOX_FILE).unlink(missing_ok=True)
+        """Stop every server and remove sandbox.json, even when a server fails to stop."""
+        try:
+            for service in self.services.values():
+                service.shutdown()
+            for server in self.servers.values():
+                with contextlib.suppress(Exception):
+                    server.stop()
+            for thread in self.threads:
+                thread.join(timeout=5)
+        finally:
+            (self.data_dir / SANDBOX_FILE).unlink(missing_ok=True)
 
 
 def start(
@@ -125,30 +155,41 @@ def start(
     size: str | None = None,
     services: list[str] | None = None,
     options: dict[str, dict[str, Any]] | None = None,
+    service_classes: Mapping[str, type[SandboxService]] | None = None,
 ) -> Sandbox:
-    """Start the services in background threads (port 0 picks a free port)."""
+    """Start the services in background threads (port 0 picks a free port).
+
+    `service_classes` adds or replaces service classes by name (tests run tiny services with
+    it); `services` then picks among all known names.
+    """
     data_dir = Path(data_dir).resolve()
-    names = services or list(SERVICE_CLASSES)
+    extra = dict(service_classes or {})
+    names = services or [*SERVICE_CLASSES, *(n for n in extra if n not in SERVICE_CLASSES)]
     ports = {**DEFAULT_PORTS, **(ports or {})}
     ca_bundle = tls.ensure_certificates(data_dir / "tls", [host]) if use_tls else None
     tls_dir = data_dir / "tls" if use_tls else None
     scheme = "https" if use_tls else "http"
-    running: dict[str, SandboxService] = {}
-    servers: dict[str, wsgi.Server] = {}
+    sandbox = Sandbox(data_dir, {}, {}, ca_bundle)
     world = None
-    for name in names:
-        service = build_service(name, data_dir, seed=seed, options=(options or {}).get(name))
-        if size and service.is_empty():
-            if world is None:
-                world = generate(size, seed)
-            service.seed_world(world)
-        server = _http_server(service.app, host, ports[name], tls_dir)
-        service.base_url = f"{scheme}://{host}:{server.bind_addr[1]}"
-        running[name], servers[name] = service, server
-    sandbox = Sandbox(data_dir, running, servers, ca_bundle)
-    for name, server in servers.items():
-        thread = threading.Thread(target=server.serve, name=f"sandbox-{name}", daemon=True)
-        thread.start()
-        sandbox.threads.append(thread)
-    sandbox.write_info()
+    try:
+        for name in names:
+            service = build_service(
+                name, data_dir, seed=seed, options=(options or {}).get(name), cls=extra.get(name)
+            )
+            if size and service.is_empty():
+                if world is None:
+                    world = generate(size, seed)
+                service.seed_world(world)
+            server = _http_server(service.app, host, ports.get(name, 0), tls_dir)
+            service.base_url = f"{scheme}://{host}:{server.bind_addr[1]}"
+            sandbox.services[name], sandbox.servers[name] = service, server
+        for name, server in sandbox.servers.items():
+            thread = threading.Thread(target=server.serve, name=f"sandbox-{name}", daemon=True)
+            thread.start()
+            sandbox.threads.append(thread)
+        sandbox.write_info()
+    except BaseException:
+        # A port in use or a failing service: release what was already bound.
+        sandbox.stop()
+        raise
     return sandbox

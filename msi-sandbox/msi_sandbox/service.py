@@ -11,8 +11,8 @@ import contextlib
 import json
 import secrets
 import socket
+import sqlite3
 import threading
-import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -26,6 +26,7 @@ from msi_sandbox.store import Store, Table
 from msi_sandbox.tokens import TokenStore
 
 SOCKET_ENVIRON_KEY = "msi_sandbox.socket"
+ADMIN_PREFIX = "/_sandbox"
 
 
 class CallStats:
@@ -56,6 +57,25 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
     """A compact JSON response (compact because large pages are the hot path)."""
     payload = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
     return Response(payload, status=status, headers=headers, mimetype="application/json")
+
+
+def is_admin_path(path: str) -> bool:
+    """Admin calls are never counted, limited or faulted."""
+    return path == ADMIN_PREFIX or path.startswith(ADMIN_PREFIX + "/")
+
+
+def _json_object(body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise ValueError("the body must be a JSON object")
+    return body
+
+
+def _request_json() -> dict[str, Any]:
+    """The admin call's JSON object body (empty when there is none); ValueError when malformed."""
+    raw = request.get_data(as_text=True)
+    if not raw.strip():
+        return {}
+    return _json_object(json.loads(raw))
 
 
 def jsonl_lines(records: Iterable[dict[str, Any]]) -> Iterator[str]:
@@ -98,6 +118,8 @@ class SandboxService:
             "token_lifetime": self.default_token_lifetime,
         }
         self.tokens = TokenStore(self.default_token_lifetime, reuse=self.reuse_tokens)
+        # Set on shutdown so injected latency ends at once instead of holding a worker thread.
+        self.stopping = threading.Event()
         self.app = Flask(f"msi_sandbox.{self.name}")
         self.app.json.ensure_ascii = False  # type: ignore[attr-defined]
         self.app.before_request(self._before_call)
@@ -139,7 +161,7 @@ class SandboxService:
 
     # Request lifecycle ----------------------------------------------------------------------
     def _before_call(self) -> Response | None:
-        if request.path.startswith("/_sandbox/"):
+        if is_admin_path(request.path):
             g.admin = True
             return None
         g.admin = False
@@ -147,7 +169,7 @@ class SandboxService:
         g.limits_entered = False
         decision = self.faults.decide(request.path)
         if decision.latency_s:
-            time.sleep(decision.latency_s)
+            self.stopping.wait(decision.latency_s)
         if decision.drop:
             g.outcome = "dropped"
             self._drop_connection()
@@ -181,13 +203,23 @@ class SandboxService:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
 
+    def shutdown(self) -> None:
+        """Called when the server stops: end waits so worker threads finish promptly."""
+        self.stopping.set()
+
     def set_outcome(self, outcome: str) -> None:
         """Name the outcome of this call in the stats (e.g. an API error code)."""
         g.outcome = outcome
 
     # Admin API ------------------------------------------------------------------------------
     def _admin_blueprint(self) -> Blueprint:
-        bp = Blueprint(f"{self.name}_admin", __name__, url_prefix="/_sandbox")
+        bp = Blueprint(f"{self.name}_admin", __name__, url_prefix=ADMIN_PREFIX)
+
+        @bp.errorhandler(ValueError)
+        def bad_request(exc: ValueError) -> Response:
+            # Malformed admin input (bad JSON, unknown object or field, bad fault plan) is the
+            # caller's mistake: 400 with the reason, never a 500.
+            return json_response({"error": str(exc)}, 400)
 
         @bp.get("/health")
         def health() -> Response:
@@ -210,8 +242,20 @@ class SandboxService:
         @bp.post("/load")
         def load() -> Response:
             lines = request.get_data(as_text=True).splitlines()
-            counts = self.load_records(json.loads(line) for line in lines if line.strip())
-            return json_response({"loaded": counts})
+            items = []
+            for number, line in enumerate(lines, 1):
+                if not line.strip():
+                    continue
+                try:
+                    item = _json_object(json.loads(line))
+                except ValueError as exc:
+                    raise ValueError(f"line {number}: {exc}") from None
+                if item.get("service", self.name) != self.name:
+                    raise ValueError(
+                        f"line {number}: service {item['service']!r} is not {self.name}"
+                    )
+                items.append(item)
+            return json_response({"loaded": self.load_records(items)})
 
         @bp.get("/dump/<obj>")
         def dump(obj: str) -> Response:
@@ -227,10 +271,7 @@ class SandboxService:
 
         @bp.put("/faults")
         def put_faults() -> Response:
-            try:
-                self.faults.configure(request.get_json(force=True) or {})
-            except (TypeError, ValueError) as exc:
-                return json_response({"error": str(exc)}, 400)
+            self.faults.configure(_request_json())
             return json_response(self.faults.describe())
 
         @bp.get("/limits")
@@ -239,13 +280,13 @@ class SandboxService:
 
         @bp.put("/limits")
         def put_limits() -> Response:
-            changes = request.get_json(force=True) or {}
+            changes = _request_json()
             unknown = set(changes) - set(self.limits)
             if unknown:
-                return json_response(
-                    {"error": f"unknown limits {sorted(unknown)}; known: {sorted(self.limits)}"},
-                    400,
-                )
+                raise ValueError(f"unknown limits {sorted(unknown)}; known: {sorted(self.limits)}")
+            bad = {k: v for k, v in changes.items() if isinstance(v, bool | str) or v is None}
+            if bad:
+                raise ValueError(f"limits must be numbers: {bad}")
             self.limits.update({k: float(v) for k, v in changes.items()})
             self.apply_limits()
             return json_response(self.limits)
@@ -257,10 +298,11 @@ class SandboxService:
 
         @bp.post("/seed")
         def seed() -> Response:
-            body = request.get_json(force=True) or {}
-            world = generate(body.get("size", "small"), int(body.get("seed", self.seed)))
+            body = _request_json()
+            size = str(body.get("size", "small"))
+            world = generate(size, int(body.get("seed", self.seed)))  # ValueError: unknown size
             self.seed_world(world)
-            return json_response({"ok": True, "size": body.get("size", "small")})
+            return json_response({"ok": True, "size": size, "counts": world.counts()})
 
         self.admin_routes(bp)
         return bp
@@ -273,12 +315,24 @@ class SandboxService:
         self.store.reset()
 
     def load_records(self, lines: Iterable[dict[str, Any]]) -> dict[str, int]:
-        """Store `{"object": NAME, "record": {...}}` lines; returns the count per object."""
+        """Store `{"object": NAME, "record": {...}}` lines in one transaction (all or nothing).
+
+        Returns the count per object. ValueError names what is wrong (missing keys, unknown
+        object or field) so the admin API and the CLI can tell the user.
+        """
         counts: Counter[str] = Counter()
         batches: dict[str, list[dict[str, Any]]] = {}
         for line in lines:
-            batches.setdefault(line["object"], []).append(line["record"])
-        with self.store.transaction():
-            for obj, records in batches.items():
-                counts[obj] += self.store.insert_many(obj, records, replace=True)
+            obj, record = line.get("object"), line.get("record")
+            if not isinstance(obj, str) or not isinstance(record, dict):
+                raise ValueError('each line needs "object" (a name) and "record" (an object)')
+            batches.setdefault(obj, []).append(record)
+        try:
+            with self.store.transaction():
+                for obj, records in batches.items():
+                    counts[obj] += self.store.insert_many(obj, records, replace=True)
+        except KeyError as exc:
+            raise ValueError(f"{self.name}: {exc.args[0]}") from None
+        except sqlite3.Error as exc:
+            raise ValueError(f"{self.name}: {exc}") from None
         return dict(counts)

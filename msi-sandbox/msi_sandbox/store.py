@@ -58,7 +58,10 @@ class Table:
         """Encode a record's known fields for SQLite; unknown fields raise KeyError."""
         row: dict[str, Any] = {}
         for name, value in record.items():
-            row[name] = _encode(self.columns[name], value)
+            kind = self.columns.get(name)
+            if kind is None:
+                raise KeyError(f"unknown field {name!r} of {self.name}")
+            row[name] = _encode(kind, value)
         return row
 
     def from_row(self, row: sqlite3.Row | Mapping[str, Any]) -> dict[str, Any]:
@@ -112,6 +115,13 @@ class Store:
             conn.execute("PRAGMA busy_timeout=60000")
             self._local.conn = conn
         return conn
+
+    def close(self) -> None:
+        """Close this thread's connection (the next call opens a new one)."""
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            self._local.conn = None
+            conn.close()
 
     def table(self, name: str) -> Table:
         try:
@@ -236,21 +246,45 @@ class Store:
 
 
 class _Transaction:
+    """`BEGIN IMMEDIATE` .. `COMMIT`, or a savepoint when this thread is already inside one.
+
+    Nesting matters because a service's write path (one API call, one transaction) may call a
+    helper that opens its own transaction; the inner one then commits or rolls back only its part.
+    The write lock is released whatever happens, so a failed `BEGIN` cannot block other writers.
+    """
+
     def __init__(self, store: Store) -> None:
         self.store = store
+        self.savepoint: str | None = None
 
     def __enter__(self) -> sqlite3.Connection:
         self.store.write_lock.acquire()
-        conn = self.store.connect()
-        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn = self.store.connect()
+            if conn.in_transaction:
+                self.savepoint = f"sp_{id(self):x}"
+                conn.execute(f'SAVEPOINT "{self.savepoint}"')
+            else:
+                conn.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            self.store.write_lock.release()
+            raise
         return conn
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         conn = self.store.connect()
         try:
-            if exc_type is None:
-                conn.commit()
+            if self.savepoint is not None:
+                if exc_type is not None:
+                    conn.execute(f'ROLLBACK TO "{self.savepoint}"')
+                conn.execute(f'RELEASE "{self.savepoint}"')
+            elif exc_type is None:
+                try:
+                    conn.execute("COMMIT")
+                except sqlite3.Error:
+                    conn.execute("ROLLBACK")
+                    raise
             else:
-                conn.rollback()
+                conn.execute("ROLLBACK")
         finally:
             self.store.write_lock.release()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import os
 from pathlib import Path
 
 from cryptography import x509
@@ -26,6 +27,15 @@ def _name(common_name: str) -> x509.Name:
             x509.NameAttribute(NameOID.COMMON_NAME, common_name),
         ]
     )
+
+
+def write_private(path: Path, data: str | bytes) -> None:
+    """Write a secret-bearing file atomically, readable by its owner only from the first byte."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data.encode() if isinstance(data, str) else data)
+    os.replace(tmp, path)
 
 
 def ensure_certificates(directory: Path, hosts: list[str]) -> Path:
@@ -91,14 +101,15 @@ def ensure_certificates(directory: Path, hosts: list[str]) -> Path:
         .sign(ca_key, hashes.SHA256())
     )
 
-    key_path.write_bytes(
+    write_private(
+        key_path,
         server_key.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
-        )
+        ),
     )
-    key_path.chmod(0o600)
     cert_path.write_bytes(server_cert.public_bytes(serialization.Encoding.PEM))
+    # The CA last: its presence with the others marks a complete set (see the check above).
     ca_path.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
     return ca_path
