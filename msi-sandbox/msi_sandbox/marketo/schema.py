@@ -234,13 +234,16 @@ DELETED_LEADS = Table(
     autoincrement=True,
     indexes=(("activityDate",),),
 )
-# Bulk import batches and bulk extract jobs, with their result files stored as text.
+# Bulk import batches (file and result files as text) and bulk extract jobs (file on disk).
 BULK_IMPORTS = Table(
     "bulk_imports",
     {
         "batchId": INTEGER,
         "status": TEXT,
         "lookupField": TEXT,
+        "format": TEXT,  # csv/tsv/ssv: the failures and warnings files are written in it too
+        "partitionName": TEXT,
+        "listId": INTEGER,
         "createdAt": TEXT,
         "numOfLeadsProcessed": INTEGER,
         "numOfRowsFailed": INTEGER,
@@ -266,8 +269,9 @@ BULK_EXPORTS = Table(
         "numberOfRecords": INTEGER,
         "fileSize": INTEGER,
         "fileChecksum": TEXT,
+        "errorMsg": TEXT,
         "request": JSON,
-        "file": TEXT,
+        "file": TEXT,  # path of the finished file under the data dir (streamed from disk)
     },
     "exportId",
 )
