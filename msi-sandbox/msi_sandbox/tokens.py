@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 
@@ -29,13 +30,16 @@ class TokenStore:
         self._live_by_client: dict[str, Token] = {}
         self._lock = threading.Lock()
 
-    def issue(self, client_id: str) -> Token:
+    def issue(self, client_id: str, make_value: Callable[[float], str] | None = None) -> Token:
+        """A token for `client_id`; `make_value(expires_at)` shapes it (e.g. a JWT) if given."""
         now = time.time()
         with self._lock:
             live = self._live_by_client.get(client_id)
             if self.reuse and live is not None and live.expires_at > now:
                 return live
-            token = Token(self.prefix + secrets.token_urlsafe(24), client_id, now + self.lifetime_s)
+            expires_at = now + self.lifetime_s
+            value = make_value(expires_at) if make_value else secrets.token_urlsafe(24)
+            token = Token(self.prefix + value, client_id, expires_at)
             self._by_value[token.value] = token
             self._live_by_client[client_id] = token
             return token
