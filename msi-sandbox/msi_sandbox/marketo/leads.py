@@ -1,11 +1,48 @@
-"""Lead sync rules shared by the REST endpoint and the bulk import: one home for dedupe."""
+"""Lead rules shared by the REST endpoints and the bulk import: one home for dedupe and links.
+
+Leads differ from the other lead-database objects: they dedupe on a `lookupField` (default
+`email`), a repeated key in one call updates the lead the earlier record created, results carry
+no `seq`, company-type fields belong to the linked company (1021), and MSI's computed fields
+change only through MSI activity (the `/_sandbox/msi-activity` admin operation here).
+"""
 
 from __future__ import annotations
 
+import random
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
+
+from msi_sandbox.generator import World
+from msi_sandbox.marketo import objects
+from msi_sandbox.marketo.records import (
+    RecordError,
+    coerce,
+    existing_values,
+    find_by,
+    now_iso,
+    skipped,
+    to_iso,
+    writable_values,
+)
+from msi_sandbox.marketo.schema import LEAD_FIELDS
+from msi_sandbox.marketo.wire import MarketoApiError
 
 if TYPE_CHECKING:
     from msi_sandbox.marketo.service import MarketoService
+
+LEAD_ACTIONS = ("createOrUpdate", "createOnly", "updateOnly", "createDuplicate")
+BY_NAME = {f.name: f for f in LEAD_FIELDS}
+COMPANY_FIELDS = tuple(f.name for f in LEAD_FIELDS if f.company_field)
+SEARCHABLE = tuple(f.name for f in LEAD_FIELDS if f.searchable)
+MSI_FIELDS = (
+    "msiLastInterestingMomentType",
+    "msiLastInterestingMomentDate",
+    "msiLastInterestingMomentDesc",
+    "msiLastInterestingMomentSource",
+    "priority",
+    "relativeUrgency",
+    "relativeScore",
+)
 
 
 def sync_leads(
@@ -20,5 +57,258 @@ def sync_leads(
 
     A result is `{"id": 7, "status": "created"|"updated"}` or
     `{"status": "skipped", "reasons": [{"code": "1003", "message": "..."}]}`.
+    Raises MarketoApiError for call-level problems (bad action, non-searchable lookupField).
+    Runs in its own transaction: call it outside `store.transaction()`.
     """
-    raise NotImplementedError
+    if action not in LEAD_ACTIONS:
+        raise MarketoApiError("1001", f"Invalid value '{action}'. Required of type 'action'")
+    if lookup_field not in SEARCHABLE:
+        raise MarketoApiError("1011", f"Field '{lookup_field}' not supported")
+    if partition_name not in (None, "", "Default"):
+        raise MarketoApiError("1003", f"Partition '{partition_name}' not found")
+
+    prepared: list[dict[str, Any] | RecordError] = []
+    for record in records:
+        try:
+            values = writable_values(BY_NAME, record, keep=(lookup_field,))
+            if action != "createDuplicate" and values.get(lookup_field) in (None, ""):
+                raise RecordError("1002", f"Value for lookup field '{lookup_field}' not specified")
+            prepared.append(values)
+        except RecordError as exc:
+            prepared.append(exc)
+
+    results: list[dict[str, Any]] = []
+    with service.store.transaction():
+        good = [p for p in prepared if isinstance(p, dict)]
+        matches = find_by(service.store, "leads", lookup_field, (p.get(lookup_field) for p in good))
+        linked = _existing_companies(service, good, matches)
+        for item in prepared:
+            try:
+                if isinstance(item, RecordError):
+                    raise item
+                results.append(_sync_one(service, item, action, lookup_field, matches, linked))
+            except RecordError as exc:
+                results.append(skipped(exc))
+    return results
+
+
+def _existing_companies(
+    service: MarketoService,
+    records: list[dict[str, Any]],
+    matches: dict[Any, list[dict[str, Any]]],
+) -> set[Any]:
+    """External company ids, among those this call touches, that name a Marketo company."""
+    ids = {r.get("externalCompanyId") for r in records}
+    ids |= {row.get("externalCompanyId") for rows in matches.values() for row in rows}
+    return existing_values(service.store, "companies", "externalCompanyId", ids - {None, ""})
+
+
+def _sync_one(
+    service: MarketoService,
+    values: dict[str, Any],
+    action: str,
+    lookup_field: str,
+    matches: dict[Any, list[dict[str, Any]]],
+    linked: set[Any],
+) -> dict[str, Any]:
+    key = values.get(lookup_field)
+    rows = [] if action == "createDuplicate" else matches.get(key, [])
+    if len(rows) > 1:
+        raise RecordError("1007", "Multiple leads match the lookup criteria")
+    row = rows[0] if rows else None
+    if row is None and (action == "updateOnly" or lookup_field == "id"):
+        raise RecordError("1004", "Lead not found")
+    if row is not None and action == "createOnly":
+        raise RecordError("1005", "Lead already exists")
+    company_id = values.get("externalCompanyId", row.get("externalCompanyId") if row else None)
+    if company_id in linked and any(name in values for name in COMPANY_FIELDS):
+        # The lead's company fields belong to its company record.
+        raise RecordError("1021", "Company update not allowed")
+
+    now = now_iso()
+    if row is None:
+        record = {k: v for k, v in values.items() if k != "id"}
+        record.update(createdAt=now, updatedAt=now)
+        new_id = service.store.insert("leads", record)
+        matches.setdefault(key, []).append({**record, "id": new_id})
+        return {"id": new_id, "status": "created"}
+    changes = {k: v for k, v in values.items() if k != "id" and row.get(k) != v}
+    if changes:
+        changes["updatedAt"] = now
+        service.store.update("leads", row["id"], changes)
+        row.update(changes)
+    return {"id": row["id"], "status": "updated"}
+
+
+def delete_leads(service: MarketoService, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Delete leads by id (leads/delete.json), noting each in deleted_leads for the activity API."""
+    ids: list[int | RecordError] = []
+    for record in records:
+        try:
+            ids.append(coerce(BY_NAME["id"], record.get("id")) or _missing_id())
+        except RecordError as exc:
+            ids.append(exc)
+    results: list[dict[str, Any]] = []
+    now = now_iso()
+    with service.store.transaction():
+        found = find_by(service.store, "leads", "id", [i for i in ids if isinstance(i, int)])
+        for item in ids:
+            if isinstance(item, RecordError):
+                results.append(skipped(item))
+            elif item not in found:
+                results.append(skipped(RecordError("1004", "Lead not found"), id=item))
+            else:
+                lead = found.pop(item)[0]
+                service.store.delete("leads", '"id" = ?', (item,))
+                name = " ".join(p for p in (lead.get("firstName"), lead.get("lastName")) if p)
+                service.store.insert(
+                    "deleted_leads",
+                    {
+                        "leadId": item,
+                        "activityDate": now,
+                        "attributes": [
+                            {"name": "Lead Name", "value": name or None},
+                            {"name": "Api Method Name", "value": "deleteLead"},
+                            {"name": "Modifying User", "value": service.api_user},
+                        ],
+                    },
+                )
+                results.append({"id": item, "status": "deleted"})
+    return results
+
+
+def _missing_id() -> int:
+    raise RecordError("1002", "Value for required field 'id' not specified")
+
+
+def with_company_fields(
+    service: MarketoService, rows: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Leads linked to a company read their company-type fields from it."""
+    companies = find_by(
+        service.store, "companies", "externalCompanyId", (r.get("externalCompanyId") for r in rows)
+    )
+    for row in rows:
+        company = companies.get(row.get("externalCompanyId"))
+        if company:
+            row.update({name: company[0].get(name) for name in COMPANY_FIELDS})
+    return rows
+
+
+def get_leads(
+    service: MarketoService, params: dict[str, str]
+) -> tuple[list[dict[str, Any]], str | None]:
+    return objects.query(service, objects.LEADS, params, overlay=with_company_fields)
+
+
+def get_lead(service: MarketoService, lead_id: int, fields: list[str]) -> list[dict[str, Any]]:
+    for name in fields:
+        if name not in BY_NAME:
+            raise MarketoApiError("1006", f"Field '{name}' not found")
+    rows = with_company_fields(service, service.store.select("leads", '"id" = ?', (lead_id,)))
+    wanted = fields or list(objects.LEADS.default_fields)
+    return [{name: row.get(name) for name in wanted} for row in rows]
+
+
+# MSI activity -------------------------------------------------------------------------------
+_MOMENTS = (
+    ("Web", "Web Page", "Visited Web Page: {page}"),
+    ("Email", "Email", "Opened Email: {campaign}"),
+    ("Milestone", "Form", "Filled Out Form: {form}"),
+)
+_PAGES = ("/pricing", "/product/tour", "/contact-us", "/customers", "/blog/msi")
+_CAMPAIGNS = ("Spring Newsletter", "Webinar Invite", "Product Update", "Event Follow-up")
+_FORMS = ("Contact Us", "Request a Demo", "Whitepaper Download")
+
+
+def record_msi_activity(
+    service: MarketoService, lead_ids: list[int], rng: random.Random
+) -> list[int]:
+    """What MSI does when people engage: new interesting moment, scores move, updatedAt moves."""
+    now = now_iso()
+    changed: list[int] = []
+    with service.store.transaction():
+        existing = find_by(service.store, "leads", "id", lead_ids)
+        for lead_id in dict.fromkeys(lead_ids):
+            if lead_id not in existing:
+                continue
+            kind, source, template = rng.choice(_MOMENTS)
+            desc = template.format(
+                page=rng.choice(_PAGES), campaign=rng.choice(_CAMPAIGNS), form=rng.choice(_FORMS)
+            )
+            urgency, score = rng.randint(1, 100), rng.randint(1, 100)
+            changes = {
+                "msiLastInterestingMomentType": kind,
+                "msiLastInterestingMomentDate": now,
+                "msiLastInterestingMomentDesc": desc,
+                "msiLastInterestingMomentSource": source,
+                "relativeUrgency": urgency,
+                "relativeScore": score,
+                "priority": (urgency + score) // 2,  # MSI blends urgency and relative score
+                "updatedAt": now,
+            }
+            service.store.update("leads", lead_id, changes)
+            changed.append(lead_id)
+    return changed
+
+
+def ids_by_external_person_id(service: MarketoService, external_ids: Iterable[str]) -> list[int]:
+    found = find_by(service.store, "leads", "externalPersonId", external_ids)
+    return [row["id"] for rows in found.values() for row in rows]
+
+
+def random_lead_ids(service: MarketoService, count: int, seed: Any) -> list[int]:
+    rows = service.store.select("leads", columns=["id"])
+    ids = [r["id"] for r in rows]
+    return random.Random(seed).sample(ids, min(count, len(ids)))
+
+
+# Seeding ------------------------------------------------------------------------------------
+def seed_people(service: MarketoService, world: World) -> None:
+    """The world's leads and contacts as Marketo leads, in one transaction (fast for 1M)."""
+    ids = _ExternalIds(str(service.options.get("seed_people")))
+    with service.store.transaction():
+        service.store.insert_many("leads", _people(world, ids))
+
+
+class _ExternalIds:
+    """CRM ids for generated keys: Salesforce 18-character ids, or neutral `kind:key` ids."""
+
+    PREFIXES = {"lead": "00Q", "contact": "003", "user": "005", "account": "001"}
+
+    def __init__(self, crm: str) -> None:
+        self.salesforce = crm == "salesforce"
+        if self.salesforce:
+            from msi_sandbox.salesforce import ids  # noqa: PLC0415 - only when asked for
+
+            self._make = ids.make_id
+
+    def __call__(self, kind: str, key: int | None) -> str | None:
+        if key is None:
+            return None
+        if self.salesforce:
+            return self._make(self.PREFIXES[kind], key + 1)
+        return f"{kind}:{key}"
+
+
+def _people(world: World, ids: _ExternalIds) -> Iterator[dict[str, Any]]:
+    for kind, people in (("lead", world.leads), ("contact", world.contacts)):
+        for person in people:
+            owner_kind, owner_key = person["owner"]
+            created = to_iso(person["created"])
+            yield {
+                "email": person["email"],
+                "firstName": person["first_name"],
+                "lastName": person["last_name"],
+                "title": person["title"],
+                "phone": person["phone"],
+                "company": person.get("company"),
+                "industry": person.get("industry"),
+                "leadSource": person.get("lead_source"),
+                "leadStatus": person.get("status"),
+                "externalPersonId": ids(kind, person["key"]),
+                "externalSalesPersonId": ids("user", owner_key) if owner_kind == "user" else None,
+                "externalCompanyId": ids("account", person.get("account")),
+                "createdAt": created,
+                "updatedAt": to_iso(person["modified"]),
+            }

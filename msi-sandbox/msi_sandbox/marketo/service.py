@@ -2,10 +2,31 @@
 
 from __future__ import annotations
 
-from flask import Flask, Response
+import datetime as dt
+import random
+import threading
+from collections import Counter
+from typing import Any
 
-from msi_sandbox.marketo import activities, bulk, identity, rest, schema
+from flask import Blueprint, Flask, Response, g, request
+
+from msi_sandbox.generator import World
+from msi_sandbox.limits import ConcurrencyGate, DailyQuota, SlidingWindow
+from msi_sandbox.marketo import activities, bulk, identity, leads, rest, schema, wire
 from msi_sandbox.service import SandboxService, json_response
+
+# Proxy-style answers for injected HTTP-level faults: Marketo's edge returns HTML, not JSON.
+_HTML_STATUS = {
+    "500": "Internal Server Error",
+    "502": "Bad Gateway",
+    "503": "Service Temporarily Unavailable",
+    "504": "Gateway Time-out",
+}
+
+
+def _not_limited(path: str) -> bool:
+    """Identity calls do not count toward Marketo's limits (per the identity spec)."""
+    return path.startswith(("/_sandbox", "/identity/"))
 
 
 class MarketoService(SandboxService):
@@ -22,11 +43,111 @@ class MarketoService(SandboxService):
         "max_uri_bytes": 8_192,  # 414
     }
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._usage: Counter[str] = Counter()  # calls per UTC day, for stats/usage.json
+        self._usage_lock = threading.Lock()
+        super().__init__(*args, **kwargs)
+
+    @property
+    def api_user(self) -> str:
+        """The API-only user the token belongs to (the token's `scope`)."""
+        return str(self.options.get("api_user", "msi-sync@sandbox.example.com"))
+
     def register_routes(self, app: Flask) -> None:
+        # The concurrency gate is taken on arrival, before injected latency, so a slow call
+        # holds its slot for its whole life as on the real service.
+        app.before_request_funcs.setdefault(None, []).insert(0, self._arrive)
+        app.teardown_request(self._depart)
         identity.register(app, self)
         rest.register(app, self)
         bulk.register(app, self)
         activities.register(app, self)
 
+    # Faults and limits ----------------------------------------------------------------------
     def fault_response(self, code: str) -> Response:
-        return json_response({"error": code}, int(code) if code.isdigit() else 500)
+        if code in _HTML_STATUS or (code.isdigit() and int(code) < 600):
+            title = _HTML_STATUS.get(code, "Error")
+            html = f"<html><head><title>{code} {title}</title></head><body>{title}</body></html>"
+            return Response(html, status=int(code), mimetype="text/html")
+        return wire.marketo_error(self, code)
+
+    def apply_limits(self) -> None:
+        super().apply_limits()
+        self.window = SlidingWindow(
+            int(self.limits["calls_per_window"]), float(self.limits["window_seconds"])
+        )
+        self.gate = ConcurrencyGate(int(self.limits["max_concurrent"]))
+        self.quota = DailyQuota(int(self.limits["daily_quota"]))
+
+    def _arrive(self) -> Response | None:
+        if _not_limited(request.path):
+            return None
+        if not self.gate.enter():
+            g.admin, g.outcome = False, "615"
+            return wire.marketo_error(self, "615")
+        g.marketo_gate = self.gate
+        return None
+
+    def _depart(self, _exc: BaseException | None) -> None:
+        gate = g.pop("marketo_gate", None)
+        if gate is not None:
+            gate.leave()
+
+    def enter_limits(self) -> Response | None:
+        if _not_limited(request.path):
+            return None
+        uri_bytes = len(request.full_path.rstrip("?").encode())
+        if uri_bytes > self.limits["max_uri_bytes"]:
+            self.set_outcome("414")
+            return Response("Request-URI Too Long", status=414, mimetype="text/plain")
+        if (request.content_length or 0) > self.limits["max_body_bytes"]:
+            self.set_outcome("413")
+            return Response("Request Entity Too Large", status=413, mimetype="text/plain")
+        if self.window.try_acquire():
+            message = (
+                f"Max rate limit '{int(self.limits['calls_per_window'])}' exceeded with in "
+                f"'{int(self.limits['window_seconds'])}' secs"
+            )
+            return wire.marketo_error(self, "606", message)
+        if not self.quota.try_consume():
+            return wire.marketo_error(self, "607")
+        with self._usage_lock:
+            self._usage[dt.datetime.now(dt.UTC).date().isoformat()] += 1
+        return None
+
+    def usage(self, days: int) -> list[dict[str, Any]]:
+        """Calls per day for the last `days` days, newest first, as stats/usage.json reports."""
+        today = dt.datetime.now(dt.UTC).date()
+        out = []
+        with self._usage_lock:
+            for back in range(days):
+                day = (today - dt.timedelta(days=back)).isoformat()
+                total = self._usage.get(day, 0)
+                users = [{"userId": self.api_user, "count": total}] if total else []
+                out.append({"date": day, "total": total, "users": users})
+        return out
+
+    def reset(self) -> None:
+        super().reset()
+        with self._usage_lock:
+            self._usage.clear()
+
+    # World and admin operations ---------------------------------------------------------------
+    def seed_world(self, world: World) -> None:
+        """Marketo starts empty (the forward sync fills it) unless `seed_people` is set."""
+        if self.options.get("seed_people"):
+            leads.seed_people(self, world)
+
+    def admin_routes(self, blueprint: Blueprint) -> None:
+        @blueprint.post("/msi-activity")
+        def msi_activity() -> Response:
+            body = request.get_json(force=True, silent=True) or {}
+            if "leadIds" in body:
+                ids = [int(i) for i in body["leadIds"]]
+            elif "externalPersonIds" in body:
+                ids = leads.ids_by_external_person_id(self, body["externalPersonIds"])
+            else:
+                ids = leads.random_lead_ids(self, int(body.get("count", 10)), body.get("seed"))
+            rng = random.Random(body.get("seed"))
+            changed = leads.record_msi_activity(self, ids, rng)
+            return json_response({"updated": len(changed), "leadIds": changed})

@@ -6,7 +6,10 @@ shape and the documented messages live in one place.
 
 from __future__ import annotations
 
+import functools
+import json
 import secrets
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from flask import Response, request
@@ -131,3 +134,32 @@ def request_params() -> dict[str, str]:
     if request.method == "POST" and request.args.get("_method", "").upper() == "GET":
         params.update(request.form.to_dict())
     return params
+
+
+def json_body() -> Any:
+    """The request's JSON body; MarketoApiError 609 when it is not JSON."""
+    try:
+        return json.loads(request.get_data(as_text=True) or "null")
+    except ValueError:
+        raise MarketoApiError("609") from None
+
+
+def api_call(
+    service: MarketoService,
+) -> Callable[[Callable[..., Response]], Callable[..., Response]]:
+    """Wrap a REST/bulk handler: header auth first, MarketoApiError answered as an error body."""
+
+    def decorate(handler: Callable[..., Response]) -> Callable[..., Response]:
+        @functools.wraps(handler)
+        def call(*args: Any, **kwargs: Any) -> Response:
+            refusal = authenticate(service)
+            if refusal is not None:
+                return refusal
+            try:
+                return handler(*args, **kwargs)
+            except MarketoApiError as exc:
+                return marketo_error(service, exc.code, exc.message)
+
+        return call
+
+    return decorate
