@@ -1,17 +1,164 @@
-"""The salesforce stand-in (routes are added by its own modules)."""
+"""The Salesforce stand-in: OAuth, REST query/queryAll, describe, updates, Bulk API 2.0, limits.
+
+Limits (PUT /_sandbox/limits): `daily_api_requests` is the org's daily allowance (every
+authenticated /services/data call counts; `Sforce-Limit-Info: api-usage=N/M` on each answer,
+`403 REQUEST_LIMIT_EXCEEDED` once spent), `token_lifetime` the session lifetime in seconds,
+`refresh_token_rotation` (0/1) whether a refresh returns a new refresh token and retires the
+old, `bulk_processing_seconds` how long a Bulk API 2.0 job stays InProgress.
+
+Faults: a whole-call error injected through /_sandbox/faults renders the Salesforce way: an
+HTTP status (`"503"`) as a plain-text body with that status, an API error code
+(`"UNABLE_TO_LOCK_ROW"`, `"REQUEST_LIMIT_EXCEEDED"`, ...) as the JSON error list with the status
+Salesforce uses for it. Per-record errors in composite and Bulk 2.0 ingest updates are injected
+through `PUT /_sandbox/record_faults`, which takes the same `{"errors": [{code, rate, nth,
+path, times}]}` body; `path` is matched against `"{sObject}/{18-character id}"`, so e.g.
+`{"errors": [{"code": "UNABLE_TO_LOCK_ROW", "nth": 2}]}` fails the second record updated.
+"""
 
 from __future__ import annotations
 
-from flask import Flask, Response
+import re
+from typing import Any
 
+from flask import Blueprint, Flask, Response, request
+
+from msi_sandbox.faults import FaultInjector
+from msi_sandbox.generator import World
+from msi_sandbox.limits import DailyQuota
+from msi_sandbox.salesforce import auth, ids, query, schema, world
+from msi_sandbox.salesforce.wire import ApiError, error, not_found
 from msi_sandbox.service import SandboxService, json_response
+from msi_sandbox.store import Table
+
+MIN_VERSION, MAX_VERSION = 50.0, 64.0
+_VERSION_RE = re.compile(r"^v(\d{2})\.0$")
+# Status Salesforce answers with for an error code (400 unless listed).
+FAULT_STATUSES = {
+    "INVALID_SESSION_ID": 401,
+    "REQUEST_LIMIT_EXCEEDED": 403,
+    "API_DISABLED_FOR_ORG": 403,
+    "INSUFFICIENT_ACCESS": 403,
+    "NOT_FOUND": 404,
+    "SERVER_UNAVAILABLE": 503,
+    "UNKNOWN_EXCEPTION": 500,
+}
+FAULT_MESSAGES = {
+    "UNABLE_TO_LOCK_ROW": "unable to obtain exclusive access to this record",
+    "REQUEST_LIMIT_EXCEEDED": "TotalRequests Limit exceeded.",
+    "INVALID_SESSION_ID": "Session expired or invalid",
+    "QUERY_TIMEOUT": "Your query request was running for too long.",
+}
 
 
 class SalesforceService(SandboxService):
     name = "salesforce"
+    default_token_lifetime = 7200
+    default_limits = {
+        "daily_api_requests": 100_000,
+        "refresh_token_rotation": 0,
+        "bulk_processing_seconds": 0.2,
+    }
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        options = kwargs.get("options") or {}
+        self.objects = schema.build_objects(options.get("msi_namespace"))
+        self.quota = DailyQuota(int(self.default_limits["daily_api_requests"]))
+        self.query_engine = query.QueryEngine(self)
+        super().__init__(*args, **kwargs)
+        self.record_faults = FaultInjector(self.seed)
+        self.tokens.prefix = ids.ORG_ID + "!"  # session ids start with the org id
+
+    @property
+    def tables(self) -> tuple[Table, ...]:  # type: ignore[override]
+        return tuple(o.table() for o in self.objects.values())
+
+    # Routes and errors -----------------------------------------------------------------------
     def register_routes(self, app: Flask) -> None:
-        pass
+        self.auth = auth.Authenticator(self)
+        auth.register(app, self)
+        query.register(app, self)
+        app.register_error_handler(ApiError, self._api_error)
+        app.after_request(self._limit_info)
+
+    def _api_error(self, exc: ApiError) -> Response:
+        self.set_outcome(exc.code)
+        return exc.response()
+
+    def check_version(self, version: str) -> None:
+        """Accept `vXX.0` from v50.0 up to the newest release, as a current org does."""
+        match = _VERSION_RE.match(version)
+        if not match or not MIN_VERSION <= float(match.group(1)) <= MAX_VERSION:
+            raise not_found()
 
     def fault_response(self, code: str) -> Response:
-        return json_response({"error": code}, int(code) if code.isdigit() else 500)
+        if code.isdigit():
+            return Response(f"HTTP {code}", status=int(code), mimetype="text/plain")
+        message = FAULT_MESSAGES.get(code, code.replace("_", " ").lower())
+        return error(FAULT_STATUSES.get(code, 400), code, message)
+
+    # Limits ----------------------------------------------------------------------------------
+    def apply_limits(self) -> None:
+        super().apply_limits()
+        self.quota.allowance = int(self.limits["daily_api_requests"])
+
+    def enter_limits(self) -> Response | None:
+        path = request.path
+        if not path.startswith("/services/data/v"):
+            return None  # the token endpoint and the versions list are not API calls
+        refusal = self.auth.check_session()
+        if refusal is not None:
+            return refusal
+        if not self.quota.try_consume():
+            self.set_outcome("REQUEST_LIMIT_EXCEEDED")
+            return error(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.")
+        return None
+
+    def api_usage(self) -> tuple[int, int]:
+        """(used, allowance) of today's API requests."""
+        allowance = self.quota.allowance
+        return allowance - max(self.quota.remaining(), 0), allowance
+
+    def _limit_info(self, response: Response) -> Response:
+        if request.path.startswith("/services/data/v"):
+            used, allowance = self.api_usage()
+            response.headers["Sforce-Limit-Info"] = f"api-usage={used}/{allowance}"
+        return response
+
+    # World and admin -------------------------------------------------------------------------
+    def seed_world(self, generated: World) -> None:
+        world.seed(self.store, self.objects, generated)
+
+    def connection_info(self) -> dict[str, Any]:
+        return {
+            **super().connection_info(),
+            "instance_url": self.base_url,
+            "api_version": f"v{MAX_VERSION - 4:.1f}",
+            "msi_namespace": self.options.get("msi_namespace"),
+            **self.auth.connection_info(),
+        }
+
+    def reset(self) -> None:
+        super().reset()
+        self.quota = DailyQuota(int(self.limits["daily_api_requests"]))
+        self.query_engine.reset()
+        self.record_faults.configure({"seed": self.seed})
+        self.auth.reset()
+
+    def admin_routes(self, blueprint: Blueprint) -> None:
+        @blueprint.post("/mutate")
+        def mutate() -> Response:
+            body = request.get_json(force=True) or {}
+            mutator = world.Mutator(self.store, self.objects, int(body.get("seed", self.seed)))
+            return json_response(mutator.run(body))
+
+        @blueprint.get("/record_faults")
+        def get_record_faults() -> Response:
+            return json_response(self.record_faults.describe())
+
+        @blueprint.put("/record_faults")
+        def put_record_faults() -> Response:
+            try:
+                self.record_faults.configure(request.get_json(force=True) or {})
+            except (TypeError, ValueError) as exc:
+                return json_response({"error": str(exc)}, 400)
+            return json_response(self.record_faults.describe())

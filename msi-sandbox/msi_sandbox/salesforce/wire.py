@@ -1,0 +1,100 @@
+"""How values and errors look on Salesforce's REST wire (one home for every format)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Any
+
+from flask import Response
+
+from msi_sandbox.salesforce.schema import SObject
+from msi_sandbox.service import json_response
+
+_DATETIME_RE = re.compile(
+    r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,3}))?(Z|[+-]\d{2}:?\d{2})$"
+)
+
+
+def format_datetime(value: dt.datetime) -> str:
+    """`2024-05-01T10:00:00.000+0000`: the REST form, always UTC (also the stored form)."""
+    value = value.astimezone(dt.UTC)
+    return f"{value:%Y-%m-%dT%H:%M:%S}.{value.microsecond // 1000:03d}+0000"
+
+
+def now_stamp() -> str:
+    return format_datetime(dt.datetime.now(dt.UTC))
+
+
+def parse_datetime(text: str) -> dt.datetime | None:
+    """A SOQL or REST datetime (`Z`, `+00:00` or `+0000` offsets), None when malformed."""
+    match = _DATETIME_RE.match(text)
+    if not match:
+        return None
+    year, month, day, hour, minute, second, millis, zone = match.groups()
+    if zone == "Z":
+        offset = dt.timedelta(0)
+    else:
+        digits = zone[1:].replace(":", "")
+        offset = dt.timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))
+        if zone[0] == "-":
+            offset = -offset
+    try:
+        return dt.datetime(
+            int(year),
+            int(month),
+            int(day),
+            int(hour),
+            int(minute),
+            int(second),
+            int((millis or "0").ljust(3, "0")) * 1000,
+            tzinfo=dt.timezone(offset),
+        )
+    except ValueError:
+        return None
+
+
+def bulk_datetime(stored: str) -> str:
+    """Bulk API 2.0 CSV writes datetimes with `Z` (`2024-05-01T10:00:00.000Z`)."""
+    return stored[:-5] + "Z"
+
+
+def record_url(version: str, sobject: str, record_id: str) -> str:
+    return f"/services/data/{version}/sobjects/{sobject}/{record_id}"
+
+
+def render_record(
+    sobject: SObject, version: str, row: dict[str, Any], columns: list[str]
+) -> dict[str, Any]:
+    """A stored row as the REST API returns it: `attributes` first, then the asked fields."""
+    record: dict[str, Any] = {
+        "attributes": {"type": sobject.name, "url": record_url(version, sobject.name, row["Id"])}
+    }
+    for name in columns:
+        record[name] = row[name]
+    return record
+
+
+def error(status: int, code: str, message: str, fields: list[str] | None = None) -> Response:
+    """Salesforce's REST error body: a JSON list of `{message, errorCode[, fields]}`."""
+    body: dict[str, Any] = {"message": message, "errorCode": code}
+    if fields is not None:
+        body["fields"] = fields
+    return json_response([body], status)
+
+
+class ApiError(Exception):
+    """Raised anywhere below a route; the service turns it into `error(...)`."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+    def response(self) -> Response:
+        return error(self.status, self.code, self.message)
+
+
+def not_found() -> ApiError:
+    return ApiError(404, "NOT_FOUND", "The requested resource does not exist")
