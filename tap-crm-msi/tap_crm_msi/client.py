@@ -1,0 +1,133 @@
+"""What both CRM clients share: one session, authenticated sends, retries with backoff.
+
+Retries follow the Singer SDK's backoff hooks (`backoff_wait_generator`, `backoff_max_tries`,
+`backoff_handler`) on the `backoff` library the SDK itself uses, but live in the client rather
+than in a RESTStream, because the write-back target (target-crm-msi) calls the same clients.
+A `Retry-After` the server sends is honoured exactly; otherwise the wait grows exponentially.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Generator
+from typing import Any
+
+import backoff
+import requests
+
+from tap_crm_msi.errors import CrmError
+from tap_crm_msi.http import make_session
+
+RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+
+
+class RetriableError(CrmError):
+    """A call worth repeating; `retry_after` seconds when the server said how long to wait."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+def retry_after_seconds(response: requests.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+class BaseCrmClient:
+    """A CRM API client: subclasses add auth and how their API answers errors."""
+
+    name = "crm"
+
+    def __init__(
+        self,
+        *,
+        ca_bundle: str | None = None,
+        max_tries: int = 5,
+        backoff_factor: float = 1.0,
+        backoff_max: float = 60.0,
+        timeout: float = 300.0,
+    ) -> None:
+        self.session = make_session(ca_bundle)
+        self.backoff_max_tries = max(1, int(max_tries))
+        self.backoff_factor = backoff_factor
+        self.backoff_max = backoff_max
+        self.timeout = timeout
+        self.calls = 0  # API calls made, for logs and benchmarks
+        self.logger = logging.getLogger(f"tap_crm_msi.{self.name}")
+
+    # Hooks -------------------------------------------------------------------------------------
+    def authenticator(self) -> requests.auth.AuthBase | Any:
+        """The object requests calls to authenticate each request."""
+        raise NotImplementedError
+
+    def before_send(self) -> None:
+        """Refuse a call before it is made (e.g. the API allowance is spent)."""
+
+    def check_response(self, response: requests.Response) -> None:
+        """Raise `RetriableError` to retry, another `CrmError` to fail; return when usable."""
+        if response.status_code in RETRYABLE_STATUS:
+            raise RetriableError(
+                f"{self.name} answered HTTP {response.status_code}", retry_after_seconds(response)
+            )
+        if response.status_code >= 400:
+            raise CrmError(f"{self.name} answered HTTP {response.status_code}")
+
+    # Backoff, shaped like the SDK's RESTStream hooks ---------------------------------------------
+    def backoff_wait_generator(self) -> Generator[float, Any, None]:
+        """Retry-After when the server gives it, else factor * 2^n seconds (capped)."""
+        attempt = 0
+        exc = yield 0.0  # primed by backoff
+        while True:
+            retry_after = getattr(exc, "retry_after", None)
+            if retry_after is not None:
+                wait = float(retry_after)
+            else:
+                wait = min(self.backoff_factor * (2**attempt), self.backoff_max)
+            attempt += 1
+            exc = yield wait
+
+    def backoff_handler(self, details: dict[str, Any]) -> None:
+        self.logger.warning(
+            "%s call failed (%s); retry %d of %d in %.1fs",
+            self.name,
+            details.get("exception"),
+            details.get("tries"),
+            self.backoff_max_tries - 1,
+            details.get("wait", 0.0),
+        )
+
+    # Sending -----------------------------------------------------------------------------------
+    def send(self, method: str, url: str, **kwargs: Any) -> requests.Response:
+        """One API call with retries; returns a response `check_response` accepted."""
+        decorated = backoff.on_exception(
+            self.backoff_wait_generator,
+            (RetriableError, requests.ConnectionError, requests.Timeout),
+            max_tries=self.backoff_max_tries,
+            jitter=None,
+            on_backoff=self.backoff_handler,
+        )(self._send_once)
+        try:
+            return decorated(method, url, **kwargs)
+        except RetriableError as exc:
+            raise CrmError(f"{exc} (gave up after {self.backoff_max_tries} tries)") from exc
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            raise CrmError(
+                f"{self.name} unreachable after {self.backoff_max_tries} tries: "
+                f"{type(exc).__name__}"
+            ) from exc
+
+    def _send_once(self, method: str, url: str, **kwargs: Any) -> requests.Response:
+        self.before_send()
+        kwargs.setdefault("timeout", self.timeout)
+        response = self.session.request(
+            method, url, auth=self.authenticator(), verify=self.session.verify, **kwargs
+        )
+        self.calls += 1
+        self.check_response(response)
+        return response

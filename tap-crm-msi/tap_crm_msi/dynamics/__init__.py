@@ -1,0 +1,1 @@
+"""Dynamics 365 / Dataverse: MSAL auth, OData paging and change tracking, and the five streams."""

@@ -1,0 +1,27 @@
+"""One requests session per CRM client: TLS verified against a configurable CA bundle.
+
+`trust_env = False` because requests lets REQUESTS_CA_BUNDLE (and proxies from the environment)
+override `Session.verify`; every call also passes `verify=` explicitly. TLS is never disabled.
+"""
+
+from __future__ import annotations
+
+import requests
+from requests.adapters import HTTPAdapter
+
+USER_AGENT = "tap-crm-msi/0.1"
+
+
+def make_session(ca_bundle: str | None) -> requests.Session:
+    session = requests.Session()
+    session.trust_env = False
+    session.verify = ca_bundle or True
+    session.headers["User-Agent"] = USER_AGENT
+    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=8)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    return session
+
+
+def verify_of(session: requests.Session) -> str | bool:
+    return session.verify  # type: ignore[return-value]

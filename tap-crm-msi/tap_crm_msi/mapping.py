@@ -1,0 +1,59 @@
+"""CRM values to the contract's values: timestamps, owners, extra field mappings."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+ANY_SCALAR = {"type": ["string", "number", "integer", "boolean", "null"]}
+
+
+def canonical_ts(value: str | None) -> str | None:
+    """A CRM UTC timestamp as `YYYY-MM-DDTHH:MM:SS.mmmZ` (fixed width, so strings compare).
+
+    Salesforce REST answers `2024-05-01T10:00:00.000+0000`, Bulk CSV `2024-05-01T10:00:00.000Z`,
+    Dataverse `2024-05-01T10:00:00Z`. All are UTC.
+    """
+    if not value:
+        return None
+    head, rest = value[:19], value[19:]
+    millis = "000"
+    if rest.startswith("."):
+        digits = rest[1:4]
+        end = next((i for i, ch in enumerate(digits) if not ch.isdigit()), len(digits))
+        millis = digits[:end].ljust(3, "0")
+    return f"{head}.{millis}Z"
+
+
+class OwnerPolicy:
+    """Which owner ids are sales persons; the others map to a configured fallback (or None)."""
+
+    def __init__(self, is_sales_person: Callable[[str], bool], fallback: str | None) -> None:
+        self._is_sales_person = is_sales_person
+        self.fallback = fallback or None
+
+    def __call__(self, owner_id: str | None) -> str | None:
+        if owner_id and self._is_sales_person(owner_id):
+            return owner_id
+        return self.fallback
+
+
+class FieldMappings:
+    """The `field_mappings` setting of one stream: extra CRM fields copied to Marketo fields."""
+
+    def __init__(self, mappings: Mapping[str, str] | None) -> None:
+        self.pairs: tuple[tuple[str, str], ...] = tuple((mappings or {}).items())
+
+    @property
+    def crm_fields(self) -> list[str]:
+        return [crm for crm, _ in self.pairs]
+
+    def extend_schema(self, schema: dict[str, Any]) -> dict[str, Any]:
+        for _, marketo in self.pairs:
+            schema["properties"].setdefault(marketo, dict(ANY_SCALAR))
+        return schema
+
+    def apply(self, row: Mapping[str, Any], record: dict[str, Any]) -> dict[str, Any]:
+        for crm, marketo in self.pairs:
+            record[marketo] = row.get(crm)
+        return record

@@ -1,0 +1,147 @@
+"""Salesforce OAuth 2.0: client credentials, refresh token (with rotation) and JWT bearer.
+
+Salesforce token responses carry no `expires_in`: a token is used until a call answers
+401 INVALID_SESSION_ID, then `refresh()` gets a new one (the client does this mid-run too).
+
+Refresh tokens may rotate: when the token endpoint returns a new `refresh_token`, it is written to
+`refresh_token_file` (mode 0600, JSON `{"refresh_token": ...}`) and read from there on the next
+run in preference to the configured one. Singer has no channel for a tap to change its own config,
+so a file the operator points at (and keeps with the state) is the sound place for it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import jwt
+import requests
+from singer_sdk.authenticators import APIAuthenticatorBase
+
+from tap_crm_msi.errors import AuthError
+
+GRANT_JWT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+FLOWS = ("client_credentials", "refresh_token", "jwt_bearer")
+
+
+class SalesforceAuthenticator(APIAuthenticatorBase):
+    """Holds the access token and instance URL; adds `Authorization: Bearer` to each request."""
+
+    def __init__(self, config: dict[str, Any], session: requests.Session) -> None:
+        super().__init__()
+        self.flow = config.get("auth_flow") or "client_credentials"
+        if self.flow not in FLOWS:
+            raise AuthError(f"auth_flow must be one of {', '.join(FLOWS)}, not {self.flow!r}")
+        self.login_url = config["login_url"].rstrip("/")
+        self.client_id = config.get("client_id")
+        self.client_secret = config.get("client_secret")
+        self.username = config.get("username")
+        self.private_key = config.get("private_key")
+        self.refresh_token_file = config.get("refresh_token_file")
+        self.refresh_token = self._stored_refresh_token() or config.get("refresh_token")
+        self.session = session
+        self.access_token: str | None = None
+        self.instance_url: str | None = config.get("instance_url") or None
+        self._lock = threading.Lock()
+
+    # Token lifecycle ----------------------------------------------------------------------------
+    def ensure_token(self) -> None:
+        if self.access_token is None:
+            self.refresh()
+
+    def refresh(self, stale: str | None = None) -> None:
+        """Get a new access token (unless another thread already replaced `stale`)."""
+        with self._lock:
+            if stale is not None and self.access_token not in (None, stale):
+                return
+            body = self._grant_body()
+            response = self.session.post(
+                f"{self.login_url}/services/oauth2/token",
+                data=body,
+                headers={"Accept": "application/json"},
+                timeout=60,
+                verify=self.session.verify,
+            )
+            if response.status_code != 200:
+                raise AuthError(
+                    f"Salesforce token request ({self.flow}) refused: {_oauth_error(response)}"
+                )
+            token = response.json()
+            self.access_token = token["access_token"]
+            self.instance_url = (token.get("instance_url") or self.instance_url or "").rstrip("/")
+            self.auth_headers = {"Authorization": f"Bearer {self.access_token}"}
+            rotated = token.get("refresh_token")
+            if rotated and rotated != self.refresh_token:
+                self.refresh_token = rotated
+                self._store_refresh_token(rotated)
+
+    def _grant_body(self) -> dict[str, str]:
+        if self.flow == "client_credentials":
+            return {
+                "grant_type": "client_credentials",
+                "client_id": self.client_id or "",
+                "client_secret": self.client_secret or "",
+            }
+        if self.flow == "refresh_token":
+            if not self.refresh_token:
+                raise AuthError(
+                    "auth_flow refresh_token needs refresh_token (or refresh_token_file)"
+                )
+            body = {
+                "grant_type": "refresh_token",
+                "refresh_token": self.refresh_token,
+                "client_id": self.client_id or "",
+            }
+            if self.client_secret:
+                body["client_secret"] = self.client_secret
+            return body
+        if not (self.private_key and self.username):
+            raise AuthError("auth_flow jwt_bearer needs username and private_key")
+        claims = {
+            "iss": self.client_id,
+            "sub": self.username,
+            "aud": self.login_url,
+            "exp": int(time.time()) + 180,
+        }
+        assertion = jwt.encode(claims, self.private_key, algorithm="RS256")
+        return {"grant_type": GRANT_JWT, "assertion": assertion}
+
+    # Rotated refresh tokens -----------------------------------------------------------------------
+    def _stored_refresh_token(self) -> str | None:
+        if not self.refresh_token_file:
+            return None
+        path = Path(self.refresh_token_file)
+        if not path.exists():
+            return None
+        return json.loads(path.read_text()).get("refresh_token") or None
+
+    def _store_refresh_token(self, token: str) -> None:
+        if not self.refresh_token_file:
+            self.logger.warning(
+                "Salesforce rotated the refresh token but refresh_token_file is not set: "
+                "the next run will need the new token from the operator."
+            )
+            return
+        path = Path(self.refresh_token_file)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            json.dump({"refresh_token": token}, handle)
+        tmp.replace(path)
+        self.logger.info("Saved the rotated Salesforce refresh token to %s", path)
+
+
+def _oauth_error(response: requests.Response) -> str:
+    """The OAuth error code and description, never the request (it holds secrets)."""
+    try:
+        body = response.json()
+    except ValueError:
+        return f"HTTP {response.status_code}"
+    return (
+        f"HTTP {response.status_code} {body.get('error', '')}: {body.get('error_description', '')}"
+    )

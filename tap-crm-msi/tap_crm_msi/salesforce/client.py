@@ -1,0 +1,169 @@
+"""The Salesforce REST client: SOQL paging, Bulk API 2.0 query jobs, limits, re-auth.
+
+One home for everything that speaks to Salesforce; the tap's streams and the write-back target
+use it. Datetimes in SOQL are written without fractions of a second (SOQL's literal form).
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import time
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import quote
+
+import requests
+
+from tap_crm_msi.client import BaseCrmClient, RetriableError
+from tap_crm_msi.errors import ApiAllowanceExhausted, CrmError
+from tap_crm_msi.salesforce.auth import SalesforceAuthenticator
+
+DEFAULT_API_VERSION = "62.0"
+RETRYABLE_ERROR_CODES = frozenset({"UNABLE_TO_LOCK_ROW", "SERVER_UNAVAILABLE"})
+BULK_DONE_STATES = frozenset({"JobComplete", "Failed", "Aborted"})
+
+
+def soql_datetime(value: dt.datetime) -> str:
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _error_codes(response: requests.Response) -> tuple[str, str]:
+    """(errorCode, message) of a Salesforce error body (a list of errors, or one)."""
+    try:
+        body = response.json()
+    except ValueError:
+        return "", response.text[:200]
+    first = body[0] if isinstance(body, list) and body else body
+    if isinstance(first, dict):
+        return str(first.get("errorCode", "")), str(first.get("message", ""))
+    return "", ""
+
+
+class SalesforceClient(BaseCrmClient):
+    name = "salesforce"
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        super().__init__(
+            ca_bundle=config.get("ca_bundle"),
+            max_tries=config.get("max_tries", 5),
+            backoff_factor=config.get("backoff_factor", 1.0),
+        )
+        self.api_version = str(config.get("api_version") or DEFAULT_API_VERSION)
+        self.page_size = int(config.get("page_size") or 2000)
+        self.daily_share = float(config.get("daily_api_share") or 1.0)
+        self.bulk_poll_s = float(config.get("bulk_poll_seconds", 2.0))
+        self.bulk_max_records = int(config.get("bulk_max_records") or 50_000)
+        self.auth = SalesforceAuthenticator(config, self.session)
+        self.api_usage: tuple[int, int] | None = None
+        self._stop_reason: str | None = None
+
+    # BaseCrmClient hooks -----------------------------------------------------------------------
+    def authenticator(self) -> SalesforceAuthenticator:
+        self.auth.ensure_token()
+        return self.auth
+
+    def before_send(self) -> None:
+        if self._stop_reason:
+            raise ApiAllowanceExhausted(self._stop_reason)
+
+    def check_response(self, response: requests.Response) -> None:
+        self._read_limit_info(response)
+        status = response.status_code
+        if status < 400:
+            return
+        code, message = _error_codes(response)
+        if status == 401 and code in ("INVALID_SESSION_ID", ""):
+            # Tokens have no stated lifetime: a 401 is how Salesforce says "get a new one".
+            used = response.request.headers.get("Authorization", "").removeprefix("Bearer ")
+            self.auth.refresh(stale=used)
+            raise RetriableError("Salesforce session expired; re-authenticated", retry_after=0)
+        if status == 403 and code == "REQUEST_LIMIT_EXCEEDED":
+            self._stop_reason = self._allowance_message(f"Salesforce refused a call: {message}")
+            raise ApiAllowanceExhausted(self._stop_reason)
+        if status in (500, 502, 503, 504) or code in RETRYABLE_ERROR_CODES:
+            raise RetriableError(f"Salesforce HTTP {status} {code}".strip())
+        raise CrmError(f"Salesforce HTTP {status} {code}: {message}")
+
+    # Limits --------------------------------------------------------------------------------------
+    def _read_limit_info(self, response: requests.Response) -> None:
+        info = response.headers.get("Sforce-Limit-Info", "")
+        for part in info.split(","):
+            name, _, value = part.strip().partition("=")
+            if name != "api-usage" or "/" not in value:
+                continue
+            used, _, allowed = value.partition("/")
+            try:
+                self.api_usage = (int(used), int(allowed))
+            except ValueError:
+                continue
+            if self.api_usage[1] and self.api_usage[0] >= self.daily_share * self.api_usage[1]:
+                self._stop_reason = self._allowance_message(
+                    f"Salesforce API usage reached {self.api_usage[0]} of {self.api_usage[1]} "
+                    f"daily calls (this tap stops at {self.daily_share:.0%})"
+                )
+
+    def _allowance_message(self, what: str) -> str:
+        return (
+            f"{what}. Stopped cleanly after the last record emitted; the state resumes there. "
+            "Salesforce counts calls over a rolling 24 hours: run again once usage has fallen "
+            "(at the latest 24 hours from now)."
+        )
+
+    # URLs ----------------------------------------------------------------------------------------
+    @property
+    def base(self) -> str:
+        self.auth.ensure_token()
+        return f"{self.auth.instance_url}/services/data/v{self.api_version}"
+
+    def absolute(self, path: str) -> str:
+        self.auth.ensure_token()
+        return path if path.startswith("http") else f"{self.auth.instance_url}{path}"
+
+    # REST query ----------------------------------------------------------------------------------
+    def query_pages(
+        self, soql: str, *, include_deleted: bool = False
+    ) -> Iterator[tuple[int, list[dict[str, Any]]]]:
+        """(totalSize, records) per page of a SOQL query, following nextRecordsUrl."""
+        endpoint = "queryAll" if include_deleted else "query"
+        url = f"{self.base}/{endpoint}?q={quote(soql, safe='')}"
+        headers = {"Sforce-Query-Options": f"batchSize={self.page_size}"}
+        while url:
+            body = self.send("GET", url, headers=headers).json()
+            yield body.get("totalSize", 0), body.get("records", [])
+            next_url = None if body.get("done", True) else body.get("nextRecordsUrl")
+            url = self.absolute(next_url) if next_url else ""
+
+    # Bulk API 2.0 query --------------------------------------------------------------------------
+    def bulk_query(self, soql: str, *, include_deleted: bool = False) -> Iterator[list[dict]]:
+        """Rows of a Bulk API 2.0 query job, one list per result set (CSV parsed, '' -> None)."""
+        job = self.send(
+            "POST",
+            f"{self.base}/jobs/query",
+            json={"operation": "queryAll" if include_deleted else "query", "query": soql},
+        ).json()
+        job_url = f"{self.base}/jobs/query/{job['id']}"
+        state = job.get("state")
+        wait = min(self.bulk_poll_s, 0.25)
+        while state not in BULK_DONE_STATES:
+            time.sleep(wait)
+            wait = min(wait * 2, self.bulk_poll_s)
+            info = self.send("GET", job_url).json()
+            state = info.get("state")
+            if state in ("Failed", "Aborted"):
+                raise CrmError(f"Bulk query job {job['id']} {state}: {info.get('errorMessage')}")
+        locator: str | None = None
+        while True:
+            params: dict[str, Any] = {"maxRecords": self.bulk_max_records}
+            if locator:
+                params["locator"] = locator
+            response = self.send(
+                "GET", f"{job_url}/results", params=params, headers={"Accept": "text/csv"}
+            )
+            response.encoding = "utf-8"
+            reader = csv.DictReader(io.StringIO(response.text))
+            yield [{k: (v if v != "" else None) for k, v in row.items()} for row in reader]
+            locator = response.headers.get("Sforce-Locator")
+            if not locator or locator == "null":
+                return

@@ -1,0 +1,375 @@
+"""The five contract streams read from Salesforce.
+
+Each SObject is queried `ORDER BY SystemModstamp, Id` from its bookmark minus the overlap window
+(`queryAll` on incremental runs, so deletions arrive as `IsDeleted` rows). When the first page
+says the result is larger than `bulk_threshold`, the read switches to a Bulk API 2.0 query job
+(unordered, so the bookmark then moves only when the object has been read to its end).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from tap_crm_msi.mapping import OwnerPolicy, canonical_ts
+from tap_crm_msi.salesforce.client import soql_datetime
+from tap_crm_msi.salesforce.ids import to_18
+from tap_crm_msi.streams import CrmStream
+
+if TYPE_CHECKING:
+    from singer_sdk.helpers.types import Context
+
+    from tap_crm_msi.incremental import OverlapWindow
+    from tap_crm_msi.salesforce.client import SalesforceClient
+    from tap_crm_msi.tap import TapCrmMsi
+
+USER_PREFIX = "005"
+# Bulk CSV carries every value as text: these fields are converted back.
+BOOLEAN_FIELDS = frozenset(
+    {"IsActive", "IsConverted", "IsDeleted", "IsClosed", "IsWon", "IsPrimary"}
+)
+FLOAT_FIELDS = frozenset({"AnnualRevenue", "Amount", "Probability"})
+INTEGER_FIELDS = frozenset({"NumberOfEmployees"})
+
+
+@dataclass(frozen=True)
+class SObject:
+    """How one SObject is queried."""
+
+    name: str
+    fields: tuple[str, ...]
+    deletable: bool = True  # has IsDeleted (and so queryAll returns its deletions)
+    initial_filter: str | None = None  # on the first (full) read only
+
+
+def _from_csv(row: dict[str, Any]) -> dict[str, Any]:
+    for name in BOOLEAN_FIELDS.intersection(row):
+        value = row[name]
+        row[name] = None if value is None else value.lower() == "true"
+    for name in FLOAT_FIELDS.intersection(row):
+        if row[name] is not None:
+            row[name] = float(row[name])
+    for name in INTEGER_FIELDS.intersection(row):
+        if row[name] is not None:
+            row[name] = int(float(row[name]))
+    return row
+
+
+class SalesforceStream(CrmStream):
+    crm = "salesforce"
+    sobjects: ClassVar[dict[str, SObject]]
+
+    def __init__(self, tap: TapCrmMsi, client: SalesforceClient) -> None:
+        super().__init__(tap)
+        self.client = client
+        self.bulk_threshold = int(tap.config.get("bulk_threshold", 100_000))
+        fallback = to_18(tap.config.get("fallback_sales_person_id"))
+        self.owner = OwnerPolicy(lambda i: i.startswith(USER_PREFIX), fallback)
+
+    @property
+    def crm_objects(self) -> tuple[str, ...]:  # type: ignore[override]
+        return tuple(self.sobjects)
+
+    def soql(self, sobject: SObject, window: OverlapWindow) -> tuple[str, bool]:
+        """The query for `sobject` since the window's start, and whether it is incremental."""
+        columns = list(dict.fromkeys([*sobject.fields, *self.field_mappings.crm_fields]))
+        columns += [c for c in ("IsDeleted",) if sobject.deletable and c not in columns]
+        start = window.query_from
+        where = (
+            f" WHERE SystemModstamp >= {soql_datetime(start)}"
+            if start is not None
+            else (f" WHERE {sobject.initial_filter}" if sobject.initial_filter else "")
+        )
+        return f"SELECT {', '.join(columns)} FROM {sobject.name}{where}", start is not None
+
+    def read_object(self, crm_object: str, context: Context | None) -> Iterator[dict[str, Any]]:
+        sobject = self.sobjects[crm_object]
+        window = self.open_window(context)
+        soql, incremental = self.soql(sobject, window)
+        include_deleted = incremental and sobject.deletable
+        to_record = self.record_builder(crm_object, incremental)
+        pages = self.client.query_pages(
+            soql + " ORDER BY SystemModstamp ASC, Id ASC", include_deleted=include_deleted
+        )
+        total, rows = next(pages, (0, []))
+        if total > self.bulk_threshold:
+            pages.close()
+            self.logger.info(
+                "%s: %d rows to read, above bulk_threshold %d: using a Bulk API 2.0 query job",
+                crm_object,
+                total,
+                self.bulk_threshold,
+            )
+            window.sorted_input = False
+            batches: Iterator[list[dict[str, Any]]] = (
+                [_from_csv(row) for row in batch]
+                for batch in self.client.bulk_query(soql, include_deleted=include_deleted)
+            )
+        else:
+            batches = _chain_first(rows, pages)
+        admit = window.admit
+        for batch in batches:
+            for row in batch:
+                ts = canonical_ts(row["SystemModstamp"])
+                sf_id = to_18(row["Id"])
+                if not admit(sf_id, ts):  # type: ignore[arg-type]
+                    continue
+                record = to_record(row, sf_id, ts)
+                if record is None:
+                    continue
+                if row.get("IsDeleted"):
+                    record["_sdc_deleted_at"] = ts
+                yield (
+                    self.field_mappings.apply(row, record) if self.field_mappings.pairs else record
+                )
+        window.finish()
+
+    def record_builder(
+        self, crm_object: str, incremental: bool
+    ) -> Callable[[dict[str, Any], str, str], dict[str, Any] | None]:
+        """A function (row, 18-char id, canonical timestamp) -> contract record or None."""
+        raise NotImplementedError
+
+
+def _chain_first(
+    rows: list[dict[str, Any]], rest: Iterator[tuple[int, list[dict[str, Any]]]]
+) -> Iterator[list[dict[str, Any]]]:
+    yield rows
+    for _, page in rest:
+        yield page
+
+
+class SalesPersonsStream(SalesforceStream):
+    contract_name = "sales_persons"
+    sobjects: ClassVar[dict[str, SObject]] = {
+        "User": SObject(
+            "User",
+            (
+                "Id",
+                "Email",
+                "FirstName",
+                "LastName",
+                "Title",
+                "Phone",
+                "MobilePhone",
+                "Fax",
+                "IsActive",
+                "SystemModstamp",
+            ),
+            deletable=False,  # users are deactivated, never deleted
+        )
+    }
+
+    def record_builder(self, crm_object: str, incremental: bool) -> Callable[..., dict | None]:
+        def build(row: dict[str, Any], sf_id: str, ts: str) -> dict[str, Any]:
+            return {
+                "externalSalesPersonId": sf_id,
+                "email": row.get("Email"),
+                "firstName": row.get("FirstName"),
+                "lastName": row.get("LastName"),
+                "title": row.get("Title"),
+                "phone": row.get("Phone"),
+                "mobilePhone": row.get("MobilePhone"),
+                "fax": row.get("Fax"),
+                "isActive": row.get("IsActive"),
+                "_crm": "salesforce",
+                "_crm_object": "User",
+                "_crm_modified_at": ts,
+            }
+
+        return build
+
+
+class CompaniesStream(SalesforceStream):
+    contract_name = "companies"
+    sobjects: ClassVar[dict[str, SObject]] = {
+        "Account": SObject(
+            "Account",
+            (
+                "Id",
+                "Name",
+                "OwnerId",
+                "Website",
+                "Industry",
+                "AnnualRevenue",
+                "NumberOfEmployees",
+                "BillingStreet",
+                "BillingCity",
+                "BillingState",
+                "BillingPostalCode",
+                "BillingCountry",
+                "Phone",
+                "SystemModstamp",
+            ),
+        )
+    }
+
+    def record_builder(self, crm_object: str, incremental: bool) -> Callable[..., dict | None]:
+        owner = self.owner
+
+        def build(row: dict[str, Any], sf_id: str, ts: str) -> dict[str, Any]:
+            return {
+                "externalCompanyId": sf_id,
+                "company": row.get("Name"),
+                "externalSalesPersonId": owner(to_18(row.get("OwnerId"))),
+                "website": row.get("Website"),
+                "industry": row.get("Industry"),
+                "annualRevenue": row.get("AnnualRevenue"),
+                "numberOfEmployees": row.get("NumberOfEmployees"),
+                "billingStreet": row.get("BillingStreet"),
+                "billingCity": row.get("BillingCity"),
+                "billingState": row.get("BillingState"),
+                "billingPostalCode": row.get("BillingPostalCode"),
+                "billingCountry": row.get("BillingCountry"),
+                "mainPhone": row.get("Phone"),
+                "_crm": "salesforce",
+                "_crm_object": "Account",
+                "_crm_modified_at": ts,
+            }
+
+        return build
+
+
+PERSON_FIELDS = ("Id", "Email", "FirstName", "LastName", "OwnerId", "Title", "Phone")
+
+
+class LeadsStream(SalesforceStream):
+    contract_name = "leads"
+    sobjects: ClassVar[dict[str, SObject]] = {
+        "Lead": SObject(
+            "Lead",
+            (
+                *PERSON_FIELDS,
+                "MobilePhone",
+                "Company",
+                "LeadSource",
+                "Status",
+                "Industry",
+                "IsConverted",
+                "ConvertedContactId",
+                "SystemModstamp",
+            ),
+            # Leads converted before the first run are contacts already: nothing to re-key.
+            initial_filter="IsConverted = false",
+        ),
+        "Contact": SObject(
+            "Contact",
+            (*PERSON_FIELDS, "MobilePhone", "AccountId", "LeadSource", "SystemModstamp"),
+        ),
+    }
+
+    def record_builder(self, crm_object: str, incremental: bool) -> Callable[..., dict | None]:
+        owner = self.owner
+        is_lead = crm_object == "Lead"
+
+        def build(row: dict[str, Any], sf_id: str, ts: str) -> dict[str, Any]:
+            converted_to = to_18(row.get("ConvertedContactId")) if row.get("IsConverted") else None
+            return {
+                "externalPersonId": sf_id,
+                "email": row.get("Email"),
+                "firstName": row.get("FirstName"),
+                "lastName": row.get("LastName"),
+                "externalSalesPersonId": owner(to_18(row.get("OwnerId"))),
+                "externalCompanyId": None if is_lead else to_18(row.get("AccountId")),
+                "company": row.get("Company"),
+                "title": row.get("Title"),
+                "phone": row.get("Phone"),
+                "mobilePhone": row.get("MobilePhone"),
+                "leadSource": row.get("LeadSource"),
+                "leadStatus": row.get("Status"),
+                "industry": row.get("Industry"),
+                "personType": "lead" if is_lead else "contact",
+                "convertedToExternalPersonId": converted_to,
+                "_crm": "salesforce",
+                "_crm_object": crm_object,
+                "_crm_modified_at": ts,
+            }
+
+        return build
+
+
+class OpportunitiesStream(SalesforceStream):
+    contract_name = "opportunities"
+    sobjects: ClassVar[dict[str, SObject]] = {
+        "Opportunity": SObject(
+            "Opportunity",
+            (
+                "Id",
+                "Name",
+                "AccountId",
+                "OwnerId",
+                "Amount",
+                "CloseDate",
+                "StageName",
+                "IsClosed",
+                "IsWon",
+                "Type",
+                "LeadSource",
+                "Probability",
+                "SystemModstamp",
+            ),
+        )
+    }
+
+    def record_builder(self, crm_object: str, incremental: bool) -> Callable[..., dict | None]:
+        owner = self.owner
+
+        def build(row: dict[str, Any], sf_id: str, ts: str) -> dict[str, Any]:
+            return {
+                "externalOpportunityId": sf_id,
+                "name": row.get("Name"),
+                "externalCompanyId": to_18(row.get("AccountId")),
+                "externalSalesPersonId": owner(to_18(row.get("OwnerId"))),
+                "amount": row.get("Amount"),
+                "closeDate": row.get("CloseDate"),
+                "stage": row.get("StageName"),
+                "isClosed": row.get("IsClosed"),
+                "isWon": row.get("IsWon"),
+                "type": row.get("Type"),
+                "leadSource": row.get("LeadSource"),
+                "probability": row.get("Probability"),
+                "_crm": "salesforce",
+                "_crm_object": "Opportunity",
+                "_crm_modified_at": ts,
+            }
+
+        return build
+
+
+class OpportunityRolesStream(SalesforceStream):
+    contract_name = "opportunity_roles"
+    sobjects: ClassVar[dict[str, SObject]] = {
+        "OpportunityContactRole": SObject(
+            "OpportunityContactRole",
+            ("Id", "OpportunityId", "ContactId", "Role", "IsPrimary", "SystemModstamp"),
+        )
+    }
+
+    def record_builder(self, crm_object: str, incremental: bool) -> Callable[..., dict | None]:
+        default_role = self.crm_tap.config.get("default_role") or "Other"
+
+        def build(row: dict[str, Any], sf_id: str, ts: str) -> dict[str, Any] | None:
+            if not row.get("ContactId") or not row.get("OpportunityId"):
+                return None
+            return {
+                "externalOpportunityId": to_18(row["OpportunityId"]),
+                "externalPersonId": to_18(row["ContactId"]),
+                "role": row.get("Role") or default_role,
+                "isPrimary": row.get("IsPrimary"),
+                "externalRoleId": sf_id,
+                "_crm": "salesforce",
+                "_crm_object": "OpportunityContactRole",
+                "_crm_modified_at": ts,
+            }
+
+        return build
+
+
+STREAM_TYPES: tuple[type[SalesforceStream], ...] = (
+    SalesPersonsStream,
+    CompaniesStream,
+    LeadsStream,
+    OpportunitiesStream,
+    OpportunityRolesStream,
+)
