@@ -1,14 +1,149 @@
-"""Marketo activities endpoints."""
+"""Marketo activities endpoints: paging tokens and the deleted-leads feed (activity type 37).
+
+A paging token is what Marketo hands out: base32 of `"<since>,<last activity id>"`, e.g.
+`GIYDAOBNGEYS2MBWKQYDAORQGA5DAMBOGAYDAKZQGAYDALBQ` is `2008-11-06T00:00:00.000+0000,0`. Clients
+treat it as opaque, so the sandbox can keep its position in it and stay stateless.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import base64
+import binascii
+import datetime as dt
+from typing import TYPE_CHECKING, Any
 
-from flask import Flask
+from flask import Flask, Response
+
+from msi_sandbox.marketo.wire import authenticate, marketo_error, request_params, success
 
 if TYPE_CHECKING:
     from msi_sandbox.marketo.service import MarketoService
 
+DELETE_LEAD_ACTIVITY_TYPE = 37
+DEFAULT_BATCH_SIZE = 300  # Marketo's default and maximum page size for activities
+PAGING_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.000+0000"
+ACTIVITY_TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+
+class PagingTokenError(ValueError):
+    """A nextPageToken that this sandbox did not issue."""
+
+
+def parse_datetime(text: str) -> dt.datetime:
+    """An ISO-8601 datetime or date as Marketo accepts it (`Z`, `+0000`, `+00:00`, no zone)."""
+    value = text.strip()
+    if value.endswith("Z"):
+        value = value[:-1] + "+00:00"
+    elif len(value) > 5 and value[-5] in "+-" and value[-4:].isdigit() and ":" not in value[-5:]:
+        value = value[:-2] + ":" + value[-2:]  # +0000 -> +00:00
+    parsed = dt.datetime.fromisoformat(value)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.UTC)
+    return parsed.astimezone(dt.UTC)
+
+
+def marketo_time(value: dt.datetime) -> str:
+    """A UTC datetime the way Marketo's REST API writes it (`2024-05-01T10:00:00Z`)."""
+    return value.astimezone(dt.UTC).strftime(ACTIVITY_TIME_FORMAT)
+
+
+def encode_paging_token(since: dt.datetime, last_id: int) -> str:
+    raw = f"{since.astimezone(dt.UTC).strftime(PAGING_TIME_FORMAT)},{last_id}"
+    return base64.b32encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_paging_token(token: str) -> tuple[dt.datetime, int]:
+    try:
+        padded = token + "=" * (-len(token) % 8)
+        since_text, _, last_id = base64.b32decode(padded).decode().partition(",")
+        return parse_datetime(since_text), int(last_id)
+    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+        raise PagingTokenError(token) from exc
+
+
+def deleted_lead_activity(row: dict[str, Any]) -> dict[str, Any]:
+    """A stored `deleted_leads` row in the shape of Marketo's Activity object."""
+    lead_id = row["leadId"]
+    activity = {
+        "id": row["id"],
+        "marketoGUID": str(row["id"]),
+        "leadId": lead_id,
+        "activityDate": marketo_time(parse_datetime(row["activityDate"])),
+        "activityTypeId": DELETE_LEAD_ACTIVITY_TYPE,
+        "primaryAttributeValueId": lead_id,
+        "attributes": row.get("attributes") or [],
+    }
+    name = row.get("primaryAttributeValue") or _attribute(activity["attributes"], "Lead Name")
+    if name is not None:
+        activity["primaryAttributeValue"] = name
+    return activity
+
+
+def _attribute(attributes: list[dict[str, Any]], name: str) -> Any:
+    return next((a.get("value") for a in attributes if a.get("name") == name), None)
+
+
+def _batch_size(raw: str | None) -> int:
+    """The page size: default and maximum 300 (larger values are capped, as Marketo does)."""
+    if raw is None or raw == "":
+        return DEFAULT_BATCH_SIZE
+    size = int(raw)
+    if size < 1:
+        raise ValueError(raw)
+    return min(size, DEFAULT_BATCH_SIZE)
+
 
 def register(app: Flask, service: MarketoService) -> None:
     """Add the activities routes to the Marketo app."""
+
+    @app.get("/rest/v1/activities/pagingtoken.json")
+    def paging_token() -> Response:
+        if (refusal := authenticate(service)) is not None:
+            return refusal
+        since = request_params().get("sinceDatetime")
+        if not since:
+            return marketo_error(service, "701", "sinceDatetime cannot be blank")
+        try:
+            start = parse_datetime(since)
+        except ValueError:
+            return marketo_error(
+                service, "1001", f"Invalid value '{since}'. Required of type 'datetime'"
+            )
+        return success(None, nextPageToken=encode_paging_token(start, 0))
+
+    @app.get("/rest/v1/activities/deletedleads.json")
+    def deleted_leads() -> Response:
+        if (refusal := authenticate(service)) is not None:
+            return refusal
+        params = request_params()
+        token = params.get("nextPageToken")
+        if not token:
+            return marketo_error(service, "701", "nextPageToken cannot be blank")
+        try:
+            since, last_id = decode_paging_token(token)
+        except PagingTokenError:
+            return marketo_error(service, "1003", "Invalid nextPageToken")
+        try:
+            size = _batch_size(params.get("batchSize"))
+        except ValueError:
+            value = params.get("batchSize")
+            return marketo_error(
+                service, "1001", f"Invalid value '{value}'. Required of type 'integer'"
+            )
+        # Activity dates are stored as `2024-05-01T10:00:00Z`, so they compare as strings; rows
+        # come in id order (the order deletes were recorded) and one extra row says whether more
+        # remain.
+        rows = service.store.select(
+            "deleted_leads",
+            '"id" > ? AND "activityDate" >= ?',
+            (last_id, marketo_time(since)),
+            order_by='"id"',
+            limit=size + 1,
+        )
+        page = rows[:size]
+        next_id = page[-1]["id"] if page else last_id
+        return success(
+            [deleted_lead_activity(row) for row in page],
+            nextPageToken=encode_paging_token(since, next_id),
+            moreResult=len(rows) > size,
+        )
