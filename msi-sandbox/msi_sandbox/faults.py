@@ -31,8 +31,7 @@ class ErrorRule:
         return not self.path or re.search(self.path, path) is not None
 
     def fires(self, rng: random.Random) -> bool:
-        """Count one matching call; True when this call gets the error."""
-        self.matched += 1
+        """Whether the call just counted in `matched` gets this rule's error."""
         if self.times is not None and self.injected >= self.times:
             return False
         if (self.nth is not None and self.matched == self.nth) or (
@@ -127,10 +126,14 @@ class FaultInjector:
                     self.dropped += 1
                     decision.drop = True
                     return decision
+            # Every matching rule counts the call (so `nth` means the Nth matching call); the
+            # first rule that fires decides the error.
             for rule in config.errors:
-                if rule.matches(path) and rule.fires(self._random):
+                if not rule.matches(path):
+                    continue
+                rule.matched += 1
+                if decision.error_code is None and rule.fires(self._random):
                     decision.error_code = rule.code
-                    break
             return decision
 
 
