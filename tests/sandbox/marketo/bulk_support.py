@@ -1,4 +1,4 @@
-"""Helpers for the bulk and activities tests: authenticated calls, Swagger checks, polling.
+"""Helpers for the bulk and activities tests: Swagger checks of response bodies, polling.
 
 Responses are checked against Marketo's official Swagger spec, relaxed only where the spec is
 known to be wrong about the real API (see docs/msi-sync-spec.md): `errors`/`warnings` are not
@@ -16,27 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
-import requests
 
 SPEC_FILE = (
     Path(__file__).resolve().parents[4] / "shared" / "specs" / "marketo-lead-database.swagger.json"
 )
 POLL_TIMEOUT_S = 20.0
-
-
-def token(sandbox: Any) -> str:
-    """A live access token, issued by the service as the identity endpoint would."""
-    service = sandbox.service("marketo")
-    return service.tokens.issue(service.credentials["client_id"]).value
-
-
-def call(
-    sandbox: Any, method: str, path: str, *, access_token: str, **kwargs: Any
-) -> requests.Response:
-    headers = {"Authorization": f"Bearer {access_token}", **kwargs.pop("headers", {})}
-    return sandbox.session.request(
-        method, sandbox.url("marketo", path), headers=headers, timeout=30, **kwargs
-    )
 
 
 @functools.cache

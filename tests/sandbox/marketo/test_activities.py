@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import base64
-from typing import Any
 
 import pytest
-from bulk_support import call, check_swagger, token
+from bulk_support import check_swagger
+from marketo_api import MarketoApi
 
 PAGING = "/rest/v1/activities/pagingtoken.json"
 DELETED = "/rest/v1/activities/deletedleads.json"
 
 
-def seed_deleted(sandbox: Any, count: int, *, day: str = "2024-05-01") -> list[int]:
+def seed_deleted(mkto: MarketoApi, count: int, *, day: str = "2024-05-01") -> list[int]:
     """Deleted-lead activities as leads/delete.json records them; returns their lead ids."""
-    store = sandbox.service("marketo").store
+    store = mkto.sandbox.service("marketo").store
     lead_ids = [1000 + n for n in range(count)]
     store.insert_many(
         "deleted_leads",
@@ -31,11 +31,8 @@ def seed_deleted(sandbox: Any, count: int, *, day: str = "2024-05-01") -> list[i
     return lead_ids
 
 
-def test_paging_token_encodes_the_start_like_marketo(sandbox: Any) -> None:
-    access = token(sandbox)
-    response = call(
-        sandbox, "GET", PAGING, access_token=access, params={"sinceDatetime": "2008-11-06"}
-    )
+def test_paging_token_encodes_the_start_like_marketo(mkto: MarketoApi) -> None:
+    response = mkto.call("GET", PAGING, params={"sinceDatetime": "2008-11-06"})
     body = response.json()
     assert response.status_code == 200
     assert body["success"] is True
@@ -45,24 +42,19 @@ def test_paging_token_encodes_the_start_like_marketo(sandbox: Any) -> None:
     assert base64.b32decode(body["nextPageToken"]).decode() == "2008-11-06T00:00:00.000+0000,0"
 
 
-def test_deleted_leads_pages_through_every_row_once(sandbox: Any) -> None:
-    expected = seed_deleted(sandbox, 7)
-    access = token(sandbox)
-    page_token = call(
-        sandbox,
+def test_deleted_leads_pages_through_every_row_once(mkto: MarketoApi) -> None:
+    expected = seed_deleted(mkto, 7)
+    page_token = mkto.call(
         "GET",
         PAGING,
-        access_token=access,
         params={"sinceDatetime": "2024-04-30T00:00:00Z"},
     ).json()["nextPageToken"]
     seen: list[int] = []
     more_flags: list[bool] = []
     for _ in range(10):  # bounded: 7 rows in pages of 3 take 3 pages
-        body = call(
-            sandbox,
+        body = mkto.call(
             "GET",
             DELETED,
-            access_token=access,
             params={"nextPageToken": page_token, "batchSize": 3},
         ).json()
         check_swagger(body, DELETED)
@@ -80,29 +72,22 @@ def test_deleted_leads_pages_through_every_row_once(sandbox: Any) -> None:
     assert seen == expected
     assert more_flags == [True, True, False]
     # The last token is a bookmark: later deletes show up from there, earlier ones never again.
-    seed_deleted(sandbox, 2, day="2024-05-02")
-    body = call(
-        sandbox, "GET", DELETED, access_token=access, params={"nextPageToken": page_token}
-    ).json()
+    seed_deleted(mkto, 2, day="2024-05-02")
+    body = mkto.call("GET", DELETED, params={"nextPageToken": page_token}).json()
     assert [a["leadId"] for a in body["result"]] == [1000, 1001]
     assert [a["activityDate"][:10] for a in body["result"]] == ["2024-05-02", "2024-05-02"]
     assert body["moreResult"] is False
 
 
-def test_since_datetime_excludes_older_deletes(sandbox: Any) -> None:
-    seed_deleted(sandbox, 3, day="2024-01-01")
-    newer = seed_deleted(sandbox, 2, day="2024-03-01")
-    access = token(sandbox)
-    page_token = call(
-        sandbox,
+def test_since_datetime_excludes_older_deletes(mkto: MarketoApi) -> None:
+    seed_deleted(mkto, 3, day="2024-01-01")
+    newer = seed_deleted(mkto, 2, day="2024-03-01")
+    page_token = mkto.call(
         "GET",
         PAGING,
-        access_token=access,
         params={"sinceDatetime": "2024-02-01T00:00:00+0000"},
     ).json()["nextPageToken"]
-    body = call(
-        sandbox, "GET", DELETED, access_token=access, params={"nextPageToken": page_token}
-    ).json()
+    body = mkto.call("GET", DELETED, params={"nextPageToken": page_token}).json()
     assert [a["leadId"] for a in body["result"]] == newer
 
 
@@ -116,9 +101,9 @@ def test_since_datetime_excludes_older_deletes(sandbox: Any) -> None:
     ],
 )
 def test_bad_requests_answer_marketo_errors(
-    sandbox: Any, path: str, params: dict[str, str], code: str
+    mkto: MarketoApi, path: str, params: dict[str, str], code: str
 ) -> None:
-    response = call(sandbox, "GET", path, access_token=token(sandbox), params=params)
+    response = mkto.call("GET", path, params=params)
     assert response.status_code == 200
     body = response.json()
     assert body["success"] is False
@@ -126,18 +111,16 @@ def test_bad_requests_answer_marketo_errors(
     check_swagger(body, path)
 
 
-def test_calls_without_a_token_are_refused(sandbox: Any) -> None:
-    response = sandbox.session.get(
-        sandbox.url("marketo", PAGING), params={"sinceDatetime": "2024-01-01"}, timeout=30
-    )
+def test_calls_without_a_token_are_refused(mkto: MarketoApi) -> None:
+    response = mkto.call("GET", PAGING, token="", params={"sinceDatetime": "2024-01-01"})
     assert response.json()["errors"][0]["code"] == "601"
 
 
-def test_marketorestpython_reads_deleted_leads(sandbox: Any) -> None:
+def test_marketorestpython_reads_deleted_leads(mkto: MarketoApi) -> None:
     from marketorestpython.client import MarketoClient
 
-    expected = seed_deleted(sandbox, 5)
-    info = sandbox.info["marketo"]
+    expected = seed_deleted(mkto, 5)
+    info = mkto.info
     client = MarketoClient("sandbox", info["client_id"], info["client_secret"], max_retry_time=5)
     client.host = info["base_url"]
     assert client.get_paging_token(sinceDatetime="2024-04-01")
