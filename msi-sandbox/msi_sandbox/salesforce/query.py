@@ -25,7 +25,7 @@ from flask import Flask, Response, request
 from msi_sandbox.salesforce import ids
 from msi_sandbox.salesforce.schema import SObject
 from msi_sandbox.salesforce.soql import SqlPlan, translate
-from msi_sandbox.salesforce.wire import ApiError, render_record
+from msi_sandbox.salesforce.wire import ApiError, check_version, render_record
 from msi_sandbox.service import json_response
 
 if TYPE_CHECKING:
@@ -140,7 +140,7 @@ def register(app: Flask, service: SalesforceService) -> None:
     engine = service.query_engine
 
     def run(version: str, include_deleted: bool) -> Response:
-        service.check_version(version)
+        check_version(version)
         soql = request.args.get("q")
         if soql is None:
             raise ApiError(400, "MALFORMED_QUERY", "A query string has to be specified")
@@ -156,7 +156,7 @@ def register(app: Flask, service: SalesforceService) -> None:
         return json_response(engine.page(cursor, 0, version))
 
     def more(version: str, locator: str) -> Response:
-        service.check_version(version)
+        check_version(version)
         key, _, start = locator.partition("-")
         if not start.isdigit():
             raise ApiError(400, "INVALID_QUERY_LOCATOR", "invalid query locator")

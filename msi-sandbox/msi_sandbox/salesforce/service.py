@@ -17,7 +17,6 @@ path, times}]}` body; `path` is matched against `"{sObject}/{18-character id}"`,
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from flask import Blueprint, Flask, Response, request
@@ -25,13 +24,11 @@ from flask import Blueprint, Flask, Response, request
 from msi_sandbox.faults import FaultInjector
 from msi_sandbox.generator import World
 from msi_sandbox.limits import DailyQuota
-from msi_sandbox.salesforce import auth, ids, query, schema, world
-from msi_sandbox.salesforce.wire import ApiError, error, not_found
+from msi_sandbox.salesforce import auth, bulk, ids, query, schema, sobjects, world
+from msi_sandbox.salesforce.wire import MAX_VERSION, ApiError, error
 from msi_sandbox.service import SandboxService, json_response
 from msi_sandbox.store import Table
 
-MIN_VERSION, MAX_VERSION = 50.0, 64.0
-_VERSION_RE = re.compile(r"^v(\d{2})\.0$")
 # Status Salesforce answers with for an error code (400 unless listed).
 FAULT_STATUSES = {
     "INVALID_SESSION_ID": 401,
@@ -64,6 +61,7 @@ class SalesforceService(SandboxService):
         self.objects = schema.build_objects(options.get("msi_namespace"))
         self.quota = DailyQuota(int(self.default_limits["daily_api_requests"]))
         self.query_engine = query.QueryEngine(self)
+        self.bulk_jobs = bulk.BulkJobs(self, self.query_engine)
         super().__init__(*args, **kwargs)
         self.record_faults = FaultInjector(self.seed)
         self.tokens.prefix = ids.ORG_ID + "!"  # session ids start with the org id
@@ -77,18 +75,14 @@ class SalesforceService(SandboxService):
         self.auth = auth.Authenticator(self)
         auth.register(app, self)
         query.register(app, self)
+        sobjects.register(app, self)
+        bulk.register(app, self)
         app.register_error_handler(ApiError, self._api_error)
         app.after_request(self._limit_info)
 
     def _api_error(self, exc: ApiError) -> Response:
         self.set_outcome(exc.code)
         return exc.response()
-
-    def check_version(self, version: str) -> None:
-        """Accept `vXX.0` from v50.0 up to the newest release, as a current org does."""
-        match = _VERSION_RE.match(version)
-        if not match or not MIN_VERSION <= float(match.group(1)) <= MAX_VERSION:
-            raise not_found()
 
     def fault_response(self, code: str) -> Response:
         if code.isdigit():
@@ -132,7 +126,7 @@ class SalesforceService(SandboxService):
         return {
             **super().connection_info(),
             "instance_url": self.base_url,
-            "api_version": f"v{MAX_VERSION - 4:.1f}",
+            "api_version": f"v{MAX_VERSION - 4}.0",
             "msi_namespace": self.options.get("msi_namespace"),
             **self.auth.connection_info(),
         }
@@ -141,6 +135,7 @@ class SalesforceService(SandboxService):
         super().reset()
         self.quota = DailyQuota(int(self.limits["daily_api_requests"]))
         self.query_engine.reset()
+        self.bulk_jobs.reset()
         self.record_faults.configure({"seed": self.seed})
         self.auth.reset()
 

@@ -11,6 +11,9 @@ from flask import Response
 from msi_sandbox.salesforce.schema import SObject
 from msi_sandbox.service import json_response
 
+# API versions a current org answers (older ones were retired).
+MIN_VERSION, MAX_VERSION = 50, 64
+_VERSION_RE = re.compile(r"^v(\d{2})\.0$")
 _DATETIME_RE = re.compile(
     r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,3}))?(Z|[+-]\d{2}:?\d{2})$"
 )
@@ -94,6 +97,13 @@ class ApiError(Exception):
 
     def response(self) -> Response:
         return error(self.status, self.code, self.message)
+
+
+def check_version(version: str) -> None:
+    """Accept `vXX.0` from v50.0 up to the newest release; others are not found."""
+    match = _VERSION_RE.match(version)
+    if not match or not MIN_VERSION <= int(match.group(1)) <= MAX_VERSION:
+        raise not_found()
 
 
 def not_found() -> ApiError:
