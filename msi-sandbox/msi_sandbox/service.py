@@ -66,7 +66,7 @@ def is_admin_path(path: str) -> bool:
 
 def _json_object(body: Any) -> dict[str, Any]:
     if not isinstance(body, dict):
-        raise ValueError("the body must be a JSON object")
+        raise ValueError("expected a JSON object")
     return body
 
 

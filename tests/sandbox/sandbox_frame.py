@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import requests
-from flask import Flask, Response
+from flask import Flask, Response, request
 
 from msi_sandbox.limits import ConcurrencyGate, SlidingWindow
 from msi_sandbox.server import Sandbox, start
@@ -42,6 +42,12 @@ class EchoService(SandboxService):
         @app.get("/api/ping")
         def ping() -> Response:
             return json_response({"pong": True})
+
+        @app.get("/api/slow")
+        def slow() -> Response:
+            # Holds the call inside the limits (latency faults act before them).
+            self.stopping.wait(float(request.args.get("ms", "500")) / 1000)
+            return json_response({"slow": True})
 
         @app.get("/api/boom")
         def boom() -> Response:
