@@ -1,0 +1,477 @@
+"""The generated world in Dataverse's shape, and the edits users make to it over time.
+
+Ids are deterministic lowercase GUIDs (uuid5 of kind and generator key), so every run of the
+same seed has the same ids. Queues become owner teams; converted leads become qualified leads
+(statecode 1, statuscode 3) whose contact carries `_originatingleadid_value`; opportunity
+contact roles become a connection (opportunity -> contact, the contact's role in
+`_record2roleid_value`) plus its reciprocal, as Dataverse stores them. A few account <-> contact
+connections with a non-stakeholder role exist too, as in real orgs. One application user (the
+identity the client credentials act as) is present alongside the generated users: it has no
+email, as in Dataverse.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from collections import defaultdict
+from typing import TYPE_CHECKING, Any
+
+from msi_sandbox.dynamics.odata import format_datetime
+from msi_sandbox.dynamics.records import OBJECT_TYPE_CODES, now_text
+from msi_sandbox.dynamics.schema import DELETIONS, INDUSTRY, LEAD_SOURCE, guid
+from msi_sandbox.generator import ROLES, World
+
+if TYPE_CHECKING:
+    from msi_sandbox.dynamics.service import DynamicsService
+
+LEAD_STATES = {
+    "Open - Not Contacted": (0, 1),
+    "Working - Contacted": (0, 2),
+    "Closed - Not Converted": (2, 6),
+    "Closed - Converted": (1, 3),
+}
+SOURCE_CODES = {
+    "Web": 8,
+    "Phone Inquiry": 10,
+    "Partner Referral": 4,
+    "Trade Show": 7,
+    "Word of mouth": 9,
+}
+INDUSTRY_CODES = {label: code for code, label in INDUSTRY.items()}
+# Connection roles: the stakeholder roles opportunity contact roles use, and two others.
+OTHER_ROLES = (("Sales Team Member", 1001), ("Former Employee", 1))
+assert set(SOURCE_CODES.values()) <= set(LEAD_SOURCE)
+
+
+def _ts(value: dt.datetime) -> str:
+    return format_datetime(value)
+
+
+def _owner(owner: tuple[str, int]) -> dict[str, Any]:
+    kind, key = owner
+    target = "systemuser" if kind == "user" else "team"
+    return {"_ownerid_value": guid(target, key), "_ownerid_value@type": target}
+
+
+def _stamps(record: dict[str, Any]) -> dict[str, Any]:
+    return {"createdon": _ts(record["created"]), "modifiedon": _ts(record["modified"])}
+
+
+def _person(p: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "firstname": p["first_name"],
+        "lastname": p["last_name"],
+        "fullname": f"{p['first_name']} {p['last_name']}",
+        "emailaddress1": p["email"],
+        "jobtitle": p["title"],
+        "telephone1": p["phone"],
+    }
+
+
+def role_id(name: str) -> str:
+    return guid("connectionrole", name)
+
+
+def connection_pair(
+    key: object,
+    record1: tuple[str, str],
+    record2: tuple[str, str],
+    role: str,
+    record2_name: str | None,
+    record1_name: str | None,
+) -> list[dict[str, Any]]:
+    """A connection and its reciprocal: record2 plays `role` towards record1."""
+    master_id, mirror_id = guid("connection", key), guid("connection", f"{key}:reciprocal")
+    rows = []
+    for cid, other, (one, two), name, master in (
+        (master_id, mirror_id, (record1, record2), record2_name, True),
+        (mirror_id, master_id, (record2, record1), record1_name, False),
+    ):
+        rows.append(
+            {
+                "connectionid": cid,
+                "name": name,
+                "_record1id_value": one[1],
+                "_record1id_value@type": one[0],
+                "_record2id_value": two[1],
+                "_record2id_value@type": two[0],
+                "record1objecttypecode": OBJECT_TYPE_CODES[one[0]],
+                "record2objecttypecode": OBJECT_TYPE_CODES[two[0]],
+                "_record1roleid_value": None if master else role_id(role),
+                "_record1roleid_value@type": None if master else "connectionrole",
+                "_record2roleid_value": role_id(role) if master else None,
+                "_record2roleid_value@type": "connectionrole" if master else None,
+                "_relatedconnectionid_value": other,
+                "_relatedconnectionid_value@type": "connection",
+                "ismaster": master,
+                "statecode": 0,
+                "statuscode": 1,
+            }
+        )
+    return rows
+
+
+def world_rows(world: World, app_user: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """Every row of the world per table (without versions)."""
+    rows: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    rows["systemuser"].append(app_user)
+    for u in world.users:
+        rows["systemuser"].append(
+            {
+                "systemuserid": guid("systemuser", u["key"]),
+                "firstname": u["first_name"],
+                "lastname": u["last_name"],
+                "fullname": f"{u['first_name']} {u['last_name']}",
+                "internalemailaddress": u["email"],
+                "domainname": u["email"],
+                "title": u["title"],
+                "address1_telephone1": u["phone"],
+                "isdisabled": not u["is_active"],
+                "accessmode": 0,
+                **_stamps(u),
+            }
+        )
+    for q in world.queues:
+        rows["team"].append(
+            {
+                "teamid": guid("team", q["key"]),
+                "name": q["name"],
+                "teamtype": 0,
+                "isdefault": False,
+                **_stamps(q),
+            }
+        )
+    for a in world.accounts:
+        rows["account"].append(
+            {
+                "accountid": guid("account", a["key"]),
+                "name": a["name"],
+                "websiteurl": a["website"],
+                "industrycode": INDUSTRY_CODES.get(a["industry"]),
+                "revenue": a["annual_revenue"],
+                "numberofemployees": a["employees"],
+                "address1_line1": a["billing_street"],
+                "address1_city": a["billing_city"],
+                "address1_stateorprovince": a["billing_state"],
+                "address1_postalcode": a["billing_postal_code"],
+                "address1_country": a["billing_country"],
+                "telephone1": a["phone"],
+                "statecode": 0,
+                "statuscode": 1,
+                **_owner(a["owner"]),
+                **_stamps(a),
+            }
+        )
+    contact_names: dict[int, str] = {}
+    for c in world.contacts:
+        contact_names[c["key"]] = f"{c['first_name']} {c['last_name']}"
+        account = c["account"]
+        lead = c["originating_lead"]
+        rows["contact"].append(
+            {
+                "contactid": guid("contact", c["key"]),
+                **_person(c),
+                "leadsourcecode": SOURCE_CODES.get(c["lead_source"]),
+                "_parentcustomerid_value": guid("account", account)
+                if account is not None
+                else None,
+                "_parentcustomerid_value@type": "account" if account is not None else None,
+                "_originatingleadid_value": guid("lead", lead) if lead is not None else None,
+                "_originatingleadid_value@type": "lead" if lead is not None else None,
+                "statecode": 0,
+                "statuscode": 1,
+                **_owner(c["owner"]),
+                **_stamps(c),
+            }
+        )
+    for ld in world.leads:
+        state, status = LEAD_STATES.get(ld["status"], (0, 1))
+        contact, account = ld["converted_contact"], ld["converted_account"]
+        rows["lead"].append(
+            {
+                "leadid": guid("lead", ld["key"]),
+                **_person(ld),
+                "companyname": ld["company"],
+                "leadsourcecode": SOURCE_CODES.get(ld["lead_source"]),
+                "industrycode": INDUSTRY_CODES.get(ld["industry"]),
+                "statecode": state,
+                "statuscode": status,
+                "_parentcontactid_value": guid("contact", contact) if contact is not None else None,
+                "_parentcontactid_value@type": "contact" if contact is not None else None,
+                "_parentaccountid_value": guid("account", account) if account is not None else None,
+                "_parentaccountid_value@type": "account" if account is not None else None,
+                **_owner(ld["owner"]),
+                **_stamps(ld),
+            }
+        )
+    for o in world.opportunities:
+        account, contact = o["account"], o["customer_contact"]
+        customer = ("contact", contact) if contact is not None else ("account", account)
+        state, status = (1, 3) if o["is_won"] else ((2, 5) if o["is_closed"] else (0, 1))
+        rows["opportunity"].append(
+            {
+                "opportunityid": guid("opportunity", o["key"]),
+                "name": o["name"],
+                "estimatedvalue": o["amount"],
+                "estimatedclosedate": o["close_date"].isoformat(),
+                "closeprobability": int(o["probability"]),
+                "stepname": o["stage"],
+                "statecode": state,
+                "statuscode": status,
+                "_parentaccountid_value": guid("account", account) if account is not None else None,
+                "_parentaccountid_value@type": "account" if account is not None else None,
+                "_customerid_value": guid(*customer) if customer[1] is not None else None,
+                "_customerid_value@type": customer[0] if customer[1] is not None else None,
+                **_owner(o["owner"]),
+                **_stamps(o),
+            }
+        )
+    stamp = _ts(world.users[0]["created"]) if world.users else now_text()
+    for name, category in [*((r, 1000) for r in ROLES), *OTHER_ROLES]:
+        rows["connectionrole"].append(
+            {
+                "connectionroleid": role_id(name),
+                "name": name,
+                "category": category,
+                "statecode": 0,
+                "statuscode": 1,
+                "createdon": stamp,
+                "modifiedon": stamp,
+            }
+        )
+    opportunity_names = {o["key"]: o["name"] for o in world.opportunities}
+    for r in world.roles:
+        for row in connection_pair(
+            r["key"],
+            ("opportunity", guid("opportunity", r["opportunity"])),
+            ("contact", guid("contact", r["contact"])),
+            r["role"],
+            contact_names[r["contact"]],
+            opportunity_names[r["opportunity"]],
+        ):
+            rows["connection"].append({**row, **_stamps(r)})
+    # Noise a tap must filter out: contacts connected to an account as former employees.
+    account_names = {a["key"]: a["name"] for a in world.accounts}
+    for c in world.contacts[::25]:
+        if c["account"] is None:
+            continue
+        for row in connection_pair(
+            f"former:{c['key']}",
+            ("account", guid("account", c["account"])),
+            ("contact", guid("contact", c["key"])),
+            "Former Employee",
+            contact_names[c["key"]],
+            account_names[c["account"]],
+        ):
+            rows["connection"].append({**row, **_stamps(c)})
+    return rows
+
+
+def seed(service: DynamicsService, world: World) -> dict[str, int]:
+    """Replace the store's contents with `world`; returns rows per table."""
+    rows = world_rows(world, service.application_user_row())
+    counts = {}
+    version = 0
+    with service.store.transaction() as conn:
+        for table in [*service.entities, DELETIONS.name]:
+            conn.execute(f'DELETE FROM "{table}"')
+        conn.execute("DELETE FROM sqlite_sequence")
+        # Versions follow modification time, as rowversion would have.
+        ordered = sorted(
+            (
+                (r["modifiedon"], name, i)
+                for name, table in rows.items()
+                for i, r in enumerate(table)
+            )
+        )
+        for _, name, i in ordered:
+            version += 1
+            rows[name][i]["versionnumber"] = version
+        for name, table in rows.items():
+            counts[name] = service.store.insert_many(name, table)
+    service.records.forget_version()
+    return counts
+
+
+class Mutator:
+    """Changes the stored world the way users do; every change goes through `Records`."""
+
+    def __init__(self, service: DynamicsService, seed_value: int) -> None:
+        self.service = service
+        self.records = service.records
+        self.entities = service.entities
+        self.rng = random.Random(seed_value)
+        self.changed: dict[str, dict[str, list[str]]] = {}
+
+    def _note(self, op: str, entity: str, record_id: str) -> None:
+        self.changed.setdefault(op, {}).setdefault(entity, []).append(record_id)
+
+    def _sample(self, entity: str, n: int, where: str = "", params: tuple = ()) -> list[str]:
+        """Up to `n` distinct ids, picked deterministically by position in key order."""
+        e = self.entities[entity]
+        store = self.service.store
+        total = store.count(entity, where, params)
+        picked = []
+        for offset in self.rng.sample(range(total), min(n, total)):
+            rows = store.select(
+                entity,
+                where,
+                params,
+                columns=[e.primary_id],
+                order_by=f'"{e.primary_id}"',
+                limit=1,
+                offset=offset,
+            )
+            picked.extend(r[e.primary_id] for r in rows)
+        return picked
+
+    def _owner(self) -> tuple[str, str]:
+        if self.rng.random() < 0.15:
+            teams = self._sample("team", 1)
+            if teams:
+                return "team", teams[0]
+        return self._owner_user()
+
+    def _owner_user(self) -> tuple[str, str]:
+        users = self._sample("systemuser", 1, '"applicationid" IS NULL AND NOT "isdisabled"')
+        return "systemuser", users[0]
+
+    def run(self, spec: dict[str, Any]) -> dict[str, dict[str, list[str]]]:
+        with self.records.write():
+            for _ in range(int(spec.get("edits", 0))):
+                self.edit()
+            for _ in range(int(spec.get("deletes", 0))):
+                self.delete()
+            for _ in range(int(spec.get("qualifications", 0))):
+                self.qualify()
+            for _ in range(int(spec.get("owner_changes", 0))):
+                self.change_owner()
+            for _ in range(int(spec.get("new_opportunities", 0))):
+                self.new_opportunity()
+            for _ in range(int(spec.get("new_roles", 0))):
+                self.new_role()
+            if int(spec.get("burst", 0)):
+                self.burst(int(spec["burst"]))
+        return self.changed
+
+    def edit(self) -> None:
+        entity = self.rng.choice(["lead", "contact", "account"])
+        for record_id in self._sample(entity, 1):
+            field = "name" if entity == "account" else "jobtitle"
+            value = f"Edited {self.rng.randint(1, 10**6)}"
+            self.records.update(self.entities[entity], record_id, {field: value})
+            self._note("edits", entity, record_id)
+
+    def delete(self) -> None:
+        entity = self.rng.choice(["lead", "contact"])
+        for record_id in self._sample(entity, 1):
+            self.records.delete(self.entities[entity], record_id)
+            self._note("deletes", entity, record_id)
+
+    def qualify(self) -> None:
+        for lead_id in self._sample("lead", 1, '"statecode" = 0'):
+            lead = self.records.require(self.entities["lead"], lead_id)
+            accounts = self._sample("account", 1)
+            contact = self.records.create(
+                self.entities["contact"],
+                {
+                    "firstname": lead["firstname"],
+                    "lastname": lead["lastname"],
+                    "emailaddress1": lead["emailaddress1"],
+                    "jobtitle": lead["jobtitle"],
+                    "telephone1": lead["telephone1"],
+                    "leadsourcecode": lead["leadsourcecode"],
+                    "_originatingleadid_value": lead_id,
+                    "_originatingleadid_value@type": "lead",
+                    "_parentcustomerid_value": accounts[0] if accounts else None,
+                    "_parentcustomerid_value@type": "account" if accounts else None,
+                    "_ownerid_value": lead["_ownerid_value"],
+                    "_ownerid_value@type": lead["_ownerid_value@type"],
+                },
+            )
+            self.records.update(
+                self.entities["lead"],
+                lead_id,
+                {
+                    "statecode": 1,
+                    "statuscode": 3,
+                    "_parentcontactid_value": contact["contactid"],
+                    "_parentcontactid_value@type": "contact",
+                },
+            )
+            self._note("qualifications", "lead", lead_id)
+            self._note("qualifications", "contact", contact["contactid"])
+
+    def change_owner(self) -> None:
+        entity = self.rng.choice(["lead", "contact", "account"])
+        for record_id in self._sample(entity, 1):
+            kind, owner = self._owner()
+            self.records.update(
+                self.entities[entity],
+                record_id,
+                {"_ownerid_value": owner, "_ownerid_value@type": kind},
+            )
+            self._note("owner_changes", entity, record_id)
+
+    def new_opportunity(self) -> None:
+        accounts = self._sample("account", 1)
+        if not accounts:
+            return
+        _, owner = self._owner_user()
+        row = self.records.create(
+            self.entities["opportunity"],
+            {
+                "name": f"New deal {self.rng.randint(1, 10**6)}",
+                "estimatedvalue": float(self.rng.randrange(1_000, 500_000, 500)),
+                "estimatedclosedate": (dt.date.today() + dt.timedelta(days=60)).isoformat(),
+                "closeprobability": 20,
+                "stepname": "Prospecting",
+                "_parentaccountid_value": accounts[0],
+                "_parentaccountid_value@type": "account",
+                "_customerid_value": accounts[0],
+                "_customerid_value@type": "account",
+                "_ownerid_value": owner,
+                "_ownerid_value@type": "systemuser",
+            },
+        )
+        self._note("new_opportunities", "opportunity", row["opportunityid"])
+
+    def new_role(self) -> None:
+        opportunities = self._sample("opportunity", 1)
+        if not opportunities:
+            return
+        opportunity = self.records.require(self.entities["opportunity"], opportunities[0])
+        account = opportunity["_parentaccountid_value"]
+        contacts = (
+            self._sample("contact", 1, '"_parentcustomerid_value" = ?', (account,))
+            if account
+            else []
+        ) or self._sample("contact", 1)
+        if not contacts:
+            return
+        key = f"new:{self.rng.getrandbits(64):x}"
+        contact = self.records.require(self.entities["contact"], contacts[0])
+        pair = connection_pair(
+            key,
+            ("opportunity", opportunity["opportunityid"]),
+            ("contact", contact["contactid"]),
+            self.rng.choice(ROLES),
+            contact["fullname"],
+            opportunity["name"],
+        )
+        for row in pair:
+            self.records.create(self.entities["connection"], row)
+        self._note("new_roles", "connection", pair[0]["connectionid"])
+
+    def burst(self, n: int) -> None:
+        """A mass update: `n` contacts modified with one shared timestamp."""
+        stamp = now_text()
+        for record_id in self._sample("contact", n):
+            self.records.update(
+                self.entities["contact"],
+                record_id,
+                {"telephone1": f"+46 8 {self.rng.randint(100, 999)} 00 00"},
+                stamp=stamp,
+            )
+            self._note("burst", "contact", record_id)
