@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import json
+import logging
 import os
 import secrets
 import threading
@@ -32,6 +33,20 @@ SANDBOX_FILE = "sandbox.json"
 WORKER_THREADS = 48
 
 
+log = logging.getLogger(__name__)
+
+
+class _Server(wsgi.Server):
+    """cheroot's server, reporting through `logging` rather than raw stderr.
+
+    cheroot reports every client that drops a TLS handshake (a client without the CA, a probe)
+    at INFO; those stay out of a user's terminal unless logging asks for them.
+    """
+
+    def error_log(self, msg: str = "", level: int = logging.INFO, traceback: bool = False) -> None:
+        log.log(level, msg, exc_info=traceback)
+
+
 class _SocketGateway(wsgi.Gateway_10):
     """Hands the WSGI app its connection's socket, so fault injection can drop it."""
 
@@ -43,7 +58,7 @@ class _SocketGateway(wsgi.Gateway_10):
 
 def _http_server(app: Any, host: str, port: int, tls_dir: Path | None) -> wsgi.Server:
     """A cheroot server: thread-pooled, HTTP/1.1 keep-alive, TLS; bound but not yet serving."""
-    server = wsgi.Server((host, port), app, numthreads=WORKER_THREADS, request_queue_size=128)
+    server = _Server((host, port), app, numthreads=WORKER_THREADS, request_queue_size=128)
     server.gateway = _SocketGateway
     if tls_dir is not None:
         server.ssl_adapter = BuiltinSSLAdapter(
