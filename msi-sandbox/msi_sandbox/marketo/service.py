@@ -29,6 +29,16 @@ def _not_limited(path: str) -> bool:
     return path.startswith(("/_sandbox", "/identity/"))
 
 
+def _drain_body(chunk: int = 65_536, cap: int = 64 * 1_048_576) -> None:
+    """Read and drop a refused body, so the client is done sending and can read the 413."""
+    read = 0
+    while read < cap:
+        data = request.stream.read(chunk)
+        if not data:
+            return
+        read += len(data)
+
+
 class MarketoService(SandboxService):
     name = "marketo"
     tables = schema.TABLES
@@ -102,6 +112,7 @@ class MarketoService(SandboxService):
             return Response("Request-URI Too Long", status=414, mimetype="text/plain")
         if (request.content_length or 0) > self.limits["max_body_bytes"]:
             self.set_outcome("413")
+            _drain_body()
             return Response("Request Entity Too Large", status=413, mimetype="text/plain")
         if self.window.try_acquire():
             message = (
