@@ -66,6 +66,7 @@ class TargetMarketoMsi(Target):
         th.Property("request_timeout_seconds", th.NumberType, default=120),
         th.Property("max_attempts", th.IntegerType, default=10),
         th.Property("retry_backoff_seconds", th.NumberType, default=1.0),
+        th.Property("max_backoff_seconds", th.NumberType, default=30.0),
         th.Property("delete_leads", th.BooleanType, default=False,
                     description="Delete Marketo leads of CRM records deleted at the source"),
         th.Property("reject_orphan_contacts", th.BooleanType, default=True),
@@ -109,6 +110,7 @@ class TargetMarketoMsi(Target):
             retry=RetrySettings(
                 max_attempts=int(config.get("max_attempts", 10)),
                 backoff_seconds=float(config.get("retry_backoff_seconds", 1.0)),
+                max_backoff_seconds=float(config.get("max_backoff_seconds", 30.0)),
                 timeout_seconds=float(config.get("request_timeout_seconds", 120)),
             ),
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from target_marketo_msi.objects import LEADS, METADATA_PREFIX, SALES_PERSONS, ObjectSpec
@@ -35,9 +36,11 @@ class Problem:
 
 
 def jsonable(value: Any) -> Any:
-    """Dates back to ISO text (the SDK parses date-time fields into Python objects)."""
+    """Back to JSON types: the SDK parses date-times into datetimes and numbers into Decimals."""
     if isinstance(value, dt.datetime | dt.date):
         return value.isoformat()
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
     return value
 
 

@@ -1,0 +1,81 @@
+"""A fresh load, a repeated load, ordering with interleaved input."""
+
+from __future__ import annotations
+
+from target_support import dump, make_world, marketo_calls, run_target, target_config, write_calls
+
+
+def test_fresh_load_lands_everything_linked(sandbox, tmp_path):
+    world = make_world()
+    run = run_target(target_config(sandbox, tmp_path), world.messages())
+
+    persons = {p["externalSalesPersonId"]: p for p in dump(sandbox, "salespersons")}
+    assert set(persons) == {p["externalSalesPersonId"] for p in world.sales_persons}
+    assert persons[world.sales_persons[0]["externalSalesPersonId"]]["email"] == "rep1@example.com"
+    companies = {c["externalCompanyId"]: c for c in dump(sandbox, "companies")}
+    assert set(companies) == {c["externalCompanyId"] for c in world.companies}
+    leads = {lead["externalPersonId"]: lead for lead in dump(sandbox, "leads")}
+    assert set(leads) == {p["externalPersonId"] for p in world.leads}
+    first = world.leads[0]
+    assert leads[first["externalPersonId"]]["externalCompanyId"] == first["externalCompanyId"]
+    opps = {o["externalOpportunityId"] for o in dump(sandbox, "opportunities")}
+    assert opps == {o["externalOpportunityId"] for o in world.opportunities}
+    lead_ids = {lead["id"]: ext for ext, lead in leads.items()}
+    roles = {
+        (r["externalOpportunityId"], lead_ids[r["leadId"]], r["role"])
+        for r in dump(sandbox, "opportunity_roles")
+    }
+    assert roles == {
+        (r["externalOpportunityId"], r["externalPersonId"], r["role"])
+        for r in world.opportunity_roles
+    }
+    assert run.rejects() == []
+    assert run.summary["objects"]["leads"]["created"] == len(world.leads)
+
+
+def test_second_identical_run_makes_no_call(sandbox, tmp_path):
+    world = make_world()
+    config = target_config(sandbox, tmp_path)
+    run_target(config, world.messages())
+    first = marketo_calls(sandbox)
+    assert write_calls(first) >= 5  # one sync per object at least
+
+    sandbox.admin("marketo", "POST", "stats/reset")
+    again = run_target(config, world.messages())
+    assert marketo_calls(sandbox)["total"] == 0
+    assert again.summary["objects"]["leads"]["unchanged"] == len(world.leads)
+    assert again.summary["total_calls"] == 0
+
+
+def test_run_with_nothing_new_makes_no_call(sandbox, tmp_path):
+    from target_support import schema_messages
+
+    state = {"type": "STATE", "value": {"bookmarks": {"leads": {"x": 1}}}}
+    run = run_target(target_config(sandbox, tmp_path), [*schema_messages(), state])
+    assert marketo_calls(sandbox)["total"] == 0
+    assert run.states == [state["value"]]
+
+
+def test_changed_record_is_sent_again(sandbox, tmp_path):
+    world = make_world()
+    config = target_config(sandbox, tmp_path)
+    run_target(config, world.messages())
+    world.leads[3]["title"] = "Chief Engineer"
+    sandbox.admin("marketo", "POST", "stats/reset")
+    run = run_target(config, world.messages())
+    assert run.summary["objects"]["leads"]["updated"] == 1
+    assert write_calls(marketo_calls(sandbox)) == 1
+    leads = {lead["externalPersonId"]: lead for lead in dump(sandbox, "leads")}
+    assert leads[world.leads[3]["externalPersonId"]]["title"] == "Chief Engineer"
+
+
+def test_interleaved_children_first_input_loads_in_order(sandbox, tmp_path):
+    world = make_world(sales_persons=3, companies=6, leads=20, opportunities=6)
+    # Small sinks force flushes mid-stream, before the parents have arrived.
+    config = target_config(sandbox, tmp_path, batch_size_rows=7)
+    run = run_target(config, world.messages(interleave=True))
+    assert run.rejects() == []
+    assert len(dump(sandbox, "opportunity_roles")) == len(world.opportunity_roles)
+    leads = dump(sandbox, "leads")
+    assert all(lead["externalCompanyId"] for lead in leads)
+    assert len(dump(sandbox, "opportunities")) == len(world.opportunities)
