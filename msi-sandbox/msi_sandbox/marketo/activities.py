@@ -14,7 +14,14 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Flask, Response
 
-from msi_sandbox.marketo.wire import authenticate, marketo_error, request_params, success
+from msi_sandbox.marketo.records import batch_size
+from msi_sandbox.marketo.wire import (
+    MarketoApiError,
+    authenticate,
+    marketo_error,
+    request_params,
+    success,
+)
 
 if TYPE_CHECKING:
     from msi_sandbox.marketo.service import MarketoService
@@ -83,16 +90,6 @@ def _attribute(attributes: list[dict[str, Any]], name: str) -> Any:
     return next((a.get("value") for a in attributes if a.get("name") == name), None)
 
 
-def _batch_size(raw: str | None) -> int:
-    """The page size: default and maximum 300 (larger values are capped, as Marketo does)."""
-    if raw is None or raw == "":
-        return DEFAULT_BATCH_SIZE
-    size = int(raw)
-    if size < 1:
-        raise ValueError(raw)
-    return min(size, DEFAULT_BATCH_SIZE)
-
-
 def register(app: Flask, service: MarketoService) -> None:
     """Add the activities routes to the Marketo app."""
 
@@ -124,12 +121,9 @@ def register(app: Flask, service: MarketoService) -> None:
         except PagingTokenError:
             return marketo_error(service, "1003", "Invalid nextPageToken")
         try:
-            size = _batch_size(params.get("batchSize"))
-        except ValueError:
-            value = params.get("batchSize")
-            return marketo_error(
-                service, "1001", f"Invalid value '{value}'. Required of type 'integer'"
-            )
+            size = batch_size(params, DEFAULT_BATCH_SIZE)
+        except MarketoApiError as exc:
+            return marketo_error(service, exc.code, exc.message)
         # Activity dates are stored as `2024-05-01T10:00:00Z`, so they compare as strings; rows
         # come in id order (the order deletes were recorded) and one extra row says whether more
         # remain.

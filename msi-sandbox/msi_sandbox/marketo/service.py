@@ -51,6 +51,7 @@ class MarketoService(SandboxService):
         "max_batch": 300,
         "max_body_bytes": 1_048_576,  # 413
         "max_uri_bytes": 8_192,  # 414
+        **bulk.DEFAULT_LIMITS,  # bulk import/extract queues, sizes, speeds and filters
     }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -110,7 +111,7 @@ class MarketoService(SandboxService):
         if uri_bytes > self.limits["max_uri_bytes"]:
             self.set_outcome("414")
             return Response("Request-URI Too Long", status=414, mimetype="text/plain")
-        if (request.content_length or 0) > self.limits["max_body_bytes"]:
+        if (request.content_length or 0) > self.limits[bulk.body_limit(request.path)]:
             self.set_outcome("413")
             _drain_body()
             return Response("Request Entity Too Large", status=413, mimetype="text/plain")
@@ -139,7 +140,8 @@ class MarketoService(SandboxService):
         return out
 
     def reset(self) -> None:
-        super().reset()
+        with bulk.paused(self):  # no bulk job may write while the store is emptied
+            super().reset()
         with self._usage_lock:
             self._usage.clear()
 

@@ -1,0 +1,426 @@
+"""Bulk lead extract: create, enqueue, status, cancel, list, and the file with `Range` support.
+
+A job's file is written to disk under the data dir while it is produced (leads are read in
+key-ordered batches), hashed as it is written, and streamed back from disk in blocks, so a
+1,000,000-lead export never sits in memory. Limits follow Marketo's documentation: 2 jobs
+processing and 10 in the queue (1029 "Too many jobs in queue"), a 500 MB daily allowance that
+resets at midnight US Central time (1029 "Export daily quota ...MB exceeded"), date filters of
+at most 31 days (1003), and filter types some subscriptions lack (1035).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from flask import Flask, Response, request
+
+from msi_sandbox.marketo import delimited
+from msi_sandbox.marketo.activities import marketo_time, parse_datetime
+from msi_sandbox.marketo.records import batch_size, now_iso, page_offset, page_token
+from msi_sandbox.marketo.schema import LEAD_FIELDS
+from msi_sandbox.marketo.wire import (
+    MarketoApiError,
+    authenticate,
+    marketo_error,
+    request_params,
+    success,
+)
+
+if TYPE_CHECKING:
+    from msi_sandbox.marketo.jobs import JobQueue
+    from msi_sandbox.marketo.service import MarketoService
+
+TABLE = "bulk_exports"
+CREATED, QUEUED, PROCESSING = "Created", "Queued", "Processing"
+COMPLETED, CANCELLED, FAILED = "Completed", "Cancelled", "Failed"
+STATUSES = (CREATED, QUEUED, PROCESSING, COMPLETED, CANCELLED, FAILED)
+FIELD_NAMES = {f.name for f in LEAD_FIELDS}
+DATE_FILTERS = ("createdAt", "updatedAt")
+LIST_FILTERS = ("staticListId", "staticListName", "smartListId", "smartListName")
+# Filters that need infrastructure some subscriptions lack (answered with 1035 there).
+GATED_FILTERS = ("updatedAt", "smartListId", "smartListName")
+MAX_RANGE = dt.timedelta(days=31)
+READ_BATCH = 5000  # leads read per query while writing a file
+STREAM_BLOCK = 256 * 1024  # bytes per chunk when sending a file
+LIST_PAGE = 300  # jobs per page of GET /bulk/v1/leads/export.json (default and maximum)
+JOB_VISIBLE_FOR = dt.timedelta(days=7)
+CENTRAL_TIME = dt.timezone(dt.timedelta(hours=-6))  # "resets daily at 12:00AM CST"
+
+
+class RequestError(Exception):
+    """A create request Marketo refuses: the error code and message to answer with."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def export_dir(service: MarketoService) -> Path:
+    return service.data_dir / "bulk_exports"
+
+
+def job_body(row: dict[str, Any]) -> dict[str, Any]:
+    """A job as the status, enqueue, cancel and list endpoints report it (nulls omitted)."""
+    keys = (
+        "exportId",
+        "format",
+        "status",
+        "createdAt",
+        "queuedAt",
+        "startedAt",
+        "finishedAt",
+        "numberOfRecords",
+        "fileSize",
+        "fileChecksum",
+        "errorMsg",
+    )
+    return {k: row[k] for k in keys if row.get(k) is not None}
+
+
+# Validating a create request ------------------------------------------------------------------
+def parse_create(body: Any, service: MarketoService) -> dict[str, Any]:
+    """The stored form of a create request; RequestError when Marketo would refuse it."""
+    if not isinstance(body, dict):
+        raise RequestError("609", "Invalid JSON")
+    fields = body.get("fields")
+    if not isinstance(fields, list) or not fields or not all(isinstance(f, str) for f in fields):
+        raise RequestError("1003", "fields must be a non-empty array of field names")
+    unknown = [f for f in fields if f not in FIELD_NAMES]
+    if unknown:
+        raise RequestError("1006", f"Field '{unknown[0]}' not found")
+    fmt = delimited.normalise_format(body.get("format"))
+    if fmt is None:
+        raise RequestError("1003", f"Invalid format '{body.get('format')}'; use CSV, TSV or SSV")
+    headers = body.get("columnHeaderNames") or {}
+    if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
+        raise RequestError("1003", "columnHeaderNames must map field names to header names")
+    return {
+        "fields": fields,
+        "format": fmt,
+        "columnHeaderNames": headers,
+        "filter": parse_filter(body.get("filter"), service),
+    }
+
+
+def parse_filter(raw: Any, service: MarketoService) -> dict[str, Any]:
+    if not isinstance(raw, dict) or not raw:
+        raise RequestError("1003", "filter is required")
+    if len(raw) > 1:
+        raise RequestError("1003", "Only one filter type may be specified per export job")
+    ((kind, value),) = raw.items()
+    if kind in GATED_FILTERS and not service.limits["bulk_extract_updated_at_filter"]:
+        raise RequestError("1035", f"Unsupported filter type for target subscription: {kind}")
+    if kind in LIST_FILTERS:
+        # The sandbox holds no lists, so any list named or numbered is unknown.
+        raise RequestError("1003", f"Invalid filter: {kind} '{value}' not found")
+    if kind not in DATE_FILTERS:
+        raise RequestError("1003", f"Invalid filter type '{kind}'")
+    if not isinstance(value, dict) or not value.get("startAt") or not value.get("endAt"):
+        raise RequestError("1003", f"{kind} filter needs startAt and endAt")
+    try:
+        start, end = parse_datetime(value["startAt"]), parse_datetime(value["endAt"])
+    except (TypeError, ValueError):
+        raise RequestError("1003", f"Invalid date in {kind} filter") from None
+    if end < start:
+        raise RequestError("1003", f"{kind}.endAt is before {kind}.startAt")
+    if end - start > MAX_RANGE:
+        raise RequestError("1003", f"Date range for {kind} exceeds the maximum of 31 days")
+    return {kind: {"startAt": marketo_time(start), "endAt": marketo_time(end)}}
+
+
+# The daily allowance ------------------------------------------------------------------------
+def quota_error(service: MarketoService) -> RequestError | None:
+    """1029 once today's completed files reach the allowance (`<= 0` means unlimited)."""
+    allowance = int(service.limits["bulk_extract_daily_quota_bytes"])
+    if allowance <= 0:
+        return None
+    today = dt.datetime.now(CENTRAL_TIME).date()
+    used = 0
+    for row in service.store.select(
+        TABLE, '"status" = ?', (COMPLETED,), columns=["finishedAt", "fileSize"]
+    ):
+        if parse_datetime(row["finishedAt"]).astimezone(CENTRAL_TIME).date() == today:
+            used += row["fileSize"] or 0
+    if used < allowance:
+        return None
+    megabytes = allowance // (1024 * 1024)
+    return RequestError("1029", f"Export daily quota {megabytes}MB exceeded")
+
+
+# Producing the file -------------------------------------------------------------------------
+class ExportRunner:
+    """Writes one job's file: leads in id order, filtered in SQL, hashed while written."""
+
+    def __init__(self, service: MarketoService) -> None:
+        self.service = service
+
+    def __call__(self, export_id: str, cancelled: threading.Event) -> None:
+        store = self.service.store
+        job = store.get(TABLE, export_id)
+        if job is None:
+            return
+        spec = job["request"]
+        fmt, fields = spec["format"], spec["fields"]
+        headers = [spec["columnHeaderNames"].get(f, f) for f in fields]
+        ((kind, window),) = spec["filter"].items()
+        directory = export_dir(self.service)
+        directory.mkdir(parents=True, exist_ok=True)
+        final = directory / f"{export_id}.{fmt}"
+        partial = final.with_suffix(".part")
+        digest = hashlib.sha256()
+        size = records = 0
+        with partial.open("w", encoding="utf-8", newline="") as stream:
+            hashing = _HashingWriter(stream, digest)
+            writer = delimited.writer(hashing, fmt)
+            writer.writerow(headers)
+            for batch in self._batches(kind, window, fields):
+                if cancelled.is_set():
+                    break
+                writer.writerows([[delimited.cell(r[f]) for f in fields] for r in batch])
+                records += len(batch)
+                if self._throttle(len(batch), cancelled):
+                    break
+            size = hashing.size
+        with store.write_lock:
+            current = store.get(TABLE, export_id)
+            if cancelled.is_set() or current is None or current["status"] != PROCESSING:
+                partial.unlink(missing_ok=True)
+                return
+            os.replace(partial, final)
+            store.update(
+                TABLE,
+                export_id,
+                {
+                    "status": COMPLETED,
+                    "finishedAt": now_iso(),
+                    "numberOfRecords": records,
+                    "fileSize": size,
+                    "fileChecksum": "sha256:" + digest.hexdigest(),
+                    "file": str(final),
+                },
+            )
+
+    def _batches(
+        self, kind: str, window: dict[str, str], fields: list[str]
+    ) -> Iterator[list[dict[str, Any]]]:
+        """Matching leads in id order, `READ_BATCH` (or fewer when throttled) at a time."""
+        store = self.service.store
+        columns = list(dict.fromkeys(["id", *fields]))
+        last_id = 0
+        while True:
+            rows = store.select(
+                "leads",
+                f'"id" > ? AND "{kind}" >= ? AND "{kind}" <= ?',
+                (last_id, window["startAt"], window["endAt"]),
+                columns=columns,
+                order_by='"id"',
+                limit=self._batch_size(),
+            )
+            if not rows:
+                return
+            yield rows
+            last_id = rows[-1]["id"]
+
+    def _batch_size(self) -> int:
+        rate = float(self.service.limits["bulk_extract_rows_per_second"])
+        return max(1, min(READ_BATCH, int(rate))) if rate > 0 else READ_BATCH
+
+    def _throttle(self, rows: int, cancelled: threading.Event) -> bool:
+        rate = float(self.service.limits["bulk_extract_rows_per_second"])
+        if rate > 0:
+            return cancelled.wait(rows / rate)
+        return cancelled.is_set()
+
+
+class _HashingWriter:
+    """A text stream wrapper that hashes and counts the UTF-8 bytes written through it."""
+
+    def __init__(self, stream: Any, digest: Any) -> None:
+        self.stream = stream
+        self.digest = digest
+        self.size = 0
+
+    def write(self, text: str) -> int:
+        data = text.encode("utf-8")
+        self.digest.update(data)
+        self.size += len(data)
+        return self.stream.write(text)
+
+
+# Sending the file ---------------------------------------------------------------------------
+def parse_range(header: str, size: int) -> tuple[int, int] | None:
+    """(first, last) byte of a single `bytes=` range; None when it cannot be satisfied."""
+    unit, _, spec = header.partition("=")
+    if unit.strip().lower() != "bytes" or "," in spec:
+        return None
+    first_text, _, last_text = spec.strip().partition("-")
+    try:
+        if not first_text:  # bytes=-N: the last N bytes
+            length = int(last_text)
+            return (max(0, size - length), size - 1) if length > 0 and size else None
+        first = int(first_text)
+        last = int(last_text) if last_text else size - 1
+    except ValueError:
+        return None
+    if first >= size or last < first:
+        return None
+    return first, min(last, size - 1)
+
+
+def stream_file(path: Path, first: int, length: int) -> Iterator[bytes]:
+    with path.open("rb") as fh:
+        fh.seek(first)
+        remaining = length
+        while remaining > 0:
+            block = fh.read(min(STREAM_BLOCK, remaining))
+            if not block:
+                return
+            remaining -= len(block)
+            yield block
+
+
+def file_response(job: dict[str, Any]) -> Response:
+    path = Path(job["file"])
+    size = int(job["fileSize"])
+    mimetype = delimited.CONTENT_TYPES[job["format"]]
+    headers = {"Accept-Ranges": "bytes"}
+    range_header = request.headers.get("Range")
+    if range_header is None:
+        headers["Content-Length"] = str(size)
+        return Response(stream_file(path, 0, size), 200, headers=headers, mimetype=mimetype)
+    span = parse_range(range_header, size)
+    if span is None:
+        headers["Content-Range"] = f"bytes */{size}"
+        return Response("Requested Range Not Satisfiable", 416, headers=headers)
+    first, last = span
+    length = last - first + 1
+    headers["Content-Range"] = f"bytes {first}-{last}/{size}"
+    headers["Content-Length"] = str(length)
+    return Response(stream_file(path, first, length), 206, headers=headers, mimetype=mimetype)
+
+
+def register(app: Flask, service: MarketoService, queue: JobQueue) -> None:
+    """Add the bulk lead extract routes."""
+    store = service.store
+
+    def find(export_id: str) -> dict[str, Any] | None:
+        return store.get(TABLE, export_id)
+
+    def not_found(export_id: str) -> Response:
+        return marketo_error(service, "1003", f"Export id '{export_id}' not found")
+
+    @app.post("/bulk/v1/leads/export/create.json")
+    def create_export() -> Response:
+        if (refusal := authenticate(service)) is not None:
+            return refusal
+        try:
+            body = json.loads(request.get_data(as_text=True) or "null")
+        except ValueError:
+            return marketo_error(service, "609")
+        try:
+            spec = parse_create(body, service)
+            if (refused := quota_error(service)) is not None:
+                raise refused
+        except RequestError as exc:
+            return marketo_error(service, exc.code, exc.message)
+        row = {
+            "exportId": str(uuid.uuid4()),
+            "status": CREATED,
+            "format": spec["format"].upper(),
+            "createdAt": now_iso(),
+            "request": spec,
+        }
+        store.insert(TABLE, row)
+        return success([job_body(row)])
+
+    @app.post("/bulk/v1/leads/export/<export_id>/enqueue.json")
+    def enqueue_export(export_id: str) -> Response:
+        if (refusal := authenticate(service)) is not None:
+            return refusal
+        with store.write_lock:
+            job = find(export_id)
+            if job is None:
+                return not_found(export_id)
+            if job["status"] in (QUEUED, PROCESSING):
+                return marketo_error(service, "1029", "Job already queued")
+            if job["status"] != CREATED:
+                return marketo_error(
+                    service, "1003", f"Export job in status {job['status']} cannot be queued"
+                )
+            if queue.active() >= service.limits["bulk_extract_max_queued"]:
+                return marketo_error(service, "1029", "Too many jobs in queue")
+            if (refused := quota_error(service)) is not None:
+                return marketo_error(service, refused.code, refused.message)
+            store.update(TABLE, export_id, {"status": QUEUED, "queuedAt": now_iso()})
+            job = find(export_id)
+        queue.nudge()
+        return success([job_body(job or {})])
+
+    @app.get("/bulk/v1/leads/export/<export_id>/status.json")
+    def export_status(export_id: str) -> Response:
+        if (refusal := authenticate(service)) is not None:
+            return refusal
+        job = find(export_id)
+        return success([job_body(job)]) if job else not_found(export_id)
+
+    @app.post("/bulk/v1/leads/export/<export_id>/cancel.json")
+    def cancel_export(export_id: str) -> Response:
+        if (refusal := authenticate(service)) is not None:
+            return refusal
+        with store.write_lock:
+            job = find(export_id)
+            if job is None:
+                return not_found(export_id)
+            if job["status"] in (COMPLETED, FAILED):
+                return marketo_error(
+                    service, "1003", f"Export job in status {job['status']} cannot be cancelled"
+                )
+            queue.cancel(export_id)
+            store.update(TABLE, export_id, {"status": CANCELLED})
+            job = find(export_id)
+        return success([job_body(job or {})])
+
+    @app.get("/bulk/v1/leads/export/<export_id>/file.json")
+    def export_file(export_id: str) -> Response:
+        if (refusal := authenticate(service)) is not None:
+            return refusal
+        job = find(export_id)
+        # Unlike every other endpoint, a missing or unfinished file is a plain-text 404.
+        if job is None or job["status"] != COMPLETED or not job.get("file"):
+            service.set_outcome("404")
+            return Response("Export file not found", 404, mimetype="text/plain")
+        return file_response(job)
+
+    @app.get("/bulk/v1/leads/export.json")
+    def list_exports() -> Response:
+        if (refusal := authenticate(service)) is not None:
+            return refusal
+        params = request_params()
+        wanted = [s.strip() for s in params.get("status", "").split(",") if s.strip()]
+        bad = [s for s in wanted if s not in STATUSES]
+        if bad:
+            return marketo_error(service, "1003", f"Invalid status '{bad[0]}'")
+        try:
+            offset = page_offset(params.get("nextPageToken"))
+            size = batch_size(params, LIST_PAGE)
+        except MarketoApiError as exc:
+            return marketo_error(service, exc.code, exc.message)
+        since = marketo_time(dt.datetime.now(dt.UTC) - JOB_VISIBLE_FOR)
+        where, args = '"createdAt" >= ?', [since]
+        if wanted:
+            where += f' AND "status" IN ({", ".join("?" for _ in wanted)})'
+            args.extend(wanted)
+        rows = store.select(
+            TABLE, where, args, order_by="rowid", limit=size + 1, offset=max(0, offset)
+        )
+        extra = {"nextPageToken": page_token(offset + size)} if len(rows) > size else {}
+        return success([job_body(r) for r in rows[:size]], **extra)
