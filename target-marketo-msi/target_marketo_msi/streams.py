@@ -253,18 +253,24 @@ class MarketoLeadStream(Stream):
         )
         run_end = self.tap.run_started
         if "scan" not in state:
-            try:
-                yield from self._windows(
-                    extract, state, "updatedAt", self.start_time(state), run_end
-                )
-                return
-            except FilterUnsupported as exc:
-                self._unsupported(exc)
-                state.pop("export", None)
-                state["scan"] = {
-                    "until": marketo_time(self.tap.start_date),
-                    "to": marketo_time(run_end),
-                }
+            if self._filter_known_missing(state):
+                missing = FilterUnsupported("answered by a run less than a day ago")
+            else:
+                try:
+                    yield from self._windows(
+                        extract, state, "updatedAt", self.start_time(state), run_end
+                    )
+                    state.pop("updated_at_filter_missing", None)
+                    return
+                except FilterUnsupported as exc:
+                    missing = exc
+                    state["updated_at_filter_missing"] = marketo_time(run_end)
+            self._unsupported(missing)
+            state.pop("export", None)
+            state["scan"] = {
+                "until": marketo_time(self.tap.start_date),
+                "to": marketo_time(run_end),
+            }
         scan = state["scan"]
         LOGGER.warning(
             "%s: scanning every lead created since %s in createdAt windows (the subscription "
@@ -276,6 +282,15 @@ class MarketoLeadStream(Stream):
         yield from self._windows(extract, scan, "createdAt", parse_time(scan["until"]), scan_end)
         del state["scan"]
         state["extracted_until"] = marketo_time(scan_end)
+
+    def _filter_known_missing(self, state: dict[str, Any]) -> bool:
+        """True when a run less than a day ago met 1035: skip the create call that would fail.
+
+        Asked again once a day, so a subscription that gets the filter enabled moves back to
+        cheap incremental runs on its own.
+        """
+        missing = state.get("updated_at_filter_missing")
+        return bool(missing) and self.tap.run_started - parse_time(missing) < dt.timedelta(days=1)
 
     def _unsupported(self, exc: FilterUnsupported) -> None:
         if self.fallback_setting and not self.config.get(self.fallback_setting):

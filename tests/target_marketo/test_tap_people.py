@@ -1,0 +1,195 @@
+"""tap-marketo-msi `people`: incremental exactly-once, deletes, company changes, resumable jobs,
+and the 1029 / export-quota / 1035 paths, all against the sandbox's bulk extract."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+from tap_marketo_support import (
+    change_lead,
+    iso,
+    lead,
+    marketo_calls,
+    now,
+    put_leads,
+    run_tap,
+    tap_config,
+)
+
+PEOPLE = ("people",)
+CREATE = "/bulk/v1/leads/export/create.json"
+
+
+def ids(records: list[dict[str, Any]]) -> list[int]:
+    return sorted(r["id"] for r in records)
+
+
+def set_limits(sandbox: Any, **limits: float) -> None:
+    sandbox.admin("marketo", "PUT", "limits", json=limits)
+
+
+def delete_lead_via_api(sandbox: Any, lead_id: int) -> None:
+    """Delete through Marketo's own endpoint, so the deleted-leads activity is the API's."""
+    service = sandbox.service("marketo")
+    token = service.tokens.issue(service.credentials["client_id"]).value
+    answer = sandbox.session.post(
+        sandbox.url("marketo", "/rest/v1/leads/delete.json"),
+        json={"input": [{"id": lead_id}]},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=30,
+    ).json()
+    assert answer["success"] is True
+    assert answer["result"][0]["status"] == "deleted"
+
+
+def test_incremental_run_emits_new_changed_and_deleted_people_exactly_once(
+    sandbox: Any, tmp_path: Any
+) -> None:
+    config = tap_config(sandbox, tmp_path)
+    put_leads(sandbox, [lead(i, now() - dt.timedelta(days=3)) for i in range(1, 6)])
+
+    first = run_tap(config, streams=PEOPLE)
+    assert ids(first.records("people")) == [1, 2, 3, 4, 5]
+    person = next(r for r in first.records("people") if r["id"] == 1)
+    assert person["email"] == "person1@example.com"
+    assert person["externalPersonId"] == "00Q000000000000001"
+    assert person["isDeleted"] is False
+
+    change_lead(sandbox, 2, now(), leadStatus="Working")
+    put_leads(sandbox, [lead(6, now())])
+    delete_lead_via_api(sandbox, 3)
+
+    second = run_tap(config, first.state, streams=PEOPLE)
+    records = second.records("people")
+    assert ids(records) == [2, 3, 6]
+    by_id = {r["id"]: r for r in records}
+    assert by_id[2]["leadStatus"] == "Working"
+    assert by_id[6]["isDeleted"] is False
+    assert by_id[3]["isDeleted"] is True
+    assert by_id[3]["_sdc_deleted_at"]
+
+    third = run_tap(config, second.state, streams=PEOPLE)
+    assert third.records("people") == []
+
+
+def test_a_company_change_re_emits_its_people(sandbox: Any, tmp_path: Any) -> None:
+    store = sandbox.service("marketo").store
+    store.insert(
+        "companies",
+        {
+            "externalCompanyId": "001A",
+            "company": "Acme AB",
+            "website": "https://acme.example.com",
+            "createdAt": iso(now()),
+            "updatedAt": iso(now()),
+        },
+    )
+    when = now() - dt.timedelta(days=2)
+    put_leads(
+        sandbox,
+        [lead(1, when, externalCompanyId="001A"), lead(2, when, externalCompanyId="001A")]
+        + [lead(3, when, company="Other Co", website="https://other.example.com")],
+    )
+    config = tap_config(sandbox, tmp_path)
+    first = run_tap(config, streams=PEOPLE)
+    assert ids(first.records("people")) == [1, 2, 3]
+
+    # Marketo does not move the people's updatedAt when their company changes.
+    company_id = store.select("companies", '"externalCompanyId" = ?', ("001A",))[0]["id"]
+    store.update("companies", company_id, {"website": "https://acme.example.se", "company": "Acme"})
+
+    second = run_tap(config, first.state, streams=PEOPLE)
+    records = second.records("people")
+    assert ids(records) == [1, 2]
+    assert {r["website"] for r in records} == {"https://acme.example.se"}
+    assert {r["company"] for r in records} == {"Acme"}
+
+    third = run_tap(config, second.state, streams=PEOPLE)
+    assert third.records("people") == []
+
+
+def test_an_interrupted_export_resumes_its_job(sandbox: Any, tmp_path: Any) -> None:
+    put_leads(sandbox, [lead(i, now() - dt.timedelta(days=1)) for i in range(1, 41)])
+    start = iso(now() - dt.timedelta(days=10))  # one window
+    set_limits(sandbox, bulk_extract_rows_per_second=10)  # a 4-second job
+    impatient = tap_config(sandbox, tmp_path, start_date=start, max_wait_seconds=0.2)
+
+    first = run_tap(impatient, streams=PEOPLE)
+    assert first.records("people") == []
+    job = first.state["bookmarks"]["people"]["export"]
+    assert job["exportId"]
+    assert "extracted_until" not in first.state["bookmarks"]["people"]
+
+    set_limits(sandbox, bulk_extract_rows_per_second=0)
+    sandbox.admin("marketo", "POST", "stats/reset")
+    second = run_tap(tap_config(sandbox, tmp_path, start_date=start), first.state, streams=PEOPLE)
+    assert ids(second.records("people")) == list(range(1, 41))
+    assert marketo_calls(sandbox).get(CREATE, 0) == 0  # the job was picked up, not recreated
+    exports = sandbox.service("marketo").store.select("bulk_exports")
+    assert [e["exportId"] for e in exports] == [job["exportId"]]
+    assert "export" not in second.state["bookmarks"]["people"]
+
+
+def test_a_full_queue_stops_cleanly_and_the_next_run_enqueues_the_same_job(
+    sandbox: Any, tmp_path: Any
+) -> None:
+    put_leads(sandbox, [lead(i, now() - dt.timedelta(days=1)) for i in range(1, 4)])
+    config = tap_config(sandbox, tmp_path, start_date=iso(now() - dt.timedelta(days=10)))
+    set_limits(sandbox, bulk_extract_max_queued=0)  # every enqueue answers 1029
+
+    first = run_tap(config, streams=PEOPLE)  # returns normally: a clean stop
+    assert first.records("people") == []
+    job = first.state["bookmarks"]["people"]["export"]
+    assert job["status"] == "Created"
+
+    set_limits(sandbox, bulk_extract_max_queued=10)
+    second = run_tap(config, first.state, streams=PEOPLE)
+    assert ids(second.records("people")) == [1, 2, 3]
+    exports = sandbox.service("marketo").store.select("bulk_exports")
+    assert [e["exportId"] for e in exports] == [job["exportId"]]
+
+
+def test_the_export_quota_stops_cleanly_and_the_next_run_goes_on(
+    sandbox: Any, tmp_path: Any
+) -> None:
+    old, recent = now() - dt.timedelta(days=38), now() - dt.timedelta(days=1)
+    put_leads(sandbox, [lead(1, old), lead(2, old), lead(3, recent), lead(4, recent)])
+    config = tap_config(sandbox, tmp_path)  # start 40 days ago: two windows
+    set_limits(sandbox, bulk_extract_daily_quota_bytes=1)  # spent by the first file
+
+    first = run_tap(config, streams=PEOPLE)
+    assert ids(first.records("people")) == [1, 2]
+    bookmark = first.state["bookmarks"]["people"]
+    assert "extracted_until" in bookmark  # the first window is done and kept
+
+    set_limits(sandbox, bulk_extract_daily_quota_bytes=524_288_000)
+    second = run_tap(config, first.state, streams=PEOPLE)
+    assert ids(second.records("people")) == [3, 4]
+
+
+def test_without_the_updated_at_filter_the_run_says_so(sandbox: Any, tmp_path: Any) -> None:
+    put_leads(sandbox, [lead(1, now() - dt.timedelta(days=1))])
+    set_limits(sandbox, bulk_extract_updated_at_filter=0)  # the subscription answers 1035
+    with pytest.raises(Exception, match="people_created_at_fallback"):
+        run_tap(tap_config(sandbox, tmp_path), streams=PEOPLE)
+
+
+def test_the_created_at_fallback_scans_and_emits_only_changes(sandbox: Any, tmp_path: Any) -> None:
+    old, recent = now() - dt.timedelta(days=38), now() - dt.timedelta(days=1)
+    put_leads(sandbox, [lead(1, old), lead(2, recent), lead(3, recent)])
+    set_limits(sandbox, bulk_extract_updated_at_filter=0)
+    config = tap_config(sandbox, tmp_path, people_created_at_fallback=True)
+
+    first = run_tap(config, streams=PEOPLE)
+    assert ids(first.records("people")) == [1, 2, 3]
+
+    change_lead(sandbox, 1, now(), email="new.address@example.com")
+    sandbox.admin("marketo", "POST", "stats/reset")
+    second = run_tap(config, first.state, streams=PEOPLE)
+    assert [(r["id"], r["email"]) for r in second.records("people")] == [
+        (1, "new.address@example.com")
+    ]
+    # The scan reads every createdAt window since start_date again: two windows here.
+    assert marketo_calls(sandbox)[CREATE] == 2
