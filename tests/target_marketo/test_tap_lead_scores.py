@@ -106,5 +106,5 @@ def test_a_score_field_marketo_lacks_stops_with_a_clear_message(scored: Any, tmp
     config = tap_config(
         scored, tmp_path, lead_scores_field_map={"relativeScore": "relativeScoring"}
     )
-    with pytest.raises(Exception, match="relativeScoring.*lead_scores_field_map"):
+    with pytest.raises(Exception, match=r"relativeScoring.*lead_scores_field_map"):
         run_tap(config, streams=SCORES)

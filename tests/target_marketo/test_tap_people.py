@@ -89,8 +89,11 @@ def test_a_company_change_re_emits_its_people(sandbox: Any, tmp_path: Any) -> No
     when = now() - dt.timedelta(days=2)
     put_leads(
         sandbox,
-        [lead(1, when, externalCompanyId="001A"), lead(2, when, externalCompanyId="001A")]
-        + [lead(3, when, company="Other Co", website="https://other.example.com")],
+        [
+            lead(1, when, externalCompanyId="001A"),
+            lead(2, when, externalCompanyId="001A"),
+            lead(3, when, company="Other Co", website="https://other.example.com"),
+        ],
     )
     config = tap_config(sandbox, tmp_path)
     first = run_tap(config, streams=PEOPLE)

@@ -8,7 +8,6 @@ replaced by one that seeds the session's sandbox and points the tap at it.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -27,7 +26,7 @@ class TestTapMarketoMsiStandard(_StandardTests):
     @pytest.fixture(scope="class")
     def runner(  # type: ignore[override]
         self, sandbox_session: Any, tmp_path_factory: pytest.TempPathFactory
-    ) -> Iterator[TapTestRunner]:
+    ) -> TapTestRunner:
         sandbox_session.reset()
         when = now() - dt.timedelta(days=3)
         rows = [lead(i, when, leadStatus=f"Status {i % 3}") for i in range(1, 31)]
@@ -38,4 +37,4 @@ class TestTapMarketoMsiStandard(_StandardTests):
         runner.sync_all()
         assert len(runner.records["people"]) == 31
         assert len(runner.records["lead_scores"]) == 30
-        yield runner
+        return runner
