@@ -19,6 +19,9 @@ class MarketoObjectSink(BatchSink):
 
     # Flushing early only helps memory; whole batches of 300 are what keeps calls minimal.
     MAX_SIZE_DEFAULT = 50_000
+    # A record that breaks the schema is one bad record, not a reason to stop the load: the
+    # loader's own checks reject it with a reason the user can act on.
+    fail_on_record_validation_exception = False
 
     def __init__(
         self,
@@ -34,6 +37,12 @@ class MarketoObjectSink(BatchSink):
     def include_sdc_metadata_properties(self) -> bool:
         # Keep `_sdc_deleted_at`: deletes are part of what this target does.
         return True
+
+    def preprocess_record(self, record: dict[str, Any], context: dict) -> dict[str, Any]:
+        # A record without its key is rejected by the loader with a reason, not a crash.
+        for name in self.key_properties or ():
+            record.setdefault(name, None)
+        return record
 
     def process_record(self, record: dict[str, Any], context: dict) -> None:
         self.marketo_target.loader.add(self.stream_name, record)
