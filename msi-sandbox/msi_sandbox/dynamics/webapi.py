@@ -7,10 +7,8 @@ each operation inside a `$batch` go through the same code.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
@@ -32,41 +30,12 @@ from msi_sandbox.dynamics.query import (
     parse_skiptoken,
 )
 from msi_sandbox.dynamics.schema import API_PATH, Attribute, Entity, guid
+from msi_sandbox.dynamics.wire import ApiRequest, ApiResponse
 
 if TYPE_CHECKING:
     from msi_sandbox.dynamics.service import DynamicsService
 
 GUID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
-JSON_TYPE = "application/json; odata.metadata=minimal"
-
-
-@dataclass
-class ApiRequest:
-    method: str
-    path: str  # below API_PATH, without the leading slash
-    args: dict[str, str]
-    headers: Headers
-    body: bytes = b""
-
-    def json(self) -> Any:
-        try:
-            return json.loads(self.body or b"null")
-        except ValueError:
-            raise errors.bad_query("Error parsing the request body: invalid JSON.") from None
-
-
-@dataclass
-class ApiResponse:
-    status: int
-    body: Any = None
-    headers: dict[str, str] = field(default_factory=dict)
-
-    def to_flask(self) -> Response:
-        headers = {"OData-Version": "4.0", **self.headers}
-        if self.body is None:
-            return Response(b"", status=self.status, headers=headers)
-        payload = json.dumps(self.body, ensure_ascii=False, separators=(",", ":"))
-        return Response(payload, status=self.status, headers=headers, content_type=JSON_TYPE)
 
 
 def _applied(prefer: Prefer, *, paging: bool = True) -> dict[str, str]:
@@ -92,7 +61,7 @@ class WebApi:
         try:
             return self._route(req)
         except errors.DataverseError as exc:
-            return ApiResponse(exc.status, exc.body())
+            return ApiResponse.error(exc)
 
     def _route(self, req: ApiRequest) -> ApiResponse:
         path, method = req.path, req.method
