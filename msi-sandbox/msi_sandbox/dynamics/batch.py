@@ -22,7 +22,6 @@ from werkzeug.datastructures import Headers
 from msi_sandbox.dynamics import errors
 from msi_sandbox.dynamics.query import Prefer
 from msi_sandbox.dynamics.schema import API_PATH
-
 from msi_sandbox.dynamics.wire import ApiRequest, ApiResponse
 
 if TYPE_CHECKING:
