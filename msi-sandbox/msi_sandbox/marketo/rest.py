@@ -17,6 +17,7 @@ from msi_sandbox.marketo.records import split_list
 from msi_sandbox.marketo.schema import LEAD_FIELDS
 from msi_sandbox.marketo.wire import (
     api_call,
+    is_get_override,
     json_body,
     marketo_error,
     request_params,
@@ -27,11 +28,6 @@ if TYPE_CHECKING:
     from msi_sandbox.marketo.service import MarketoService
 
 PREFIX = "/rest/v1"
-
-
-def _is_get_override() -> bool:
-    """`POST ...?_method=GET` carries a long query in a form body (beats the 8 KB URI limit)."""
-    return request.method == "POST" and request.args.get("_method", "").upper() == "GET"
 
 
 def _page(result: tuple[list[dict[str, Any]], str | None]) -> Response:
@@ -48,7 +44,7 @@ def register(app: Flask, service: MarketoService) -> None:
 
     # Leads ------------------------------------------------------------------------------------
     def leads_root() -> Response:
-        if request.method == "GET" or _is_get_override():
+        if request.method == "GET" or is_get_override():
             return _page(leads.get_leads(service, request_params()))
         if request.method == "DELETE":
             return delete_leads()
@@ -125,7 +121,7 @@ def _register_object(
     name = otype.path.replace("/", "_")
 
     def root() -> Response:
-        if request.method == "GET" or _is_get_override():
+        if request.method == "GET" or is_get_override():
             return _page(objects.query(service, otype, request_params()))
         return success(objects.sync_objects(service, otype, json_body()))
 
