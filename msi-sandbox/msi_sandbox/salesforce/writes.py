@@ -19,6 +19,7 @@ from msi_sandbox.salesforce.wire import format_datetime, now_stamp, parse_dateti
 if TYPE_CHECKING:
     from msi_sandbox.salesforce.service import SalesforceService
 
+ROLLED_BACK_CODE = "ALL_OR_NONE_OPERATION_ROLLED_BACK"
 ROLLED_BACK = (
     "Record rolled back because not all records were valid and the request was using AllOrNone"
     " header"
@@ -48,11 +49,13 @@ class Outcome:
         return not self.errors
 
     def as_json(self) -> dict[str, Any]:
+        """A SaveResult: failed records carry no id, except those only rolled back."""
         body: dict[str, Any] = {
             "success": self.success,
             "errors": [e.as_json() for e in self.errors],
         }
-        if self.id is not None:
+        rolled_back = bool(self.errors) and self.errors[0].status_code == ROLLED_BACK_CODE
+        if self.id is not None and (self.success or rolled_back):
             body = {"id": self.id, **body}
         return body
 
@@ -72,15 +75,20 @@ class Writer:
         self.service = service
 
     # Validation ----------------------------------------------------------------------------
-    def prepare(self, change: Change) -> tuple[str, dict[str, Any]]:
-        sobject = change.sobject
-        record_id = ids.normalize(change.raw_id, sobject.key_prefix)
+    @staticmethod
+    def parse_id(change: Change) -> str:
+        record_id = ids.normalize(change.raw_id, change.sobject.key_prefix)
         if record_id is None:
             raise RecordError(
                 "MALFORMED_ID",
-                f"{sobject.label} ID: id value of incorrect type: {change.raw_id}",
+                f"{change.sobject.label} ID: id value of incorrect type: {change.raw_id}",
                 ["Id"],
             )
+        return record_id
+
+    def prepare(self, change: Change) -> dict[str, Any]:
+        """The change's values in stored form, checked against the object's fields."""
+        sobject = change.sobject
         values: dict[str, Any] = {}
         for name, raw in change.values.items():
             spec = sobject.lookup(name)
@@ -99,7 +107,7 @@ class Writer:
                     [spec.name],
                 )
             values[spec.name] = self.coerce(spec, raw, from_csv=change.from_csv)
-        return record_id, values
+        return values
 
     @staticmethod
     def coerce(spec: Field, raw: Any, *, from_csv: bool) -> Any:
@@ -182,20 +190,20 @@ class Writer:
         outcomes: list[Outcome] = []
         planned: list[tuple[SObject, str, dict[str, Any], dict[str, Any]]] = []
         for change in changes:
+            record_id = None
             try:
-                record_id, values = self.prepare(change)
+                record_id = self.parse_id(change)
+                values = self.prepare(change)
                 row = self.check_row(change.sobject, record_id)
             except RecordError as exc:
-                outcomes.append(Outcome(None, [exc]))
+                outcomes.append(Outcome(record_id, [exc]))
                 continue
             outcomes.append(Outcome(record_id))
             planned.append((change.sobject, record_id, values, row))
         if all_or_none and any(not o.success for o in outcomes):
             for outcome in outcomes:
                 if outcome.success:
-                    outcome.errors.append(
-                        RecordError("ALL_OR_NONE_OPERATION_ROLLED_BACK", ROLLED_BACK)
-                    )
+                    outcome.errors.append(RecordError(ROLLED_BACK_CODE, ROLLED_BACK))
             return outcomes
         stamp = now_stamp()
         store = self.service.store
