@@ -189,7 +189,13 @@ def make_skiptoken(
             else {"last": _encode_value(entity.attributes[name], value)}
         )
         ET.SubElement(inner, name, attrs)
-    paging = quote(quote(ET.tostring(inner, encoding="unicode"), safe=""), safe="")
+    # Dataverse double-encodes the inner cookie, with lowercase hex in the first pass.
+    once = re.sub(
+        r"%[0-9A-F]{2}",
+        lambda m: m.group().lower(),
+        quote(ET.tostring(inner, encoding="unicode"), safe=""),
+    )
+    paging = quote(once, safe="")
     return (
         f'<cookie pagenumber="{page + 1}" pagingcookie="{paging}" '
         f'istracking="{"True" if tracking else "False"}" />'
