@@ -141,9 +141,9 @@ def test_delta_returns_inserts_updates_and_deletes(dyn: Any) -> None:
 def test_delta_pages_when_many_rows_changed(dyn: Any) -> None:
     _, last = _track(dyn)
     dyn.admin("POST", "mutate", json={"seed": 3, "burst": 25})
-    rows, final = dyn.all_pages(last["@odata.deltaLink"].replace("leads", "leads"), page_size=10)
+    rows, final = dyn.all_pages(last["@odata.deltaLink"], page_size=10)
     assert rows == []  # a contact burst changes no leads
-    contacts_rows, contacts_last = dyn.all_pages(
+    _, contacts_last = dyn.all_pages(
         "contacts", {"$select": "telephone1"}, extra_prefer="odata.track-changes"
     )
     dyn.admin("POST", "mutate", json={"seed": 4, "burst": 25})
