@@ -15,7 +15,7 @@ _SUFFIX_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
 # The sandbox's instance ("5g") and reserved ("0") characters, as in 005 5g 0 000000001.
 INSTANCE = "5g0"
 ORG_ID = "00D5g0000000001"
-_ID_RE = re.compile(r"^[a-zA-Z0-9]{15}(?:[A-Z0-5]{3})?$")
+_ID_RE = re.compile(r"^[a-zA-Z0-9]{15}(?:[A-Za-z0-5]{3})?$")
 
 
 def checksum(id15: str) -> str:
