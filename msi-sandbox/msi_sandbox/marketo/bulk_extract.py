@@ -291,7 +291,7 @@ def stream_file(path: Path, first: int, length: int) -> Iterator[bytes]:
 def file_response(job: dict[str, Any]) -> Response:
     path = Path(job["file"])
     size = int(job["fileSize"])
-    mimetype = delimited.CONTENT_TYPES[job["format"]]
+    mimetype = delimited.CONTENT_TYPES[job["format"].lower()]
     headers = {"Accept-Ranges": "bytes"}
     range_header = request.headers.get("Range")
     if range_header is None:

@@ -47,20 +47,21 @@ def _relax(schema: Any) -> None:
 
 
 def check_swagger(body: dict[str, Any], path: str, method: str = "get") -> None:
-    """Validate a JSON body against the 200 response of `path` in the official spec.
+    """Validate a JSON body against the 200 response of `path` in the official spec."""
+    _validator(path, method, failed=body.get("success") is False).validate(body)
 
-    A failed call carries `errors` and no `result` (the spec requires `result` regardless).
-    """
+
+@functools.cache
+def _validator(path: str, method: str, *, failed: bool) -> jsonschema.Draft4Validator:
+    """One compiled validator per response; a failed call carries `errors` and no `result`
+    (the spec requires `result` regardless)."""
     spec = _spec()
     schema = copy.deepcopy(spec["paths"][path][method]["responses"]["200"]["schema"])
-    definitions = spec["definitions"]
-    if body.get("success") is False:
-        definitions = copy.deepcopy(definitions)
+    definitions = copy.deepcopy(spec["definitions"])
+    if failed:
         top = definitions[schema["$ref"].rsplit("/", 1)[-1]]
         top["required"] = [r for r in top.get("required", []) if r != "result"]
-    jsonschema.validate(
-        body, {**schema, "definitions": definitions}, cls=jsonschema.Draft4Validator
-    )
+    return jsonschema.Draft4Validator({**schema, "definitions": definitions})
 
 
 def wait_until(probe: Callable[[], Any], timeout: float = POLL_TIMEOUT_S) -> Any:
