@@ -78,15 +78,20 @@ def sync_leads(
             prepared.append(exc)
 
     results: list[dict[str, Any]] = []
+    now = now_iso()  # one call, one timestamp
     with service.store.transaction():
         good = [p for p in prepared if isinstance(p, dict)]
-        matches = find_by(service.store, "leads", lookup_field, (p.get(lookup_field) for p in good))
+        # Read only what the rules compare: the id, the company link and the written fields.
+        columns = {"id", "externalCompanyId"}.union(*good)
+        matches = find_by(
+            service.store, "leads", lookup_field, (p.get(lookup_field) for p in good), columns
+        )
         linked = _existing_companies(service, good, matches)
         for item in prepared:
             try:
                 if isinstance(item, RecordError):
                     raise item
-                results.append(_sync_one(service, item, action, lookup_field, matches, linked))
+                results.append(_sync_one(service, item, action, lookup_field, matches, linked, now))
             except RecordError as exc:
                 results.append(skipped(exc))
     return results
@@ -110,6 +115,7 @@ def _sync_one(
     lookup_field: str,
     matches: dict[Any, list[dict[str, Any]]],
     linked: set[Any],
+    now: str,
 ) -> dict[str, Any]:
     key = values.get(lookup_field)
     rows = [] if action == "createDuplicate" else matches.get(key, [])
@@ -125,7 +131,6 @@ def _sync_one(
         # The lead's company fields belong to its company record.
         raise RecordError("1021", "Company update not allowed")
 
-    now = now_iso()
     if row is None:
         record = {k: v for k, v in values.items() if k != "id"}
         record.update(createdAt=now, updatedAt=now)
@@ -228,7 +233,7 @@ def record_msi_activity(
     now = now_iso()
     changed: list[int] = []
     with service.store.transaction():
-        existing = find_by(service.store, "leads", "id", lead_ids)
+        existing = find_by(service.store, "leads", "id", lead_ids, columns=())
         for lead_id in dict.fromkeys(lead_ids):
             if lead_id not in existing:
                 continue

@@ -105,22 +105,30 @@ def writable_values(
 
 
 def find_by(
-    store: Store, table: str, column: str, values: Iterable[Any]
+    store: Store,
+    table: str,
+    column: str,
+    values: Iterable[Any],
+    columns: Iterable[str] | None = None,
 ) -> dict[Any, list[dict[str, Any]]]:
-    """Rows whose `column` is one of `values`, grouped by that value (indexed IN look-ups)."""
+    """Rows whose `column` is one of `values`, grouped by that value (indexed IN look-ups).
+
+    `columns` narrows what is read (decoding wide lead rows is the cost of a sync).
+    """
     wanted = list(dict.fromkeys(v for v in values if v is not None))
+    names = None if columns is None else list(dict.fromkeys([column, *columns]))
     found: dict[Any, list[dict[str, Any]]] = {}
     for start in range(0, len(wanted), LOOKUP_CHUNK):
         chunk = wanted[start : start + LOOKUP_CHUNK]
         marks = ", ".join("?" for _ in chunk)
-        for row in store.select(table, f'"{column}" IN ({marks})', chunk):
+        for row in store.select(table, f'"{column}" IN ({marks})', chunk, columns=names):
             found.setdefault(row[column], []).append(row)
     return found
 
 
 def existing_values(store: Store, table: str, column: str, values: Iterable[Any]) -> set[Any]:
     """Which of `values` exist in `column` (for reference checks)."""
-    return set(find_by(store, table, column, values))
+    return set(find_by(store, table, column, values, columns=()))
 
 
 # Paging -------------------------------------------------------------------------------------
