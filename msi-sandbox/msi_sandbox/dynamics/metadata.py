@@ -108,7 +108,31 @@ def attribute_record(entity: Entity, attr: Attribute) -> dict[str, Any]:
     }
     if attr.lookup:
         record["Targets"] = list(attr.lookup.targets)
+    if attr.options is not None and kind in ("Picklist", "State", "Status"):
+        record["OptionSet"] = {
+            "Name": f"{entity.logical_name}_{logical}",
+            "Options": [
+                {
+                    "Value": value,
+                    "Label": {
+                        "LocalizedLabels": [{"Label": label, "LanguageCode": 1033}],
+                        "UserLocalizedLabel": {"Label": label, "LanguageCode": 1033},
+                    },
+                }
+                for value, label in attr.options.items()
+            ],
+        }
     return record
+
+
+def _expand_option_set(
+    records: list[dict[str, Any]], args: Mapping[str, str]
+) -> tuple[list[dict[str, Any]], bool]:
+    """`$expand=OptionSet(...)` is the one expansion metadata clients use."""
+    expand = args.get("$expand")
+    if expand is not None and not re.fullmatch(r"OptionSet(\(\$select=Options\))?", expand):
+        raise errors.bad_query(f"The sandbox only expands OptionSet on attributes, not '{expand}'.")
+    return records, expand is not None
 
 
 def _fields(records: list[dict[str, Any]]) -> dict[str, str]:
@@ -129,6 +153,7 @@ def _fields(records: list[dict[str, Any]]) -> dict[str, str]:
 def _query(
     records: list[dict[str, Any]], args: Mapping[str, str], type_name: str
 ) -> list[dict[str, Any]]:
+    records, expand = _expand_option_set(records, args)
     fields = _fields(records)
     if "$filter" in args:
         tree = odata.parse_filter(args["$filter"])
@@ -137,7 +162,9 @@ def _query(
     if "$select" in args:
         names = odata.parse_select(args["$select"], fields, type_name)
         keep = {*names, "MetadataId", "@odata.type"}
-        records = [{k: v for k, v in r.items() if k in keep} for r in records]
+        records = [{k: v for k, v in r.items() if k in keep or k == "OptionSet"} for r in records]
+    if not expand:
+        records = [{k: v for k, v in r.items() if k != "OptionSet"} for r in records]
     return records
 
 
@@ -151,16 +178,24 @@ def _find(candidates: list[dict[str, Any]], key: str, what: str) -> dict[str, An
     raise errors.DataverseError(404, "0x80040217", f"Could not find {what} with {key}.")
 
 
+def _only_select(args: Mapping[str, str], *also: str) -> dict[str, str]:
+    return {k: v for k, v in args.items() if k in ("$select", *also)}
+
+
 def read(service: DynamicsService, path: str, args: Mapping[str, str]) -> dict[str, Any]:
     """Answer GET EntityDefinitions[(key)][/Attributes[(key)]]."""
     base = service.api_base
-    match = re.fullmatch(r"EntityDefinitions(?:\(([^)]*)\))?(?:/Attributes(?:\(([^)]*)\))?)?", path)
+    match = re.fullmatch(
+        r"EntityDefinitions(?:\(([^)]*)\))?"
+        r"(?:/Attributes(?:/Microsoft\.Dynamics\.CRM\.(\w+))?(?:\(([^)]*)\))?)?",
+        path,
+    )
     if not match:
         raise errors.DataverseError(
             404, errors.RESOURCE_NOT_FOUND, f"Resource not found for the segment '{path}'."
         )
     entities = [entity_record(e) for e in service.entities.values()]
-    entity_key, attribute_key = match.group(1), match.group(2)
+    entity_key, cast, attribute_key = match.group(1), match.group(2), match.group(3)
     with_attributes = "/Attributes" in path
     if entity_key is None:
         if with_attributes:
@@ -170,11 +205,13 @@ def read(service: DynamicsService, path: str, args: Mapping[str, str]) -> dict[s
     entity_meta = _find(entities, entity_key, "entity")
     entity = service.entities[entity_meta["LogicalName"]]
     if not with_attributes:
-        (one,) = _query(
-            [entity_meta], {k: v for k, v in args.items() if k == "$select"}, "EntityMetadata"
-        )
+        (one,) = _query([entity_meta], _only_select(args), "EntityMetadata")
         return {"@odata.context": f"{base}/$metadata#EntityDefinitions/$entity", **one}
     attributes = [attribute_record(entity, a) for a in entity.attributes.values()]
+    if cast:
+        attributes = [
+            a for a in attributes if a["@odata.type"] == f"#Microsoft.Dynamics.CRM.{cast}"
+        ]
     context = f"{base}/$metadata#EntityDefinitions('{entity.metadata_id}')/Attributes"
     if attribute_key is None:
         return {
@@ -182,7 +219,5 @@ def read(service: DynamicsService, path: str, args: Mapping[str, str]) -> dict[s
             "value": _query(attributes, args, "Microsoft.Dynamics.CRM.AttributeMetadata"),
         }
     attribute = _find(attributes, attribute_key, "attribute")
-    (one,) = _query(
-        [attribute], {k: v for k, v in args.items() if k == "$select"}, "AttributeMetadata"
-    )
+    (one,) = _query([attribute], _only_select(args, "$expand"), "AttributeMetadata")
     return {"@odata.context": f"{context}/$entity", **one}
