@@ -269,11 +269,47 @@ def random_lead_ids(service: MarketoService, count: int, seed: Any) -> list[int]
 
 
 # Seeding ------------------------------------------------------------------------------------
+_SEED_COLUMNS = (
+    "email",
+    "firstName",
+    "lastName",
+    "title",
+    "phone",
+    "company",
+    "industry",
+    "leadSource",
+    "leadStatus",
+    "externalPersonId",
+    "externalSalesPersonId",
+    "externalCompanyId",
+    "createdAt",
+    "updatedAt",
+)
+
+
 def seed_people(service: MarketoService, world: World) -> None:
-    """The world's leads and contacts as Marketo leads, in one transaction (fast for 1M)."""
+    """The world's leads and contacts as Marketo leads, in one transaction.
+
+    Fast for a million people: rows go in as plain tuples (every seeded column is text, so
+    there is nothing to encode) and the lead indexes are rebuilt once after the load.
+    """
     ids = _ExternalIds(str(service.options.get("seed_people")))
-    with service.store.transaction():
-        service.store.insert_many("leads", _people(world, ids))
+    table = service.store.table("leads")
+    names = ", ".join(f'"{c}"' for c in _SEED_COLUMNS)
+    marks = ", ".join("?" for _ in _SEED_COLUMNS)
+    with service.store.transaction() as conn:
+        indexes = [
+            r[0]
+            for r in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'leads' "
+                "AND sql IS NOT NULL"
+            )
+        ]
+        for index in indexes:
+            conn.execute(f'DROP INDEX "{index}"')
+        conn.executemany(f'INSERT INTO "leads" ({names}) VALUES ({marks})', _people(world, ids))
+        for statement in table.ddl()[1:]:  # the CREATE INDEX statements
+            conn.execute(statement)
 
 
 class _ExternalIds:
@@ -283,6 +319,7 @@ class _ExternalIds:
 
     def __init__(self, crm: str) -> None:
         self.salesforce = crm == "salesforce"
+        self._cache: dict[tuple[str, int], str] = {}  # owners and accounts repeat
         if self.salesforce:
             from msi_sandbox.salesforce import ids  # noqa: PLC0415 - only when asked for
 
@@ -291,29 +328,34 @@ class _ExternalIds:
     def __call__(self, kind: str, key: int | None) -> str | None:
         if key is None:
             return None
-        if self.salesforce:
-            return self._make(self.PREFIXES[kind], key + 1)
-        return f"{kind}:{key}"
+        if not self.salesforce:
+            return f"{kind}:{key}"
+        if kind in ("user", "account"):
+            cached = self._cache.get((kind, key))
+            if cached is None:
+                cached = self._cache[(kind, key)] = self._make(self.PREFIXES[kind], key + 1)
+            return cached
+        return self._make(self.PREFIXES[kind], key + 1)
 
 
-def _people(world: World, ids: _ExternalIds) -> Iterator[dict[str, Any]]:
+def _people(world: World, ids: _ExternalIds) -> Iterator[tuple[Any, ...]]:
+    """One row per generated lead and contact, in `_SEED_COLUMNS` order."""
     for kind, people in (("lead", world.leads), ("contact", world.contacts)):
         for person in people:
             owner_kind, owner_key = person["owner"]
-            created = to_iso(person["created"])
-            yield {
-                "email": person["email"],
-                "firstName": person["first_name"],
-                "lastName": person["last_name"],
-                "title": person["title"],
-                "phone": person["phone"],
-                "company": person.get("company"),
-                "industry": person.get("industry"),
-                "leadSource": person.get("lead_source"),
-                "leadStatus": person.get("status"),
-                "externalPersonId": ids(kind, person["key"]),
-                "externalSalesPersonId": ids("user", owner_key) if owner_kind == "user" else None,
-                "externalCompanyId": ids("account", person.get("account")),
-                "createdAt": created,
-                "updatedAt": to_iso(person["modified"]),
-            }
+            yield (
+                person["email"],
+                person["first_name"],
+                person["last_name"],
+                person["title"],
+                person["phone"],
+                person.get("company"),
+                person.get("industry"),
+                person.get("lead_source"),
+                person.get("status"),
+                ids(kind, person["key"]),
+                ids("user", owner_key) if owner_kind == "user" else None,
+                ids("account", person.get("account")),
+                to_iso(person["created"]),
+                to_iso(person["modified"]),
+            )
