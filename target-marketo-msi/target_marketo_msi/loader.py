@@ -62,6 +62,7 @@ NOT_COMPANY_FIELDS = frozenset(
     {"id", "externalCompanyId", "externalSalesPersonId", "createdAt", "updatedAt"}
 )
 NOT_FOUND_CODES = frozenset({"1004", "1013"})
+PLAIN_TYPES = frozenset({str, int, float, bool, type(None)})
 
 
 @dataclass
@@ -114,7 +115,10 @@ class Loader:
 
     # Intake ---------------------------------------------------------------------------------
     def add(self, stream: str, record: dict[str, Any]) -> None:
-        clean = {k: jsonable(v) for k, v in normalise_ids(record).items()}
+        clean = normalise_ids(record)
+        for name, value in clean.items():
+            if type(value) not in PLAIN_TYPES:
+                clean[name] = jsonable(value)
         self.summary.add(stream, "received")
         self.pending.add(stream, clean)
 

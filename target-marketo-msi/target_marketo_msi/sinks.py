@@ -9,6 +9,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from singer_sdk.sinks import BatchSink
+from singer_sdk.sinks.core import BaseJSONSchemaValidator
+
+from target_marketo_msi.record_validator import FlatRecordValidator
 
 if TYPE_CHECKING:
     from target_marketo_msi.target import TargetMarketoMsi
@@ -37,6 +40,12 @@ class MarketoObjectSink(BatchSink):
     def include_sdc_metadata_properties(self) -> bool:
         # Keep `_sdc_deleted_at`: deletes are part of what this target does.
         return True
+
+    def get_validator(self) -> BaseJSONSchemaValidator | None:
+        return FlatRecordValidator(self.schema) if self.validate_schema else None
+
+    def _parse_timestamps_in_record(self, record: dict, schema: dict, treatment: Any) -> None:
+        """Keep date-times as the ISO text Marketo wants (the SDK would parse them)."""
 
     def preprocess_record(self, record: dict[str, Any], context: dict) -> dict[str, Any]:
         # A record without its key is rejected by the loader with a reason, not a crash.

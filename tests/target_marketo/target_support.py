@@ -226,3 +226,40 @@ def make_world(
                 }
             )
     return world
+
+
+def assert_marketo_matches(sandbox: Any, world: World) -> None:
+    """Marketo holds exactly the world: every key once, no extra rows, fields as sent."""
+    persons = dump(sandbox, "salespersons")
+    assert sorted(p["externalSalesPersonId"] for p in persons) == sorted(
+        p["externalSalesPersonId"] for p in world.sales_persons
+    )
+    companies = dump(sandbox, "companies")
+    assert sorted(c["externalCompanyId"] for c in companies) == sorted(
+        c["externalCompanyId"] for c in world.companies
+    )
+    leads = dump(sandbox, "leads")
+    assert sorted(p["externalPersonId"] for p in leads) == sorted(
+        p["externalPersonId"] for p in world.leads
+    )
+    sent = {p["externalPersonId"]: p for p in world.leads}
+    for lead in leads:
+        source = sent[lead["externalPersonId"]]
+        assert (lead["email"], lead["externalCompanyId"], lead["externalSalesPersonId"]) == (
+            source["email"],
+            source["externalCompanyId"],
+            source["externalSalesPersonId"],
+        )
+    opportunities = dump(sandbox, "opportunities")
+    assert sorted(o["externalOpportunityId"] for o in opportunities) == sorted(
+        o["externalOpportunityId"] for o in world.opportunities
+    )
+    person_of = {lead["id"]: lead["externalPersonId"] for lead in leads}
+    roles = sorted(
+        (r["externalOpportunityId"], person_of[r["leadId"]], r["role"])
+        for r in dump(sandbox, "opportunity_roles")
+    )
+    assert roles == sorted(
+        (r["externalOpportunityId"], r["externalPersonId"], r["role"])
+        for r in world.opportunity_roles
+    )
