@@ -245,6 +245,33 @@ def query(
     return page, page_token(offset + len(rows)) if more else None
 
 
+def query_by_keys(service: MarketoService, otype: ObjectType, body: Any) -> list[dict[str, Any]]:
+    """`POST ...?_method=GET` with a JSON body: look records up by their (compound) dedupe key.
+
+    Documented for opportunity roles (`{"filterType": "dedupeFields", "input": [...]}`); a
+    result's `seq` is the position of the key in `input`, keys that match nothing are left out.
+    """
+    records = sync_input(service, body)
+    if body.get("filterType") != "dedupeFields":
+        raise MarketoApiError("1003", "filterType must be 'dedupeFields' with an input list")
+    fields = body.get("fields") or list(otype.default_fields)
+    for name in fields:
+        if name not in otype.by_name:
+            raise MarketoApiError("1006", f"Field '{name}' not found")
+    keys: list[tuple[Any, ...] | None] = []
+    for record in records:
+        try:
+            keys.append(_key(otype, writable_values(otype.by_name, record), by_id=False))
+        except RecordError:
+            keys.append(None)
+    found = _rows_by_key(service, otype, [k for k in keys if k is not None], by_id=False)
+    return [
+        {"seq": seq, **{name: found[key].get(name) for name in fields}}
+        for seq, key in enumerate(keys)
+        if key is not None and key in found
+    ]
+
+
 # Sync ----------------------------------------------------------------------------------------
 def sync_input(service: MarketoService, body: Any) -> list[dict[str, Any]]:
     """The `input` list of a sync/delete body, with the call-level checks Marketo makes first."""

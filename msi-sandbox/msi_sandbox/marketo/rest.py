@@ -121,6 +121,8 @@ def _register_object(
     name = otype.path.replace("/", "_")
 
     def root() -> Response:
+        if is_get_override() and request.is_json:
+            return success(objects.query_by_keys(service, otype, json_body()))
         if request.method == "GET" or is_get_override():
             return _page(objects.query(service, otype, request_params()))
         return success(objects.sync_objects(service, otype, json_body()))

@@ -170,3 +170,16 @@ def test_describe_objects(mkto: MarketoApi) -> None:
         assert meta["dedupeFields"] == dedupe
         assert [id_field] in meta["searchableFields"]
         assert {f["name"] for f in meta["fields"]} >= {id_field, "createdAt", "updatedAt"}
+
+
+def test_roles_by_compound_key_with_a_json_get_override(mkto: MarketoApi, msi_world: dict) -> None:
+    lead_id = msi_world["lead_ids"][0]
+    role = {"externalOpportunityId": "006O1", "leadId": lead_id, "role": "Champion"}
+    guid = mkto.sync("opportunities/roles", [role])[0]["marketoGUID"]
+    body = {
+        "filterType": "dedupeFields",
+        "fields": ["marketoGUID", "role"],
+        "input": [{**role, "role": "Nobody"}, role],
+    }
+    answer = mkto.post("/rest/v1/opportunities/roles.json", body, _method="GET")
+    assert answer["result"] == [{"seq": 1, "marketoGUID": guid, "role": "Champion"}]

@@ -71,6 +71,8 @@ def _scenario(mkto: MarketoApi, lead_id: int) -> Recorder:
         params = {"filterType": filter_type, "filterValues": value}
         call("GET", f"/rest/v1/{obj}.json", params=params)
         call("POST", f"/rest/v1/{obj}.json", "GET", params={"_method": "GET"}, data=params)
+    by_key = {"filterType": "dedupeFields", "input": [role]}
+    call("POST", "/rest/v1/opportunities/roles.json", "GET", params={"_method": "GET"}, json=by_key)
     call("GET", "/rest/v1/leads.json", params={"filterType": "firstName", "filterValues": "x"})
     call("GET", f"/rest/v1/lead/{lead_id}.json", params={"fields": "email,priority"})
     call("GET", "/rest/v1/stats/usage.json")
