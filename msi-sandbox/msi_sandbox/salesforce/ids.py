@@ -18,16 +18,18 @@ ORG_ID = "00D5g0000000001"
 _ID_RE = re.compile(r"^[a-zA-Z0-9]{15}(?:[A-Za-z0-5]{3})?$")
 
 
+# Each character as "1" when upper case, else "0": a chunk's bits read right to left.
+_UPPER_BITS = str.maketrans({c: ("1" if "A" <= c <= "Z" else "0") for c in BASE62})
+
+
 def checksum(id15: str) -> str:
-    """The 3-character suffix that makes a 15-character id case-insensitive."""
-    suffix = ""
-    for chunk in range(3):
-        bits = 0
-        for position, char in enumerate(id15[chunk * 5 : chunk * 5 + 5]):
-            if "A" <= char <= "Z":
-                bits |= 1 << position
-        suffix += _SUFFIX_CHARS[bits]
-    return suffix
+    """The 3-character suffix that makes a 15-character id case-insensitive.
+
+    For each 5-character chunk, bit i is set when character i is A-Z; the bits index
+    `ABCDEFGHIJKLMNOPQRSTUVWXYZ012345`.
+    """
+    bits = id15.translate(_UPPER_BITS)
+    return "".join(_SUFFIX_CHARS[int(bits[i : i + 5][::-1], 2)] for i in (0, 5, 10))
 
 
 def to_18(id15: str) -> str:

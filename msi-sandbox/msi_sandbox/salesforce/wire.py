@@ -21,8 +21,7 @@ _DATETIME_RE = re.compile(
 
 def format_datetime(value: dt.datetime) -> str:
     """`2024-05-01T10:00:00.000+0000`: the REST form, always UTC (also the stored form)."""
-    value = value.astimezone(dt.UTC)
-    return f"{value:%Y-%m-%dT%H:%M:%S}.{value.microsecond // 1000:03d}+0000"
+    return value.astimezone(dt.UTC).isoformat(timespec="milliseconds")[:-6] + "+0000"
 
 
 def now_stamp() -> str:
