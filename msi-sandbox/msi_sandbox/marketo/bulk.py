@@ -75,10 +75,11 @@ def register(app: Flask, service: MarketoService) -> None:
 
 @contextlib.contextmanager
 def paused(service: MarketoService) -> Iterator[None]:
-    """Stop every bulk job (and drop the export files) while the store is being reset."""
+    """Stop every bulk job (and drop its files) while the store is being reset."""
     queues: tuple[JobQueue, ...] = service.app.extensions.get(EXTENSION, ())
     with contextlib.ExitStack() as stack:
         for queue in queues:
             stack.enter_context(queue.paused())
-        shutil.rmtree(bulk_extract.export_dir(service), ignore_errors=True)
+        for directory in (bulk_import.import_dir(service), bulk_extract.export_dir(service)):
+            shutil.rmtree(directory, ignore_errors=True)
         yield

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import re
 import threading
+import uuid
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from flask import Flask, Response, request
@@ -30,8 +32,34 @@ QUEUED, IMPORTING, COMPLETE, FAILED = "Queued", "Importing", "Complete", "Failed
 FAILURE_COLUMN = "Import Failure Reason"
 WARNING_COLUMN = "Import Warning Reason"
 INVALID_EMAIL = "Invalid email address"
+STATUS_COLUMNS = (
+    "batchId",
+    "status",
+    "format",
+    "numOfLeadsProcessed",
+    "numOfRowsFailed",
+    "numOfRowsWithWarning",
+    "message",
+)
 FIELDS = {f.name: f for f in LEAD_FIELDS}
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+def import_dir(service: MarketoService) -> Path:
+    """Uploaded files live on disk: a job row stays small however often progress is saved."""
+    return service.data_dir / "bulk_imports"
+
+
+def job_status(service: MarketoService, batch_id: int) -> str | None:
+    rows = service.store.select(TABLE, '"batchId" = ?', (batch_id,), columns=["status"])
+    return rows[0]["status"] if rows else None
+
+
+def job_row(service: MarketoService, batch_id: int, *columns: str) -> dict[str, Any] | None:
+    """The batch's status columns, plus `columns` (a result file) when asked for."""
+    wanted = [*STATUS_COLUMNS, *columns]
+    rows = service.store.select(TABLE, '"batchId" = ?', (batch_id,), columns=wanted)
+    return rows[0] if rows else None
 
 
 def job_body(row: dict[str, Any]) -> dict[str, Any]:
@@ -73,7 +101,8 @@ class ImportRunner:
         if job is None:
             return
         fmt = job["format"]
-        rows = list(delimited.read_rows(job["csv"], fmt))
+        text = Path(job["csv"]).read_text(encoding="utf-8-sig", errors="replace")
+        rows = list(delimited.read_rows(text, fmt))
         header = [name.strip() for name in rows[0]]
         failures: list[list[str]] = []
         warnings: list[list[str]] = []
@@ -143,8 +172,7 @@ class ImportRunner:
 
     def _still_running(self, batch_id: int, cancelled: threading.Event) -> bool:
         """Checked under the write lock before each write: nothing lands after a reset."""
-        job = self.service.store.get(TABLE, batch_id)
-        return not cancelled.is_set() and job is not None and job["status"] == IMPORTING
+        return not cancelled.is_set() and job_status(self.service, batch_id) == IMPORTING
 
     def _chunk_end(self, position: int, total: int) -> int:
         """Chunks of `max_batch` rows, smaller when throttled so progress moves steadily."""
@@ -192,12 +220,17 @@ def register(app: Flask, service: MarketoService, queue: JobQueue) -> None:
             return marketo_error(
                 service, "1001", f"Invalid value '{list_id}'. Required of type 'integer'"
             )
-        text = upload.read().decode("utf-8-sig", errors="replace")
-        if not text.strip():
+        data = upload.read()
+        if not data.strip():
             return marketo_error(service, "1003", "Empty file")
+        directory = import_dir(service)
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / f"{uuid.uuid4()}.{fmt}"
+        path.write_bytes(data)
         store = service.store
         with store.write_lock:
             if queue.active() >= service.limits["bulk_import_max_queued"]:
+                path.unlink()
                 return marketo_error(service, "1016")
             batch_id = store.insert(
                 TABLE,
@@ -211,7 +244,7 @@ def register(app: Flask, service: MarketoService, queue: JobQueue) -> None:
                     "numOfLeadsProcessed": 0,
                     "numOfRowsFailed": 0,
                     "numOfRowsWithWarning": 0,
-                    "csv": text,
+                    "csv": str(path),
                 },
             )
         queue.nudge()
@@ -230,7 +263,7 @@ def register(app: Flask, service: MarketoService, queue: JobQueue) -> None:
     def import_status(batch_id: int) -> Response:
         if (refusal := authenticate(service)) is not None:
             return refusal
-        job = service.store.get(TABLE, batch_id)
+        job = job_row(service, batch_id)
         if job is None:
             return marketo_error(service, "1013", f"Import batch {batch_id} not found")
         return success([job_body(job)])
@@ -238,7 +271,7 @@ def register(app: Flask, service: MarketoService, queue: JobQueue) -> None:
     def result_file(batch_id: int, column: str) -> Response:
         if (refusal := authenticate(service)) is not None:
             return refusal
-        job = service.store.get(TABLE, batch_id)
+        job = job_row(service, batch_id, column)
         if job is None:
             return marketo_error(service, "1013", f"Import batch {batch_id} not found")
         mimetype = delimited.CONTENT_TYPES[job["format"]]

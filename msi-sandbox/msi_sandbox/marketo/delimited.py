@@ -40,11 +40,10 @@ def writer(stream: IO[str], fmt: str) -> Any:
 
 
 def render(rows: Iterable[Sequence[Any]], fmt: str) -> str:
-    """Small files (import failures/warnings) rendered in memory."""
+    """Rows rendered in memory (result files, or one batch of an export file)."""
     out = io.StringIO()
     w = writer(out, fmt)
-    for row in rows:
-        w.writerow([cell(v) for v in row])
+    w.writerows([v if type(v) is str else cell(v) for v in row] for row in rows)
     return out.getvalue()
 
 

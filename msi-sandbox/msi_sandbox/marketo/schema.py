@@ -234,7 +234,7 @@ DELETED_LEADS = Table(
     autoincrement=True,
     indexes=(("activityDate",),),
 )
-# Bulk import batches (file and result files as text) and bulk extract jobs (file on disk).
+# Bulk import batches (upload on disk, result files as text) and bulk extract jobs (file on disk).
 BULK_IMPORTS = Table(
     "bulk_imports",
     {
@@ -249,7 +249,7 @@ BULK_IMPORTS = Table(
         "numOfRowsFailed": INTEGER,
         "numOfRowsWithWarning": INTEGER,
         "message": TEXT,
-        "csv": TEXT,
+        "csv": TEXT,  # path of the uploaded file under the data dir
         "failures": TEXT,
         "warnings": TEXT,
     },
