@@ -20,7 +20,7 @@ def test_rate_window_answers_606_with_marketo_message(mkto: MarketoApi) -> None:
 
 
 def test_more_than_ten_slow_calls_at_once_get_615(mkto: MarketoApi) -> None:
-    mkto.admin("PUT", "faults", json={"latency_ms": 700})
+    mkto.admin("PUT", "faults", json={"latency_ms": 1200})
 
     def one_call(_: int) -> dict:
         with requests.Session() as session:
@@ -36,9 +36,12 @@ def test_more_than_ten_slow_calls_at_once_get_615(mkto: MarketoApi) -> None:
     with ThreadPoolExecutor(max_workers=14) as pool:
         answers = list(pool.map(one_call, range(14)))
     codes = [None if a["success"] else a["errors"][0]["code"] for a in answers]
-    assert codes.count(None) == 10
-    assert codes.count("615") == 4
-    assert mkto.sandbox.service("marketo").gate.in_flight == 0
+    gate = mkto.sandbox.service("marketo").gate
+    # Slow calls hold their slot for their whole life: at most ten run, the rest get 615.
+    assert gate.peak == 10
+    assert set(codes) == {None, "615"}
+    assert codes.count(None) <= 10
+    assert gate.in_flight == 0
 
 
 def test_daily_quota_answers_607(mkto: MarketoApi) -> None:
