@@ -142,11 +142,13 @@ class Loader:
                 self.log_progress(force=True)
 
     def _phase(self, spec: ObjectSpec, step: Callable[..., None], *, final: bool) -> None:
-        before = self.client.total_calls
+        before, started = self.client.total_calls, time.monotonic()
         try:
             step(spec, final=final)
         finally:
-            self.summary.add_calls(spec.stream, self.client.total_calls - before)
+            calls = self.client.total_calls - before
+            elapsed = time.monotonic() - started if calls else 0.0
+            self.summary.add_calls(spec.stream, calls, elapsed)
 
     # Upserts --------------------------------------------------------------------------------
     def _upsert(self, spec: ObjectSpec, *, final: bool) -> None:

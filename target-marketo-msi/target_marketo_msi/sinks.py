@@ -81,6 +81,16 @@ class OpportunityRolesSink(MarketoObjectSink):
     """opportunity_roles -> Marketo Opportunity Roles."""
 
 
+class IgnoredStreamSink(BatchSink):
+    """A stream outside the contract (another tap's extra streams): read, checked, not loaded."""
+
+    def process_record(self, record: dict[str, Any], context: dict) -> None:
+        """Nothing to load: Marketo MSI has no object for this stream."""
+
+    def process_batch(self, context: dict) -> None:
+        """Nothing was kept."""
+
+
 SINKS: dict[str, type[MarketoObjectSink]] = {
     "sales_persons": SalesPersonsSink,
     "companies": CompaniesSink,

@@ -33,6 +33,7 @@ class RunSummary:
         default_factory=lambda: {spec.stream: Counter() for spec in LOAD_ORDER}
     )
     calls: Counter[str] = field(default_factory=Counter)
+    seconds: Counter[str] = field(default_factory=Counter)  # time spent loading, per stream
     status: str = "ok"
     stop_reason: str | None = None
     dry_run: bool = False
@@ -44,9 +45,10 @@ class RunSummary:
             with self._lock:
                 self.counts.setdefault(stream, Counter())[outcome] += n
 
-    def add_calls(self, stream: str, n: int = 1) -> None:
+    def add_calls(self, stream: str, n: int = 1, seconds: float = 0.0) -> None:
         with self._lock:
             self.calls[stream] += n
+            self.seconds[stream] += seconds
 
     def as_dict(self, *, total_calls: int, budget_left: int | None, rejects: int) -> dict:
         with self._lock:
@@ -55,7 +57,11 @@ class RunSummary:
                 "stop_reason": self.stop_reason,
                 "dry_run": self.dry_run,
                 "objects": {
-                    stream: {**{o: c.get(o, 0) for o in OUTCOMES}, "calls": self.calls[stream]}
+                    stream: {
+                        **{o: c.get(o, 0) for o in OUTCOMES},
+                        "calls": self.calls[stream],
+                        "seconds": round(self.seconds[stream], 3),
+                    }
                     for stream, c in self.counts.items()
                 },
                 "would_call": dict(self.would_call),

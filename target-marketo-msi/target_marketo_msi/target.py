@@ -21,7 +21,7 @@ from target_marketo_msi.client import (
 from target_marketo_msi.instance_state import InstanceState, instance_file
 from target_marketo_msi.loader import Loader, LoaderSettings
 from target_marketo_msi.rejects import Rejects
-from target_marketo_msi.sinks import SINKS, MarketoObjectSink
+from target_marketo_msi.sinks import SINKS, IgnoredStreamSink, MarketoObjectSink
 from target_marketo_msi.summary import RunSummary, render_table, write_json
 
 EXIT_STOPPED = 3  # quota or budget reached: stopped cleanly, no state for unfinished work
@@ -70,6 +70,8 @@ class TargetMarketoMsi(Target):
         th.Property("delete_leads", th.BooleanType, default=False,
                     description="Delete Marketo leads of CRM records deleted at the source"),
         th.Property("reject_orphan_contacts", th.BooleanType, default=True),
+        th.Property("ignore_unknown_streams", th.BooleanType, default=True,
+                    description="Skip streams that are not MSI objects (else fail)"),
         th.Property("bulk_import_threshold", th.IntegerType, default=0,
                     description="Bulk lead import from this many leads per flush (0: never)"),
         th.Property("bulk_poll_seconds", th.NumberType, default=5),
@@ -136,15 +138,13 @@ class TargetMarketoMsi(Target):
         self.loader.bulk.poll_seconds = float(config.get("bulk_poll_seconds", 5))
 
     def get_sink_class(self, stream_name: str) -> type[Sink]:
-        return SINKS.get(stream_name, MarketoObjectSink)
-
-    def add_sink(
-        self, stream_name: str, schema: dict, key_properties: list[str] | None = None
-    ) -> Sink:
-        if stream_name not in SINKS:
+        if stream_name in SINKS:
+            return SINKS[stream_name]
+        if not self.config.get("ignore_unknown_streams", True):
             msg = f"stream {stream_name!r} is not one of the contract's: {', '.join(SINKS)}"
             raise ValueError(msg)
-        return super().add_sink(stream_name, schema, key_properties)
+        self.logger.warning("Stream %r is not an MSI object; its records are ignored", stream_name)
+        return IgnoredStreamSink
 
     # Flushing: the loader decides what is ready; a stop ends the run cleanly ------------------
     def flush(self, *, final: bool) -> None:

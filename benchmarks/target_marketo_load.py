@@ -1,0 +1,167 @@
+"""Benchmark target-marketo-msi against the Marketo stand-in; prints its figures.
+
+1. Fresh load of a world of ~100,000 records: calls made vs the minimum (ceil(n/300) per object
+   plus look-ups), goal at most 1.02x.
+2. The same input again: calls made and writes (goal: zero writes).
+3. 100,000 leads with the stand-in at Marketo's real limits (100 calls/20 s, 10 concurrent) and
+   the target set to use them in full: records/s while loading (goal >= 90% of the 1,500/s
+   ceiling) and how many 606/615 Marketo answered (goal: none).
+
+Run: .venv/bin/python benchmarks/target_marketo_load.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import math
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests" / "target_marketo"))
+
+from target_support import make_world, to_lines  # noqa: E402
+
+from msi_sandbox.server import start  # noqa: E402
+from target_marketo_msi.target import TargetMarketoMsi  # noqa: E402
+
+OPEN_LIMITS = {"calls_per_window": 100_000, "max_concurrent": 10, "daily_quota": 10_000_000}
+REAL_LIMITS = {"calls_per_window": 100, "window_seconds": 20, "max_concurrent": 10}
+
+
+def stats(service: Any) -> dict[str, Any]:
+    return service.stats.snapshot()
+
+
+def rest_calls(snapshot: dict[str, Any]) -> int:
+    return sum(r["calls"] for r in snapshot["calls"] if "identity" not in r["endpoint"])
+
+
+def writes(snapshot: dict[str, Any]) -> int:
+    return sum(
+        r["calls"]
+        for r in snapshot["calls"]
+        if r["method"] == "POST" and "identity" not in r["endpoint"]
+    )
+
+
+def outcome_count(snapshot: dict[str, Any], *codes: str) -> int:
+    return sum(r["calls"] for r in snapshot["calls"] if r["outcome"] in codes)
+
+
+def run(config: dict[str, Any], text: str) -> tuple[dict[str, Any], float]:
+    target = TargetMarketoMsi(config=config)
+    started = time.monotonic()
+    with contextlib.redirect_stdout(io.StringIO()):
+        target.listen(io.StringIO(text))
+    return target.last_summary, time.monotonic() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a tenth of the volumes")
+    args = parser.parse_args()
+    scale = 10 if args.quick else 1
+    workdir = Path(tempfile.mkdtemp(prefix="bench-target-marketo-"))
+    sandbox = start(workdir / "sandbox", ports={"marketo": 0}, services=["marketo"])
+    marketo = sandbox.services["marketo"]
+    info = sandbox.info()["marketo"]
+    base = {
+        "base_url": info["base_url"],
+        "client_id": info["client_id"],
+        "client_secret": info["client_secret"],
+        "ca_bundle": str(sandbox.ca_bundle),
+        "rejects_path": str(workdir / "rejects.jsonl"),
+        "summary_path": str(workdir / "summary.json"),
+        "daily_call_budget": 0,
+        "progress_interval_seconds": 15,
+    }
+    try:
+        # 1 and 2: call efficiency, fresh then repeated --------------------------------------
+        marketo.limits.update(OPEN_LIMITS)
+        marketo.apply_limits()
+        world = make_world(
+            sales_persons=50 // scale or 5,
+            companies=10_000 // scale,
+            leads=60_000 // scale,
+            opportunities=10_000 // scale,
+            roles_per_opportunity=2,
+        )
+        counts = {name: len(records) for name, records in world.streams().items()}
+        text = to_lines(world.messages())
+        config = {
+            **base,
+            "state_dir": str(workdir / "state-1"),
+            "calls_per_window": 100_000,
+            "max_concurrent": 10,
+        }
+        marketo.stats.reset()
+        summary, elapsed = run(config, text)
+        fresh = stats(marketo)
+        minimum = sum(math.ceil(n / 300) for n in counts.values())
+        lookups = sum(
+            r["calls"]
+            for r in fresh["calls"]
+            if r["endpoint"] == "/rest/v1/leads.json" and r["method"] == "GET"
+        )
+        describes = sum(r["calls"] for r in fresh["calls"] if "describe" in r["endpoint"])
+        made = rest_calls(fresh)
+        print(f"records: {counts} = {sum(counts.values())}")
+        print(
+            f"[1] fresh load: {made} REST calls ({writes(fresh)} writes, {lookups} look-ups, "
+            f"{describes} describes) vs minimum {minimum} + {lookups} look-ups "
+            f"-> {made / (minimum + lookups):.3f}x  (goal <= 1.02x); "
+            f"rejects={summary['rejects']} in {elapsed:.1f}s"
+        )
+        marketo.stats.reset()
+        summary, elapsed = run(config, text)
+        again = stats(marketo)
+        print(
+            f"[2] second identical run: {rest_calls(again)} REST calls, {writes(again)} writes "
+            f"(goal: 0 writes) in {elapsed:.1f}s"
+        )
+
+        # 3: sustained rate at Marketo's real limits -----------------------------------------
+        marketo.reset()
+        marketo.limits.update({**OPEN_LIMITS, **REAL_LIMITS})
+        marketo.apply_limits()
+        leads_only = make_world(
+            sales_persons=50, companies=1_000, leads=100_000 // scale, opportunities=0,
+            roles_per_opportunity=0,
+        )  # fmt: skip
+        # Parents first in their own run, so the measured run is leads only.
+        parents = make_world(sales_persons=50, companies=1_000, leads=0, opportunities=0)
+        config = {
+            **base,
+            "state_dir": str(workdir / "state-3"),
+            "calls_per_window": 100,
+            "window_seconds": 20,
+            "max_concurrent": 10,
+        }
+        run(config, to_lines(parents.messages()))
+        time.sleep(REAL_LIMITS["window_seconds"])  # start with an empty window
+        marketo.stats.reset()
+        text = to_lines([m for m in leads_only.messages() if m.get("stream") == "leads"])
+        summary, elapsed = run(config, text)
+        measured = stats(marketo)
+        leads = summary["objects"]["leads"]
+        loaded = leads["created"] + leads["updated"]
+        rate = loaded / leads["seconds"] if leads["seconds"] else 0.0
+        print(
+            f"[3] {loaded} leads at real limits: {rate:.0f} records/s while loading "
+            f"({rate / 1500:.0%} of the 1,500/s ceiling; goal >= 90%), "
+            f"{loaded / elapsed:.0f} records/s end to end including parsing ({elapsed:.1f}s); "
+            f"606={outcome_count(measured, '606')} 615={outcome_count(measured, '615')} "
+            f"(goal 0), {rest_calls(measured)} REST calls, rejects={summary['rejects']}"
+        )
+    finally:
+        sandbox.stop()
+
+
+if __name__ == "__main__":
+    main()
