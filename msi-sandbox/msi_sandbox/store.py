@@ -193,20 +193,32 @@ class Store:
     def insert_many(
         self, table: str, records: Iterable[Mapping[str, Any]], *, replace: bool = False
     ) -> int:
-        """Insert many records with one statement per distinct column set; returns the count."""
+        """Insert many records, in order, with one statement per run of equal column sets.
+
+        Order matters with `replace=True`: the last record for a key wins, as in the input.
+        """
         spec = self.table(table)
         verb = "INSERT OR REPLACE" if replace else "INSERT"
-        groups: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
+        conn = self.connect()
+        names: tuple[str, ...] = ()
+        batch: list[tuple[Any, ...]] = []
         count = 0
+
+        def flush() -> None:
+            if batch:
+                cols = ", ".join(f'"{c}"' for c in names)
+                marks = ", ".join("?" for _ in names)
+                conn.executemany(f'{verb} INTO "{table}" ({cols}) VALUES ({marks})', batch)
+                batch.clear()
+
         for record in records:
             row = spec.to_row(record)
-            groups.setdefault(tuple(row), []).append(tuple(row.values()))
+            if tuple(row) != names:
+                flush()
+                names = tuple(row)
+            batch.append(tuple(row.values()))
             count += 1
-        conn = self.connect()
-        for names, values in groups.items():
-            cols = ", ".join(f'"{c}"' for c in names)
-            marks = ", ".join("?" for _ in names)
-            conn.executemany(f'{verb} INTO "{table}" ({cols}) VALUES ({marks})', values)
+        flush()
         return count
 
     def update(self, table: str, key: Any, changes: Mapping[str, Any]) -> bool:

@@ -56,6 +56,23 @@ def test_select_where_order_limit_offset_and_count(store: Store) -> None:
     assert store.get("people", 99) is None
 
 
+def test_insert_many_keeps_input_order_across_column_sets(store: Store) -> None:
+    records = [
+        {"id": 1, "name": "first", "score": 1.0},
+        {"id": 1, "name": "second"},
+        {"id": 1, "name": "third", "score": 3.0},
+        {"id": 2, "name": "other"},
+    ]
+    assert store.insert_many("people", records, replace=True) == 4
+    assert store.get("people", 1) == {
+        "id": 1,
+        "name": "third",
+        "score": 3.0,
+        "active": None,
+        "extra": None,
+    }
+
+
 def test_update_and_delete_report_what_they_touched(store: Store) -> None:
     store.insert("people", {"id": 1, "name": "a"})
     assert store.update("people", 1, {"active": True, "extra": {"k": "v"}}) is True
