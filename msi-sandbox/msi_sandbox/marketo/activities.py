@@ -15,13 +15,7 @@ from typing import TYPE_CHECKING, Any
 from flask import Flask, Response
 
 from msi_sandbox.marketo.records import batch_size
-from msi_sandbox.marketo.wire import (
-    MarketoApiError,
-    authenticate,
-    marketo_error,
-    request_params,
-    success,
-)
+from msi_sandbox.marketo.wire import MarketoApiError, api_call, request_params, success
 
 if TYPE_CHECKING:
     from msi_sandbox.marketo.service import MarketoService
@@ -30,10 +24,6 @@ DELETE_LEAD_ACTIVITY_TYPE = 37
 DEFAULT_BATCH_SIZE = 300  # Marketo's default and maximum page size for activities
 PAGING_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.000+0000"
 ACTIVITY_TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
-
-
-class PagingTokenError(ValueError):
-    """A nextPageToken that this sandbox did not issue."""
 
 
 def parse_datetime(text: str) -> dt.datetime:
@@ -65,7 +55,7 @@ def decode_paging_token(token: str) -> tuple[dt.datetime, int]:
         since_text, _, last_id = base64.b32decode(padded).decode().partition(",")
         return parse_datetime(since_text), int(last_id)
     except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
-        raise PagingTokenError(token) from exc
+        raise MarketoApiError("1003", "Invalid nextPageToken") from exc
 
 
 def deleted_lead_activity(row: dict[str, Any]) -> dict[str, Any]:
@@ -94,36 +84,28 @@ def register(app: Flask, service: MarketoService) -> None:
     """Add the activities routes to the Marketo app."""
 
     @app.get("/rest/v1/activities/pagingtoken.json")
+    @api_call(service)
     def paging_token() -> Response:
-        if (refusal := authenticate(service)) is not None:
-            return refusal
         since = request_params().get("sinceDatetime")
         if not since:
-            return marketo_error(service, "701", "sinceDatetime cannot be blank")
+            raise MarketoApiError("701", "sinceDatetime cannot be blank")
         try:
             start = parse_datetime(since)
         except ValueError:
-            return marketo_error(
-                service, "1001", f"Invalid value '{since}'. Required of type 'datetime'"
-            )
+            raise MarketoApiError(
+                "1001", f"Invalid value '{since}'. Required of type 'datetime'"
+            ) from None
         return success(None, nextPageToken=encode_paging_token(start, 0))
 
     @app.get("/rest/v1/activities/deletedleads.json")
+    @api_call(service)
     def deleted_leads() -> Response:
-        if (refusal := authenticate(service)) is not None:
-            return refusal
         params = request_params()
         token = params.get("nextPageToken")
         if not token:
-            return marketo_error(service, "701", "nextPageToken cannot be blank")
-        try:
-            since, last_id = decode_paging_token(token)
-        except PagingTokenError:
-            return marketo_error(service, "1003", "Invalid nextPageToken")
-        try:
-            size = batch_size(params, DEFAULT_BATCH_SIZE)
-        except MarketoApiError as exc:
-            return marketo_error(service, exc.code, exc.message)
+            raise MarketoApiError("701", "nextPageToken cannot be blank")
+        since, last_id = decode_paging_token(token)
+        size = batch_size(params, DEFAULT_BATCH_SIZE)
         # Activity dates are stored as `2024-05-01T10:00:00Z`, so they compare as strings; rows
         # come in id order (the order deletes were recorded) and one extra row says whether more
         # remain.

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
 import os
 import threading
 import uuid
@@ -24,12 +23,12 @@ from flask import Flask, Response, request
 
 from msi_sandbox.marketo import delimited
 from msi_sandbox.marketo.activities import marketo_time, parse_datetime
-from msi_sandbox.marketo.records import batch_size, now_iso, page_offset, page_token
+from msi_sandbox.marketo.records import batch_size, now_iso, page_offset, page_token, split_list
 from msi_sandbox.marketo.schema import LEAD_FIELDS
 from msi_sandbox.marketo.wire import (
     MarketoApiError,
-    authenticate,
-    marketo_error,
+    api_call,
+    json_body,
     request_params,
     success,
 )
@@ -53,15 +52,6 @@ STREAM_BLOCK = 256 * 1024  # bytes per chunk when sending a file
 LIST_PAGE = 300  # jobs per page of GET /bulk/v1/leads/export.json (default and maximum)
 JOB_VISIBLE_FOR = dt.timedelta(days=7)
 CENTRAL_TIME = dt.timezone(dt.timedelta(hours=-6))  # "resets daily at 12:00AM CST"
-
-
-class RequestError(Exception):
-    """A create request Marketo refuses: the error code and message to answer with."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 def export_dir(service: MarketoService) -> Path:
@@ -88,21 +78,21 @@ def job_body(row: dict[str, Any]) -> dict[str, Any]:
 
 # Validating a create request ------------------------------------------------------------------
 def parse_create(body: Any, service: MarketoService) -> dict[str, Any]:
-    """The stored form of a create request; RequestError when Marketo would refuse it."""
+    """The stored form of a create request; MarketoApiError when Marketo would refuse it."""
     if not isinstance(body, dict):
-        raise RequestError("609", "Invalid JSON")
+        raise MarketoApiError("609", "Invalid JSON")
     fields = body.get("fields")
     if not isinstance(fields, list) or not fields or not all(isinstance(f, str) for f in fields):
-        raise RequestError("1003", "fields must be a non-empty array of field names")
+        raise MarketoApiError("1003", "fields must be a non-empty array of field names")
     unknown = [f for f in fields if f not in FIELDS_BY_NAME]
     if unknown:
-        raise RequestError("1006", f"Field '{unknown[0]}' not found")
+        raise MarketoApiError("1006", f"Field '{unknown[0]}' not found")
     fmt = delimited.normalise_format(body.get("format"))
     if fmt is None:
-        raise RequestError("1003", f"Invalid format '{body.get('format')}'; use CSV, TSV or SSV")
+        raise MarketoApiError("1003", f"Invalid format '{body.get('format')}'; use CSV, TSV or SSV")
     headers = body.get("columnHeaderNames") or {}
     if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
-        raise RequestError("1003", "columnHeaderNames must map field names to header names")
+        raise MarketoApiError("1003", "columnHeaderNames must map field names to header names")
     return {
         "fields": fields,
         "format": fmt,
@@ -113,36 +103,36 @@ def parse_create(body: Any, service: MarketoService) -> dict[str, Any]:
 
 def parse_filter(raw: Any, service: MarketoService) -> dict[str, Any]:
     if not isinstance(raw, dict) or not raw:
-        raise RequestError("1003", "filter is required")
+        raise MarketoApiError("1003", "filter is required")
     if len(raw) > 1:
-        raise RequestError("1003", "Only one filter type may be specified per export job")
+        raise MarketoApiError("1003", "Only one filter type may be specified per export job")
     ((kind, value),) = raw.items()
     if kind in GATED_FILTERS and not service.limits["bulk_extract_updated_at_filter"]:
-        raise RequestError("1035", f"Unsupported filter type for target subscription: {kind}")
+        raise MarketoApiError("1035", f"Unsupported filter type for target subscription: {kind}")
     if kind in LIST_FILTERS:
         # The sandbox holds no lists, so any list named or numbered is unknown.
-        raise RequestError("1003", f"Invalid filter: {kind} '{value}' not found")
+        raise MarketoApiError("1003", f"Invalid filter: {kind} '{value}' not found")
     if kind not in DATE_FILTERS:
-        raise RequestError("1003", f"Invalid filter type '{kind}'")
+        raise MarketoApiError("1003", f"Invalid filter type '{kind}'")
     if not isinstance(value, dict) or not value.get("startAt") or not value.get("endAt"):
-        raise RequestError("1003", f"{kind} filter needs startAt and endAt")
+        raise MarketoApiError("1003", f"{kind} filter needs startAt and endAt")
     try:
         start, end = parse_datetime(value["startAt"]), parse_datetime(value["endAt"])
     except (TypeError, ValueError):
-        raise RequestError("1003", f"Invalid date in {kind} filter") from None
+        raise MarketoApiError("1003", f"Invalid date in {kind} filter") from None
     if end < start:
-        raise RequestError("1003", f"{kind}.endAt is before {kind}.startAt")
+        raise MarketoApiError("1003", f"{kind}.endAt is before {kind}.startAt")
     if end - start > MAX_RANGE:
-        raise RequestError("1003", f"Date range for {kind} exceeds the maximum of 31 days")
+        raise MarketoApiError("1003", f"Date range for {kind} exceeds the maximum of 31 days")
     return {kind: {"startAt": marketo_time(start), "endAt": marketo_time(end)}}
 
 
 # The daily allowance ------------------------------------------------------------------------
-def quota_error(service: MarketoService) -> RequestError | None:
+def check_quota(service: MarketoService) -> None:
     """1029 once today's completed files reach the allowance (`<= 0` means unlimited)."""
     allowance = int(service.limits["bulk_extract_daily_quota_bytes"])
     if allowance <= 0:
-        return None
+        return
     today = dt.datetime.now(CENTRAL_TIME).date()
     used = 0
     for row in service.store.select(
@@ -150,10 +140,9 @@ def quota_error(service: MarketoService) -> RequestError | None:
     ):
         if parse_datetime(row["finishedAt"]).astimezone(CENTRAL_TIME).date() == today:
             used += row["fileSize"] or 0
-    if used < allowance:
-        return None
-    megabytes = allowance // (1024 * 1024)
-    return RequestError("1029", f"Export daily quota {megabytes}MB exceeded")
+    if used >= allowance:
+        megabytes = allowance // (1024 * 1024)
+        raise MarketoApiError("1029", f"Export daily quota {megabytes}MB exceeded")
 
 
 def cell_sql(field: str) -> str:
@@ -318,26 +307,17 @@ def register(app: Flask, service: MarketoService, queue: JobQueue) -> None:
     """Add the bulk lead extract routes."""
     store = service.store
 
-    def find(export_id: str) -> dict[str, Any] | None:
-        return store.get(TABLE, export_id)
-
-    def not_found(export_id: str) -> Response:
-        return marketo_error(service, "1003", f"Export id '{export_id}' not found")
+    def find(export_id: str) -> dict[str, Any]:
+        job = store.get(TABLE, export_id)
+        if job is None:
+            raise MarketoApiError("1003", f"Export id '{export_id}' not found")
+        return job
 
     @app.post("/bulk/v1/leads/export/create.json")
+    @api_call(service)
     def create_export() -> Response:
-        if (refusal := authenticate(service)) is not None:
-            return refusal
-        try:
-            body = json.loads(request.get_data(as_text=True) or "null")
-        except ValueError:
-            return marketo_error(service, "609")
-        try:
-            spec = parse_create(body, service)
-            if (refused := quota_error(service)) is not None:
-                raise refused
-        except RequestError as exc:
-            return marketo_error(service, exc.code, exc.message)
+        spec = parse_create(json_body(), service)
+        check_quota(service)
         row = {
             "exportId": str(uuid.uuid4()),
             "status": CREATED,
@@ -349,57 +329,46 @@ def register(app: Flask, service: MarketoService, queue: JobQueue) -> None:
         return success([job_body(row)])
 
     @app.post("/bulk/v1/leads/export/<export_id>/enqueue.json")
+    @api_call(service)
     def enqueue_export(export_id: str) -> Response:
-        if (refusal := authenticate(service)) is not None:
-            return refusal
         with store.write_lock:
-            job = find(export_id)
-            if job is None:
-                return not_found(export_id)
-            if job["status"] in (QUEUED, PROCESSING):
-                return marketo_error(service, "1029", "Job already queued")
-            if job["status"] != CREATED:
-                return marketo_error(
-                    service, "1003", f"Export job in status {job['status']} cannot be queued"
-                )
+            status = find(export_id)["status"]
+            if status in (QUEUED, PROCESSING):
+                raise MarketoApiError("1029", "Job already queued")
+            if status != CREATED:
+                raise MarketoApiError("1003", f"Export job in status {status} cannot be queued")
             if queue.active() >= service.limits["bulk_extract_max_queued"]:
-                return marketo_error(service, "1029", "Too many jobs in queue")
-            if (refused := quota_error(service)) is not None:
-                return marketo_error(service, refused.code, refused.message)
+                raise MarketoApiError("1029", "Too many jobs in queue")
+            check_quota(service)
             store.update(TABLE, export_id, {"status": QUEUED, "queuedAt": now_iso()})
             job = find(export_id)
         queue.nudge()
-        return success([job_body(job or {})])
+        return success([job_body(job)])
 
     @app.get("/bulk/v1/leads/export/<export_id>/status.json")
+    @api_call(service)
     def export_status(export_id: str) -> Response:
-        if (refusal := authenticate(service)) is not None:
-            return refusal
         job = find(export_id)
-        return success([job_body(job)]) if job else not_found(export_id)
+        if job["status"] in (QUEUED, PROCESSING):
+            queue.nudge()  # after a sandbox restart, the first poll resumes the queue
+        return success([job_body(job)])
 
     @app.post("/bulk/v1/leads/export/<export_id>/cancel.json")
+    @api_call(service)
     def cancel_export(export_id: str) -> Response:
-        if (refusal := authenticate(service)) is not None:
-            return refusal
         with store.write_lock:
-            job = find(export_id)
-            if job is None:
-                return not_found(export_id)
-            if job["status"] in (COMPLETED, FAILED):
-                return marketo_error(
-                    service, "1003", f"Export job in status {job['status']} cannot be cancelled"
-                )
+            status = find(export_id)["status"]
+            if status in (COMPLETED, FAILED):
+                raise MarketoApiError("1003", f"Export job in status {status} cannot be cancelled")
             queue.cancel(export_id)
             store.update(TABLE, export_id, {"status": CANCELLED})
             job = find(export_id)
-        return success([job_body(job or {})])
+        return success([job_body(job)])
 
     @app.get("/bulk/v1/leads/export/<export_id>/file.json")
+    @api_call(service)
     def export_file(export_id: str) -> Response:
-        if (refusal := authenticate(service)) is not None:
-            return refusal
-        job = find(export_id)
+        job = store.get(TABLE, export_id)
         # Unlike every other endpoint, a missing or unfinished file is a plain-text 404.
         if job is None or job["status"] != COMPLETED or not job.get("file"):
             service.set_outcome("404")
@@ -407,26 +376,20 @@ def register(app: Flask, service: MarketoService, queue: JobQueue) -> None:
         return file_response(job)
 
     @app.get("/bulk/v1/leads/export.json")
+    @api_call(service)
     def list_exports() -> Response:
-        if (refusal := authenticate(service)) is not None:
-            return refusal
         params = request_params()
-        wanted = [s.strip() for s in params.get("status", "").split(",") if s.strip()]
+        wanted = split_list(params.get("status"))
         bad = [s for s in wanted if s not in STATUSES]
         if bad:
-            return marketo_error(service, "1003", f"Invalid status '{bad[0]}'")
-        try:
-            offset = page_offset(params.get("nextPageToken"))
-            size = batch_size(params, LIST_PAGE)
-        except MarketoApiError as exc:
-            return marketo_error(service, exc.code, exc.message)
+            raise MarketoApiError("1003", f"Invalid status '{bad[0]}'")
+        offset = page_offset(params.get("nextPageToken"))
+        size = batch_size(params, LIST_PAGE)
         since = marketo_time(dt.datetime.now(dt.UTC) - JOB_VISIBLE_FOR)
         where, args = '"createdAt" >= ?', [since]
         if wanted:
             where += f' AND "status" IN ({", ".join("?" for _ in wanted)})'
             args.extend(wanted)
-        rows = store.select(
-            TABLE, where, args, order_by="rowid", limit=size + 1, offset=max(0, offset)
-        )
+        rows = store.select(TABLE, where, args, order_by="rowid", limit=size + 1, offset=offset)
         extra = {"nextPageToken": page_token(offset + size)} if len(rows) > size else {}
         return success([job_body(r) for r in rows[:size]], **extra)

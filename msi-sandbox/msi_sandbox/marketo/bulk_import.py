@@ -20,7 +20,7 @@ from flask import Flask, Response, request
 from msi_sandbox.marketo import delimited, leads
 from msi_sandbox.marketo.records import now_iso
 from msi_sandbox.marketo.schema import LEAD_FIELDS
-from msi_sandbox.marketo.wire import MarketoApiError, authenticate, marketo_error, success
+from msi_sandbox.marketo.wire import MarketoApiError, api_call, success
 
 if TYPE_CHECKING:
     from msi_sandbox.marketo.jobs import JobQueue
@@ -197,32 +197,35 @@ class ImportRunner:
 def register(app: Flask, service: MarketoService, queue: JobQueue) -> None:
     """Add the bulk import routes."""
 
+    def find(batch_id: int, *columns: str) -> dict[str, Any]:
+        job = job_row(service, batch_id, *columns)
+        if job is None:
+            raise MarketoApiError("1013", f"Import batch {batch_id} not found")
+        return job
+
     @app.post(IMPORT_PATH)
+    @api_call(service)
     def import_leads() -> Response:
-        if (refusal := authenticate(service)) is not None:
-            return refusal
         # Files over 10 MB are refused with HTTP 413 by the service's body-size limit.
         # Parameters may come in the query string or as form fields (curl -F format=csv).
         params = {**request.form.to_dict(), **request.args.to_dict()}
         fmt = delimited.normalise_format(params.get("format"), default="")
         if fmt is None or not params.get("format"):
-            return marketo_error(service, "1003", "Invalid format, must be one of csv, tsv, ssv")
+            raise MarketoApiError("1003", "Invalid format, must be one of csv, tsv, ssv")
         if not request.mimetype.startswith("multipart/"):
-            return marketo_error(service, "612")
+            raise MarketoApiError("612")
         upload = request.files.get("file")
         if upload is None:
-            return marketo_error(service, "613", "Invalid Multipart Request: no 'file' part")
+            raise MarketoApiError("613", "Invalid Multipart Request: no 'file' part")
         lookup_field = params.get("lookupField") or "email"
         if lookup_field not in leads.SEARCHABLE:
-            return marketo_error(service, "1011", f"Field '{lookup_field}' not supported")
+            raise MarketoApiError("1011", f"Field '{lookup_field}' not supported")
         list_id = params.get("listId")
         if list_id is not None and not list_id.isdigit():
-            return marketo_error(
-                service, "1001", f"Invalid value '{list_id}'. Required of type 'integer'"
-            )
+            raise MarketoApiError("1001", f"Invalid value '{list_id}'. Required of type 'integer'")
         data = upload.read()
         if not data.strip():
-            return marketo_error(service, "1003", "Empty file")
+            raise MarketoApiError("1003", "Empty file")
         directory = import_dir(service)
         directory.mkdir(parents=True, exist_ok=True)
         path = directory / f"{uuid.uuid4()}.{fmt}"
@@ -231,7 +234,7 @@ def register(app: Flask, service: MarketoService, queue: JobQueue) -> None:
         with store.write_lock:
             if queue.active() >= service.limits["bulk_import_max_queued"]:
                 path.unlink()
-                return marketo_error(service, "1016")
+                raise MarketoApiError("1016")
             batch_id = store.insert(
                 TABLE,
                 {
@@ -248,41 +251,28 @@ def register(app: Flask, service: MarketoService, queue: JobQueue) -> None:
                 },
             )
         queue.nudge()
-        return success(
-            [
-                {
-                    "batchId": batch_id,
-                    "importId": str(batch_id),
-                    "status": QUEUED,
-                    "numOfLeadsProcessed": 0,
-                }
-            ]
-        )
+        created = {"batchId": batch_id, "importId": str(batch_id), "status": QUEUED}
+        return success([{**created, "numOfLeadsProcessed": 0}])
 
     @app.get("/bulk/v1/leads/batch/<int:batch_id>.json")
+    @api_call(service)
     def import_status(batch_id: int) -> Response:
-        if (refusal := authenticate(service)) is not None:
-            return refusal
-        job = job_row(service, batch_id)
-        if job is None:
-            return marketo_error(service, "1013", f"Import batch {batch_id} not found")
+        job = find(batch_id)
+        if job["status"] in (QUEUED, IMPORTING):
+            queue.nudge()  # after a sandbox restart, the first poll resumes the queue
         return success([job_body(job)])
 
     def result_file(batch_id: int, column: str) -> Response:
-        if (refusal := authenticate(service)) is not None:
-            return refusal
-        job = job_row(service, batch_id, column)
-        if job is None:
-            return marketo_error(service, "1013", f"Import batch {batch_id} not found")
+        job = find(batch_id, column)
         mimetype = delimited.CONTENT_TYPES[job["format"]]
-        return Response(
-            job[column] or "", mimetype=mimetype, content_type=f"{mimetype}; charset=utf-8"
-        )
+        return Response(job[column] or "", content_type=f"{mimetype}; charset=utf-8")
 
     @app.get("/bulk/v1/leads/batch/<int:batch_id>/failures.json")
+    @api_call(service)
     def import_failures(batch_id: int) -> Response:
         return result_file(batch_id, "failures")
 
     @app.get("/bulk/v1/leads/batch/<int:batch_id>/warnings.json")
+    @api_call(service)
     def import_warnings(batch_id: int) -> Response:
         return result_file(batch_id, "warnings")

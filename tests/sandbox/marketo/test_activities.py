@@ -126,3 +126,24 @@ def test_marketorestpython_reads_deleted_leads(mkto: MarketoApi) -> None:
     assert client.get_paging_token(sinceDatetime="2024-04-01")
     deleted = client.get_deleted_leads(sinceDatetime="2024-04-01", batchSize=2)
     assert [a["leadId"] for a in deleted] == expected
+
+
+def test_leads_deleted_through_rest_appear_in_the_feed(mkto: MarketoApi) -> None:
+    since = mkto.get(PAGING, sinceDatetime="2020-01-01")["nextPageToken"]
+    ids = [
+        r["id"]
+        for r in mkto.sync(
+            "leads",
+            [
+                {"email": "gone@example.com", "firstName": "Göran", "lastName": "Gone"},
+                {"email": "stays@example.com"},
+            ],
+        )
+    ]
+    deleted = mkto.post("/rest/v1/leads/delete.json", {"input": [{"id": ids[0]}]})
+    assert deleted["result"][0]["status"] == "deleted"
+    body = mkto.get(DELETED, nextPageToken=since)
+    check_swagger(body, DELETED)
+    (activity,) = body["result"]
+    assert activity["leadId"] == ids[0]
+    assert activity["primaryAttributeValue"] == "Göran Gone"
