@@ -79,3 +79,40 @@ def test_interleaved_children_first_input_loads_in_order(sandbox, tmp_path):
     leads = dump(sandbox, "leads")
     assert all(lead["externalCompanyId"] for lead in leads)
     assert len(dump(sandbox, "opportunities")) == len(world.opportunities)
+
+
+def test_another_taps_streams_load_through_stream_maps(sandbox, tmp_path):
+    """The README's example: a Salesforce tap's User stream mapped onto sales_persons."""
+    stream_maps = {
+        "User": {
+            "__alias__": "sales_persons",
+            "__key_properties__": ["externalSalesPersonId"],
+            "externalSalesPersonId": "Id",
+            "email": "Email",
+            "firstName": "FirstName",
+            "lastName": "LastName",
+            "_crm": "'salesforce'",
+            "__else__": "__NULL__",
+        }
+    }
+    schema = {
+        "type": "object",
+        "properties": {
+            name: {"type": ["string", "null"]}
+            for name in ("Id", "Email", "FirstName", "LastName", "Department")
+        },
+    }
+    users = [
+        {"Id": f"005{n:012d}AAA", "Email": f"u{n}@example.com", "FirstName": "U",
+         "LastName": f"{n}", "Department": "Sales"}
+        for n in range(3)
+    ]  # fmt: skip
+    messages = [
+        {"type": "SCHEMA", "stream": "User", "schema": schema, "key_properties": ["Id"]},
+        *({"type": "RECORD", "stream": "User", "record": u} for u in users),
+    ]
+    run = run_target(target_config(sandbox, tmp_path, stream_maps=stream_maps), messages)
+    persons = {p["externalSalesPersonId"]: p for p in dump(sandbox, "salespersons")}
+    assert set(persons) == {u["Id"] for u in users}
+    assert persons[users[1]["Id"]]["email"] == "u1@example.com"
+    assert run.rejects() == []
