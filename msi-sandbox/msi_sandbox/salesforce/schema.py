@@ -190,6 +190,8 @@ def _person() -> tuple[Field, ...]:
         Field("Email", "email", "Email", 80),
         Field("Title", "string", "Title", 128),
         Field("Phone", "phone", "Phone", 40),
+        Field("MobilePhone", "phone", "Mobile Phone", 40),
+        Field("Fax", "phone", "Fax", 40),
     )
 
 
