@@ -74,12 +74,19 @@ def register(app: Flask, service: MarketoService) -> None:
 
 
 @contextlib.contextmanager
-def paused(service: MarketoService) -> Iterator[None]:
-    """Stop every bulk job (and drop its files) while the store is being reset."""
+def stopped(service: MarketoService) -> Iterator[None]:
+    """No bulk job runs inside this block: running ones are stopped, queued ones wait."""
     queues: tuple[JobQueue, ...] = service.app.extensions.get(EXTENSION, ())
     with contextlib.ExitStack() as stack:
         for queue in queues:
             stack.enter_context(queue.paused())
+        yield
+
+
+@contextlib.contextmanager
+def paused(service: MarketoService) -> Iterator[None]:
+    """Stop every bulk job (and drop its files) while the store is being reset."""
+    with stopped(service):
         for directory in (bulk_import.import_dir(service), bulk_extract.export_dir(service)):
             shutil.rmtree(directory, ignore_errors=True)
         yield

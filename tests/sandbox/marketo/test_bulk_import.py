@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 from typing import Any
@@ -234,3 +235,44 @@ def test_marketorestpython_imports_and_reads_results(mkto: MarketoApi, tmp_path:
     assert (status["numOfLeadsProcessed"], status["numOfRowsFailed"]) == (2, 3)
     assert client.get_import_failure_file(batch).count("\n") == 4  # header + 3 rows
     assert "Invalid email address" in client.get_import_warning_file(batch)
+
+
+def test_a_restarted_sandbox_finishes_jobs_left_behind(tmp_path: Any) -> None:
+    """A job caught mid-import by a stop is queued again and completed after the restart."""
+    from msi_sandbox.marketo import bulk
+    from msi_sandbox.server import build_service
+
+    def client(service: Any) -> tuple[Any, dict[str, str]]:
+        access = service.tokens.issue(service.credentials["client_id"]).value
+        return service.app.test_client(), {"Authorization": f"Bearer {access}"}
+
+    before = build_service("marketo", tmp_path)
+    before.limits["bulk_import_rows_per_second"] = 1
+    http, headers = client(before)
+    text = b"email\nr1@example.com\nr2@example.com\nr3@example.com\n"
+    answer = http.post(
+        IMPORT,
+        query_string={"format": "csv"},
+        headers=headers,
+        data={"file": (io.BytesIO(text), "leads.csv")},
+    ).json
+    batch = answer["result"][0]["batchId"]
+    wait_until(
+        lambda: (
+            http.get(STATUS.format(batch), headers=headers).json["result"][0]["status"]
+            == "Importing"
+        )
+    )
+    with contextlib.ExitStack() as crashed:
+        crashed.enter_context(bulk.stopped(before))  # its workers stop, as in a crash
+
+        after = build_service("marketo", tmp_path)
+        http, headers = client(after)
+
+        def complete() -> dict[str, Any] | None:
+            job = http.get(STATUS.format(batch), headers=headers).json["result"][0]
+            return job if job["status"] == "Complete" else None
+
+        assert wait_until(complete)["numOfLeadsProcessed"] == 3
+        with bulk.stopped(after):
+            pass
