@@ -9,6 +9,7 @@ from singer_sdk import Stream, Tap
 from singer_sdk import typing as th
 from typing_extensions import override
 
+from tap_crm_msi.contract import STREAM_NAMES
 from tap_crm_msi.dynamics.client import DynamicsClient
 from tap_crm_msi.dynamics.streams import STREAM_TYPES as DYNAMICS_STREAMS
 from tap_crm_msi.salesforce.client import SalesforceClient
@@ -180,6 +181,12 @@ class TapCrmMsi(Tap):
         if self.stop_reason is None:
             self.stop_reason = reason
             self.logger.warning("Run stopped early: %s", reason)
+
+    @override
+    def load_streams(self) -> list[Stream]:
+        # The SDK sorts streams by name; MSI needs parents first, in the contract's order.
+        by_name = {stream.name: stream for stream in super().load_streams()}
+        return [by_name[name] for name in STREAM_NAMES if name in by_name]
 
     @override
     def discover_streams(self) -> list[Stream]:

@@ -40,7 +40,6 @@ class SObject:
     name: str
     fields: tuple[str, ...]
     deletable: bool = True  # has IsDeleted (and so queryAll returns its deletions)
-    initial_filter: str | None = None  # on the first (full) read only
 
 
 def _from_csv(row: dict[str, Any]) -> dict[str, Any]:
@@ -76,11 +75,7 @@ class SalesforceStream(CrmStream):
         columns = list(dict.fromkeys([*sobject.fields, *self.field_mappings.crm_fields]))
         columns += [c for c in ("IsDeleted",) if sobject.deletable and c not in columns]
         start = window.query_from
-        where = (
-            f" WHERE SystemModstamp >= {soql_datetime(start)}"
-            if start is not None
-            else (f" WHERE {sobject.initial_filter}" if sobject.initial_filter else "")
-        )
+        where = f" WHERE SystemModstamp >= {soql_datetime(start)}" if start is not None else ""
         return f"SELECT {', '.join(columns)} FROM {sobject.name}{where}", start is not None
 
     def read_object(self, crm_object: str, context: Context | None) -> Iterator[dict[str, Any]]:
@@ -250,8 +245,6 @@ class LeadsStream(SalesforceStream):
                 "ConvertedContactId",
                 "SystemModstamp",
             ),
-            # Leads converted before the first run are contacts already: nothing to re-key.
-            initial_filter="IsConverted = false",
         ),
         "Contact": SObject(
             "Contact",
@@ -263,8 +256,12 @@ class LeadsStream(SalesforceStream):
         owner = self.owner
         is_lead = crm_object == "Lead"
 
-        def build(row: dict[str, Any], sf_id: str, ts: str) -> dict[str, Any]:
+        def build(row: dict[str, Any], sf_id: str, ts: str) -> dict[str, Any] | None:
             converted_to = to_18(row.get("ConvertedContactId")) if row.get("IsConverted") else None
+            if converted_to and not incremental:
+                # Converted before the first run: a contact already, nothing to re-key. It is
+                # still read so the window knows it, and a re-read of it does not re-key it.
+                return None
             return {
                 "externalPersonId": sf_id,
                 "email": row.get("Email"),
