@@ -25,7 +25,7 @@ from msi_sandbox.faults import FaultInjector
 from msi_sandbox.generator import World
 from msi_sandbox.limits import DailyQuota
 from msi_sandbox.salesforce import auth, bulk, ids, query, schema, sobjects, world
-from msi_sandbox.salesforce.wire import MAX_VERSION, ApiError, error
+from msi_sandbox.salesforce.wire import MAX_VERSION, ApiError, error, not_found
 from msi_sandbox.service import SandboxService, json_response
 from msi_sandbox.store import Table
 
@@ -78,11 +78,21 @@ class SalesforceService(SandboxService):
         sobjects.register(app, self)
         bulk.register(app, self)
         app.register_error_handler(ApiError, self._api_error)
+        app.register_error_handler(404, self._unknown_resource)
+        app.register_error_handler(405, self._method_not_allowed)
         app.after_request(self._limit_info)
 
     def _api_error(self, exc: ApiError) -> Response:
         self.set_outcome(exc.code)
         return exc.response()
+
+    def _unknown_resource(self, _exc: Exception) -> Response:
+        return not_found().response()
+
+    def _method_not_allowed(self, exc: Exception) -> Response:
+        allowed = ",".join(sorted(getattr(exc, "valid_methods", None) or []))
+        message = f"HTTP Method '{request.method}' not allowed. Allowed are {allowed}"
+        return error(405, "METHOD_NOT_ALLOWED", message)
 
     def fault_response(self, code: str) -> Response:
         if code.isdigit():

@@ -172,3 +172,33 @@ def test_session_expires_after_token_lifetime(sf):
 def test_admin_expiry_ends_sessions(sf):
     sf.sandbox.admin("salesforce", "POST", "tokens/expire")
     assert sf.query("SELECT Id FROM Lead LIMIT 1").status_code == 401
+
+
+def test_configured_public_key_is_the_one_trusted(tmp_path, sf):
+    """A sandbox given `jwt_public_key` accepts assertions signed by that key only."""
+    from msi_sandbox.salesforce.service import SalesforceService
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    public_pem = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    private_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    service = SalesforceService(
+        tmp_path,
+        credentials={k: sf.info[k] for k in ("client_id", "client_secret")},
+        options={"jwt_public_key": public_pem.decode()},
+    )
+    client = service.app.test_client()
+    grant = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+    own = client.post(
+        TOKEN, data={"grant_type": grant, "assertion": assertion(sf, key=private_pem)}
+    )
+    assert own.status_code == 200
+    assert own.get_json()["token_type"] == "Bearer"
+    default = client.post(TOKEN, data={"grant_type": grant, "assertion": assertion(sf)})
+    assert default.status_code == 400
+    assert default.get_json()["error"] == "invalid_grant"

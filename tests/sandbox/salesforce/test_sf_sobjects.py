@@ -245,3 +245,14 @@ def test_injected_whole_call_faults_render_the_salesforce_way(sf):
         "errorCode": "REQUEST_LIMIT_EXCEEDED",
     }
     assert sf.query("SELECT Id FROM Lead").status_code == 200
+
+
+def test_unknown_resources_and_methods_answer_in_json(sf):
+    missing = sf.call("GET", "/nothing/here")
+    assert missing.status_code == 404
+    assert missing.json() == [
+        {"message": "The requested resource does not exist", "errorCode": "NOT_FOUND"}
+    ]
+    wrong = sf.call("DELETE", "/composite/sobjects")
+    assert wrong.status_code == 405
+    assert wrong.json()[0]["errorCode"] == "METHOD_NOT_ALLOWED"
