@@ -334,6 +334,9 @@ class Loader:
     def _load_roles(self, items: list[PendingRecord]) -> None:
         ids = self.resolver.resolve([str(i.record["externalPersonId"]) for i in items])
         ready, payloads = [], []
+        if self.settings.dry_run:  # leads this run would create resolve once created
+            for person in self.ledger.loaded[LEADS.stream]:
+                ids.setdefault(person, 0)
         for item in items:
             person = str(item.record["externalPersonId"])
             if person not in ids:
@@ -432,6 +435,8 @@ class Loader:
         if self.settings.dry_run:
             self.summary.would_call[spec.stream] += len(groups)
             self.summary.add(spec.stream, "not_sent", len(items))
+            # Children may count on these parents, as they would in a real run.
+            self.ledger.mark_loaded(spec.stream, [i.key for i in items])
             return
         workers = max(1, min(len(groups), self.client.limiter.settings.max_concurrent))
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"mkto-{spec.stream}")
