@@ -13,6 +13,7 @@ import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -54,14 +55,33 @@ class Table:
             )
         return statements
 
+    @cached_property
+    def _encoded_columns(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """The JSON and BOOLEAN columns: the only ones whose values need encoding."""
+        return (
+            tuple(n for n, k in self.columns.items() if k == JSON),
+            tuple(n for n, k in self.columns.items() if k == BOOLEAN),
+        )
+
     def to_row(self, record: Mapping[str, Any]) -> dict[str, Any]:
-        """Encode a record's known fields for SQLite; unknown fields raise KeyError."""
-        row: dict[str, Any] = {}
-        for name, value in record.items():
-            kind = self.columns.get(name)
-            if kind is None:
-                raise KeyError(f"unknown field {name!r} of {self.name}")
-            row[name] = _encode(kind, value)
+        """Encode a record's known fields for SQLite; unknown fields raise KeyError.
+
+        The hot path of seeding a large world: set arithmetic and a pass over the few JSON and
+        BOOLEAN columns rather than a call per value.
+        """
+        unknown = record.keys() - self.columns.keys()
+        if unknown:
+            raise KeyError(f"unknown field {sorted(unknown)[0]!r} of {self.name}")
+        row = dict(record)
+        json_columns, boolean_columns = self._encoded_columns
+        for name in json_columns:
+            value = row.get(name)
+            if value is not None:
+                row[name] = json.dumps(value, ensure_ascii=False)
+        for name in boolean_columns:
+            value = row.get(name)
+            if value is not None:
+                row[name] = 1 if value else 0
         return row
 
     def from_row(self, row: sqlite3.Row | Mapping[str, Any]) -> dict[str, Any]:
@@ -76,16 +96,6 @@ class Table:
                 value = bool(value)
             record[name] = value
         return record
-
-
-def _encode(kind: str, value: Any) -> Any:
-    if value is None:
-        return None
-    if kind == JSON:
-        return json.dumps(value, ensure_ascii=False)
-    if kind == BOOLEAN:
-        return 1 if value else 0
-    return value
 
 
 class Store:
@@ -195,30 +205,23 @@ class Store:
     ) -> int:
         """Insert many records, in order, with one statement per run of equal column sets.
 
+        One transaction (a savepoint inside the caller's): all rows land or none, and fast.
         Order matters with `replace=True`: the last record for a key wins, as in the input.
         """
         spec = self.table(table)
         verb = "INSERT OR REPLACE" if replace else "INSERT"
-        conn = self.connect()
         names: tuple[str, ...] = ()
         batch: list[tuple[Any, ...]] = []
         count = 0
-
-        def flush() -> None:
-            if batch:
-                cols = ", ".join(f'"{c}"' for c in names)
-                marks = ", ".join("?" for _ in names)
-                conn.executemany(f'{verb} INTO "{table}" ({cols}) VALUES ({marks})', batch)
-                batch.clear()
-
-        for record in records:
-            row = spec.to_row(record)
-            if tuple(row) != names:
-                flush()
-                names = tuple(row)
-            batch.append(tuple(row.values()))
-            count += 1
-        flush()
+        with self.transaction() as conn:
+            for record in records:
+                row = spec.to_row(record)
+                if tuple(row) != names:
+                    _execute_batch(conn, verb, table, names, batch)
+                    names, batch = tuple(row), []
+                batch.append(tuple(row.values()))
+                count += 1
+            _execute_batch(conn, verb, table, names, batch)
         return count
 
     def update(self, table: str, key: Any, changes: Mapping[str, Any]) -> bool:
@@ -255,6 +258,19 @@ class Store:
                 conn.execute(f'DELETE FROM "{name}"')
             if any(t.autoincrement for t in self.tables.values()):
                 conn.execute("DELETE FROM sqlite_sequence")
+
+
+def _execute_batch(
+    conn: sqlite3.Connection,
+    verb: str,
+    table: str,
+    names: Sequence[str],
+    rows: list[tuple[Any, ...]],
+) -> None:
+    if rows:
+        cols = ", ".join(f'"{c}"' for c in names)
+        marks = ", ".join("?" for _ in names)
+        conn.executemany(f'{verb} INTO "{table}" ({cols}) VALUES ({marks})', rows)
 
 
 class _Transaction:
