@@ -109,6 +109,13 @@ class TapCrmMsi(Tap):
         ),
         th.Property("username", th.StringType, description="Salesforce user (jwt_bearer)."),
         th.Property(
+            "jwt_audience",
+            th.StringType,
+            default="https://login.salesforce.com",
+            description="JWT bearer audience: https://login.salesforce.com, or "
+            "https://test.salesforce.com for sandboxes.",
+        ),
+        th.Property(
             "private_key",
             th.StringType,
             secret=True,

@@ -40,6 +40,8 @@ class SalesforceAuthenticator(APIAuthenticatorBase):
         self.client_id = config.get("client_id")
         self.client_secret = config.get("client_secret")
         self.username = config.get("username")
+        # The JWT audience is the login host (login/test.salesforce.com), never the My Domain.
+        self.jwt_audience = config.get("jwt_audience") or "https://login.salesforce.com"
         self.private_key = config.get("private_key")
         self.refresh_token_file = config.get("refresh_token_file")
         self.refresh_token = self._stored_refresh_token() or config.get("refresh_token")
@@ -104,7 +106,7 @@ class SalesforceAuthenticator(APIAuthenticatorBase):
         claims = {
             "iss": self.client_id,
             "sub": self.username,
-            "aud": self.login_url,
+            "aud": self.jwt_audience,
             "exp": int(time.time()) + 180,
         }
         assertion = jwt.encode(claims, self.private_key, algorithm="RS256")
