@@ -84,9 +84,11 @@ def test_configured_share_of_the_daily_allowance_stops_early(seeded_salesforce: 
 
     run = run_tap(salesforce_config(sandbox, daily_api_share=0.5))
 
-    assert run.tap.stop_reason and "3 of 6" in run.tap.stop_reason
+    assert run.tap.stop_reason
+    assert "3 of 6" in run.tap.stop_reason
     assert _calls(sandbox, "/services/data/") == 3
-    assert run.records["sales_persons"] and run.records["companies"]
+    assert run.records["sales_persons"]
+    assert run.records["companies"]
     assert not run.records.get("opportunities")
 
 
