@@ -309,3 +309,44 @@ def test_batch_operation_limit(dyn: Any) -> None:
     )
     assert response.status_code == 400
     assert "exceeds the maximum of 2" in response.json()["error"]["message"]
+
+
+def test_more_error_paths(dyn: Any) -> None:
+    lead_id = guid("lead", 11)
+    not_guid = dyn.get("leads(12345)")
+    assert not_guid.status_code == 400
+    assert dyn.request("PUT", f"leads({lead_id})", headers=JSON, data="{}").status_code == 405
+    create_only = dyn.request(
+        "PATCH", f"leads({lead_id})", headers={**JSON, "If-None-Match": "*"}, data=json.dumps({})
+    )
+    assert create_only.status_code == 412
+    duplicate = dyn.request(
+        "POST", "leads", headers=JSON, data=json.dumps({"leadid": lead_id, "lastname": "Dup"})
+    )
+    assert duplicate.status_code == 412
+    assert duplicate.json()["error"]["code"] == "0x80040237"
+    expand = dyn.get("leads", params={"$expand": "ownerid($select=fullname)"})
+    assert expand.status_code == 400
+    user = dyn.request("DELETE", f"systemusers({guid('systemuser', 0)})")
+    assert user.status_code == 403
+    assert dyn.get(f"systemusers({guid('systemuser', 0)})").status_code == 200
+
+
+def test_conditional_get_and_create_multiple(dyn: Any) -> None:
+    lead_id = guid("lead", 12)
+    etag = dyn.get(f"leads({lead_id})").headers["ETag"]
+    assert dyn.get(f"leads({lead_id})", headers={"If-None-Match": etag}).status_code == 304
+    targets = [
+        {"@odata.type": "Microsoft.Dynamics.CRM.account", "name": f"Multi {n}"} for n in range(3)
+    ]
+    response = dyn.request(
+        "POST",
+        "accounts/Microsoft.Dynamics.CRM.CreateMultiple",
+        headers=JSON,
+        data=json.dumps({"Targets": targets}),
+    )
+    assert response.status_code == 200
+    ids = response.json()["Ids"]
+    assert len(ids) == 3
+    names = [dyn.get(f"accounts({i})").json()["name"] for i in ids]
+    assert names == ["Multi 0", "Multi 1", "Multi 2"]
