@@ -343,6 +343,8 @@ def _people(world: World, ids: _ExternalIds) -> Iterator[tuple[Any, ...]]:
     for kind, people in (("lead", world.leads), ("contact", world.contacts)):
         for person in people:
             owner_kind, owner_key = person["owner"]
+            created = to_iso(person["created"])
+            same = person["modified"] == person["created"]
             yield (
                 person["email"],
                 person["first_name"],
@@ -356,6 +358,6 @@ def _people(world: World, ids: _ExternalIds) -> Iterator[tuple[Any, ...]]:
                 ids(kind, person["key"]),
                 ids("user", owner_key) if owner_kind == "user" else None,
                 ids("account", person.get("account")),
-                to_iso(person["created"]),
-                to_iso(person["modified"]),
+                created,
+                created if same else to_iso(person["modified"]),
             )

@@ -28,7 +28,9 @@ def now_iso() -> str:
 
 def to_iso(value: dt.datetime | dt.date) -> str:
     if isinstance(value, dt.datetime):
-        return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        if value.utcoffset() != dt.timedelta(0):
+            value = value.astimezone(dt.UTC)
+        return value.isoformat(timespec="seconds")[:19] + "Z"  # cheaper than strftime
     return value.isoformat()
 
 
