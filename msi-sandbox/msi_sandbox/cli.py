@@ -68,6 +68,9 @@ def serve(
     services: tuple[str, ...],
 ) -> None:
     """Run the services until stopped (Ctrl-C or SIGTERM)."""
+    running = _running_sandbox(data_dir)
+    if running is not None:
+        raise click.ClickException(f"a sandbox already serves {data_dir} (pid {running.pid})")
     # Handlers first, so a signal during a long `--size large` start still ends in a clean stop.
     stopped = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -202,6 +205,10 @@ class _RunningSandbox:
         # Our own CA, never the environment's bundle (requests would let it override verify).
         self.session.trust_env = False
         self.session.verify = info.get("ca_bundle") or True
+
+    @property
+    def pid(self) -> int:
+        return int(self.info["pid"])
 
     def call(self, service: str, method: str, path: str, **kwargs: Any) -> requests.Response:
         url = f"{self.info[service]['base_url']}/_sandbox/{path}"

@@ -183,6 +183,11 @@ def test_load_dump_stats_reset_against_the_running_sandbox(served: Served, tmp_p
     assert stats.startswith("marketo: 2 calls\n")
     assert "(unknown)" in stats  # no route: counted under (unknown), with its 404
 
+    second = cli("serve", "--marketo-port", "0", data_dir=served.data_dir, check=False)
+    assert second.returncode == 1
+    assert f"already serves {served.data_dir}" in second.stderr
+    assert served.info_path.exists()
+
     reset = cli("reset", "--service", "marketo", data_dir=served.data_dir)
     assert reset.stdout == "marketo: reset\n"
     assert admin_dump(served) == []
