@@ -95,6 +95,9 @@ class JobQueue:
         try:
             yield
         finally:
+            # Jobs whose workers were stopped start again from the queue (after a reset there
+            # are none left).
+            self._requeue_orphans()
             with self._cond:
                 self._workers.clear()
                 self._paused = False
@@ -128,10 +131,12 @@ class JobQueue:
         """Mark up to `free` of the oldest queued jobs running (FIFO: rowid is arrival order).
 
         Lock order is always the store's write lock first, then the queue's condition, never
-        the reverse, so this runs without the condition held.
+        the reverse; nothing is claimed while the queue is paused.
         """
         store = self.service.store
-        with store.write_lock:
+        with store.write_lock, self._cond:
+            if self._paused:
+                return []
             rows = store.select(
                 self.table, '"status" = ?', (self.queued,), order_by="rowid", limit=free
             )
@@ -140,21 +145,15 @@ class JobQueue:
                 if self.started_column:
                     changes[self.started_column] = self.now()
                 store.update(self.table, row[self.key], changes)
-            with self._cond:
-                if self._paused:  # a reset began meanwhile: its rows are about to go
-                    return []
-                keys = [row[self.key] for row in rows]
-                for key in keys:
-                    self._workers[key] = (
-                        threading.Thread(
-                            target=self._run,
-                            args=(key, event := threading.Event()),
-                            name=f"marketo-{self.table}-{key}",
-                            daemon=True,
-                        ),
-                        event,
-                    )
-                return keys
+                event = threading.Event()
+                thread = threading.Thread(
+                    target=self._run,
+                    args=(row[self.key], event),
+                    name=f"marketo-{self.table}-{row[self.key]}",
+                    daemon=True,
+                )
+                self._workers[row[self.key]] = (thread, event)
+            return [row[self.key] for row in rows]
 
     def _start(self, keys: list[Any]) -> None:
         with self._cond:
