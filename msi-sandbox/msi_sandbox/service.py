@@ -284,7 +284,11 @@ class SandboxService:
             unknown = set(changes) - set(self.limits)
             if unknown:
                 raise ValueError(f"unknown limits {sorted(unknown)}; known: {sorted(self.limits)}")
-            bad = {k: v for k, v in changes.items() if isinstance(v, bool | str) or v is None}
+            bad = {
+                k: v
+                for k, v in changes.items()
+                if isinstance(v, bool) or not isinstance(v, int | float)
+            }
             if bad:
                 raise ValueError(f"limits must be numbers: {bad}")
             self.limits.update({k: float(v) for k, v in changes.items()})

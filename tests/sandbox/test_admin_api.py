@@ -131,7 +131,14 @@ def test_limits_get_and_put(echo: EchoHandle) -> None:
 
 
 @pytest.mark.parametrize(
-    "change", [{"calls_per_minute": 5}, {"calls_per_window": "many"}, {"max_concurrent": None}]
+    "change",
+    [
+        {"calls_per_minute": 5},
+        {"calls_per_window": "many"},
+        {"max_concurrent": None},
+        {"max_concurrent": [2]},
+        {"max_concurrent": True},
+    ],
 )
 def test_bad_limits_are_answered_400_and_change_nothing(
     echo: EchoHandle, change: dict[str, Any]
