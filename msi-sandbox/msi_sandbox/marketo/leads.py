@@ -19,6 +19,7 @@ from msi_sandbox.marketo.records import (
     coerce,
     existing_values,
     find_by,
+    fold,
     now_iso,
     skipped,
     to_iso,
@@ -83,8 +84,14 @@ def sync_leads(
         good = [p for p in prepared if isinstance(p, dict)]
         # Read only what the rules compare: the id, the company link and the written fields.
         columns = {"id", "externalCompanyId"}.union(*good)
+        # Marketo dedupes email case-insensitively; `matches` is keyed by the folded value.
         matches = find_by(
-            service.store, "leads", lookup_field, (p.get(lookup_field) for p in good), columns
+            service.store,
+            "leads",
+            lookup_field,
+            (p.get(lookup_field) for p in good),
+            columns,
+            nocase=lookup_field == "email",
         )
         linked = _existing_companies(service, good, matches)
         for item in prepared:
@@ -118,6 +125,7 @@ def _sync_one(
     now: str,
 ) -> dict[str, Any]:
     key = values.get(lookup_field)
+    key = fold(key) if lookup_field == "email" else key
     rows = [] if action == "createDuplicate" else matches.get(key, [])
     if len(rows) > 1:
         raise RecordError("1007", "Multiple leads match the lookup criteria")
@@ -294,22 +302,18 @@ def seed_people(service: MarketoService, world: World) -> None:
     there is nothing to encode) and the lead indexes are rebuilt once after the load.
     """
     ids = _ExternalIds(str(service.options.get("seed_people")))
-    table = service.store.table("leads")
     names = ", ".join(f'"{c}"' for c in _SEED_COLUMNS)
     marks = ", ".join("?" for _ in _SEED_COLUMNS)
     with service.store.transaction() as conn:
-        indexes = [
-            r[0]
-            for r in conn.execute(
-                "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'leads' "
-                "AND sql IS NOT NULL"
-            )
-        ]
-        for index in indexes:
-            conn.execute(f'DROP INDEX "{index}"')
+        indexes = conn.execute(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'leads' "
+            "AND sql IS NOT NULL"
+        ).fetchall()
+        for name, _sql in indexes:
+            conn.execute(f'DROP INDEX "{name}"')
         conn.executemany(f'INSERT INTO "leads" ({names}) VALUES ({marks})', _people(world, ids))
-        for statement in table.ddl()[1:]:  # the CREATE INDEX statements
-            conn.execute(statement)
+        for _name, sql in indexes:
+            conn.execute(sql)
 
 
 class _ExternalIds:

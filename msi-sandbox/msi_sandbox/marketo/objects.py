@@ -226,7 +226,8 @@ def query(
     except RecordError as exc:
         raise MarketoApiError("1003", exc.reason["message"]) from None
 
-    where = f'"{filter_type}" IN ({", ".join("?" for _ in values)})'
+    collate = " COLLATE NOCASE" if field.data_type == "email" else ""  # emails ignore case
+    where = f'"{filter_type}"{collate} IN ({", ".join("?" for _ in values)})'
     matched = service.store.count(otype.table.name, where, values)
     if matched > MAX_FILTER_MATCHES:
         raise MarketoApiError(

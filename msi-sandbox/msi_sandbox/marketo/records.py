@@ -112,20 +112,30 @@ def find_by(
     column: str,
     values: Iterable[Any],
     columns: Iterable[str] | None = None,
+    *,
+    nocase: bool = False,
 ) -> dict[Any, list[dict[str, Any]]]:
     """Rows whose `column` is one of `values`, grouped by that value (indexed IN look-ups).
 
-    `columns` narrows what is read (decoding wide lead rows is the cost of a sync).
+    `columns` narrows what is read (decoding wide lead rows is the cost of a sync); `nocase`
+    matches text case-insensitively and groups by the lower-cased value (Marketo's emails).
     """
     wanted = list(dict.fromkeys(v for v in values if v is not None))
     names = None if columns is None else list(dict.fromkeys([column, *columns]))
+    collate = " COLLATE NOCASE" if nocase else ""
     found: dict[Any, list[dict[str, Any]]] = {}
     for start in range(0, len(wanted), LOOKUP_CHUNK):
         chunk = wanted[start : start + LOOKUP_CHUNK]
         marks = ", ".join("?" for _ in chunk)
-        for row in store.select(table, f'"{column}" IN ({marks})', chunk, columns=names):
-            found.setdefault(row[column], []).append(row)
+        where = f'"{column}"{collate} IN ({marks})'
+        for row in store.select(table, where, chunk, columns=names):
+            found.setdefault(fold(row[column]) if nocase else row[column], []).append(row)
     return found
+
+
+def fold(value: Any) -> Any:
+    """The case-insensitive form of a text key."""
+    return value.lower() if isinstance(value, str) else value
 
 
 def existing_values(store: Store, table: str, column: str, values: Iterable[Any]) -> set[Any]:

@@ -58,6 +58,10 @@ class MarketoService(SandboxService):
         self._usage: Counter[str] = Counter()  # calls per UTC day, for stats/usage.json
         self._usage_lock = threading.Lock()
         super().__init__(*args, **kwargs)
+        # Emails match case-insensitively (Marketo's dedupe); tables declare only plain indexes.
+        self.store.connect().execute(
+            'CREATE INDEX IF NOT EXISTS "ix_leads_email_nocase" ON "leads" ("email" COLLATE NOCASE)'
+        )
 
     @property
     def api_user(self) -> str:

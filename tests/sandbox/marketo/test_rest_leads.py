@@ -51,6 +51,23 @@ def test_actions_and_record_reasons(mkto: MarketoApi) -> None:
     assert reason_codes(results) == ["1006", "1003", "1002"]
 
 
+def test_email_lookup_ignores_case(mkto: MarketoApi) -> None:
+    lead_id = mkto.sync("leads", [{"email": "Kim.Lee@X.example"}])[0]["id"]
+    assert mkto.sync("leads", [{"email": "kim.lee@x.example", "city": "Malmö"}]) == [
+        {"id": lead_id, "status": "updated"}
+    ]
+    found = mkto.get(LEADS, filterType="email", filterValues="KIM.LEE@x.example", fields="id")
+    assert found["result"] == [{"id": lead_id}]
+    plan = (
+        mkto.sandbox.service("marketo")
+        .store.connect()
+        .execute(
+            'EXPLAIN QUERY PLAN SELECT id FROM leads WHERE "email" COLLATE NOCASE IN (?)', ("a",)
+        )
+    )
+    assert "ix_leads_email_nocase" in " ".join(str(tuple(row)) for row in plan)
+
+
 def test_repeated_key_in_one_call_updates_the_lead_just_created(mkto: MarketoApi) -> None:
     results = mkto.sync(
         "leads", [{"email": "r@x.example"}, {"email": "r@x.example", "city": "Lund"}]
@@ -236,6 +253,10 @@ def test_seed_people_loads_leads_and_contacts(
     sample = service.store.select("leads", limit=1)[0]
     assert sample["externalPersonId"]
     assert sample["createdAt"].endswith("Z")
+    indexes = service.store.connect().execute(
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'leads'"
+    )
+    assert {"ix_leads_externalPersonId", "ix_leads_email_nocase"} <= {r[0] for r in indexes}
     if id_length:
         assert len(sample["externalPersonId"]) == id_length
     empty = MarketoService(tmp_path / "plain")
