@@ -91,7 +91,12 @@ class OverlapWindow:
             del seen[first]
 
     def finish(self) -> None:
-        """The partition was read to its end: commit the bookmark and the pruned window."""
+        """The partition was read to its end: commit the bookmark and the pruned window.
+
+        The SDK's own progress marker (the newest *emitted* timestamp) is dropped: rows read but
+        not emitted (skipped, or shaped into nothing) move the bookmark too, and it is ours.
+        """
+        self.state.pop("progress_markers", None)
         limit = self._floor_of_max
         if limit is not None:
             self.seen = {k: v for k, v in self.seen.items() if v >= limit}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import json
 from collections import defaultdict
@@ -82,7 +83,9 @@ def run_tap(
     """Run the tap in this process and parse what it wrote to stdout."""
     run = TapRun()
     out = io.StringIO()
-    tap = TapCrmMsi(config=config, state=state, parse_env_config=False, validate_config=True)
+    tap = TapCrmMsi(
+        config=config, state=copy.deepcopy(state), parse_env_config=False, validate_config=True
+    )
     run.tap = tap
     with contextlib.redirect_stdout(out):
         try:
