@@ -107,7 +107,7 @@ class ImportRunner:
         failures: list[list[str]] = []
         warnings: list[list[str]] = []
         imported = 0
-        body = rows[1:]
+        body = [row for row in rows[1:] if row]  # blank lines are no rows
         position = 0
         while position < len(body):
             chunk = body[position : self._chunk_end(position, len(body))]

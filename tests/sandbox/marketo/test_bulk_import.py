@@ -23,6 +23,7 @@ MIXED_FILE = (
     "not-an-email,Bad,Address,,2\n"  # no @: refused
     "odd@localhost,Odd,Domain,,3\n"  # imported, but the address looks wrong: a warning
     "score@example.com,Score,Text,,high\n"  # leadScore is an integer field
+    "\n"  # a blank line is no row
 )
 
 
