@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Flask, Response
 
-from msi_sandbox.marketo.records import batch_size
+from msi_sandbox.marketo.records import batch_size, to_iso
 from msi_sandbox.marketo.wire import MarketoApiError, api_call, request_params, success
 
 if TYPE_CHECKING:
@@ -23,7 +23,6 @@ if TYPE_CHECKING:
 DELETE_LEAD_ACTIVITY_TYPE = 37
 DEFAULT_BATCH_SIZE = 300  # Marketo's default and maximum page size for activities
 PAGING_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.000+0000"
-ACTIVITY_TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 
 def parse_datetime(text: str) -> dt.datetime:
@@ -37,11 +36,6 @@ def parse_datetime(text: str) -> dt.datetime:
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=dt.UTC)
     return parsed.astimezone(dt.UTC)
-
-
-def marketo_time(value: dt.datetime) -> str:
-    """A UTC datetime the way Marketo's REST API writes it (`2024-05-01T10:00:00Z`)."""
-    return value.astimezone(dt.UTC).strftime(ACTIVITY_TIME_FORMAT)
 
 
 def encode_paging_token(since: dt.datetime, last_id: int) -> str:
@@ -65,7 +59,7 @@ def deleted_lead_activity(row: dict[str, Any]) -> dict[str, Any]:
         "id": row["id"],
         "marketoGUID": str(row["id"]),
         "leadId": lead_id,
-        "activityDate": marketo_time(parse_datetime(row["activityDate"])),
+        "activityDate": to_iso(parse_datetime(row["activityDate"])),
         "activityTypeId": DELETE_LEAD_ACTIVITY_TYPE,
         "primaryAttributeValueId": lead_id,
         "attributes": row.get("attributes") or [],
@@ -112,7 +106,7 @@ def register(app: Flask, service: MarketoService) -> None:
         rows = service.store.select(
             "deleted_leads",
             '"id" > ? AND "activityDate" >= ?',
-            (last_id, marketo_time(since)),
+            (last_id, to_iso(since)),
             order_by='"id"',
             limit=size + 1,
         )

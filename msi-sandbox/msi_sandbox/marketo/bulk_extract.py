@@ -22,8 +22,15 @@ from typing import TYPE_CHECKING, Any
 from flask import Flask, Response, request
 
 from msi_sandbox.marketo import delimited
-from msi_sandbox.marketo.activities import marketo_time, parse_datetime
-from msi_sandbox.marketo.records import batch_size, now_iso, page_offset, page_token, split_list
+from msi_sandbox.marketo.activities import parse_datetime
+from msi_sandbox.marketo.records import (
+    batch_size,
+    now_iso,
+    page_offset,
+    page_token,
+    split_list,
+    to_iso,
+)
 from msi_sandbox.marketo.schema import LEAD_FIELDS
 from msi_sandbox.marketo.wire import (
     MarketoApiError,
@@ -124,7 +131,7 @@ def parse_filter(raw: Any, service: MarketoService) -> dict[str, Any]:
         raise MarketoApiError("1003", f"{kind}.endAt is before {kind}.startAt")
     if end - start > MAX_RANGE:
         raise MarketoApiError("1003", f"Date range for {kind} exceeds the maximum of 31 days")
-    return {kind: {"startAt": marketo_time(start), "endAt": marketo_time(end)}}
+    return {kind: {"startAt": to_iso(start), "endAt": to_iso(end)}}
 
 
 # The daily allowance ------------------------------------------------------------------------
@@ -385,7 +392,7 @@ def register(app: Flask, service: MarketoService, queue: JobQueue) -> None:
             raise MarketoApiError("1003", f"Invalid status '{bad[0]}'")
         offset = page_offset(params.get("nextPageToken"))
         size = batch_size(params, LIST_PAGE)
-        since = marketo_time(dt.datetime.now(dt.UTC) - JOB_VISIBLE_FOR)
+        since = to_iso(dt.datetime.now(dt.UTC) - JOB_VISIBLE_FOR)
         where, args = '"createdAt" >= ?', [since]
         if wanted:
             where += f' AND "status" IN ({", ".join("?" for _ in wanted)})'
