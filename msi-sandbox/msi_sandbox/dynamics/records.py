@@ -39,21 +39,34 @@ class Records:
         self.store = service.store
         self.entities = service.entities
         self._version: int | None = None
+        self._committed = 0
         self._version_lock = threading.Lock()
 
     # Versions --------------------------------------------------------------------------------
+    def _load_version(self) -> None:
+        if self._version is None:
+            self._version = self._committed = self._max_stored_version()
+
     def current_version(self) -> int:
+        """The newest *committed* version: what a snapshot or delta token may promise.
+
+        A version handed to a write still in flight is not included, or a reader could
+        skip a row that commits after it read (the late-commit gap of cursor syncs).
+        """
         with self._version_lock:
-            if self._version is None:
-                self._version = self._max_stored_version()
-            return self._version
+            self._load_version()
+            return self._committed
 
     def next_version(self) -> int:
         with self._version_lock:
-            if self._version is None:
-                self._version = self._max_stored_version()
-            self._version += 1
-            return self._version
+            self._load_version()
+            self._version += 1  # type: ignore[operator]
+            return self._version  # type: ignore[return-value]
+
+    def _mark_committed(self) -> None:
+        with self._version_lock:
+            if self._version is not None:
+                self._committed = self._version
 
     def forget_version(self) -> None:
         """After a reset or reseed the counter is read again from the store."""
@@ -76,6 +89,8 @@ class Records:
             return
         with self.store.transaction():
             yield
+        # Writers are serialised, so every version handed out so far is now committed.
+        self._mark_committed()
 
     # Reading ---------------------------------------------------------------------------------
     def get(self, entity: Entity, record_id: str) -> dict[str, Any] | None:
