@@ -161,3 +161,37 @@ def test_leads_without_a_searchable_external_id_are_resolved_then_written(sandbo
         if r["endpoint"] == "/rest/v1/leads.json" and r["method"] == "GET"
     ]  # fmt: skip
     assert lookups, "ids were resolved by look-up before writing"
+
+
+def test_cli_reports_progress_and_summary_and_honours_dry_run_flag(sandbox, tmp_path):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from target_support import to_lines
+
+    world = make_world(leads=30)
+    config = target_config(sandbox, tmp_path, progress_interval_seconds=0)
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    (tmp_path / "in.singer").write_text(to_lines([*world.messages(), STATE]))
+    command = [
+        str(Path(sys.executable).with_name("target-marketo-msi")),
+        "--config", str(tmp_path / "config.json"), "--input", str(tmp_path / "in.singer"),
+    ]  # fmt: skip
+    dry = subprocess.run([*command, "--dry-run"], capture_output=True, text=True, check=False)
+    assert dry.returncode == 0, dry.stderr[-2000:]
+    assert dump(sandbox, "leads") == []
+    assert "dry run: nothing written" in dry.stderr
+
+    real = subprocess.run(command, capture_output=True, text=True, check=False)
+    assert real.returncode == 0, real.stderr[-2000:]
+    assert "progress: " in real.stderr
+    assert "calls left in budget: " in real.stderr
+    assert "leads" in real.stderr.split("Summary:")[1]
+    assert json.loads(real.stdout.strip().splitlines()[-1]) == STATE["value"]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["objects"]["leads"]["created"] == 30
+    # The budget is per Marketo instance and day: the dry run's reads count too.
+    assert summary["budget_left"] == 25_000 - marketo_calls(sandbox)["total"] + 2  # 2 tokens
+    assert config["client_secret"] not in real.stderr
