@@ -92,7 +92,9 @@ class MarketoService(SandboxService):
             int(self.limits["calls_per_window"]), float(self.limits["window_seconds"])
         )
         self.gate = ConcurrencyGate(int(self.limits["max_concurrent"]))
+        used_today = self.quota.used if hasattr(self, "quota") else 0
         self.quota = DailyQuota(int(self.limits["daily_quota"]))
+        self.quota.used = used_today  # a new allowance does not forget today's calls
 
     def _arrive(self) -> Response | None:
         if _not_limited(request.path):
@@ -148,6 +150,7 @@ class MarketoService(SandboxService):
             super().reset()
         with self._usage_lock:
             self._usage.clear()
+        self.quota.used = 0
 
     # World and admin operations ---------------------------------------------------------------
     def seed_world(self, world: World) -> None:
