@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from sandbox_frame import EchoHandle
+from sandbox_frame import EchoHandle, client_session
 
 RECORDS = [
     {"id": 1, "name": "Åsa Håkansson", "score": 1.5, "active": True, "tags": {"k": ["ü", None]}},
@@ -186,3 +187,22 @@ def test_real_services_answer_the_generic_admin_api(sandbox: Any, name: str) -> 
     assert bad.status_code == 400
     assert sandbox.admin(name, "GET", "faults").json()["errors"] == []
     assert sandbox.admin(name, "POST", "reset").json() == {"ok": True}
+
+
+def test_concurrent_loads_and_reads_all_land(echo: EchoHandle) -> None:
+    """Worker threads each have their own connection; writers are serialised, none is lost."""
+
+    def load_batch(batch: int) -> int:
+        session = client_session(echo.sandbox.ca_bundle or "")
+        lines = [
+            {"object": "items", "record": {"id": batch * 1000 + i, "name": f"{batch}-{i}"}}
+            for i in range(200)
+        ]
+        loaded = session.post(f"{echo.base_url}/_sandbox/load", data=jsonl(lines), timeout=60)
+        read = session.get(f"{echo.base_url}/api/items", timeout=60)
+        assert read.status_code == 200
+        return loaded.json()["loaded"]["items"]
+
+    with ThreadPoolExecutor(8) as pool:
+        assert list(pool.map(load_batch, range(8))) == [200] * 8
+    assert echo.service.store.count("items") == 1600
