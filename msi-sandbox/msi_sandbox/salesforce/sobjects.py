@@ -96,6 +96,8 @@ def register(app: Flask, service: SalesforceService) -> None:
             )
         if request.method == "PATCH":
             return patch_record(spec, normal)
+        if request.method == "DELETE":
+            return delete_record(spec, normal)
         row = service.store.get(spec.name, normal)
         if row is None:
             raise not_found()
@@ -131,6 +133,24 @@ def register(app: Flask, service: SalesforceService) -> None:
             return error(status, first.status_code, first.message, first.fields)
         return Response(status=204)
 
+    def delete_record(spec: SObject, record_id: str) -> Response:
+        """A delete keeps the row with IsDeleted set (the recycle bin), for queryAll."""
+        row = service.store.get(spec.name, record_id)
+        if row is None:
+            raise not_found()
+        if not spec.deletable:
+            raise ApiError(400, "INVALID_TYPE", f"{spec.name} records cannot be deleted")
+        if row.get("IsDeleted"):
+            raise ApiError(404, "ENTITY_IS_DELETED", "entity is deleted")
+        writer.delete(spec, record_id)
+        return Response(status=204)
+
+    def resources(version: str) -> Response:
+        check_version(version)
+        base = f"/services/data/{version}"
+        names = ("sobjects", "query", "queryAll", "limits", "composite", "jobs")
+        return json_response({name: f"{base}/{name}" for name in names})
+
     def composite(version: str) -> Response:
         check_version(version)
         body = json_body()
@@ -158,6 +178,8 @@ def register(app: Flask, service: SalesforceService) -> None:
         return json_response([o.as_json() for o in outcomes])
 
     app.add_url_rule("/services/data", "sf_versions_bare", versions)
+    app.add_url_rule("/services/data/<version>", "sf_resources_bare", resources)
+    app.add_url_rule("/services/data/<version>/", "sf_resources", resources)
     app.add_url_rule("/services/data/", "sf_versions", versions)
     for suffix in ("", "/"):
         app.add_url_rule(f"/services/data/<version>/limits{suffix}", f"sf_limits{suffix}", limits)
@@ -186,5 +208,5 @@ def register(app: Flask, service: SalesforceService) -> None:
         "/services/data/<version>/sobjects/<name>/<record_id>",
         "sf_record",
         record,
-        methods=["GET", "PATCH"],
+        methods=["GET", "PATCH", "DELETE"],
     )

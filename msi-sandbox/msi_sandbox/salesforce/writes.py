@@ -185,6 +185,15 @@ class Writer:
         return row
 
     # Applying ------------------------------------------------------------------------------
+    def delete(self, sobject: SObject, record_id: str) -> None:
+        stamp = now_stamp()
+        with self.service.store.transaction():
+            self.service.store.update(
+                sobject.name,
+                record_id,
+                {"IsDeleted": True, "LastModifiedDate": stamp, "SystemModstamp": stamp},
+            )
+
     def update(self, changes: list[Change], *, all_or_none: bool) -> list[Outcome]:
         """Validate every change, then write the valid ones (none if all_or_none and any fail)."""
         outcomes: list[Outcome] = []

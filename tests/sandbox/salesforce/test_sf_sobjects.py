@@ -256,3 +256,22 @@ def test_unknown_resources_and_methods_answer_in_json(sf):
     wrong = sf.call("DELETE", "/composite/sobjects")
     assert wrong.status_code == 405
     assert wrong.json()[0]["errorCode"] == "METHOD_NOT_ALLOWED"
+
+
+def test_delete_keeps_the_row_for_query_all(sf):
+    contact = next(iter(rows(sf, "Contact")))
+    deleted = sf.call("DELETE", f"/sobjects/Contact/{contact['Id']}")
+    assert deleted.status_code == 204
+    stored = by_id(sf, "Contact")[contact["Id"]]
+    assert stored["IsDeleted"] is True
+    assert stored["SystemModstamp"] > contact["SystemModstamp"]
+    soql = f"SELECT Id FROM Contact WHERE Id = '{contact['Id']}'"
+    assert sf.query(soql).json()["totalSize"] == 0
+    assert sf.query(soql, all_rows=True).json()["totalSize"] == 1
+    again = sf.call("DELETE", f"/sobjects/Contact/{contact['Id']}")
+    assert again.status_code == 404
+    assert again.json()[0]["errorCode"] == "ENTITY_IS_DELETED"
+    assert sf.call("GET", f"/sobjects/Contact/{contact['Id']}").status_code == 404
+    user = next(iter(rows(sf, "User")))
+    assert sf.call("DELETE", f"/sobjects/User/{user['Id']}").status_code == 400
+    assert sf.call("GET", "/").json()["query"] == f"{API}/query"
