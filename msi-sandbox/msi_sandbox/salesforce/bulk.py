@@ -28,7 +28,7 @@ from flask import Flask, Response, request
 
 from msi_sandbox.salesforce import ids
 from msi_sandbox.salesforce.query import QueryEngine
-from msi_sandbox.salesforce.schema import SObject
+from msi_sandbox.salesforce.schema import SObject, find_object
 from msi_sandbox.salesforce.wire import (
     ApiError,
     bulk_datetime,
@@ -321,7 +321,7 @@ def register(app: Flask, service: SalesforceService) -> None:
                 400, "INVALIDJOB", f"The sandbox accepts update ingest jobs only, not {operation}"
             )
         name = str(body.get("object", ""))
-        sobject = {k.lower(): v for k, v in service.objects.items()}.get(name.lower())
+        sobject = find_object(service.objects, name)
         if sobject is None:
             raise ApiError(400, "INVALIDJOB", f"Unable to find object: {name}")
         delimiter, line_ending = formats(body)

@@ -369,5 +369,6 @@ def build_objects(namespace: str | None = None) -> dict[str, SObject]:
     return {o.name: o for o in objects}
 
 
-def object_by_prefix(objects: dict[str, SObject], record_id: str) -> SObject | None:
-    return next((o for o in objects.values() if record_id.startswith(o.key_prefix)), None)
+def find_object(objects: dict[str, SObject], name: str) -> SObject | None:
+    """The sObject called `name`, case-insensitively as the API matches object names."""
+    return next((o for o in objects.values() if o.name.lower() == name.lower()), None)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from flask import Flask, Response, request
 
 from msi_sandbox.salesforce import ids
-from msi_sandbox.salesforce.schema import SObject
+from msi_sandbox.salesforce.schema import SObject, find_object
 from msi_sandbox.salesforce.wire import (
     MAX_VERSION,
     MIN_VERSION,
@@ -24,13 +24,14 @@ if TYPE_CHECKING:
     from msi_sandbox.salesforce.service import SalesforceService
 
 COMPOSITE_MAX = 200
+COMPOSITE_MAX_CHUNKS = 10
 
 
 def register(app: Flask, service: SalesforceService) -> None:
     writer = Writer(service)
 
     def sobject(name: str) -> SObject:
-        found = {k.lower(): v for k, v in service.objects.items()}.get(name.lower())
+        found = find_object(service.objects, name)
         if found is None:
             raise ApiError(404, "NOT_FOUND", "The requested resource does not exist")
         return found
@@ -167,13 +168,26 @@ def register(app: Flask, service: SalesforceService) -> None:
         changes = []
         for item in records:
             if not isinstance(item, dict) or "type" not in (item.get("attributes") or {}):
-                raise ApiError(
-                    400, "INVALID_TYPE", "Must send a concrete entity type."
-                )  # as Salesforce says for a record without attributes.type
+                # What Salesforce says for a record without attributes.type.
+                raise ApiError(400, "INVALID_TYPE", "Must send a concrete entity type.")
+            kind = str(item["attributes"]["type"])
+            spec = find_object(service.objects, kind)
+            if spec is None:
+                raise ApiError(400, "INVALID_TYPE", f"sObject type '{kind}' is not supported.")
             values = {k: v for k, v in item.items() if k not in {"attributes", "id", "Id"}}
             raw_id = item.get("id", item.get("Id"))
-            spec = sobject(item["attributes"]["type"])
             changes.append(Change(spec, raw_id if raw_id is not None else "", values))
+        # Records are saved in chunks of consecutive records of one type, at most 10 a call.
+        chunks = sum(
+            1 for i, c in enumerate(changes) if i == 0 or c.sobject != changes[i - 1].sobject
+        )
+        if chunks > COMPOSITE_MAX_CHUNKS:
+            raise ApiError(
+                400,
+                "INVALID_BATCH_REQUEST",
+                "Cannot have more than 10 chunks in a single operation. Please rearrange the data"
+                " to reduce chunking.",
+            )
         outcomes = writer.update(changes, all_or_none=bool(body.get("allOrNone", False)))
         return json_response([o.as_json() for o in outcomes])
 

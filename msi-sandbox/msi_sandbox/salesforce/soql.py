@@ -21,7 +21,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from msi_sandbox.salesforce import ids
-from msi_sandbox.salesforce.schema import ID_TYPES, NUMBER_TYPES, TEXT_TYPES, Field, SObject
+from msi_sandbox.salesforce.schema import (
+    ID_TYPES,
+    NUMBER_TYPES,
+    TEXT_TYPES,
+    Field,
+    SObject,
+    find_object,
+)
 from msi_sandbox.salesforce.wire import ApiError, format_datetime, parse_datetime
 
 MAX_OFFSET = 2000
@@ -358,7 +365,7 @@ class Translator:
     def __init__(self, query: Query, objects: dict[str, SObject]) -> None:
         self.query = query
         self.params: list[Any] = []
-        found = {k.lower(): v for k, v in objects.items()}.get(query.object.text.lower())
+        found = find_object(objects, query.object.text)
         if found is None:
             raise soql_error(
                 query.text,

@@ -275,3 +275,19 @@ def test_delete_keeps_the_row_for_query_all(sf):
     user = next(iter(rows(sf, "User")))
     assert sf.call("DELETE", f"/sobjects/User/{user['Id']}").status_code == 400
     assert sf.call("GET", "/").json()["query"] == f"{API}/query"
+
+
+def test_composite_refuses_more_than_ten_type_chunks_and_unknown_types(sf):
+    lead = next(r for r in rows(sf, "Lead") if not r["IsConverted"])
+    contact = rows(sf, "Contact")[0]
+    lead_record = {"attributes": {"type": "Lead"}, "id": lead["Id"], MSI: "x"}
+    contact_record = {"attributes": {"type": "Contact"}, "id": contact["Id"], MSI: "y"}
+    alternating = [lead_record, contact_record] * 6  # 12 chunks
+    refused = composite(sf, alternating)
+    assert refused.status_code == 400
+    assert "more than 10 chunks" in refused.json()[0]["message"]
+    grouped = [lead_record] * 6 + [contact_record] * 6  # 2 chunks
+    assert all(r["success"] for r in composite(sf, grouped).json())
+    unknown = composite(sf, [{"attributes": {"type": "Nope"}, "id": lead["Id"]}])
+    assert unknown.status_code == 400
+    assert unknown.json()[0]["errorCode"] == "INVALID_TYPE"
