@@ -20,6 +20,7 @@ from msi_sandbox.marketo.records import (
     existing_values,
     find_by,
     fold,
+    missing,
     now_iso,
     skipped,
     to_iso,
@@ -191,7 +192,7 @@ def delete_leads(service: MarketoService, records: list[dict[str, Any]]) -> list
 
 
 def _missing_id() -> int:
-    raise RecordError("1002", "Value for required field 'id' not specified")
+    raise missing("id")
 
 
 def with_company_fields(

@@ -19,6 +19,7 @@ from msi_sandbox.marketo.records import (
     coerce,
     existing_values,
     find_by,
+    missing,
     now_iso,
     page_offset,
     page_token,
@@ -151,7 +152,7 @@ OPPORTUNITY_ROLES = ObjectType(
             "opportunities",
             "externalOpportunityId",
             "1013",
-            "Opportunity not found",
+            "Object not found",
         ),
     ),
 )
@@ -301,7 +302,7 @@ def _key(otype: ObjectType, values: Mapping[str, Any], by_id: bool) -> tuple[Any
     key = tuple(values.get(n) for n in names)
     for name, part in zip(names, key, strict=True):
         if part is None or part == "":
-            raise RecordError("1002", f"Value for required field '{name}' not specified")
+            raise missing(name)
     return key
 
 
@@ -358,9 +359,8 @@ def _check_sales_persons(service: MarketoService, records: list[dict[str, Any]])
     """Sync Opportunities fails as a whole (718) when an owner is not a known sales person."""
     owners = {r.get("externalSalesPersonId") for r in records} - {None, ""}
     known = existing_values(service.store, "salespersons", "externalSalesPersonId", owners)
-    missing = sorted(str(o) for o in owners - known)
-    if missing:
-        raise MarketoApiError("718", f"ExternalSalesPersonId '{missing[0]}' not found")
+    if owners - known:
+        raise MarketoApiError("718")  # Marketo does not say which record: callers bisect
 
 
 def _references(
@@ -390,10 +390,10 @@ def _write(
     store, now = service.store, now_iso()
     if row is None:
         if action == "updateOnly":
-            raise RecordError("1013", f"{otype.noun} not found")
+            raise RecordError("1013")
         for name in otype.required:
             if values.get(name) in (None, ""):
-                raise RecordError("1002", f"Value for required field '{name}' not specified")
+                raise missing(name)
         record = {**values, "createdAt": now, "updatedAt": now}
         if otype.id_field == "marketoGUID":
             record["marketoGUID"] = str(uuid.uuid4())
@@ -432,9 +432,9 @@ def delete_objects(service: MarketoService, otype: ObjectType, body: Any) -> lis
                     raise item
                 row = existing.pop(item, None)
                 if row is None:
-                    raise RecordError("1013", f"{otype.noun} not found")
+                    raise RecordError("1013")
                 if row[otype.dedupe_fields[0]] in in_use:
-                    raise RecordError("1022", f"{otype.noun} in use")
+                    raise RecordError("1022")
                 key = otype.table.key
                 service.store.delete(otype.table.name, f'"{key}" = ?', (row[key],))
                 results.append(

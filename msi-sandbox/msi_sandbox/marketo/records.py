@@ -42,6 +42,11 @@ class RecordError(Exception):
         super().__init__(self.reason["message"])
 
 
+def missing(name: str) -> RecordError:
+    """1002 in Marketo's documented wording."""
+    return RecordError("1002", f"Missing value for the required parameter '{name}'")
+
+
 def skipped(error: RecordError, **extra: Any) -> dict[str, Any]:
     return {**extra, "status": "skipped", "reasons": [error.reason]}
 
