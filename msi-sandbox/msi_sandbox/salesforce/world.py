@@ -240,6 +240,7 @@ class Mutator:
         self.objects = objects
         self.rng = random.Random(seed_value)
         self.clock = dt.datetime.now(dt.UTC)
+        self._next: dict[str, int] = {}  # next id number per object, read once per run
 
     def stamp(self) -> str:
         self.clock += dt.timedelta(milliseconds=1)
@@ -274,7 +275,11 @@ class Mutator:
         )
 
     def insert(self, conn: Any, name: str, record: dict[str, Any], stamp: str) -> str:
-        record_id = next_id(conn, self.objects[name])
+        sobject = self.objects[name]
+        if name not in self._next:
+            self._next[name] = ids.id_number(next_id(conn, sobject))
+        record_id = ids.make_id(sobject.key_prefix, self._next[name])
+        self._next[name] += 1
         row = {"Id": record_id, "IsDeleted": 0, **record}
         row.update(CreatedDate=stamp, LastModifiedDate=stamp, SystemModstamp=stamp)
         names = ", ".join(f'"{c}"' for c in row)
