@@ -176,3 +176,14 @@ def test_expired_and_invalid_delta_tokens(dyn: Any) -> None:
     assert dyn.get("leads", params={"$deltatoken": "garbage"}).status_code == 400
     future = dyn.get("leads", params={"$deltatoken": "999999999!01/01/2026 00:00:00"})
     assert future.status_code == 400
+
+
+def test_delta_token_never_skips_a_write_still_in_flight(dyn: Any) -> None:
+    service = dyn.service
+    lead_id = guid("lead", 3)
+    with service.records.write():  # a slow writer: its version is handed out, not committed
+        service.records.update(service.entities["lead"], lead_id, {"jobtitle": "Late commit"})
+        _, last = _track(dyn)
+    changes = dyn.get(last["@odata.deltaLink"]).json()["value"]
+    assert [c["leadid"] for c in changes] == [lead_id]
+    assert changes[0]["jobtitle"] == "Late commit"
