@@ -13,6 +13,11 @@ Salesforce uses for it. Per-record errors in composite and Bulk 2.0 ingest updat
 through `PUT /_sandbox/record_faults`, which takes the same `{"errors": [{code, rate, nth,
 path, times}]}` body; `path` is matched against `"{sObject}/{18-character id}"`, so e.g.
 `{"errors": [{"code": "UNABLE_TO_LOCK_ROW", "nth": 2}]}` fails the second record updated.
+
+Admin: `POST /_sandbox/mutate` changes the stored world as users do (see world.Mutator) and
+answers with the ids it touched. Options: `msi_namespace` (e.g. "mkto_si") names the MSI
+score fields `mkto_si__Priority__c`, ...; `jwt_public_key` is the PEM key or certificate the
+JWT bearer flow trusts (default: the key pair named in connection_info).
 """
 
 from __future__ import annotations
