@@ -14,6 +14,7 @@ from urllib.parse import quote
 import requests
 
 from tap_crm_msi.client import BaseCrmClient, RetriableError, retry_after_seconds
+from tap_crm_msi.dynamics import batch as odata_batch
 from tap_crm_msi.dynamics.auth import DataverseAuthenticator
 from tap_crm_msi.errors import CrmError, DeltaTokenExpired
 
@@ -86,3 +87,20 @@ class DynamicsClient(BaseCrmClient):
 
     def get_all(self, entity_set: str, **query: str) -> list[dict[str, Any]]:
         return [row for rows, _ in self.pages(self.url(entity_set, **query)) for row in rows]
+
+    # Writes (target-crm-msi) ---------------------------------------------------------------------
+    def batch(self, operations: list[odata_batch.BatchOperation]) -> list[odata_batch.BatchAnswer]:
+        """One `$batch` call (at most 1,000 operations), each operation answered on its own.
+
+        Throttling of the whole call (429 + Retry-After) is retried by `send`; an operation's
+        own failure comes back in its `BatchAnswer`.
+        """
+        content_type, body = odata_batch.encode(operations, self.base)
+        response = self.send(
+            "POST",
+            f"{self.base}/$batch",
+            data=body,
+            headers={"Content-Type": content_type, "Prefer": "odata.continue-on-error"},
+        )
+        response.encoding = "utf-8"
+        return odata_batch.decode(response.headers.get("Content-Type", ""), response.text)

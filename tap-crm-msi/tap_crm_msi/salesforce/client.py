@@ -144,15 +144,7 @@ class SalesforceClient(BaseCrmClient):
             json={"operation": "queryAll" if include_deleted else "query", "query": soql},
         ).json()
         job_url = f"{self.base}/jobs/query/{job['id']}"
-        state = job.get("state")
-        wait = min(self.bulk_poll_s, 0.25)
-        while state not in BULK_DONE_STATES:
-            time.sleep(wait)
-            wait = min(wait * 2, self.bulk_poll_s)
-            info = self.send("GET", job_url).json()
-            state = info.get("state")
-            if state in ("Failed", "Aborted"):
-                raise CrmError(f"Bulk query job {job['id']} {state}: {info.get('errorMessage')}")
+        self._await_bulk_job(job_url, job, "query")
         locator: str | None = None
         while True:
             params: dict[str, Any] = {"maxRecords": self.bulk_max_records}
@@ -167,3 +159,60 @@ class SalesforceClient(BaseCrmClient):
             locator = response.headers.get("Sforce-Locator")
             if not locator or locator == "null":
                 return
+
+    def _await_bulk_job(self, job_url: str, job: dict[str, Any], kind: str) -> dict[str, Any]:
+        """Poll a Bulk API 2.0 job until it is done (waits grow to bulk_poll_seconds)."""
+        info, state = job, job.get("state")
+        wait = min(self.bulk_poll_s, 0.25)
+        while state not in BULK_DONE_STATES:
+            time.sleep(wait)
+            wait = min(wait * 2, self.bulk_poll_s)
+            info = self.send("GET", job_url).json()
+            state = info.get("state")
+        if state in ("Failed", "Aborted"):
+            raise CrmError(f"Bulk {kind} job {job['id']} {state}: {info.get('errorMessage')}")
+        return info
+
+    # Writes (target-crm-msi) ---------------------------------------------------------------------
+    def describe(self, sobject: str) -> dict[str, Any]:
+        """`sobjects/{sobject}/describe`: the object's fields, their types and lengths."""
+        return self.send("GET", f"{self.base}/sobjects/{sobject}/describe").json()
+
+    def update_records(
+        self, records: list[dict[str, Any]], *, all_or_none: bool = False
+    ) -> list[dict[str, Any]]:
+        """PATCH composite/sobjects (at most 200 records, each with attributes.type and id).
+
+        Returns the SaveResults in input order; per-record errors come inside a 200 answer.
+        """
+        body = {"allOrNone": all_or_none, "records": records}
+        return self.send("PATCH", f"{self.base}/composite/sobjects", json=body).json()
+
+    def bulk_update(self, sobject: str, csv_text: str) -> list[dict[str, str]]:
+        """A Bulk API 2.0 `update` ingest job; returns the failed rows (sf__Error + columns).
+
+        In the CSV an empty cell leaves a field unchanged and `#N/A` empties it.
+        """
+        job = self.send(
+            "POST",
+            f"{self.base}/jobs/ingest",
+            json={
+                "object": sobject,
+                "operation": "update",
+                "contentType": "CSV",
+                "lineEnding": "LF",
+                "columnDelimiter": "COMMA",
+            },
+        ).json()
+        job_url = f"{self.base}/jobs/ingest/{job['id']}"
+        self.send(
+            "PUT",
+            f"{job_url}/batches",
+            data=csv_text.encode("utf-8"),
+            headers={"Content-Type": "text/csv"},
+        )
+        info = self.send("PATCH", job_url, json={"state": "UploadComplete"}).json()
+        self._await_bulk_job(job_url, info, "ingest")
+        response = self.send("GET", f"{job_url}/failedResults", headers={"Accept": "text/csv"})
+        response.encoding = "utf-8"
+        return list(csv.DictReader(io.StringIO(response.text)))
