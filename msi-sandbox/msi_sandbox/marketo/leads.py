@@ -72,6 +72,8 @@ def sync_leads(
     prepared: list[dict[str, Any] | RecordError] = []
     for record in records:
         try:
+            if "id" in record and action in ("createOnly", "createDuplicate"):
+                raise RecordError("1003")  # Adobe's example of "Invalid data"
             values = writable_values(BY_NAME, record, keep=(lookup_field,))
             if action != "createDuplicate" and values.get(lookup_field) in (None, ""):
                 raise RecordError("1002", f"Value for lookup field '{lookup_field}' not specified")

@@ -1,4 +1,18 @@
-"""The Marketo stand-in: identity, REST lead database, bulk import/extract, activities."""
+"""The Marketo stand-in: identity, REST lead database, bulk import/extract, activities.
+
+What callers can rely on (see rest.py, leads.py, objects.py for the rules):
+- Identity: GET|POST /identity/oauth/token (client credentials); the live token is reused with
+  its remaining `expires_in`; bad credentials -> HTTP 401. Auth is the Bearer header only.
+- Errors are HTTP 200 `success:false` bodies (wire.py); 413/414 and injected 5xx are HTTP.
+- Limits (PUT /_sandbox/limits, 0 = unlimited): calls_per_window/window_seconds -> 606,
+  max_concurrent -> 615 (a slot is held from arrival, injected latency included),
+  daily_quota -> 607, max_batch, max_body_bytes -> 413, max_uri_bytes -> 414.
+  Identity calls are not limited. GET /rest/v1/stats/usage.json reports counted calls.
+- Options: `seed_people` (true or "salesforce") loads the generated leads and contacts as
+  Marketo leads; `api_user` names the token's scope.
+- Admin: POST /_sandbox/msi-activity {"leadIds"|"externalPersonIds"|"count","seed"} gives
+  leads a new interesting moment and scores, and moves their updatedAt.
+"""
 
 from __future__ import annotations
 

@@ -34,6 +34,8 @@ def test_actions_and_record_reasons(mkto: MarketoApi) -> None:
     assert reason_codes(results) == ["1005"]
     results = mkto.sync("leads", [{"email": "none@x.example"}], action="updateOnly")
     assert reason_codes(results) == ["1004"]
+    results = mkto.sync("leads", [{"id": 1, "email": "n@x.example"}], action="createOnly")
+    assert results[0]["reasons"] == [{"code": "1003", "message": "Invalid data"}]
     results = mkto.sync("leads", [{"email": "dup@x.example"}], action="createDuplicate")
     assert results[0]["status"] == "created"
     results = mkto.sync("leads", [{"email": "dup@x.example", "title": "CEO"}])
