@@ -228,7 +228,8 @@ class _Parser:
     def operand(self) -> tuple[str, Any]:
         tok = self.take()
         if tok.kind == "name" and tok.text not in ("true", "false", "null"):
-            if self.peek() is not None and self.peek().kind == "lparen":  # type: ignore[union-attr]
+            following = self.peek()
+            if following is not None and following.kind == "lparen":
                 raise bad_query(
                     f"The query function '{tok.text}' is not supported by this sandbox "
                     f"(in '{self.text}')."
@@ -279,7 +280,7 @@ def check_types(node: Node, fields: Mapping[str, str], type_name: str) -> None:
                 f"The '{node.name}' function is not supported on '{node.field}' of type {edm}."
             )
         if kind == "null":
-            if node.op not in ("eq", "ne"):  # type: ignore[union-attr]
+            if isinstance(node, Compare) and node.op not in ("eq", "ne"):
                 raise bad_query(f"Only eq and ne compare with null (on '{node.field}').")
         elif kind not in COMPATIBLE.get(edm, {kind}):
             op_name = COMPARISONS[node.op][1] if isinstance(node, Compare) else node.name

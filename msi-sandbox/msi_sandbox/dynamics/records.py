@@ -43,9 +43,10 @@ class Records:
         self._version_lock = threading.Lock()
 
     # Versions --------------------------------------------------------------------------------
-    def _load_version(self) -> None:
+    def _load_version(self) -> int:
         if self._version is None:
             self._version = self._committed = self._max_stored_version()
+        return self._version
 
     def current_version(self) -> int:
         """The newest *committed* version: what a snapshot or delta token may promise.
@@ -59,9 +60,8 @@ class Records:
 
     def next_version(self) -> int:
         with self._version_lock:
-            self._load_version()
-            self._version += 1  # type: ignore[operator]
-            return self._version  # type: ignore[return-value]
+            self._version = self._load_version() + 1
+            return self._version
 
     def _mark_committed(self) -> None:
         with self._version_lock:

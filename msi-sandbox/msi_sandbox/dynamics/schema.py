@@ -13,6 +13,7 @@ import hashlib
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from msi_sandbox.store import BOOLEAN, INTEGER, REAL, TEXT, Table
 
@@ -189,8 +190,8 @@ OBJECT_TYPE = {1: "account", 2: "contact", 3: "opportunity", 4: "lead", 8: "syst
 OWNER = Lookup({"systemuser": "ownerid", "team": "ownerid"})
 
 
-def _a(name: str, edm: str = "Edm.String", **kwargs: object) -> Attribute:
-    return Attribute(name, edm, **kwargs)  # type: ignore[arg-type]
+def _a(name: str, edm: str = "Edm.String", **kwargs: Any) -> Attribute:
+    return Attribute(name, edm, **kwargs)
 
 
 def _common(prefix: tuple[Attribute, ...]) -> tuple[Attribute, ...]:

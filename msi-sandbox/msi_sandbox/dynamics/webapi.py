@@ -262,11 +262,9 @@ class WebApi:
         bound = self.service.entity_sets.get(match.group(1))
         if bound is None:
             raise self._no_segment(match.group(1))
-        if bound.logical_name != target and (
-            bound.logical_name not in attr.lookup.targets  # type: ignore[union-attr]
-            or attr.lookup.navigation[bound.logical_name]  # type: ignore[union-attr]
-            != attr.lookup.navigation[target]  # type: ignore[union-attr]
-        ):
+        navigation = attr.lookup.navigation if attr.lookup else {}
+        # A navigation property shared by several targets (ownerid) accepts any of them.
+        if navigation.get(bound.logical_name) != navigation[target]:
             raise errors.bad_query(
                 f"Incorrect entity type '{bound.logical_name}' bound to '{attr.name}'; expected "
                 f"'{target}'."
@@ -359,7 +357,8 @@ class WebApi:
             existing = self.records.get(entity, record_id)
             if if_match and existing is None:
                 raise errors.not_found(entity.logical_name, record_id)
-            if if_match and if_match != "*" and if_match != f'W/"{existing["versionnumber"]}"':  # type: ignore[index]
+            etag = f'W/"{existing["versionnumber"]}"' if existing is not None else None
+            if if_match and if_match not in ("*", etag):
                 raise errors.DataverseError(
                     412,
                     errors.VERSION_MISMATCH,
