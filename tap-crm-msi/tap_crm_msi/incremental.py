@@ -17,6 +17,7 @@ from typing import Any
 
 SEEN_KEY = "seen"
 BOOKMARK_KEY = "replication_key_value"
+PRUNE_EVERY = 2048  # window entries before the oldest are pruned
 
 
 def parse_ts(value: str) -> dt.datetime:
@@ -49,16 +50,26 @@ class OverlapWindow:
     ) -> None:
         self.state = state
         self.overlap = dt.timedelta(seconds=overlap_s)
-        self.sorted_input = sorted_input
         self.replication_key = replication_key
         self.bookmark: str | None = start
         self.seen: dict[str, str] = dict(state.get(SEEN_KEY) or {}) if start else {}
         # The lowest timestamp that can still need emitting; older rows were emitted before.
         self.floor: str | None = format_ts(parse_ts(start) - self.overlap) if start else None
         self.max_ts: str | None = start
-        self._floor_of_max: str | None = self.floor
-        if sorted_input:
-            state[SEEN_KEY] = self.seen
+        self._prune_at = max(PRUNE_EVERY, 2 * len(self.seen))
+        self._sorted = False
+        self.sorted_input = sorted_input
+
+    @property
+    def sorted_input(self) -> bool:
+        return self._sorted
+
+    @sorted_input.setter
+    def sorted_input(self, value: bool) -> None:
+        """Sorted rows move the bookmark (and the live window) in the state row by row."""
+        self._sorted = value
+        if value:
+            self.state[SEEN_KEY] = self.seen
 
     @property
     def query_from(self) -> dt.datetime | None:
@@ -69,26 +80,35 @@ class OverlapWindow:
         """Whether to emit the row `(row_id, ts)`; records it as emitted when so."""
         if self.floor is not None and ts < self.floor:
             return False
-        if self.seen.get(row_id) == ts:
+        seen = self.seen
+        if seen.get(row_id) == ts:
             return False
-        self.seen[row_id] = ts
+        seen[row_id] = ts
         if self.max_ts is None or ts > self.max_ts:
             self.max_ts = ts
-            self._floor_of_max = format_ts(parse_ts(ts) - self.overlap)
+        if len(seen) > self._prune_at:
             self._prune_front()
-        if self.sorted_input:
+        if self._sorted:
             self.state["replication_key"] = self.replication_key
             self.state[BOOKMARK_KEY] = self.max_ts
         return True
 
+    def _window_start(self) -> str | None:
+        """The oldest timestamp the window must still remember (newest minus the overlap)."""
+        if self.max_ts is None:
+            return None
+        return format_ts(parse_ts(self.max_ts) - self.overlap)
+
     def _prune_front(self) -> None:
-        # Entries arrive mostly in timestamp order: drop old ones from the front cheaply.
-        seen, limit = self.seen, self._floor_of_max
-        while seen:
+        # Entries arrive mostly in timestamp order: drop old ones from the front cheaply. Done
+        # only when the window has grown, so the per-row cost stays a dict lookup.
+        seen, limit = self.seen, self._window_start()
+        while seen and limit is not None:
             first = next(iter(seen))
-            if seen[first] >= limit:  # type: ignore[operator]
+            if seen[first] >= limit:
                 break
             del seen[first]
+        self._prune_at = max(PRUNE_EVERY, 2 * len(seen))
 
     def finish(self) -> None:
         """The partition was read to its end: commit the bookmark and the pruned window.
@@ -97,7 +117,7 @@ class OverlapWindow:
         not emitted (skipped, or shaped into nothing) move the bookmark too, and it is ours.
         """
         self.state.pop("progress_markers", None)
-        limit = self._floor_of_max
+        limit = self._window_start()
         if limit is not None:
             self.seen = {k: v for k, v in self.seen.items() if v >= limit}
         self.state[SEEN_KEY] = self.seen

@@ -34,8 +34,9 @@ class CrmStream(Stream):
     crm: ClassVar[str]
     crm_objects: ClassVar[tuple[str, ...]]
     replication_key = REPLICATION_KEY
-    # Records are built to the contract's types; the SDK's per-record walk adds only cost.
-    TYPE_CONFORMANCE_LEVEL = TypeConformanceLevel.ROOT_ONLY
+    # Records are built to the contract's JSON types; the SDK's per-record walk over the schema
+    # would only cost time (it was a third of the tap's CPU at 10,000s of records/s).
+    TYPE_CONFORMANCE_LEVEL = TypeConformanceLevel.NONE
 
     def __init__(self, tap: TapCrmMsi) -> None:
         mappings = (tap.config.get("field_mappings") or {}).get(self.contract_name)

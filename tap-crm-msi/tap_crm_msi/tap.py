@@ -12,6 +12,7 @@ from typing_extensions import override
 from tap_crm_msi.contract import STREAM_NAMES
 from tap_crm_msi.dynamics.client import DynamicsClient
 from tap_crm_msi.dynamics.streams import STREAM_TYPES as DYNAMICS_STREAMS
+from tap_crm_msi.output import FastSingerWriter
 from tap_crm_msi.salesforce.client import SalesforceClient
 from tap_crm_msi.salesforce.streams import STREAM_TYPES as SALESFORCE_STREAMS
 
@@ -22,6 +23,7 @@ class TapCrmMsi(Tap):
     """Singer tap for Marketo Sales Insight's CRM objects."""
 
     name = "tap-crm-msi"
+    message_writer_class = FastSingerWriter
 
     config_jsonschema = th.PropertiesList(
         th.Property(

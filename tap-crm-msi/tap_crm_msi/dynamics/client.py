@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
 
+import msgspec
 import requests
 
 from tap_crm_msi.client import BaseCrmClient, RetriableError, retry_after_seconds
@@ -81,7 +82,7 @@ class DynamicsClient(BaseCrmClient):
             prefer = "odata.track-changes," + prefer
         headers = {"Prefer": prefer}
         while url:
-            body = self.send("GET", url, headers=headers).json()
+            body = msgspec.json.decode(self.send("GET", url, headers=headers).content)
             url = body.get("@odata.nextLink") or ""
             yield body.get("value", []), body.get("@odata.deltaLink")
 

@@ -1,0 +1,144 @@
+"""Which CRM field receives which MSI score, and the one written form of each value.
+
+Marketo field names are the `lead_scores` stream's. The Salesforce names default to the seed
+documents' and are checked against `describe` (orgs with the MSI package carry the `mkto_si__`
+namespace); the Dynamics attribute names are a setting whose defaults are documented in the
+README. Values are normalised once, so "what we last wrote" compares like with like.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from typing import Any
+
+SCORE_FIELDS = (
+    "msiLastInterestingMomentType",
+    "msiLastInterestingMomentDate",
+    "msiLastInterestingMomentDesc",
+    "msiLastInterestingMomentSource",
+    "priority",
+    "relativeUrgency",
+    "relativeScore",
+)
+
+SALESFORCE_FIELDS: dict[str, str] = {
+    "msiLastInterestingMomentType": "Last_Interesting_Moment_Type__c",
+    "msiLastInterestingMomentDate": "Last_Interesting_Moment_Date__c",
+    "msiLastInterestingMomentDesc": "Last_Interesting_Moment_Desc__c",
+    "msiLastInterestingMomentSource": "Last_Interesting_Moment_Source__c",
+    "priority": "Priority__c",
+    "relativeUrgency": "Urgency_Value__c",
+    "relativeScore": "Relative_Score_Value__c",
+}
+MSI_NAMESPACE = "mkto_si"
+
+DYNAMICS_ATTRIBUTES: dict[str, str] = {
+    "msiLastInterestingMomentType": "msi_lastinterestingmomenttype",
+    "msiLastInterestingMomentDate": "msi_lastinterestingmomentdate",
+    "msiLastInterestingMomentDesc": "msi_lastinterestingmomentdesc",
+    "msiLastInterestingMomentSource": "msi_lastinterestingmomentsource",
+    "priority": "msi_priority",
+    "relativeUrgency": "msi_urgency",
+    "relativeScore": "msi_relativescore",
+}
+DATE_FIELDS = frozenset({"msiLastInterestingMomentDate"})
+NUMBER_FIELDS = frozenset({"priority", "relativeUrgency", "relativeScore"})
+
+
+class FieldNotFoundError(ValueError):
+    """A mapped CRM field does not exist on the object (neither plain nor namespaced)."""
+
+
+def utc_text(value: Any) -> str | None:
+    """A timestamp as `YYYY-MM-DDTHH:MM:SSZ` (UTC), from ISO text or a datetime."""
+    if value in (None, ""):
+        return None
+    if isinstance(value, dt.datetime):
+        parsed = value
+    else:
+        parsed = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.UTC)
+    return parsed.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def number(value: Any, *, whole: bool) -> int | float | None:
+    if value in (None, ""):
+        return None
+    result = float(value)
+    return round(result) if whole else result
+
+
+def text(value: Any, length: int = 0) -> str | None:
+    if value in (None, ""):
+        return None
+    result = str(value)
+    # An interesting moment's description can outgrow the CRM field: keep its start.
+    return result[:length] if length else result
+
+
+def msi_values(record: Mapping[str, Any], mapping: Mapping[str, str]) -> dict[str, Any]:
+    """The record's mapped score fields by Marketo name: only those the record carries."""
+    return {name: record[name] for name in mapping if name in record}
+
+
+class SalesforceFields:
+    """Marketo score field -> Salesforce field of one sObject, resolved through describe."""
+
+    def __init__(
+        self, sobject: str, describe: Mapping[str, Any], mapping: Mapping[str, str], namespace: str
+    ) -> None:
+        self.sobject = sobject
+        fields = {f["name"].lower(): f for f in describe.get("fields", [])}
+        self.names: dict[str, str] = {}
+        self.types: dict[str, tuple[str, int]] = {}
+        for marketo, crm in mapping.items():
+            spec = _find(fields, crm, namespace)
+            if spec is None:
+                raise FieldNotFoundError(
+                    f"{sobject} has no field {crm} (nor {MSI_NAMESPACE}__{crm}); "
+                    "set salesforce_field_map or msi_namespace"
+                )
+            self.names[marketo] = spec["name"]
+            self.types[marketo] = (spec.get("type", "string"), int(spec.get("length") or 0))
+
+    def convert(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        """Marketo-named values -> {Salesforce field: written value}."""
+        out: dict[str, Any] = {}
+        for marketo, value in values.items():
+            kind, length = self.types[marketo]
+            if kind in ("datetime", "date"):
+                stamp = utc_text(value)
+                out[self.names[marketo]] = stamp[:10] if stamp and kind == "date" else stamp
+            elif kind in ("double", "currency", "percent", "int"):
+                out[self.names[marketo]] = number(value, whole=kind == "int")
+            else:
+                out[self.names[marketo]] = text(value, length)
+        return out
+
+
+def _find(fields: Mapping[str, Any], name: str, namespace: str) -> Mapping[str, Any] | None:
+    """`auto`: the plain name, else the MSI package's; "": plain only; else that namespace."""
+    plain = name.lower()
+    if namespace == "auto":
+        candidates: tuple[str, ...] = (plain, f"{MSI_NAMESPACE}__{plain}")
+    elif namespace:
+        candidates = (f"{namespace.rstrip('_').lower()}__{plain}",)
+    else:
+        candidates = (plain,)
+    return next((fields[c] for c in candidates if c in fields), None)
+
+
+def dynamics_values(values: Mapping[str, Any], mapping: Mapping[str, str]) -> dict[str, Any]:
+    """Marketo-named values -> {Dataverse attribute: written value}."""
+    out: dict[str, Any] = {}
+    for marketo, value in values.items():
+        if marketo in DATE_FIELDS:
+            out[mapping[marketo]] = utc_text(value)
+        elif marketo in NUMBER_FIELDS:
+            # The score attributes are whole numbers (Edm.Int32) in Dataverse.
+            out[mapping[marketo]] = number(value, whole=True)
+        else:
+            out[mapping[marketo]] = text(value)
+    return out

@@ -1,0 +1,183 @@
+"""Scores into Salesforce Leads and Contacts: composite/sobjects, or Bulk API 2.0 when large.
+
+The id's key prefix names the object (00Q Lead, 003 Contact). A converted lead cannot be
+updated (CANNOT_UPDATE_CONVERTED_LEAD): its scores go to its ConvertedContactId (remembered for
+later runs), or are reported when `converted_leads` is `report`. UNABLE_TO_LOCK_ROW is retried;
+every other per-record error is rejected with its status code.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from tap_crm_msi.salesforce.client import SalesforceClient
+from tap_crm_msi.salesforce.ids import to_18
+from tap_crm_msi.writeback.fields import SALESFORCE_FIELDS, SalesforceFields
+from tap_crm_msi.writeback.report import WriteReport
+from tap_crm_msi.writeback.writer import InvalidIdError, Item, ScoreWriter
+
+OBJECTS = {"00Q": "Lead", "003": "Contact"}
+COMPOSITE_MAX = 200
+LOCKED = "UNABLE_TO_LOCK_ROW"
+CONVERTED = "CANNOT_UPDATE_CONVERTED_LEAD"
+CSV_NULL = "#N/A"  # Bulk API: empties a field (an empty cell leaves it unchanged)
+IDS_PER_QUERY = 200
+
+
+class SalesforceWriter(ScoreWriter):
+    crm = "salesforce"
+
+    def __init__(self, config: Mapping[str, Any], report: WriteReport) -> None:
+        super().__init__(config, report)
+        self.client = SalesforceClient(dict(config))
+        self.mapping = dict(config.get("salesforce_field_map") or SALESFORCE_FIELDS)
+        self.namespace = str(config.get("msi_namespace", "auto"))
+        self.bulk_threshold = int(config.get("bulk_threshold") or 0)
+        self.lock_retries = int(config.get("lock_retries", 3))
+        self.retry_wait = float(config.get("backoff_factor", 1.0))
+        self.redirect_converted = config.get("converted_leads", "contact") == "contact"
+        self._fields: dict[str, SalesforceFields] = {}
+
+    @property
+    def calls(self) -> int:
+        return self.client.calls
+
+    def instance(self) -> str:
+        self.client.auth.ensure_token()
+        return self.client.auth.instance_url or self.client.auth.login_url
+
+    def source_key(self, external_id: str) -> str:
+        try:
+            record_id = to_18(external_id.strip())
+        except ValueError:
+            record_id = None
+        if not record_id:
+            raise InvalidIdError("MALFORMED_ID", f"not a Salesforce id: {external_id!r}")
+        if record_id[:3] not in OBJECTS:
+            raise InvalidIdError(
+                "NOT_LEAD_OR_CONTACT", f"{record_id} is neither a Lead (00Q) nor a Contact (003)"
+            )
+        return record_id
+
+    def default_target(self, source: str) -> str:
+        return f"{OBJECTS[source[:3]]}/{source}"
+
+    def fields(self, sobject: str) -> SalesforceFields:
+        """The object's score fields, from one describe per run."""
+        if sobject not in self._fields:
+            self._fields[sobject] = SalesforceFields(
+                sobject, self.client.describe(sobject), self.mapping, self.namespace
+            )
+        return self._fields[sobject]
+
+    def convert(self, item: Item) -> dict[str, Any]:
+        return self.fields(item.object).convert(item.values)
+
+    # Sending -------------------------------------------------------------------------------
+    def apply(self, items: list[Item]) -> None:
+        pending = items
+        for attempt in range(self.lock_retries + 1):
+            failures = self._send(pending)
+            locked, converted = [], []
+            for item, code, message in failures:
+                if code == LOCKED and attempt < self.lock_retries:
+                    locked.append(item)
+                elif code == CONVERTED and item.object == "Lead":
+                    converted.append(item)
+                else:
+                    self.failed(item, code, message)
+            if converted:
+                self._follow_conversions(converted)
+            if not locked:
+                return
+            self.logger.info("%d records locked; retrying them", len(locked))
+            time.sleep(self.retry_wait * 2**attempt)
+            pending = locked
+
+    def _send(self, items: list[Item]) -> list[tuple[Item, str, str]]:
+        if self.bulk_threshold and len(items) > self.bulk_threshold:
+            return self._send_bulk(items)
+        return self._send_composite(items)
+
+    def _send_composite(self, items: list[Item]) -> list[tuple[Item, str, str]]:
+        # One object per run of records keeps each call to at most two type chunks.
+        ordered = sorted(items, key=lambda i: i.object)
+        failures = []
+        for start in range(0, len(ordered), COMPOSITE_MAX):
+            chunk = ordered[start : start + COMPOSITE_MAX]
+            body = [
+                {"attributes": {"type": i.object}, "id": i.record_id, **i.changes} for i in chunk
+            ]
+            results = self.client.update_records(body, all_or_none=False)
+            done = []
+            for item, result in zip(chunk, results, strict=True):
+                if result.get("success"):
+                    done.append(item)
+                else:
+                    error = (result.get("errors") or [{}])[0]
+                    failures.append(
+                        (item, str(error.get("statusCode", "")), str(error.get("message", "")))
+                    )
+            self.succeeded(done)
+        return failures
+
+    def _send_bulk(self, items: list[Item]) -> list[tuple[Item, str, str]]:
+        failures = []
+        by_object: dict[str, list[Item]] = {}
+        for item in items:
+            by_object.setdefault(item.object, []).append(item)
+        for sobject, group in by_object.items():
+            columns = sorted({name for item in group for name in item.changes})
+            out = io.StringIO()
+            writer = csv.writer(out, lineterminator="\n")
+            writer.writerow(["Id", *columns])
+            for item in group:
+                writer.writerow([item.record_id, *(_cell(item.changes, c) for c in columns)])
+            failed_rows = {
+                to_18(row.get("Id")): row
+                for row in self.client.bulk_update(sobject, out.getvalue())
+            }
+            done = []
+            for item in group:
+                row = failed_rows.get(item.record_id)
+                if row is None:
+                    done.append(item)
+                    continue
+                code, _, message = (row.get("sf__Error") or "").partition(":")
+                failures.append((item, code, message.rsplit(":", 1)[0]))
+            self.succeeded(done)
+        return failures
+
+    def _follow_conversions(self, items: list[Item]) -> None:
+        """Send converted leads' scores to their contacts (or report them)."""
+        contacts: dict[str, str] = {}
+        for start in range(0, len(items), IDS_PER_QUERY):
+            chunk = items[start : start + IDS_PER_QUERY]
+            quoted = ",".join(f"'{i.record_id}'" for i in chunk)
+            soql = f"SELECT Id, ConvertedContactId FROM Lead WHERE Id IN ({quoted})"
+            for _, rows in self.client.query_pages(soql):
+                for row in rows:
+                    if row.get("ConvertedContactId"):
+                        contacts[to_18(row["Id"])] = to_18(row["ConvertedContactId"])  # type: ignore[index]
+        moved = []
+        for item in items:
+            contact = contacts.get(item.record_id)
+            if contact and self.redirect_converted:
+                self.retarget(item, f"Contact/{contact}")
+                moved.append(item)
+            else:
+                where = f" (its contact is {contact})" if contact else ""
+                self.failed(item, CONVERTED, f"the lead was converted{where}")
+        if moved:
+            self.deliver(moved)
+
+
+def _cell(changes: Mapping[str, Any], column: str) -> str:
+    if column not in changes:
+        return ""  # unchanged: this record does not write that field
+    value = changes[column]
+    return CSV_NULL if value is None else str(value)
