@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +77,15 @@ def test_repeated_key_in_one_call_updates_the_lead_just_created(mkto: MarketoApi
     )
     assert [r["status"] for r in results] == ["created", "updated"]
     assert results[0]["id"] == results[1]["id"]
+
+
+def test_concurrent_syncs_of_the_same_people_create_each_once(mkto: MarketoApi) -> None:
+    people = [{"email": f"c{i}@x.example", "title": "T"} for i in range(50)]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        answers = list(pool.map(lambda _: mkto.sync("leads", people), range(4)))
+    created = [r for answer in answers for r in answer if r["status"] == "created"]
+    assert len(created) == 50
+    assert mkto.sandbox.service("marketo").store.count("leads") == 50
 
 
 def test_lookup_field_must_be_searchable(mkto: MarketoApi) -> None:
