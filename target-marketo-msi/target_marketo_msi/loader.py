@@ -233,7 +233,9 @@ class Loader:
             payloads.append(payload)
         threshold = self.settings.bulk_import_threshold
         if threshold and len(regular) >= threshold and not self.settings.dry_run:
-            self.bulk.load(regular, payloads, on_result=self._settle_lead, on_reject=self._reject)
+            self.bulk.load(
+                regular, payloads, on_result=self._settle_imported, on_reject=self._reject
+            )
             return
         searchable = describe is None or "externalPersonId" in describe.searchable
         if searchable:
@@ -279,20 +281,23 @@ class Loader:
         self, items: list[PendingRecord], payloads: list[dict], results: list[dict]
     ) -> None:
         """Lead results carry no seq: they come back in input order."""
+        settled: list[tuple[PendingRecord, str]] = []
+        ids: list[tuple[str, int]] = []
         for item, result in zip(items, results, strict=False):
-            self._settle_lead(item, result)
+            status = result.get("status")
+            if status in ("created", "updated") and result.get("id"):
+                ids.append((item.key, int(result["id"])))
+                settled.append((item, status))
+            else:
+                self._reject_with_reasons(item, result)
+        self.resolver.remember(ids)
+        self._settle_all(settled)
         for item in items[len(results) :]:
             self._reject(item, "no_result", "Marketo returned no result for this record")
 
-    def _settle_lead(self, item: PendingRecord, result: dict[str, Any]) -> None:
-        status = result.get("status")
-        if status in ("created", "updated") and result.get("id"):
-            self.resolver.remember([(item.key, int(result["id"]))])
-            self._settled(item, status)
-        elif status == "imported":  # bulk import: no id comes back
-            self._settled(item, status)
-        else:
-            self._reject_with_reasons(item, result)
+    def _settle_imported(self, item: PendingRecord, result: dict[str, Any]) -> None:
+        """A bulk-imported row: Marketo returns no id for it."""
+        self._settled(item, str(result.get("status", "imported")))
 
     def _convert(self, items: list[PendingRecord]) -> None:
         """Re-key the Marketo lead of each converted CRM lead to the contact it became."""
@@ -316,7 +321,7 @@ class Loader:
                     f"has its own Marketo lead ({new_id}); merge them in Marketo",
                 )
             else:  # already re-keyed, or never loaded: nothing to move
-                self._settled(item, "unchanged", fingerprint_it=True)
+                self._settled(item, "unchanged")
 
         def handle(batch: list[PendingRecord], pls: list[dict], results: list[dict]) -> None:
             for item, payload, result in zip(batch, pls, results, strict=False):
@@ -500,19 +505,28 @@ class Loader:
     def _handle_results(
         self, items: list[PendingRecord], payloads: list[dict], results: list[dict]
     ) -> None:
+        settled: list[tuple[PendingRecord, str]] = []
         for item, result in self._pair(items, results):
             status = result.get("status")
             if status in ("created", "updated"):
-                self._settled(item, status)
+                settled.append((item, status))
             else:
                 self._reject_with_reasons(item, result)
+        self._settle_all(settled)
 
     # Settling -------------------------------------------------------------------------------
-    def _settled(self, item: PendingRecord, outcome: str, *, fingerprint_it: bool = True) -> None:
-        if fingerprint_it and item.digest:
-            self.fingerprints.record(item.stream, [(item.key, item.digest)])
-        self.ledger.mark_loaded(item.stream, [item.key])
-        self.summary.add(item.stream, outcome)
+    def _settled(self, item: PendingRecord, outcome: str) -> None:
+        self._settle_all([(item, outcome)])
+
+    def _settle_all(self, settled: list[tuple[PendingRecord, str]]) -> None:
+        """Marketo confirmed these: fingerprint them (one transaction) and count them."""
+        if not settled:
+            return
+        stream = settled[0][0].stream
+        self.fingerprints.record(stream, [(i.key, i.digest) for i, _ in settled if i.digest])
+        self.ledger.mark_loaded(stream, [i.key for i, _ in settled])
+        for outcome in {o for _, o in settled}:
+            self.summary.add(stream, outcome, sum(1 for _, o in settled if o == outcome))
 
     def _reject_with_reasons(self, item: PendingRecord, result: dict[str, Any]) -> None:
         reasons = result.get("reasons") or [{"code": "unknown", "message": str(result)}]
