@@ -36,7 +36,7 @@ class SalesforceWriter(ScoreWriter):
         self.client = SalesforceClient(dict(config))
         self.mapping = dict(config.get("salesforce_field_map") or SALESFORCE_FIELDS)
         self.namespace = str(config.get("msi_namespace", "auto"))
-        self.bulk_threshold = int(config.get("bulk_threshold") or 0)
+        self.bulk_threshold = int(config.get("bulk_write_threshold") or 0)
         self.lock_retries = int(config.get("lock_retries", 3))
         self.retry_wait = float(config.get("backoff_factor", 1.0))
         self.redirect_converted = config.get("converted_leads", "contact") == "contact"

@@ -1,0 +1,153 @@
+"""target-crm-msi: MSI scores (tap-marketo-msi's lead_scores, or any stream shaped like it)
+written back to the Salesforce or Dynamics 365 lead/contact each externalPersonId names.
+
+Connection settings are the tap's own (same names, same clients), so one CRM configuration
+serves both directions.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from singer_sdk import typing as th
+from singer_sdk.target_base import Target
+
+from tap_crm_msi.tap import TapCrmMsi
+from tap_crm_msi.writeback.dynamics import DynamicsWriter
+from tap_crm_msi.writeback.fields import DYNAMICS_ATTRIBUTES, SALESFORCE_FIELDS
+from tap_crm_msi.writeback.report import WriteReport, render_line, write_json
+from tap_crm_msi.writeback.salesforce import SalesforceWriter
+from tap_crm_msi.writeback.sinks import ScoreSink
+from tap_crm_msi.writeback.writer import ScoreWriter
+
+# The tap settings that say how to reach and authenticate to the CRM, shared as they are.
+CONNECTION_SETTINGS = (
+    "crm", "ca_bundle", "max_tries", "backoff_factor", "client_id", "client_secret",
+    "login_url", "auth_flow", "refresh_token", "refresh_token_file", "username", "jwt_audience",
+    "private_key", "instance_url", "api_version", "bulk_poll_seconds", "daily_api_share",
+    "org_url", "tenant_id", "authority", "scope",
+)  # fmt: skip
+WRITERS: dict[str, type[ScoreWriter]] = {
+    "salesforce": SalesforceWriter,
+    "dynamics": DynamicsWriter,
+}
+SCORE_MAP = th.ObjectType(additional_properties=th.StringType)
+
+OWN_SETTINGS = th.PropertiesList(
+    th.Property(
+        "state_dir",
+        th.StringType,
+        default=".crm-msi-state",
+        description="Where what was last written lives: one SQLite file per CRM instance.",
+    ),
+    th.Property(
+        "batch_size",
+        th.IntegerType,
+        default=10_000,
+        description="Records collected before a write-back pass (one pass per drained batch).",
+    ),
+    th.Property(
+        "salesforce_field_map",
+        SCORE_MAP,
+        default=SALESFORCE_FIELDS,
+        description="Marketo score field -> Salesforce Lead/Contact field (seed names).",
+    ),
+    th.Property(
+        "msi_namespace",
+        th.StringType,
+        default="auto",
+        description="auto: the plain field, else the MSI package's mkto_si__ one (describe "
+        "decides); '' plain only; or a namespace to prefix.",
+    ),
+    th.Property(
+        "bulk_write_threshold",
+        th.IntegerType,
+        default=2000,
+        description="Above this many changed records in a pass, a Bulk API 2.0 ingest job "
+        "is used instead of composite/sobjects (0: never).",
+    ),
+    th.Property(
+        "converted_leads",
+        th.StringType,
+        default="contact",
+        allowed_values=["contact", "report"],
+        description="A converted lead's scores go to its ConvertedContactId, or are rejected.",
+    ),
+    th.Property(
+        "lock_retries",
+        th.IntegerType,
+        default=3,
+        description="Rounds of retrying records that answered UNABLE_TO_LOCK_ROW.",
+    ),
+    th.Property(
+        "dynamics_attribute_map",
+        SCORE_MAP,
+        default=DYNAMICS_ATTRIBUTES,
+        description="Marketo score field -> Dataverse lead/contact attribute logical name.",
+    ),
+    th.Property(
+        "dynamics_entities",
+        th.ArrayType(th.StringType),
+        default=["lead", "contact"],
+        description="Entities an id is looked for in, in order (a 404 moves to the next).",
+    ),
+    th.Property(
+        "dynamics_batch_size",
+        th.IntegerType,
+        default=1000,
+        description="Operations per $batch call (Dataverse allows 1,000).",
+    ),
+    th.Property("rejects_path", th.StringType, default="output/crm-rejects.jsonl"),
+    th.Property("summary_path", th.StringType, default="output/crm-writeback-summary.json"),
+).to_dict()
+
+
+def _config_schema() -> dict[str, Any]:
+    tap_properties = TapCrmMsi.config_jsonschema["properties"]
+    properties = {name: tap_properties[name] for name in CONNECTION_SETTINGS}
+    properties.update(OWN_SETTINGS["properties"])
+    return {"type": "object", "properties": properties, "required": ["crm"]}
+
+
+class TargetCrmMsi(Target):
+    """Writes Marketo Sales Insight scores to CRM leads and contacts, changed values only."""
+
+    name = "target-crm-msi"
+    default_sink_class = ScoreSink
+    _MAX_PARALLELISM = 1  # one writer, one memory: passes run one after another
+    config_jsonschema = _config_schema()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._writer: ScoreWriter | None = None
+        super().__init__(*args, **kwargs)
+        self.report = WriteReport(self.config.get("rejects_path"))
+
+    @property
+    def writer(self) -> ScoreWriter:
+        """Made on the first batch, so a run with nothing to write never calls the CRM."""
+        if self._writer is None:
+            self._writer = WRITERS[self.config["crm"]](dict(self.config), self.report)
+        return self._writer
+
+    def process_endofpipe(self) -> None:
+        try:
+            super().process_endofpipe()
+        finally:
+            self.finish()
+
+    def finish(self) -> dict[str, Any]:
+        """Close the memory and the rejects file; log and save the summary."""
+        calls = self._writer.calls if self._writer is not None else 0
+        data = self.report.as_dict(crm=self.config.get("crm"), calls=calls)
+        if self._writer is not None:
+            self._writer.close()
+        self.report.close()
+        self.logger.info(render_line(data))
+        if self.config.get("summary_path"):
+            write_json(self.config["summary_path"], data)
+        self.summary = data
+        return data
+
+
+if __name__ == "__main__":
+    TargetCrmMsi.cli()
