@@ -36,6 +36,9 @@ LEAD_ACTIONS = ("createOrUpdate", "createOnly", "updateOnly", "createDuplicate")
 BY_NAME = {f.name: f for f in LEAD_FIELDS}
 COMPANY_FIELDS = tuple(f.name for f in LEAD_FIELDS if f.company_field)
 SEARCHABLE = tuple(f.name for f in LEAD_FIELDS if f.searchable)
+# The spec's MSI table names these for leads, but Marketo itself does not require them: enforced
+# on create only when the service option `require_msi_links` is set.
+MSI_LINKS = ("externalPersonId", "externalSalesPersonId", "externalCompanyId")
 MSI_FIELDS = (
     "msiLastInterestingMomentType",
     "msiLastInterestingMomentDate",
@@ -143,6 +146,10 @@ def _sync_one(
         raise RecordError("1021", "Company update not allowed")
 
     if row is None:
+        if service.options.get("require_msi_links"):
+            for name in MSI_LINKS:
+                if values.get(name) in (None, ""):
+                    raise missing(name)
         record = {k: v for k, v in values.items() if k != "id"}
         record.update(createdAt=now, updatedAt=now)
         new_id = service.store.insert("leads", record)

@@ -9,7 +9,8 @@ What callers can rely on (see rest.py, leads.py, objects.py for the rules):
   daily_quota -> 607, max_batch, max_body_bytes -> 413, max_uri_bytes -> 414.
   Identity calls are not limited. GET /rest/v1/stats/usage.json reports counted calls.
 - Options: `seed_people` (true or "salesforce") loads the generated leads and contacts as
-  Marketo leads; `api_user` names the token's scope.
+  Marketo leads; `api_user` names the token's scope; `require_msi_links` makes lead creation
+  need externalPersonId/externalSalesPersonId/externalCompanyId (MSI's table; Marketo doesn't).
 - Admin: POST /_sandbox/msi-activity {"leadIds"|"externalPersonIds"|"count","seed"} gives
   leads a new interesting moment and scores, and moves their updatedAt.
 """

@@ -88,6 +88,27 @@ def test_concurrent_syncs_of_the_same_people_create_each_once(mkto: MarketoApi) 
     assert mkto.sandbox.service("marketo").store.count("leads") == 50
 
 
+def test_msi_links_are_required_on_create_only_when_asked(mkto: MarketoApi) -> None:
+    service = mkto.sandbox.service("marketo")
+    assert mkto.sync("leads", [{"email": "free@x.example"}])[0]["status"] == "created"
+    service.options["require_msi_links"] = True
+    try:
+        linked = {"externalSalesPersonId": "005A", "externalCompanyId": "001A"}
+        results = mkto.sync(
+            "leads",
+            [
+                {"externalPersonId": "003A", **linked},
+                {"externalPersonId": "003B", "externalSalesPersonId": "005A"},
+                {"externalPersonId": "003A", "title": "Updated without links"},
+            ],
+            lookupField="externalPersonId",
+        )
+    finally:
+        service.options.pop("require_msi_links")
+    assert reason_codes(results) == [None, "1002", None]
+    assert "externalCompanyId" in results[1]["reasons"][0]["message"]
+
+
 def test_lookup_field_must_be_searchable(mkto: MarketoApi) -> None:
     rows = [{"externalPersonId": "003A", "email": "p@x.example"}]
     assert mkto.sync("leads", rows, lookupField="externalPersonId")[0]["status"] == "created"
