@@ -1,12 +1,13 @@
 """The SOQL subset the connectors send, parsed and translated to SQL over the store.
 
-Supported: `SELECT f1, f2 | COUNT() FROM Object [WHERE ...] [ORDER BY f [ASC|DESC]
-[NULLS FIRST|LAST], ...] [LIMIT n] [OFFSET n]`, with comparisons (`= != <> < <= > >=`),
-`[NOT] IN (...)`, `LIKE`, `AND`/`OR`/`NOT` and parentheses. Literals are typed as in SOQL:
-'strings' (with backslash escapes), numbers, true/false, null, dates `2024-01-01` and
-datetimes `2024-01-01T00:00:00Z` / `.000+0000` / `+00:00`. Each literal must suit its field's
-type, as Salesforce insists. Relationship paths (`Owner.Name`), aggregates other than
-`COUNT()`, `GROUP BY`, `WITH`, `FIELDS()` and date functions are not supported and are refused
+Supported: `SELECT f1, f2 | FIELDS(ALL|STANDARD|CUSTOM) | COUNT() FROM Object [WHERE ...]
+[ORDER BY f [ASC|DESC] [NULLS FIRST|LAST], ...] [LIMIT n] [OFFSET n]`, with comparisons
+(`= != <> < <= > >=`), `[NOT] IN (...)`, `LIKE`, `AND`/`OR`/`NOT` and parentheses. Literals are
+typed as in SOQL: 'strings' (with backslash escapes), numbers, true/false, null, dates
+`2024-01-01` and datetimes `2024-01-01T00:00:00Z` / `.000+0000` / `+00:00`. Each literal must
+suit its field's type, as Salesforce insists. Relationship paths (`Owner.Name`), aggregates
+other than `COUNT()`, `GROUP BY`, `WITH`, date literals (`TODAY`, `LAST_N_DAYS:n`) and date
+functions are not supported and are refused
 with the error Salesforce gives for an unknown field or token.
 
 Salesforce semantics kept: keywords and names are case-insensitive, string comparisons are
@@ -17,6 +18,7 @@ parentheses, OFFSET is at most 2,000, and 15-character ids match their 18-charac
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +34,8 @@ from msi_sandbox.salesforce.schema import (
 from msi_sandbox.salesforce.wire import ApiError, format_datetime, parse_datetime
 
 MAX_OFFSET = 2000
+FIELD_GROUPS = ("ALL", "STANDARD", "CUSTOM")
+MAX_FIELDS_LIMIT = 200  # FIELDS(ALL) and FIELDS(CUSTOM) need LIMIT <= 200
 
 _TOKEN_RE = re.compile(
     r"""
@@ -227,10 +231,10 @@ class Parser:
             self.expect_punct(")")
             count = True
         else:
-            fields.append(self.name())
+            fields.append(self.select_item())
             while self.tok.text == ",":
                 self.i += 1
-                fields.append(self.name())
+                fields.append(self.select_item())
         self.expect("FROM")
         query = Query(self.query, self.name(), fields, count)
         if self.keyword("WHERE"):
@@ -256,6 +260,18 @@ class Parser:
         if self.tok.kind != "eof":
             raise self.unexpected()
         return query
+
+    def select_item(self) -> Token:
+        """A field name, or `FIELDS(ALL|STANDARD|CUSTOM)` as a token of kind `fields`."""
+        if self.tok.upper == "FIELDS" and self.tokens[self.i + 1].text == "(":
+            start = self.tok.pos
+            self.i += 2
+            group = self.next()
+            if group.upper not in FIELD_GROUPS:
+                raise self.unexpected(group)
+            self.expect_punct(")")
+            return Token("fields", group.upper, start)
+        return self.name()
 
     def integer(self) -> int:
         token = self.tok
@@ -399,8 +415,7 @@ class Translator:
 
     def translate(self) -> SqlPlan:
         columns: list[str] = []
-        for token in self.query.fields:
-            name = self.field(token).name
+        for token, name in self.selected():
             if name in columns:
                 raise soql_error(
                     self.query.text,
@@ -427,6 +442,24 @@ class Translator:
             self.query.limit,
             self.query.offset,
         )
+
+    def selected(self) -> Iterator[tuple[Token, str]]:
+        """Each selected field name with its token; FIELDS(...) groups expanded."""
+        for token in self.query.fields:
+            if token.kind != "fields":
+                yield token, self.field(token).name
+                continue
+            limit = self.query.limit
+            if token.text != "STANDARD" and (limit is None or limit > MAX_FIELDS_LIMIT):
+                raise soql_error(
+                    self.query.text,
+                    token.pos,
+                    "MALFORMED_QUERY",
+                    f"The SOQL FIELDS function must have a LIMIT of at most {MAX_FIELDS_LIMIT}",
+                )
+            for spec in self.sobject.fields:
+                if token.text == "ALL" or spec.custom == (token.text == "CUSTOM"):
+                    yield token, spec.name
 
     def condition(self, node: Any) -> str:
         if isinstance(node, Junction):

@@ -174,3 +174,26 @@ def test_rejected_queries(sf, soql, code, fragment):
     assert error["errorCode"] == code
     assert fragment in error["message"]
     assert "ERROR at Row:1:Column:" in error["message"]
+
+
+def test_fields_function(sf):
+    standard = sf.query("SELECT FIELDS(STANDARD) FROM Contact").json()
+    assert standard["totalSize"] == 200
+    names = set(standard["records"][0]) - {"attributes"}
+    assert {"Id", "Email", "SystemModstamp"} <= names
+    assert not any(n.endswith("__c") for n in names)
+    custom = sf.query("SELECT Id, FIELDS(CUSTOM) FROM Lead LIMIT 5").json()
+    assert set(custom["records"][0]) - {"attributes", "Id"} == {
+        "Last_Interesting_Moment_Type__c",
+        "Last_Interesting_Moment_Date__c",
+        "Last_Interesting_Moment_Desc__c",
+        "Last_Interesting_Moment_Source__c",
+        "Priority__c",
+        "Urgency_Value__c",
+        "Relative_Score_Value__c",
+    }
+    unbounded = sf.query("SELECT FIELDS(ALL) FROM Lead")
+    assert unbounded.status_code == 400
+    assert unbounded.json()[0]["errorCode"] == "MALFORMED_QUERY"
+    assert "LIMIT of at most 200" in unbounded.json()[0]["message"]
+    assert sf.query("SELECT FIELDS(ALL) FROM Lead LIMIT 200").json()["totalSize"] == 150
