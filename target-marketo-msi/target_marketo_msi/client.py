@@ -404,7 +404,8 @@ class MarketoClient:
                 self._count(path, "ok")
                 skip = received if response.status_code == 200 else 0  # Range ignored
                 try:
-                    for chunk in response.iter_content(chunk_size):
+                    for raw_chunk in response.iter_content(chunk_size):
+                        chunk = raw_chunk
                         if skip:
                             cut = min(skip, len(chunk))
                             chunk, skip = chunk[cut:], skip - cut
