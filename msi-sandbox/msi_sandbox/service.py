@@ -291,7 +291,7 @@ class SandboxService:
             }
             if bad:
                 raise ValueError(f"limits must be numbers: {bad}")
-            self.limits.update({k: float(v) for k, v in changes.items()})
+            self.limits.update(changes)  # numbers as given: 10 stays 10, 0.5 stays 0.5
             self.apply_limits()
             return json_response(self.limits)
 
