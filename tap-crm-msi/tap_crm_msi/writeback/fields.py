@@ -84,15 +84,18 @@ def msi_values(record: Mapping[str, Any], mapping: Mapping[str, str]) -> dict[st
 
 
 class SalesforceFields:
-    """Marketo score field -> Salesforce field of one sObject, resolved through describe."""
+    """Marketo score field -> Salesforce field of one sObject (name, describe type, length)."""
 
-    def __init__(
-        self, sobject: str, describe: Mapping[str, Any], mapping: Mapping[str, str], namespace: str
-    ) -> None:
-        self.sobject = sobject
+    def __init__(self, fields: Mapping[str, tuple[str, str, int]]) -> None:
+        self.names = {marketo: spec[0] for marketo, spec in fields.items()}
+        self.types = {marketo: (spec[1], int(spec[2])) for marketo, spec in fields.items()}
+
+    @classmethod
+    def from_describe(
+        cls, sobject: str, describe: Mapping[str, Any], mapping: Mapping[str, str], namespace: str
+    ) -> SalesforceFields:
         fields = {f["name"].lower(): f for f in describe.get("fields", [])}
-        self.names: dict[str, str] = {}
-        self.types: dict[str, tuple[str, int]] = {}
+        resolved: dict[str, tuple[str, str, int]] = {}
         for marketo, crm in mapping.items():
             spec = _find(fields, crm, namespace)
             if spec is None:
@@ -100,8 +103,11 @@ class SalesforceFields:
                     f"{sobject} has no field {crm} (nor {MSI_NAMESPACE}__{crm}); "
                     "set salesforce_field_map or msi_namespace"
                 )
-            self.names[marketo] = spec["name"]
-            self.types[marketo] = (spec.get("type", "string"), int(spec.get("length") or 0))
+            resolved[marketo] = (spec["name"], spec.get("type", "string"), spec.get("length") or 0)
+        return cls(resolved)
+
+    def as_json(self) -> dict[str, list[Any]]:
+        return {m: [self.names[m], *self.types[m]] for m in self.names}
 
     def convert(self, values: Mapping[str, Any]) -> dict[str, Any]:
         """Marketo-named values -> {Salesforce field: written value}."""

@@ -3,7 +3,8 @@
 A field is written only when its value differs from what this target last wrote there, so a
 second run with the same scores makes no CRM call. Where a source id was redirected (a converted
 Salesforce lead to its contact, a Dynamics id found on contact rather than lead) that is kept
-too, so the next run goes straight to the right record.
+too, so the next run goes straight to the right record; and facts such as the objects'
+describe, so a run with nothing to write makes no call at all.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import hashlib
 import json
 import re
 import sqlite3
+import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ from typing import Any
 SCHEMA = (
     "CREATE TABLE IF NOT EXISTS written (target TEXT PRIMARY KEY, fields TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS redirects (source TEXT PRIMARY KEY, target TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS facts (key TEXT PRIMARY KEY, value TEXT NOT NULL, at REAL)",
 )
 
 
@@ -70,6 +73,20 @@ class WriteMemory:
         with self.conn:
             self.conn.executemany(
                 "INSERT OR REPLACE INTO redirects (source, target) VALUES (?, ?)", list(pairs)
+            )
+
+    def fact(self, key: str, max_age_s: float) -> Any:
+        """A remembered fact about the instance (e.g. its describe), if younger than max_age_s."""
+        row = self.conn.execute("SELECT value, at FROM facts WHERE key = ?", (key,)).fetchone()
+        if row is None or time.time() - row[1] > max_age_s:
+            return None
+        return json.loads(row[0])
+
+    def set_fact(self, key: str, value: Any) -> None:
+        with self.conn:
+            self.conn.execute(
+                "INSERT OR REPLACE INTO facts (key, value, at) VALUES (?, ?, ?)",
+                (key, json.dumps(value, sort_keys=True), time.time()),
             )
 
     def close(self) -> None:

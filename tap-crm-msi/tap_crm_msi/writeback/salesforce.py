@@ -9,7 +9,9 @@ every other per-record error is rejected with its status code.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
+import json
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -40,6 +42,7 @@ class SalesforceWriter(ScoreWriter):
         self.lock_retries = int(config.get("lock_retries", 3))
         self.retry_wait = float(config.get("backoff_factor", 1.0))
         self.redirect_converted = config.get("converted_leads", "contact") == "contact"
+        self.describe_cache_s = float(config.get("describe_cache_hours", 24)) * 3600
         self._fields: dict[str, SalesforceFields] = {}
 
     @property
@@ -67,11 +70,19 @@ class SalesforceWriter(ScoreWriter):
         return f"{OBJECTS[source[:3]]}/{source}"
 
     def fields(self, sobject: str) -> SalesforceFields:
-        """The object's score fields, from one describe per run."""
+        """The object's score fields: describe, remembered for `describe_cache_hours`."""
         if sobject not in self._fields:
-            self._fields[sobject] = SalesforceFields(
-                sobject, self.client.describe(sobject), self.mapping, self.namespace
-            )
+            settings = json.dumps([self.mapping, self.namespace], sort_keys=True)
+            key = f"describe/{sobject}/{hashlib.sha256(settings.encode()).hexdigest()[:12]}"
+            cached = self.memory.fact(key, self.describe_cache_s)
+            if cached is not None:
+                fields = SalesforceFields(cached)
+            else:
+                fields = SalesforceFields.from_describe(
+                    sobject, self.client.describe(sobject), self.mapping, self.namespace
+                )
+                self.memory.set_fact(key, fields.as_json())
+            self._fields[sobject] = fields
         return self._fields[sobject]
 
     def convert(self, item: Item) -> dict[str, Any]:

@@ -67,6 +67,12 @@ OWN_SETTINGS = th.PropertiesList(
         "is used instead of composite/sobjects (0: never).",
     ),
     th.Property(
+        "describe_cache_hours",
+        th.NumberType,
+        default=24,
+        description="How long the score fields found by describe are trusted (0: every run).",
+    ),
+    th.Property(
         "converted_leads",
         th.StringType,
         default="contact",

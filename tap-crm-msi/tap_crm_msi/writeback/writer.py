@@ -117,7 +117,12 @@ class ScoreWriter:
         """Send what changed since the last write to each item's target."""
         todo = []
         for item in items:
-            item.changes = self.memory.changes(item.target, self.convert(item))
+            try:
+                converted = self.convert(item)
+            except (TypeError, ValueError) as exc:
+                self.failed(item, "INVALID_VALUE", f"a score value cannot be written: {exc}")
+                continue
+            item.changes = self.memory.changes(item.target, converted)
             if item.changes:
                 todo.append(item)
             else:

@@ -1,0 +1,185 @@
+"""target-crm-msi test helpers: configs for the sandbox CRMs, Singer input, runs, dumps."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from tap_crm_msi.writeback.target import TargetCrmMsi
+
+FAST = {"backoff_factor": 0.01, "bulk_poll_seconds": 0.05, "max_tries": 4}
+SCORE_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "externalPersonId": {"type": ["string", "null"]},
+        "id": {"type": ["integer", "null"]},
+        "msiLastInterestingMomentType": {"type": ["string", "null"]},
+        "msiLastInterestingMomentDate": {"type": ["string", "null"], "format": "date-time"},
+        "msiLastInterestingMomentDesc": {"type": ["string", "null"]},
+        "msiLastInterestingMomentSource": {"type": ["string", "null"]},
+        "priority": {"type": ["integer", "null"]},
+        "relativeUrgency": {"type": ["integer", "null"]},
+        "relativeScore": {"type": ["integer", "null"]},
+        "updatedAt": {"type": ["string", "null"], "format": "date-time"},
+    },
+}
+SF_FIELDS = (
+    "Last_Interesting_Moment_Type__c",
+    "Last_Interesting_Moment_Date__c",
+    "Last_Interesting_Moment_Desc__c",
+    "Last_Interesting_Moment_Source__c",
+    "Priority__c",
+    "Urgency_Value__c",
+    "Relative_Score_Value__c",
+)
+DYN_FIELDS = (
+    "msi_lastinterestingmomenttype",
+    "msi_lastinterestingmomentdate",
+    "msi_lastinterestingmomentdesc",
+    "msi_lastinterestingmomentsource",
+    "msi_priority",
+    "msi_urgency",
+    "msi_relativescore",
+)
+# What every write moves besides the written fields.
+SF_STAMPS = ("LastModifiedDate", "SystemModstamp")
+DYN_STAMPS = ("modifiedon", "versionnumber")
+
+
+def outputs(tmp_path: Path) -> dict[str, str]:
+    return {
+        "state_dir": str(tmp_path / "state"),
+        "rejects_path": str(tmp_path / "rejects.jsonl"),
+        "summary_path": str(tmp_path / "summary.json"),
+    }
+
+
+def salesforce_config(sandbox: Any, tmp_path: Path, **extra: Any) -> dict[str, Any]:
+    info = sandbox.info["salesforce"]
+    return {
+        "crm": "salesforce",
+        "login_url": info["base_url"],
+        "client_id": info["client_id"],
+        "client_secret": info["client_secret"],
+        "api_version": info["api_version"].lstrip("v"),
+        "ca_bundle": sandbox.ca_bundle,
+        **FAST,
+        **outputs(tmp_path),
+        **extra,
+    }
+
+
+def dynamics_config(sandbox: Any, tmp_path: Path, **extra: Any) -> dict[str, Any]:
+    info = sandbox.info["dynamics"]
+    return {
+        "crm": "dynamics",
+        "org_url": info["base_url"],
+        "authority": info["authority"],
+        "tenant_id": info["tenant_id"],
+        "scope": info["scope"],
+        "client_id": info["client_id"],
+        "client_secret": info["client_secret"],
+        "ca_bundle": sandbox.ca_bundle,
+        **FAST,
+        **outputs(tmp_path),
+        **extra,
+    }
+
+
+def score(external_id: str, n: int, **fields: Any) -> dict[str, Any]:
+    """A lead_scores record whose values all derive from `n`."""
+    record = {
+        "externalPersonId": external_id,
+        "id": n,
+        "msiLastInterestingMomentType": "Web",
+        "msiLastInterestingMomentDate": f"2026-03-{1 + n % 28:02d}T10:{n % 60:02d}:00Z",
+        "msiLastInterestingMomentDesc": f"Visited Web Page: /pricing/{n}",
+        "msiLastInterestingMomentSource": "Web Page",
+        "priority": n % 100,
+        "relativeUrgency": (n * 7) % 100,
+        "relativeScore": (n * 3) % 100,
+        "updatedAt": "2026-03-01T10:00:00Z",
+    }
+    record.update(fields)
+    return record
+
+
+def singer_lines(records: list[dict[str, Any]], stream: str = "lead_scores") -> list[str]:
+    lines = [
+        json.dumps(
+            {
+                "type": "SCHEMA",
+                "stream": stream,
+                "schema": SCORE_SCHEMA,
+                "key_properties": ["externalPersonId"],
+            }
+        )
+    ]
+    lines += [json.dumps({"type": "RECORD", "stream": stream, "record": r}) for r in records]
+    lines.append(json.dumps({"type": "STATE", "value": {"bookmarks": {stream: {"n": 1}}}}))
+    return lines
+
+
+def run_target(config: dict[str, Any], lines: list[str]) -> TargetCrmMsi:
+    """Run the target in-process on these Singer lines; `.summary` and `.states` hold results."""
+    target = TargetCrmMsi(config=config, parse_env_config=False, validate_config=True)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        target.listen(file_input=io.StringIO("\n".join(lines) + "\n"))
+    target.states = [json.loads(line) for line in out.getvalue().splitlines() if line]  # type: ignore[attr-defined]
+    return target
+
+
+def dump(sandbox: Any, service: str, obj: str, key: str) -> dict[str, dict[str, Any]]:
+    text = sandbox.admin(service, "GET", f"dump/{obj}").text
+    rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+    return {row[key]: row for row in rows}
+
+
+def changed_rows(
+    before: dict[str, dict[str, Any]], after: dict[str, dict[str, Any]]
+) -> dict[str, set[str]]:
+    """Record key -> names of the fields that differ (rows added or removed included)."""
+    assert before.keys() == after.keys(), "rows were added or removed"
+    diff = {}
+    for key, row in before.items():
+        fields = {name for name in row if row[name] != after[key].get(name)}
+        if fields:
+            diff[key] = fields
+    return diff
+
+
+def api_calls(sandbox: Any, service: str, prefix: str) -> int:
+    """Calls whose endpoint starts with `prefix`, from the sandbox's own stats."""
+    stats = sandbox.admin(service, "GET", "stats").json()
+    return sum(row["calls"] for row in stats["calls"] if row["endpoint"].startswith(prefix))
+
+
+def rejects(tmp_path: Path) -> list[dict[str, Any]]:
+    path = tmp_path / "rejects.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+class StandaloneHandle:
+    """The parts of the shared `sandbox` fixture's handle the helpers use, for a sandbox a test
+    starts itself (e.g. with service options the shared one does not have)."""
+
+    def __init__(self, sandbox: Any) -> None:
+        self.info = sandbox.info()
+        self.ca_bundle = str(sandbox.ca_bundle)
+        self.session = requests.Session()
+        self.session.trust_env = False
+        self.session.verify = self.ca_bundle
+
+    def admin(self, service: str, method: str, path: str, **kwargs: Any) -> requests.Response:
+        url = self.info[service]["base_url"] + "/_sandbox/" + path.lstrip("/")
+        response = self.session.request(method, url, timeout=60, **kwargs)
+        response.raise_for_status()
+        return response
