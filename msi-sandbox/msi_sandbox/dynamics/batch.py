@@ -153,7 +153,25 @@ class Batch:
         if path == "$batch":
             raise errors.bad_query("A $batch cannot contain another $batch.")
         args = dict(parse_qsl(parts.query, keep_blank_values=True))
-        return ApiRequest(op.method, path, args, op.headers, op.body)
+        return ApiRequest(op.method, path, args, op.headers, self._bind_references(op, created))
+
+    @staticmethod
+    def _bind_references(op: Operation, created: dict[str, str]) -> bytes:
+        """`"nav@odata.bind": "$1"` names the entity an earlier change-set operation created."""
+        if not op.body or b'"$' not in op.body:
+            return op.body
+        try:
+            body = json.loads(op.body)
+        except ValueError:
+            return op.body  # the dispatcher reports the bad JSON
+        if not isinstance(body, dict):
+            return op.body
+        for key, value in body.items():
+            if key.endswith("@odata.bind") and isinstance(value, str) and value.startswith("$"):
+                if value[1:] not in created:
+                    raise errors.bad_query(f"The Content-ID reference '{value}' is unknown.")
+                body[key] = created[value[1:]]
+        return json.dumps(body).encode()
 
     def _run(self, op: Operation, created: dict[str, str]) -> ApiResponse:
         try:

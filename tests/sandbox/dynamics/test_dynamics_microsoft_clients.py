@@ -88,3 +88,24 @@ def test_dataverse_client_sees_dataverse_errors(client: DataverseClient) -> None
     with pytest.raises(HttpError) as caught:
         client.records.get("lead", guid("lead", 99999))
     assert caught.value.status_code == 404
+
+
+def test_dataverse_client_batch_with_changeset_references(
+    client: DataverseClient, dyn: Any
+) -> None:
+    batch = client.batch.new()
+    with batch.changeset() as changeset:
+        lead_ref = changeset.records.create("lead", {"lastname": "Batched", "companyname": "B"})
+        changeset.records.create(
+            "account", {"name": "From lead", "originatingleadid@odata.bind": lead_ref}
+        )
+    batch.records.get("lead", guid("lead", 1), select=["fullname"])
+    result = batch.execute()
+    assert not result.has_errors, [r.__dict__ for r in result.failed]
+    assert len(result.succeeded) == 3
+    accounts = dyn.get(
+        "accounts", params={"$filter": "name eq 'From lead'", "$select": "_originatingleadid_value"}
+    ).json()["value"]
+    assert len(accounts) == 1
+    lead = dyn.get(f"leads({accounts[0]['_originatingleadid_value']})").json()
+    assert lead["lastname"] == "Batched"
