@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Sequence
 from typing import Any
+
+from target_marketo_msi.client import to_json_bytes
 
 ENVELOPE_BYTES = 256  # {"action":..,"lookupField":..,"input":[...]} around the records
 
 
 def body_size(payload: dict[str, Any]) -> int:
-    return len(json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+    return len(to_json_bytes(payload))
 
 
 def batches(
