@@ -215,6 +215,21 @@ class EntraId:
             body, 200, {"Cache-Control": "no-store, no-cache", "Pragma": "no-cache"}
         )
 
+    def fault(self, code: str, retry_after: int) -> Response:
+        """An injected error on an Entra ID endpoint, in Entra's shape."""
+        if code == "429":
+            response = _entra_error(
+                429,
+                "temporarily_unavailable",
+                90055,
+                "TenantThrottlingError: There are too many incoming requests. This request "
+                "has been throttled.",
+            )
+            response.headers["Retry-After"] = str(retry_after)
+            return response
+        status = int(code) if code.isdigit() else 400
+        return _entra_error(status, "invalid_request", 90000, f"Injected error {code}.")
+
     def authenticate(self) -> str:
         """The calling client's id, or Unauthorized."""
         header = request.headers.get("Authorization", "")

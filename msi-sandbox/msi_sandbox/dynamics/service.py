@@ -167,8 +167,15 @@ class DynamicsService(SandboxService):
         )
 
     def fault_response(self, code: str) -> Response:
-        """Injected errors: 429 (service protection), 401, plain 5xx, or a Dataverse code."""
+        """Injected errors: plain 5xx; on Entra ID paths Entra's errors; on the Web API 429
+        (service protection), 401, or a Dataverse code as JSON with its status."""
         configured = int(self.limits["retry_after_seconds"]) or 1
+        if code.isdigit() and int(code) >= 500:
+            reasons = {500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable"}
+            text = reasons.get(int(code), "Server Error")
+            return Response(text, status=int(code), mimetype="text/plain")
+        if not request.path.startswith(API_PATH):
+            return self.entra.fault(code, configured)
         if code == "429" or code in errors.SERVICE_PROTECTION:
             return self.throttled(
                 code if code in errors.SERVICE_PROTECTION else errors.RATE_LIMIT_REQUESTS,
@@ -176,10 +183,6 @@ class DynamicsService(SandboxService):
             )
         if code == "401":
             return self.entra.unauthorized()
-        if code.isdigit() and int(code) >= 500:
-            reasons = {500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable"}
-            text = reasons.get(int(code), "Server Error")
-            return Response(text, status=int(code), mimetype="text/plain")
         if code.isdigit():
             return errors.DataverseError(
                 int(code), errors.GENERIC, f"Injected HTTP {code}."

@@ -70,3 +70,22 @@ def test_injected_5xx_is_plain_and_dataverse_codes_are_json(dyn: Any) -> None:
     execution = dyn.get("accounts")
     assert execution.status_code == 429
     assert "execution time" in execution.json()["error"]["message"]
+
+
+def test_injected_errors_on_the_token_endpoint_look_like_entra(dyn: Any) -> None:
+    dyn.admin(
+        "PUT",
+        "faults",
+        json={
+            "errors": [
+                {"code": "429", "nth": 1, "path": "/oauth2/"},
+                {"code": "500", "nth": 2, "path": "/oauth2/"},
+            ]
+        },
+    )
+    throttled = dyn.token_response()
+    assert throttled.status_code == 429
+    assert throttled.json()["error"] == "temporarily_unavailable"
+    assert throttled.headers["Retry-After"] == "1"
+    assert dyn.token_response().status_code == 500
+    assert dyn.token_response().status_code == 200
