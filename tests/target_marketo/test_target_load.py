@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+from pathlib import Path
 
 from target_support import (
     dump,
@@ -143,3 +144,19 @@ def test_another_taps_streams_load_through_stream_maps(sandbox, tmp_path):
     assert set(persons) == {u["Id"] for u in users}
     assert persons[users[1]["Id"]]["email"] == "u1@example.com"
     assert run.rejects() == []
+
+
+def test_singer_file_children_first_lands_linked(sandbox, tmp_path):
+    """A .singer file (children first, interleaved) as another tap would write it."""
+    path = Path(__file__).resolve().parent.parent / "data" / "marketo_msi_interleaved.singer"
+    run = run_target(target_config(sandbox, tmp_path), path.read_text(encoding="utf-8"))
+    assert run.states == [
+        {"bookmarks": {"leads": {"replication_key_value": "2026-01-01T00:00:00Z"}}}
+    ]
+    leads = {lead["id"]: lead for lead in dump(sandbox, "leads")}
+    assert len(leads) == 6
+    roles = dump(sandbox, "opportunity_roles")
+    assert len(roles) == 4
+    assert all(role["leadId"] in leads for role in roles)
+    companies = {c["externalCompanyId"] for c in dump(sandbox, "companies")}
+    assert all(lead["externalCompanyId"] in companies for lead in leads.values())
