@@ -18,10 +18,15 @@ from typing import Any
 import requests
 import yaml
 
+from msi_sandbox.server import environment_variables
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 DEMO_DIR = ROOT / ".sandbox" / "demo"
 SANDBOX_DIR = DEMO_DIR / "services"
+# Where meltano.yml's sandbox environment keeps the connectors' local caches (fingerprints,
+# id caches): emptied with the sandbox so a fresh demo starts from nothing.
+CONNECTOR_STATE_DIR = ROOT / ".sandbox" / "connector-state"
 OUTPUT_DIR = ROOT / "output" / "demo"
 DEMO_SEED = 42
 STARTUP_TIMEOUT_S = 180
@@ -46,6 +51,7 @@ def defined_jobs() -> set[str]:
 def start_sandbox() -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
     """Start `msi-sandbox serve` on free ports with a small generated world."""
     shutil.rmtree(DEMO_DIR, ignore_errors=True)
+    shutil.rmtree(CONNECTOR_STATE_DIR, ignore_errors=True)
     SANDBOX_DIR.mkdir(parents=True)
     log = (DEMO_DIR / "sandbox.log").open("wb")
     process = subprocess.Popen(
@@ -98,13 +104,7 @@ def sandbox_env(info: dict[str, Any]) -> dict[str, str]:
     """Connection details as MSI_SANDBOX_<SERVICE>_<KEY> variables, read by meltano.yml."""
     env = dict(os.environ)
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
-    env["MSI_SANDBOX_CA_BUNDLE"] = info["ca_bundle"] or ""
-    env["MSI_DEMO_OUTPUT_DIR"] = str(OUTPUT_DIR)
-    env["MSI_DEMO_STATE_DIR"] = str(DEMO_DIR / "connector-state")
-    for name in services(info):
-        for key, value in info[name].items():
-            if isinstance(value, str | int | float):
-                env[f"MSI_SANDBOX_{name.upper()}_{key.upper()}"] = str(value)
+    env.update(environment_variables(info))
     return env
 
 

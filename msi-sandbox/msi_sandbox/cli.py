@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import sys
 import threading
@@ -15,7 +16,14 @@ import click
 import requests
 
 from msi_sandbox.generator import SIZES
-from msi_sandbox.server import DEFAULT_PORTS, SANDBOX_FILE, SERVICE_CLASSES, build_service, start
+from msi_sandbox.server import (
+    DEFAULT_PORTS,
+    SANDBOX_FILE,
+    SERVICE_CLASSES,
+    build_service,
+    environment_variables,
+    start,
+)
 
 DEFAULT_DATA_DIR = ".sandbox"
 # Lines per admin-API call when loading into a running sandbox (keeps request bodies bounded).
@@ -194,6 +202,21 @@ def stats(data_dir: Path) -> None:
             click.echo(
                 f"  {row['method']:<6} {row['endpoint']:<60} {row['outcome']:<10} {row['calls']}"
             )
+
+
+@main.command()
+@data_dir_option
+def env(data_dir: Path) -> None:
+    """Print `export MSI_SANDBOX_...` lines for the running sandbox (for `eval "$(...)"`).
+
+    meltano.yml's `sandbox` environment reads these variables, so
+    `eval "$(msi-sandbox env)" && meltano --environment=sandbox run JOB` runs a job on it.
+    """
+    running = _running_sandbox(data_dir)
+    if running is None:
+        raise click.ClickException(f"no running sandbox on {data_dir}")
+    for name, value in sorted(environment_variables(running.info).items()):
+        click.echo(f"export {name}={shlex.quote(value)}")
 
 
 class _RunningSandbox:

@@ -71,6 +71,19 @@ def _http_server(app: Any, host: str, port: int, tls_dir: Path | None) -> wsgi.S
 CREDENTIALS_FILE = "credentials.json"
 
 
+def environment_variables(info: dict[str, Any]) -> dict[str, str]:
+    """A sandbox.json as `MSI_SANDBOX_<SERVICE>_<KEY>` variables, which meltano.yml's sandbox
+    environment reads (plus `MSI_SANDBOX_CA_BUNDLE`)."""
+    env = {"MSI_SANDBOX_CA_BUNDLE": str(info.get("ca_bundle") or "")}
+    for service, details in info.items():
+        if not isinstance(details, dict):
+            continue
+        for key, value in details.items():
+            if isinstance(value, str | int | float) and not isinstance(value, bool):
+                env[f"MSI_SANDBOX_{service.upper()}_{key.upper()}"] = str(value)
+    return env
+
+
 def service_class(name: str) -> type[SandboxService]:
     module_name, class_name = SERVICE_CLASSES[name].split(":")
     return getattr(importlib.import_module(module_name), class_name)
