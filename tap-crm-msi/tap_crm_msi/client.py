@@ -8,9 +8,12 @@ A `Retry-After` the server sends is honoured exactly; otherwise the wait grows e
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Generator
-from typing import Any
+import queue
+import threading
+from collections.abc import Generator, Iterator
+from typing import Any, TypeVar
 
 import backoff
 import requests
@@ -18,6 +21,7 @@ import requests
 from tap_crm_msi.errors import CrmError
 from tap_crm_msi.http import make_session
 
+T = TypeVar("T")
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 
 
@@ -131,3 +135,43 @@ class BaseCrmClient:
         self.calls += 1
         self.check_response(response)
         return response
+
+
+_END = object()
+
+
+def prefetch(pages: Iterator[T]) -> Iterator[T]:
+    """Iterate `pages` one page ahead in a worker thread.
+
+    While the stream turns one page into records, the next page is already on the wire: a run
+    then takes as long as the slower of the API and the tap, not the two added up. Errors
+    (including a stop signal) surface where the failed page would have been.
+    """
+    slot: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def worker() -> None:
+        try:
+            for page in pages:
+                slot.put(("page", page))
+                if stop.is_set():
+                    return
+            slot.put(("end", _END))
+        except BaseException as exc:
+            slot.put(("error", exc))
+
+    thread = threading.Thread(target=worker, name="page-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, value = slot.get()
+            if kind == "page":
+                yield value
+            elif kind == "end":
+                return
+            else:
+                raise value
+    finally:
+        stop.set()
+        with contextlib.suppress(queue.Empty):
+            slot.get_nowait()  # unblock a worker waiting to hand over a page

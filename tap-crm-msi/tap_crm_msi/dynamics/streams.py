@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from tap_crm_msi.client import prefetch
 from tap_crm_msi.errors import CrmError, DeltaTokenExpired
 from tap_crm_msi.incremental import format_ts
 from tap_crm_msi.mapping import OwnerPolicy, canonical_ts
@@ -129,7 +130,7 @@ class DynamicsStream(CrmStream):
         now = format_ts(dt.datetime.now(dt.UTC))
         delta_link = None
         try:
-            for rows, link in self.client.pages(url, track_changes=True):
+            for rows, link in prefetch(self.client.pages(url, track_changes=True)):
                 delta_link = link or delta_link
                 for row in rows:
                     if "id" in row and "$deletedEntity" in row.get("@odata.context", ""):
@@ -157,7 +158,8 @@ class DynamicsStream(CrmStream):
         if start is not None:
             query["filter"] = f"modifiedon ge {start.strftime('%Y-%m-%dT%H:%M:%SZ')}"
         build = self.record_builder(table, start is not None, window)
-        for rows, _ in self.client.pages(self.client.url(table.entity_set, **query)):
+        pages = self.client.pages(self.client.url(table.entity_set, **query))
+        for rows, _ in prefetch(pages):
             for row in rows:
                 yield from self._emit(row, table, build, window, dedupe=True)
         window.finish()

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from tap_crm_msi.client import prefetch
 from tap_crm_msi.mapping import OwnerPolicy, canonical_ts
 from tap_crm_msi.salesforce.client import soql_datetime
 from tap_crm_msi.salesforce.ids import to_18
@@ -102,7 +103,7 @@ class SalesforceStream(CrmStream):
                 for batch in self.client.bulk_query(soql, include_deleted=include_deleted)
             )
         else:
-            batches = _chain_first(rows, pages)
+            batches = _chain_first(rows, prefetch(pages))
         admit = window.admit
         for batch in batches:
             for row in batch:
