@@ -75,6 +75,7 @@ class LoaderSettings:
     describe_cache_hours: float = 24.0
     bulk_import_threshold: int = 0  # 0: never use the bulk lead import
     progress_interval_seconds: float = 30.0
+    resend_unchanged: bool = False  # after out-of-band changes in Marketo: send everything
 
 
 @dataclass(frozen=True)
@@ -200,6 +201,8 @@ class Loader:
         """Items whose fingerprint differs from what this Marketo instance last confirmed."""
         for item in items:
             item.digest = fingerprint(item.record, deleted=deleted)
+        if self.settings.resend_unchanged:
+            return items
         stored = self.fingerprints.known(spec.stream, [i.key for i in items])
         unchanged = [i for i in items if stored.get(i.key) == i.digest]
         self.summary.add(spec.stream, "unchanged", len(unchanged))

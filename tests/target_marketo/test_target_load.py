@@ -160,3 +160,17 @@ def test_singer_file_children_first_lands_linked(sandbox, tmp_path):
     assert all(role["leadId"] in leads for role in roles)
     companies = {c["externalCompanyId"] for c in dump(sandbox, "companies")}
     assert all(lead["externalCompanyId"] in companies for lead in leads.values())
+
+
+def test_resend_unchanged_repairs_out_of_band_deletes(sandbox, tmp_path):
+    world = make_world(leads=12, opportunities=0)
+    config = target_config(sandbox, tmp_path)
+    run_target(config, world.messages())
+    sandbox.service("marketo").store.delete(
+        "leads", '"externalPersonId" = ?', (world.leads[0]["externalPersonId"],)
+    )
+    run_target(config, world.messages())
+    assert len(dump(sandbox, "leads")) == 11  # fingerprints say nothing changed
+    run = run_target({**config, "resend_unchanged": True}, world.messages())
+    assert len(dump(sandbox, "leads")) == 12
+    assert run.summary["objects"]["leads"]["created"] == 1
