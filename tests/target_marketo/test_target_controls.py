@@ -195,3 +195,12 @@ def test_cli_reports_progress_and_summary_and_honours_dry_run_flag(sandbox, tmp_
     # The budget is per Marketo instance and day: the dry run's reads count too.
     assert summary["budget_left"] == 25_000 - marketo_calls(sandbox)["total"] + 2  # 2 tokens
     assert config["client_secret"] not in real.stderr
+
+
+def test_refused_credentials_fail_clearly_without_echoing_them(sandbox, tmp_path):
+    config = target_config(sandbox, tmp_path, client_secret="wrong-secret-value")
+    run = run_target(config, make_world(leads=3).messages(), expect_error=True)
+    assert "authentication refused" in str(run.error)
+    assert "wrong-secret-value" not in str(run.error)
+    assert run.summary["status"] == "failed"
+    assert dump(sandbox, "leads") == []

@@ -7,6 +7,7 @@ import copy
 from target_support import (
     dump,
     make_world,
+    marketo_calls,
     record_messages,
     run_target,
     schema_messages,
@@ -137,3 +138,50 @@ def test_deletes_go_children_first_and_report_owners_in_use(sandbox, tmp_path):
     )
     assert len(dump(sandbox, "leads")) == len(world.leads) - 1
     assert run.summary["objects"]["leads"]["deleted"] == 1
+
+
+def test_roles_resolve_dynamics_guids_in_batches_of_300(sandbox, tmp_path):
+    """GUIDs arrive in any case; 300 of them overflow a GET URI, so look-ups go as POST."""
+    import uuid
+
+    from target_support import World
+
+    def guid(n: int) -> str:
+        return str(uuid.UUID(int=n)).upper()
+
+    crm = {"_crm": "dynamics"}
+    world = World()
+    world.sales_persons = [{"externalSalesPersonId": guid(1), "email": "r@example.com", **crm}]
+    world.companies = [{"externalCompanyId": guid(2), "company": "Contoso",
+                        "externalSalesPersonId": guid(1), **crm}]  # fmt: skip
+    world.leads = [
+        {"externalPersonId": guid(1000 + n), "email": f"p{n}@example.com",
+         "externalCompanyId": guid(2), "externalSalesPersonId": guid(1), **crm}
+        for n in range(350)
+    ]  # fmt: skip
+    world.opportunities = [{"externalOpportunityId": guid(3), "name": "Big",
+                            "externalCompanyId": guid(2), "externalSalesPersonId": guid(1),
+                            **crm}]  # fmt: skip
+    run_target(target_config(sandbox, tmp_path), world.messages())
+    # A second loader with an empty cache: every leadId must be looked up.
+    world.opportunity_roles = [
+        {"externalOpportunityId": guid(3), "externalPersonId": guid(1000 + n),
+         "role": "Influencer", **crm}
+        for n in range(350)
+    ]  # fmt: skip
+    sandbox.admin("marketo", "POST", "stats/reset")
+    fresh = target_config(sandbox, tmp_path / "other-state")
+    run = run_target(
+        fresh, [*schema_messages(), *record_messages("opportunity_roles", world.opportunity_roles)]
+    )
+    assert run.rejects() == []
+    lookups = [
+        row for row in marketo_calls(sandbox)["calls"]
+        if row["endpoint"] == "/rest/v1/leads.json"
+    ]  # fmt: skip
+    assert sum(row["calls"] for row in lookups) == 2  # 300 + 50 ids
+    # 300 GUIDs would make a URI over 8 KB: POST ?_method=GET; the last 50 fit a GET.
+    assert {row["method"] for row in lookups} == {"GET", "POST"}
+    leads = by_key(dump(sandbox, "leads"), "externalPersonId")
+    assert guid(1000).lower() in leads  # stored in one case
+    assert len(dump(sandbox, "opportunity_roles")) == 350
