@@ -389,8 +389,10 @@ class Mutator:
             self._note("edits", entity, record_id)
 
     def delete(self) -> None:
-        entity = self.rng.choice(["lead", "contact"])
-        for record_id in self._sample(entity, 1):
+        """A lead, contact or opportunity deleted, or an opportunity contact role removed."""
+        entity = self.rng.choice(["lead", "contact", "opportunity", "connection"])
+        where = '"ismaster" = 1 AND "record1objecttypecode" = 3' if entity == "connection" else ""
+        for record_id in self._sample(entity, 1, where):
             self.records.delete(self.entities[entity], record_id)
             self._note("deletes", entity, record_id)
 

@@ -134,7 +134,7 @@ def test_mutate_changes_the_world_and_reports_ids(dyn: Any) -> None:
         "burst",
     }
     for kind, record_id in [(k, i) for k, ids in changed["deletes"].items() for i in ids]:
-        entity_set = {"lead": "leads", "contact": "contacts"}[kind]
+        entity_set = dyn.service.entities[kind].entity_set
         assert dyn.get(f"{entity_set}({record_id})").status_code == 404
     (lead_id, *_) = changed["qualifications"]["lead"]
     assert dyn.get(f"leads({lead_id})").json()["statuscode"] == 3
@@ -156,3 +156,15 @@ def test_mutate_changes_the_world_and_reports_ids(dyn: Any) -> None:
     assert json.dumps(again["edits"], sort_keys=True) == json.dumps(
         changed["edits"], sort_keys=True
     )
+
+
+def test_mutate_can_remove_an_opportunity_role_with_its_reciprocal(dyn: Any) -> None:
+    before = {c["connectionid"]: c for c in _all(dyn, "connections")}
+    changed = dyn.admin("POST", "mutate", json={"seed": 1, "deletes": 12}).json()["changed"]
+    removed = changed["deletes"].get("connection", [])
+    assert removed  # seed 1 picks at least one role among twelve deletes
+    for connection_id in removed:
+        assert before[connection_id]["record1objecttypecode"] == 3
+        mirror = before[connection_id]["_relatedconnectionid_value"]
+        assert dyn.get(f"connections({connection_id})").status_code == 404
+        assert dyn.get(f"connections({mirror})").status_code == 404
