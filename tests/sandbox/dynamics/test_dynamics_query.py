@@ -287,3 +287,16 @@ def test_entity_definitions(dyn: Any) -> None:
     ).json()["value"]
     assert {"lead", "contact", "connection"} <= {e["LogicalName"] for e in tracked}
     assert dyn.get("EntityDefinitions(LogicalName='nope')").status_code == 404
+
+
+def test_filter_date_literal_on_a_date_attribute(dyn: Any) -> None:
+    everything = _rows(dyn, "opportunities", **{"$select": "estimatedclosedate"})
+    dates = sorted(r["estimatedclosedate"] for r in everything)
+    pivot = dates[len(dates) // 2]
+    got = _rows(
+        dyn,
+        "opportunities",
+        **{"$select": "estimatedclosedate", "$filter": f"estimatedclosedate lt {pivot}"},
+    )
+    assert len(got) == sum(1 for d in dates if d < pivot)
+    assert all(len(r["estimatedclosedate"]) == 10 for r in got)  # Edm.Date: no time part
