@@ -62,7 +62,14 @@ class PendingSet:
         with self._lock:
             earlier = self._by_stream[stream].get(item.key)
             self._by_stream[stream][item.key] = item
-        if earlier is not None and earlier.record != record:
+        # Two different versions of one key in one run is bad input; a delete after an upsert
+        # (or the reverse) is just the record's history.
+        if (
+            earlier is not None
+            and earlier.record != record
+            and not earlier.deleted
+            and not item.deleted
+        ):
             self._on_superseded(earlier, item)
         return item
 
