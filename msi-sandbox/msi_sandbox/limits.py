@@ -33,6 +33,16 @@ class SlidingWindow:
             self._calls.append(now)
             return 0.0
 
+    def remaining(self) -> int:
+        """Calls still allowed in the current window; -1 when unlimited."""
+        if self.max_calls <= 0:
+            return -1
+        now = time.monotonic()
+        with self._lock:
+            while self._calls and now - self._calls[0] >= self.window_s:
+                self._calls.popleft()
+            return max(0, self.max_calls - len(self._calls))
+
 
 class ConcurrencyGate:
     """At most `max_concurrent` calls in flight; `max_concurrent <= 0` means unlimited."""
