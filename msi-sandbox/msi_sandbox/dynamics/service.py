@@ -68,6 +68,16 @@ class DynamicsService(SandboxService):
     def register_routes(self, app: Flask) -> None:
         auth.register(app, self)
         webapi.register(app, self)
+        app.after_request(self._rate_limit_headers)
+
+    def _rate_limit_headers(self, response: Response) -> Response:
+        """Dataverse tells every caller how many requests its window has left."""
+        window = g.get("dynamics_window")
+        if window is not None and window.remaining() >= 0:
+            response.headers["x-ms-ratelimit-burst-remaining-xrm-requests"] = str(
+                window.remaining()
+            )
+        return response
 
     def connection_info(self) -> dict[str, Any]:
         return {
@@ -141,6 +151,7 @@ class DynamicsService(SandboxService):
         if not gate.enter():
             return self.throttled(errors.RATE_LIMIT_CONCURRENCY, 1)
         g.dynamics_gate = gate
+        g.dynamics_window = window
         wait = window.try_acquire()
         if wait:
             return self.throttled(errors.RATE_LIMIT_REQUESTS, wait)

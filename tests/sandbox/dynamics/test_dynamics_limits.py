@@ -7,8 +7,10 @@ from typing import Any
 
 def test_request_window_answers_429_with_retry_after(dyn: Any) -> None:
     dyn.admin("PUT", "limits", json={"requests_per_window": 3, "window_seconds": 60})
-    statuses = [dyn.get("WhoAmI").status_code for _ in range(3)]
-    assert statuses == [200, 200, 200]
+    responses = [dyn.get("WhoAmI") for _ in range(3)]
+    assert [r.status_code for r in responses] == [200, 200, 200]
+    remaining = [r.headers["x-ms-ratelimit-burst-remaining-xrm-requests"] for r in responses]
+    assert remaining == ["2", "1", "0"]
     throttled = dyn.get("WhoAmI")
     assert throttled.status_code == 429
     assert 1 <= int(throttled.headers["Retry-After"]) <= 60
