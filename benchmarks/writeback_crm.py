@@ -1,0 +1,175 @@
+"""Benchmark: target-crm-msi writing 50,000 changed MSI scores into each CRM stand-in.
+
+Starts the Salesforce and Dynamics stand-ins in their own process (`msi-sandbox serve`,
+loopback, TLS, the `medium` world: 50,000 leads and 50,000 contacts), then feeds the target,
+in this process, lead_scores records for half leads and half contacts, and prints records/s and
+API calls per 1,000 records for each write path, then the cost of an identical second run
+(which should write nothing and call nothing). Target and sandbox share the machine's 2 cores.
+
+    .venv/bin/python benchmarks/writeback_crm.py [--records 50000] [--crm salesforce dynamics]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import logging
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from tap_crm_msi.writeback.target import TargetCrmMsi
+
+OBJECTS = {"salesforce": (("Lead", "Id"), ("Contact", "Id")),
+           "dynamics": (("lead", "leadid"), ("contact", "contactid"))}  # fmt: skip
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_sandbox(data_dir: Path, services: list[str]) -> tuple[subprocess.Popen, dict]:
+    command = [str(Path(sys.executable).with_name("msi-sandbox")), "serve",
+               "--data-dir", str(data_dir), "--size", "medium"]  # fmt: skip
+    for service in services:
+        command += ["--service", service, f"--{service}-port", str(_free_port())]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    info_file = data_dir / "sandbox.json"
+    deadline = time.monotonic() + 600
+    while not info_file.exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"the sandbox did not start: {' '.join(command)}")
+        time.sleep(0.2)
+    time.sleep(0.5)
+    return process, json.loads(info_file.read_text())
+
+
+def config_for(crm: str, info: dict[str, Any], ca: str, state: Path, **extra: Any) -> dict:
+    service = info[crm]
+    common = {"crm": crm, "client_id": service["client_id"],
+              "client_secret": service["client_secret"], "ca_bundle": ca,
+              "state_dir": str(state), "rejects_path": str(state / "rejects.jsonl"),
+              "summary_path": "", "backoff_factor": 0.5, "bulk_poll_seconds": 0.5,
+              "batch_size": 50_000, "daily_api_share": 1.0}  # fmt: skip
+    if crm == "salesforce":
+        common |= {"login_url": service["base_url"], "api_version": service["api_version"][1:]}
+    else:
+        common |= {"org_url": service["base_url"], "authority": service["authority"],
+                   "scope": service["scope"]}  # fmt: skip
+    return common | extra
+
+
+def person_ids(crm: str, info: dict[str, Any], ca: str, count: int) -> list[str]:
+    """Half leads, half contacts (Salesforce leads not converted), from the sandbox's dump."""
+    session = requests.Session()
+    session.trust_env = False
+    session.verify = ca
+    ids: list[str] = []
+    for obj, key in OBJECTS[crm]:
+        url = f"{info[crm]['base_url']}/_sandbox/dump/{obj}"
+        wanted = count // 2 if obj.lower() == "lead" else count - len(ids)
+        with session.get(url, stream=True, timeout=600) as response:
+            for line in response.iter_lines():
+                row = json.loads(line)
+                if not row.get("IsConverted"):
+                    ids.append(row[key])
+                    wanted -= 1
+                if wanted == 0:
+                    break
+    return ids
+
+
+def singer_input(ids: list[str], generation: int) -> str:
+    lines = [json.dumps({"type": "SCHEMA", "stream": "lead_scores", "key_properties":
+                         ["externalPersonId"], "schema": {"type": "object", "properties": {
+                             "externalPersonId": {"type": "string"},
+                             "msiLastInterestingMomentType": {"type": "string"},
+                             "msiLastInterestingMomentDate": {"type": "string"},
+                             "msiLastInterestingMomentDesc": {"type": "string"},
+                             "msiLastInterestingMomentSource": {"type": "string"},
+                             "priority": {"type": "integer"},
+                             "relativeUrgency": {"type": "integer"},
+                             "relativeScore": {"type": "integer"}}}})]  # fmt: skip
+    for n, external_id in enumerate(ids):
+        value = (n + generation * 7) % 100
+        lines.append(json.dumps({"type": "RECORD", "stream": "lead_scores", "record": {
+            "externalPersonId": external_id,
+            "msiLastInterestingMomentType": "Web",
+            "msiLastInterestingMomentDate": f"2026-0{generation}-0{1 + n % 9}T10:00:00Z",
+            "msiLastInterestingMomentDesc": f"Visited Web Page: /pricing/{n}/{generation}",
+            "msiLastInterestingMomentSource": "Web Page",
+            "priority": value, "relativeUrgency": (value * 7) % 100,
+            "relativeScore": (value * 3) % 100}}))  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def run(config: dict[str, Any], text: str) -> tuple[float, dict[str, Any]]:
+    target = TargetCrmMsi(config=config, parse_env_config=False)
+    started = time.perf_counter()
+    with contextlib.redirect_stdout(io.StringIO()):
+        target.listen(file_input=io.StringIO(text))
+    return time.perf_counter() - started, target.summary
+
+
+def report(label: str, records: int, seconds: float, summary: dict[str, Any]) -> None:
+    calls = summary["calls"]
+    print(
+        f"{label:<38} {records:>7} rec {seconds:>8.1f} s {records / seconds:>9.0f} rec/s "
+        f"{calls:>6} calls {1000 * calls / records:>7.2f} calls/1k  "
+        f"written={summary['written']} unchanged={summary['unchanged']} "
+        f"rejected={summary['rejected']}",
+        flush=True,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=50_000)
+    parser.add_argument("--crm", nargs="+", default=["salesforce", "dynamics"])
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("singer_sdk.metrics").setLevel(logging.WARNING)
+    with tempfile.TemporaryDirectory(prefix="writeback-bench-") as tmp:
+        data_dir = Path(tmp) / "sandbox"
+        data_dir.mkdir()
+        started = time.perf_counter()
+        process, info = start_sandbox(data_dir, args.crm)
+        print(f"sandbox with the medium world up in {time.perf_counter() - started:.0f} s")
+        try:
+            ca = info["ca_bundle"]
+            for crm in args.crm:
+                ids = person_ids(crm, info, ca, args.records)
+                paths = (
+                    [("bulk 2.0 ingest", {"bulk_write_threshold": 2000}),
+                     ("composite/sobjects", {"bulk_write_threshold": 0})]
+                    if crm == "salesforce" else [("$batch PATCH If-Match", {})]
+                )  # fmt: skip
+                for generation, (path, extra) in enumerate(paths, start=1):
+                    state = Path(tmp) / f"{crm}-{generation}"
+                    config = config_for(crm, info, ca, state, **extra)
+                    text = singer_input(ids, generation)
+                    seconds, summary = run(config, text)
+                    report(f"{crm} {path}", len(ids), seconds, summary)
+                    seconds, summary = run(config, text)
+                    report(f"{crm} {path}: same input again", len(ids), seconds, summary)
+        finally:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+if __name__ == "__main__":
+    main()
