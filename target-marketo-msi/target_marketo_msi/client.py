@@ -200,8 +200,10 @@ class MarketoClient:
             detail = (body or {}).get("error_description") or (body or {}).get("error") or ""
             raise MarketoAuthError(str(response.status_code), f"authentication refused {detail}")
         self._token = body["access_token"]
-        # Renew a minute early; Marketo hands back the same token while it lives.
-        self._token_expires_at = time.monotonic() + float(body.get("expires_in", 3600)) - 60
+        # Renew a little early (a minute at most). Marketo hands back the same token while it
+        # lives, with what is left of its life, so a short remainder is used, not re-asked for.
+        lifetime = float(body.get("expires_in", 3600))
+        self._token_expires_at = time.monotonic() + lifetime - min(60.0, lifetime / 10)
 
     def _auth_header(self) -> dict[str, str]:
         with self._token_lock:

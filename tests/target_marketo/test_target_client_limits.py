@@ -57,3 +57,20 @@ def test_batches_stay_under_the_body_limit(sandbox, tmp_path):
     )
     assert lead_posts > 3  # 900 leads would fit 3 calls by count alone
     assert run.summary["objects"]["leads"]["created"] == 900
+
+
+def test_tokens_that_expire_mid_run_are_renewed(sandbox, tmp_path):
+    # Tokens live 1 s and every call takes 60 ms: the run outlives several tokens.
+    sandbox.admin("marketo", "PUT", "limits", json={"token_lifetime": 1})
+    sandbox.admin("marketo", "PUT", "faults", json={"latency_ms": 60})
+    world = make_world(leads=600, opportunities=5)
+    config = target_config(sandbox, tmp_path, max_concurrent=1, batch_size=50)
+    run = run_target(config, world.messages())
+    token_calls = sum(
+        row["calls"]
+        for row in marketo_calls(sandbox)["calls"]
+        if row["endpoint"] == "/identity/oauth/token"
+    )
+    assert token_calls >= 2
+    assert run.rejects() == []
+    assert_marketo_matches(sandbox, world)
