@@ -160,6 +160,8 @@ def test_per_record_errors_are_reported_and_locks_retried(salesforce: Any, tmp_p
     )
     assert target.summary["written"] == 1
     assert target.summary["rejects_by_code"]["NOT_LEAD_OR_CONTACT"] == 1
+    # The locked record was sent again, alone, in a second composite call.
+    assert api_calls(salesforce, "salesforce", "/services/data/<version>/composite") == 2
 
 
 def test_bulk_ingest_above_the_threshold(salesforce: Any, tmp_path: Path) -> None:

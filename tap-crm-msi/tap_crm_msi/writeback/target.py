@@ -120,12 +120,13 @@ class TargetCrmMsi(Target):
 
     name = "target-crm-msi"
     default_sink_class = ScoreSink
-    _MAX_PARALLELISM = 1  # one writer, one memory: passes run one after another
     config_jsonschema = _config_schema()
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._writer: ScoreWriter | None = None
         super().__init__(*args, **kwargs)
+        # One writer and one memory: sinks drain one after another (the SDK's default is 8).
+        self.max_parallelism = 1
         self.report = WriteReport(self.config.get("rejects_path"))
 
     @property
