@@ -209,6 +209,15 @@ class Cookie:
     last: dict[str, Any]
     extra: dict[str, str]
 
+    def snapshot(self) -> int | None:
+        """The change-tracking snapshot version a tracking cookie carries."""
+        value = self.extra.get("snapshot")
+        if value is None:
+            return None
+        if not value.isdigit():
+            raise errors.bad_query("The $skiptoken value is not a valid paging cookie.")
+        return int(value)
+
 
 def parse_skiptoken(entity: Entity, order: list[tuple[str, bool]], token: str) -> Cookie:
     invalid = errors.bad_query("The $skiptoken value is not a valid paging cookie.")

@@ -78,11 +78,10 @@ class Tracker:
         order = [("versionnumber", False)]
         if skiptoken:
             cookie = parse_skiptoken(entity, order, skiptoken)
-            after, snapshot, page = (
-                cookie.last["versionnumber"],
-                int(cookie.extra["snapshot"]),
-                cookie.page,
-            )
+            snapshot = cookie.snapshot()
+            if snapshot is None:
+                raise errors.bad_query("The $skiptoken value is not a valid paging cookie.")
+            after, page = cookie.last["versionnumber"], cookie.page
         else:
             after, snapshot, page = since, self.service.records.current_version(), 1
         size = prefer.page_size()

@@ -147,7 +147,7 @@ class WebApi:
             where = f"({where}) AND {after}" if where else after
             params += after_params
             page, tracking_on = cookie.page, tracking_on or cookie.tracking
-            snapshot = int(cookie.extra["snapshot"]) if "snapshot" in cookie.extra else None
+            snapshot = cookie.snapshot()
         if tracking_on:
             tracking.refuse_options(args)
             prefer.track_changes = True
@@ -441,7 +441,13 @@ def register(app: Flask, service: DynamicsService) -> None:
             service.entra.authenticate()
         except Unauthorized:
             return service.entra.unauthorized()
-        response = service.web_api.dispatch(from_flask(subpath))
+        try:
+            response = service.web_api.dispatch(from_flask(subpath))
+        except Exception:  # a sandbox bug still answers the way Dataverse fails
+            app.logger.exception("unexpected error in %s %s", request.method, subpath)
+            response = ApiResponse.error(
+                errors.DataverseError(500, errors.GENERIC, "An unexpected error occurred.")
+            )
         if response.status >= 400 and isinstance(response.body, dict):
             service.set_outcome(str(response.body.get("error", {}).get("code", response.status)))
         return response.to_flask()

@@ -187,3 +187,29 @@ def test_delta_token_never_skips_a_write_still_in_flight(dyn: Any) -> None:
     changes = dyn.get(last["@odata.deltaLink"]).json()["value"]
     assert [c["leadid"] for c in changes] == [lead_id]
     assert changes[0]["jobtitle"] == "Late commit"
+
+
+def test_tampered_tracking_cookie_is_rejected(dyn: Any) -> None:
+    first = dyn.get(
+        "leads",
+        params={"$select": "lastname"},
+        headers={"Prefer": "odata.maxpagesize=10,odata.track-changes"},
+    ).json()
+    skiptoken = parse_qs(urlsplit(first["@odata.nextLink"]).query)["$skiptoken"][0]
+    assert "snapshot%253d%2522" in skiptoken  # the snapshot rides in the inner cookie
+    tampered = skiptoken.replace("snapshot%253d%2522", "snapshot%253d%2522x")
+    params = {"$select": "lastname", "$skiptoken": tampered}
+    assert dyn.get("leads", params=params).status_code == 400
+    params["$skiptoken"] = skiptoken
+    assert dyn.get("leads", params=params).status_code == 200
+
+
+def test_unexpected_failure_answers_like_dataverse(dyn: Any, monkeypatch: Any) -> None:
+    def broken(*_: Any) -> Any:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(dyn.service.web_api, "_route", broken)
+    response = dyn.get("leads")
+    assert response.status_code == 500
+    assert response.json()["error"]["code"] == "0x80040216"
+    assert "boom" not in response.text
