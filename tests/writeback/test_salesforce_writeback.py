@@ -22,6 +22,7 @@ from writeback_support import (
 )
 
 from msi_sandbox.server import start
+from tap_crm_msi.writeback.target import RunStoppedError
 
 
 def people(sandbox: Any) -> tuple[dict, dict]:
@@ -200,3 +201,27 @@ def test_namespaced_fields_are_found_through_describe(tmp_path: Path) -> None:
         assert row["mkto_si__Last_Interesting_Moment_Type__c"] == "Web"
     finally:
         sandbox.stop()
+
+
+def test_spent_allowance_stops_without_state_and_the_rerun_finishes(
+    salesforce: Any, tmp_path: Path
+) -> None:
+    leads, contacts = people(salesforce)
+    ids = [i for i, r in leads.items() if not r["IsConverted"]] + list(contacts)[:100]
+    records = [score(i, n) for n, i in enumerate(ids, start=1)]
+    config = salesforce_config(salesforce, tmp_path, daily_api_share=1.0)
+    # Two describes and one composite call of 200 records, then the org's allowance is spent.
+    salesforce.admin("salesforce", "PUT", "limits", json={"daily_api_requests": 3})
+    with pytest.raises(RunStoppedError) as stop:
+        run_target(config, singer_lines(records))
+    assert stop.value.exit_code == 3
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert (summary["status"], summary["written"]) == ("stopped", 200)
+
+    salesforce.admin("salesforce", "PUT", "limits", json={"daily_api_requests": 100_000})
+    rerun = run_target(config, singer_lines(records))
+    assert (rerun.summary["written"], rerun.summary["unchanged"]) == (len(ids) - 200, 200)
+    assert rerun.states  # this time the state goes out
+    after_leads, after_contacts = people(salesforce)
+    assert all(after_leads[i]["Priority__c"] is not None for i in ids if i in after_leads)
+    assert all(after_contacts[i]["Priority__c"] is not None for i in ids if i in after_contacts)

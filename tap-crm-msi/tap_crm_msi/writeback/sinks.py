@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from singer_sdk.sinks import BatchSink
 
+from tap_crm_msi.errors import ApiAllowanceExhausted
 from tap_crm_msi.writeback.writer import ID_FIELD
 
 if TYPE_CHECKING:
@@ -51,5 +52,9 @@ class ScoreSink(BatchSink):
 
     def process_batch(self, context: dict) -> None:
         records = context.get("records") or []
-        if records:
+        if not records:
+            return
+        try:
             self.crm_target.writer.write(self.stream_name, records)
+        except ApiAllowanceExhausted as exc:
+            raise self.crm_target.stopped(str(exc)) from exc

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import click
 from singer_sdk import typing as th
 from singer_sdk.target_base import Target
 
@@ -108,6 +109,16 @@ OWN_SETTINGS = th.PropertiesList(
 ).to_dict()
 
 
+class RunStoppedError(click.ClickException):
+    """The CRM's API allowance (or our share of it) is spent: stop without emitting state.
+
+    Whatever was written is remembered, so the rerun sends only what is still missing; no STATE
+    goes out, so the tap's bookmark does not move past scores that were not written.
+    """
+
+    exit_code = 3
+
+
 def _config_schema() -> dict[str, Any]:
     tap_properties = TapCrmMsi.config_jsonschema["properties"]
     properties = {name: tap_properties[name] for name in CONNECTION_SETTINGS}
@@ -124,6 +135,8 @@ class TargetCrmMsi(Target):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._writer: ScoreWriter | None = None
+        self._stop_reason: str | None = None
+        self.summary: dict[str, Any] | None = None
         super().__init__(*args, **kwargs)
         # One writer and one memory: sinks drain one after another (the SDK's default is 8).
         self.max_parallelism = 1
@@ -142,10 +155,23 @@ class TargetCrmMsi(Target):
         finally:
             self.finish()
 
+    def stopped(self, reason: str) -> RunStoppedError:
+        """End the run early (quota): summary saved, no state emitted."""
+        self._stop_reason = reason
+        self.finish()
+        return RunStoppedError(f"Write-back stopped: {reason}")
+
     def finish(self) -> dict[str, Any]:
         """Close the memory and the rejects file; log and save the summary."""
+        if getattr(self, "summary", None) is not None:
+            return self.summary
         calls = self._writer.calls if self._writer is not None else 0
-        data = self.report.as_dict(crm=self.config.get("crm"), calls=calls)
+        data = self.report.as_dict(
+            crm=self.config.get("crm"),
+            calls=calls,
+            status="stopped" if self._stop_reason else "ok",
+            stop_reason=self._stop_reason,
+        )
         if self._writer is not None:
             self._writer.close()
         self.report.close()
