@@ -19,6 +19,7 @@ from msi_sandbox.store import BOOLEAN, INTEGER, REAL, TEXT, Table
 
 API_PATH = "/api/data/v9.2"
 NAMESPACE = uuid.UUID("5b1c3f4e-7d0a-4c55-9a3e-6f2d8e1b9c70")
+_NAMESPACE_BYTES = NAMESPACE.bytes
 
 # Edm type -> store kind.
 EDM_KINDS = {
@@ -55,7 +56,7 @@ MSI_EDM = {
 def guid(kind: str, key: object) -> str:
     """The deterministic lowercase GUID of generated record `key` of `kind`: uuid5, computed
     directly because seeding a large world makes millions of them."""
-    digest = bytearray(hashlib.sha1(NAMESPACE.bytes + f"{kind}:{key}".encode()).digest()[:16])  # noqa: S324 - uuid5 is defined on SHA-1
+    digest = bytearray(hashlib.sha1(_NAMESPACE_BYTES + f"{kind}:{key}".encode()).digest()[:16])  # noqa: S324 - uuid5 is defined on SHA-1
     digest[6] = (digest[6] & 0x0F) | 0x50
     digest[8] = (digest[8] & 0x3F) | 0x80
     h = digest.hex()
