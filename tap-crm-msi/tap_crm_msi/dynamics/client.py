@@ -21,7 +21,14 @@ from tap_crm_msi.errors import CrmError, DeltaTokenExpired
 
 API_PATH = "/api/data/v9.2"
 EXPIRED_VERSION_STAMP = "0x80044352"  # the delta token is older than the retention period
-ANNOTATIONS = 'odata.include-annotations="*"'
+# Only the lookups' target tables: asking for every annotation ("*") adds formatted values to
+# each field and halves the rows per second; option set labels come from metadata instead.
+ANNOTATIONS = 'odata.include-annotations="Microsoft.Dynamics.CRM.lookuplogicalname"'
+OPTION_SET_CASTS = (
+    "PicklistAttributeMetadata",
+    "StateAttributeMetadata",
+    "StatusAttributeMetadata",
+)
 
 
 def _error(response: requests.Response) -> tuple[str, str]:
@@ -44,6 +51,7 @@ class DynamicsClient(BaseCrmClient):
         self.base = config["org_url"].rstrip("/") + API_PATH
         self.page_size = min(int(config.get("page_size") or 5000), 5000)
         self.auth = DataverseAuthenticator(config, self.session)
+        self._labels: dict[str, dict[str, dict[int, str]]] = {}
         self.session.headers.update(
             {"Accept": "application/json", "OData-MaxVersion": "4.0", "OData-Version": "4.0"}
         )
@@ -105,3 +113,24 @@ class DynamicsClient(BaseCrmClient):
         )
         response.encoding = "utf-8"
         return odata_batch.decode(response.headers.get("Content-Type", ""), response.text)
+
+    def option_labels(self, logical_name: str) -> dict[str, dict[int, str]]:
+        """attribute -> {option value: label} for the table's option sets (read once a run)."""
+        if logical_name not in self._labels:
+            labels: dict[str, dict[int, str]] = {}
+            for cast in OPTION_SET_CASTS:
+                url = (
+                    f"{self.base}/EntityDefinitions(LogicalName='{logical_name}')/Attributes/"
+                    f"Microsoft.Dynamics.CRM.{cast}?"
+                    "$expand=OptionSet($select=Options)"
+                )
+                for attribute in self.send("GET", url).json().get("value", []):
+                    options = (attribute.get("OptionSet") or {}).get("Options") or []
+                    labels[attribute["LogicalName"]] = {
+                        option["Value"]: (
+                            (option.get("Label") or {}).get("UserLocalizedLabel") or {}
+                        ).get("Label", str(option["Value"]))
+                        for option in options
+                    }
+            self._labels[logical_name] = labels
+        return self._labels[logical_name]

@@ -27,7 +27,6 @@ if TYPE_CHECKING:
     from tap_crm_msi.tap import TapCrmMsi
 
 LOGICAL = "@Microsoft.Dynamics.CRM.lookuplogicalname"
-LABEL = "@OData.Community.Display.V1.FormattedValue"
 DELTA_KEY = "delta_link"
 MODE_KEY = "mode"  # "changes" (change tracking) or "modifiedon"
 STAKEHOLDER = 1000
@@ -52,8 +51,17 @@ def _guid(value: str | None) -> str | None:
     return value.lower() if value else None
 
 
-def _label(row: dict[str, Any], name: str) -> Any:
-    return row.get(name + LABEL, row.get(name))
+class Labels:
+    """Option set values to their labels, for one table."""
+
+    def __init__(self, by_attribute: dict[str, dict[int, str]]) -> None:
+        self.by_attribute = by_attribute
+
+    def __call__(self, row: dict[str, Any], name: str) -> Any:
+        value = row.get(name)
+        if value is None:
+            return None
+        return self.by_attribute.get(name, {}).get(value, str(value))
 
 
 class DynamicsStream(CrmStream):
@@ -187,6 +195,9 @@ class DynamicsStream(CrmStream):
     ) -> Callable[[dict[str, Any], str, str], list[dict[str, Any]]]:
         raise NotImplementedError
 
+    def labels(self, table: Table) -> Labels:
+        return Labels(self.client.option_labels(table.logical_name))
+
     def deleted_record(self, table: Table, row_id: str | None, ts: str) -> dict[str, Any] | None:
         """The record telling the target that `row_id` was deleted (None: cannot be said)."""
         key = self.primary_keys[0]
@@ -266,6 +277,7 @@ class CompaniesStream(DynamicsStream):
 
     def record_builder(self, table: Table, incremental: bool, window: OverlapWindow) -> Callable:
         owner = self.owner
+        labels = self.labels(table)
 
         def build(row: dict[str, Any], row_id: str, ts: str) -> list[dict[str, Any]]:
             revenue = row.get("revenue")
@@ -275,7 +287,7 @@ class CompaniesStream(DynamicsStream):
                     "company": row.get("name"),
                     "externalSalesPersonId": owner(row),
                     "website": row.get("websiteurl"),
-                    "industry": _label(row, "industrycode"),
+                    "industry": labels(row, "industrycode"),
                     "annualRevenue": None if revenue is None else float(revenue),
                     "numberOfEmployees": row.get("numberofemployees"),
                     "billingStreet": row.get("address1_line1"),
@@ -326,6 +338,7 @@ class LeadsStream(DynamicsStream):
 
     def record_builder(self, table: Table, incremental: bool, window: OverlapWindow) -> Callable:
         owner = self.owner
+        labels = self.labels(table)
         is_lead = table.logical_name == "lead"
         # A contact created since the last run from a lead: the lead was qualified meanwhile.
         created_since = window.floor if incremental else None
@@ -349,9 +362,9 @@ class LeadsStream(DynamicsStream):
                 "company": row.get("companyname"),
                 "title": row.get("jobtitle"),
                 "phone": row.get("telephone1"),
-                "leadSource": _label(row, "leadsourcecode"),
-                "leadStatus": _label(row, "statuscode") if is_lead else None,
-                "industry": _label(row, "industrycode") if is_lead else None,
+                "leadSource": labels(row, "leadsourcecode"),
+                "leadStatus": labels(row, "statuscode") if is_lead else None,
+                "industry": labels(row, "industrycode") if is_lead else None,
                 "personType": "lead" if is_lead else "contact",
                 "convertedToExternalPersonId": None,
                 "_crm": "dynamics",
@@ -398,6 +411,7 @@ class OpportunitiesStream(DynamicsStream):
 
     def record_builder(self, table: Table, incremental: bool, window: OverlapWindow) -> Callable:
         owner = self.owner
+        labels = self.labels(table)
 
         def build(row: dict[str, Any], row_id: str, ts: str) -> list[dict[str, Any]]:
             customer = row.get("_customerid_value")
@@ -414,7 +428,7 @@ class OpportunitiesStream(DynamicsStream):
                     "externalSalesPersonId": owner(row),
                     "amount": None if value is None else float(value),
                     "closeDate": row.get("estimatedclosedate"),
-                    "stage": row.get("stepname") or _label(row, "statecode"),
+                    "stage": row.get("stepname") or labels(row, "statecode"),
                     "isClosed": None if state is None else state != 0,
                     "isWon": None if state is None else state == 1,
                     "probability": row.get("closeprobability"),
