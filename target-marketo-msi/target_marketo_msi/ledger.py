@@ -14,8 +14,10 @@ after it is rolled back to the value it had before, so an undelivered record is 
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from target_marketo_msi.instance_state import InstanceState
 
@@ -43,6 +45,15 @@ ON CONFLICT (stream, kind, key) DO UPDATE SET
 PEOPLE = "person"  # kind of a person row (key: lead id, grp: externalCompanyId)
 COMPANY = "company"  # kind of a company row (key: externalCompanyId)
 DELETED = "deleted"  # the hash of a person emitted as deleted
+
+
+def digest(values: tuple[Any, ...]) -> str:
+    """A short, stable hash of a record's content (JSON-like scalars in a fixed order).
+
+    `repr` of a tuple of str/int/float/bool/None is deterministic and several times faster than
+    canonical JSON, which matters on million-row exports.
+    """
+    return hashlib.blake2b(repr(values).encode(), digest_size=16).hexdigest()
 
 
 @dataclass(frozen=True)

@@ -31,8 +31,7 @@ from target_marketo_msi.extract import (
     parse_time,
     windows,
 )
-from target_marketo_msi.fingerprints import fingerprint
-from target_marketo_msi.ledger import COMPANY, DELETED, PEOPLE, Entry, Ledger
+from target_marketo_msi.ledger import COMPANY, DELETED, PEOPLE, Entry, Ledger, digest
 
 if TYPE_CHECKING:
     from singer_sdk.helpers.types import Context
@@ -54,6 +53,8 @@ _JSON_TYPES: dict[str, th.JSONTypeHelper] = {
     "datetime": th.DateTimeType(),
     "date": th.DateType(),
 }
+# JSON Schema type -> the csvstream converter for a CSV cell of that type.
+_CONVERTED = (("integer", "integer"), ("number", "float"), ("boolean", "boolean"))
 # Company-type lead fields: on a lead linked to a company they are the company's values.
 COMPANY_FIELDS = (
     "company",
@@ -147,36 +148,31 @@ class MarketoLeadStream(Stream):
         return found
 
     @cached_property
-    def converters(self) -> dict[str, Any]:
-        """Stream property -> how its CSV text becomes the schema's type."""
-        out = {}
-        for prop in self.available:
+    def _plan(self) -> tuple[dict[str, Any], list[tuple[str, str, Any]]]:
+        """The empty record and, per available property, its Marketo field and converter."""
+        steps = []
+        for prop, field in self.available.items():
             kinds = self.schema["properties"][prop].get("type", [])
             kinds = [kinds] if isinstance(kinds, str) else kinds
-            for kind, name in (("integer", "integer"), ("number", "float"), ("boolean", "boolean")):
-                if kind in kinds:
-                    out[prop] = CONVERTERS[name]
-                    break
-        return out
+            convert = next((CONVERTERS[name] for kind, name in _CONVERTED if kind in kinds), None)
+            steps.append((prop, field, convert))
+        return dict.fromkeys(self.schema["properties"]), steps
 
     def to_record(self, row: dict[str, Any]) -> dict[str, Any]:
-        """A stream record from a CSV row or REST lead keyed by Marketo field names."""
-        record: dict[str, Any] = dict.fromkeys(self.schema["properties"])
-        for prop, field in self.available.items():
+        """A stream record from a CSV row (text, nulls already None) or a REST lead (typed)."""
+        template, steps = self._plan
+        record = template.copy()
+        for prop, field, convert in steps:
             value = row.get(field)
-            if isinstance(value, str):
-                convert = self.converters.get(prop)
-                if value in {"", "null"}:
-                    value = None
-                elif convert is not None:
-                    value = convert(value)
+            if convert is not None and isinstance(value, str):
+                value = convert(value) if value else None
             record[prop] = value
         return record
 
     # Change detection -----------------------------------------------------------------------
-    def content(self, record: dict[str, Any]) -> dict[str, Any]:
-        """The part of a record whose change makes it worth emitting again."""
-        return record
+    def content(self, record: dict[str, Any]) -> tuple[Any, ...]:
+        """The part of a record whose change makes it worth emitting again (fixed order)."""
+        return tuple(record.values())
 
     def group(self, record: dict[str, Any]) -> str | None:
         return None
@@ -202,9 +198,7 @@ class MarketoLeadStream(Stream):
 
     def _emit_batch(self, records: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         latest = {str(r["id"]): r for r in records}  # a lead twice in a batch: keep the last
-        entries = [
-            Entry(key, fingerprint(self.content(r)), self.group(r)) for key, r in latest.items()
-        ]
+        entries = [Entry(key, digest(self.content(r)), self.group(r)) for key, r in latest.items()]
         changed = self.ledger.changed(PEOPLE, entries)
         seqs = self.ledger.remember(PEOPLE, changed)
         state = self.stream_state
@@ -373,9 +367,9 @@ class LeadScoresStream(MarketoLeadStream):
     def wanted(self, record: dict[str, Any]) -> bool:
         return bool(record.get("externalPersonId"))
 
-    def content(self, record: dict[str, Any]) -> dict[str, Any]:
+    def content(self, record: dict[str, Any]) -> tuple[Any, ...]:
         # updatedAt moves for many reasons; only the scores (and whom they belong to) count.
-        return {k: record.get(k) for k in ("externalPersonId", *self.SCORE_FIELDS)}
+        return tuple(record.get(k) for k in ("externalPersonId", *self.SCORE_FIELDS))
 
 
 class PeopleStream(MarketoLeadStream):
@@ -479,8 +473,7 @@ class PeopleStream(MarketoLeadStream):
             batch = groups[start : start + MAX_FILTER_VALUES]
             companies = {c["externalCompanyId"]: c for c in self._companies(batch, fields)}
             entries = [
-                Entry(key, fingerprint({f: c.get(f) for f in fields}))
-                for key, c in companies.items()
+                Entry(key, digest(tuple(c.get(f) for f in fields))) for key, c in companies.items()
             ]
             changed = self.ledger.changed(COMPANY, entries)
             seen_before = self.ledger.hashes(COMPANY, [e.key for e in changed])

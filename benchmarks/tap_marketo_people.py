@@ -1,0 +1,186 @@
+"""Benchmark: tap-marketo-msi `people` extracting N people from the sandbox's bulk extract.
+
+Starts a Marketo-only sandbox (TLS, loopback), stores N leads (updatedAt spread over 300 days,
+so about ten 31-day export windows; a third linked to 10,000 companies; non-ASCII names and
+multi-line values), then runs `tap-marketo-msi` as its own process (as Meltano would) and
+prints records/s and the tap process's peak RSS. Run at two sizes to see that memory is flat:
+
+    .venv/bin/python benchmarks/tap_marketo_people.py --sizes 100000 1000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from msi_sandbox.server import start
+
+TAP = Path(sys.executable).with_name("tap-marketo-msi")
+SPAN_DAYS = 300
+COMPANIES = 10_000
+
+
+def people(count: int, now: dt.datetime) -> Iterator[dict[str, Any]]:
+    step = dt.timedelta(days=SPAN_DAYS) / count
+    first = now - dt.timedelta(days=SPAN_DAYS)
+    for i in range(1, count + 1):
+        when = (first + step * i).strftime("%Y-%m-%dT%H:%M:%SZ")
+        linked = i % 3 == 0
+        yield {
+            "id": i,
+            "email": f"person.{i}@example.com",
+            "firstName": "Søren" if i % 2 else "민준",
+            "lastName": f"Müller-{i}",
+            "company": f'Göteborg "Nordic" AB {i % COMPANIES}',
+            "website": f"https://www.company{i % COMPANIES}.example.com",
+            "leadStatus": "Open - Not Contacted",
+            "address": "Storgatan 1\nBox 42" if i % 10 == 0 else None,
+            "externalPersonId": f"00Q{i:015d}",
+            "externalCompanyId": f"001{i % COMPANIES:015d}" if linked else None,
+            "priority": i % 5,
+            "relativeScore": i % 4,
+            "createdAt": when,
+            "updatedAt": when,
+        }
+
+
+def load(store: Any, count: int, now: dt.datetime) -> None:
+    batch: list[dict[str, Any]] = []
+    with store.transaction():
+        store.insert_many(
+            "companies",
+            (
+                {
+                    "externalCompanyId": f"001{c:015d}",
+                    "company": f'Göteborg "Nordic" AB {c}',
+                    "website": f"https://www.company{c}.example.com",
+                }
+                for c in range(COMPANIES)
+            ),
+        )
+        for row in people(count, now):
+            batch.append(row)
+            if len(batch) >= 50_000:
+                store.insert_many("leads", batch)
+                batch = []
+        store.insert_many("leads", batch)
+
+
+def run_once(count: int, *, track_companies: bool = True) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="bench-tap-marketo-") as tmp:
+        work = Path(tmp)
+        sandbox = start(work / "sandbox", ports={"marketo": 0}, use_tls=True, services=["marketo"])
+        try:
+            service = sandbox.services["marketo"]
+            now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+            began = time.perf_counter()
+            load(service.store, count, now)
+            load_s = time.perf_counter() - began
+            info = sandbox.info()["marketo"]
+            config = {
+                "base_url": info["base_url"],
+                "client_id": info["client_id"],
+                "client_secret": info["client_secret"],
+                "ca_bundle": str(sandbox.ca_bundle),
+                "state_dir": str(work / "state"),
+                "start_date": (now - dt.timedelta(days=SPAN_DAYS + 5)).isoformat(),
+                "poll_interval_seconds": 0.5,
+                "track_company_changes": track_companies,
+            }
+            config_file = work / "config.json"
+            config_file.write_text(json.dumps(config))
+            catalog = subprocess.run(
+                [str(TAP), "--config", str(config_file), "--discover"],
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout
+            catalog_data = json.loads(catalog)
+            for entry in catalog_data["streams"]:
+                selected = entry["tap_stream_id"] == "people"
+                for item in entry["metadata"]:
+                    if not item["breadcrumb"]:
+                        item["metadata"]["selected"] = selected
+            catalog_file = work / "catalog.json"
+            catalog_file.write_text(json.dumps(catalog_data))
+
+            records = 0
+            sample_every = max(1, count // 10)
+            rss_trace: list[float] = []
+            peak_mb = 0.0
+            before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+            began = time.perf_counter()
+            with subprocess.Popen(
+                [str(TAP), "--config", str(config_file), "--catalog", str(catalog_file)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                env={**os.environ, "PYTHONUNBUFFERED": "0"},
+            ) as tap:
+                assert tap.stdout is not None
+                for line in tap.stdout:
+                    if line.startswith(b'{"type":"RECORD"') or b'"type": "RECORD"' in line[:40]:
+                        records += 1
+                        if records % sample_every == 0:
+                            rss_trace.append(_rss_mb(tap.pid))
+                    elif records:
+                        peak_mb = max(peak_mb, _rss_mb(tap.pid, "VmHWM"))
+                peak_mb = max(peak_mb, _rss_mb(tap.pid, "VmHWM"))
+            elapsed = time.perf_counter() - began
+            peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+            if tap.returncode:
+                raise SystemExit(f"tap exited with {tap.returncode}")
+            calls = service.stats.snapshot()["total"]
+        finally:
+            sandbox.stop()
+    return {
+        "people": count,
+        "records": records,
+        "load_s": round(load_s, 1),
+        "extract_s": round(elapsed, 1),
+        "records_per_s": round(records / elapsed) if elapsed else None,
+        # The tap's own high-water mark (VmHWM) as last seen, and the largest child's.
+        "tap_peak_rss_mb": peak_mb,
+        "children_max_rss_mb": round(max(peak_kb, before) / 1024, 1),
+        "marketo_calls": calls,
+        # The tap's RSS after each tenth of the records: flat means memory does not grow.
+        "tap_rss_mb_by_tenth": rss_trace,
+    }
+
+
+def _rss_mb(pid: int, key: str = "VmRSS") -> float:
+    """The process's resident memory now (VmRSS) or at its peak so far (VmHWM), in MB."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return 0.0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument(
+        "--no-company-tracking", action="store_true", help="set track_company_changes: false"
+    )
+    args = parser.parse_args()
+    for size in args.sizes:
+        result = run_once(size, track_companies=not args.no_company_tracking)
+        print(json.dumps(result), flush=True)
+        if result["records"] != size:
+            raise SystemExit(f"expected {size} records, got {result['records']}")
+
+
+if __name__ == "__main__":
+    main()
