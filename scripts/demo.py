@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,8 @@ SANDBOX_DIR = DEMO_DIR / "services"
 # Where meltano.yml's sandbox environment keeps the connectors' local caches (fingerprints,
 # id caches): emptied with the sandbox so a fresh demo starts from nothing.
 CONNECTOR_STATE_DIR = ROOT / ".sandbox" / "connector-state"
-OUTPUT_DIR = ROOT / "output" / "demo"
+# Where meltano.yml's sandbox environment has target-marketo-msi write its summary and rejects.
+SUMMARY_FILE = ROOT / "output" / "sandbox" / "marketo-summary.json"
 DEMO_SEED = 42
 STARTUP_TIMEOUT_S = 180
 # Forward-sync jobs, one per CRM: each loads into a freshly reset Marketo.
@@ -41,6 +43,26 @@ def say(message: str) -> None:
 def run(args: list[str], env: dict[str, str] | None = None) -> None:
     say("$ " + " ".join(args))
     subprocess.run(args, cwd=ROOT, env=env, check=True)
+
+
+def run_job(job: str, env: dict[str, str]) -> bool:
+    """`meltano run JOB` with its log in a file; the log's tail is shown when it fails."""
+    log_path = DEMO_DIR / f"{job}.log"
+    say(f"$ meltano --environment=sandbox run --full-refresh {job}   (log: {log_path})")
+    with log_path.open("wb") as log:
+        result = subprocess.run(
+            [str(BIN / "meltano"), "--environment=sandbox", "run", "--full-refresh", job],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            check=False,
+        )
+    if result.returncode != 0:
+        say(f"job {job} failed with exit code {result.returncode}; the end of its log:")
+        print("\n".join(log_path.read_text(errors="replace").splitlines()[-25:]))
+        return False
+    return True
 
 
 def defined_jobs() -> set[str]:
@@ -137,23 +159,29 @@ def marketo_counts(info: dict[str, Any]) -> dict[str, int]:
     return counts
 
 
+SUMMARY_COLUMNS = ("received", "created", "updated", "unchanged", "deleted", "rejected", "calls")
+REJECTS_FILE = SUMMARY_FILE.with_name("marketo-rejects.jsonl")
+
+
 def print_summary(job: str, info: dict[str, Any]) -> None:
-    """The target's own summary when it wrote one, and what Marketo now holds."""
-    summary_file = OUTPUT_DIR / f"{job}-summary.json"
+    """The target's own summary, its reasons for rejects, and what Marketo now holds."""
     print()
     print(f"=== {job} ===")
-    if summary_file.exists():
-        summary = json.loads(summary_file.read_text())
-        rows = summary.get("objects", summary)
-        print(f"{'object':<20}{'created':>10}{'updated':>10}{'unchanged':>11}{'failed':>9}")
-        for name, row in rows.items():
-            if isinstance(row, dict):
-                print(
-                    f"{name:<20}{row.get('created', 0):>10}{row.get('updated', 0):>10}"
-                    f"{row.get('unchanged', 0):>11}{row.get('failed', 0):>9}"
-                )
-        if "calls" in summary:
-            print(f"Marketo API calls: {summary['calls']}")
+    if SUMMARY_FILE.exists():
+        summary = json.loads(SUMMARY_FILE.read_text())
+        print(f"{'object':<19}" + "".join(f"{c:>10}" for c in SUMMARY_COLUMNS))
+        for name, row in summary.get("objects", {}).items():
+            print(f"{name:<19}" + "".join(f"{row.get(c, 0):>10}" for c in SUMMARY_COLUMNS))
+        print(f"status: {summary.get('status')}  Marketo calls: {summary.get('total_calls', '?')}")
+    if REJECTS_FILE.exists():
+        reasons = Counter()
+        for line in REJECTS_FILE.read_text(encoding="utf-8").splitlines():
+            reject = json.loads(line)
+            reasons[(reject.get("stream"), reject.get("code"), reject.get("message"))] += 1
+        if reasons:
+            print(f"rejected records, by reason (details in {REJECTS_FILE.relative_to(ROOT)}):")
+            for (stream, code, message), count in reasons.most_common():
+                print(f"  {count:>5}  {stream}: [{code}] {message}")
     print("Marketo now holds: " + ", ".join(f"{k} {v}" for k, v in marketo_counts(info).items()))
     print()
 
@@ -165,21 +193,16 @@ def main() -> int:
     failed = False
     try:
         env = sandbox_env(info)
-        OUTPUT_DIR.mkdir(parents=True, exist_ok=True)
         for job in FORWARD_JOBS:
             if job not in jobs:
                 say(f"job {job} is not defined yet; skipped")
                 continue
             admin(info, "marketo", "POST", "reset")
+            SUMMARY_FILE.unlink(missing_ok=True)
+            REJECTS_FILE.unlink(missing_ok=True)
             started = time.monotonic()
-            try:
-                run(
-                    [str(BIN / "meltano"), "--environment=sandbox", "run", "--full-refresh", job],
-                    env,
-                )
-            except subprocess.CalledProcessError as exc:
+            if not run_job(job, env):
                 failed = True
-                say(f"job {job} failed with exit code {exc.returncode}")
             say(f"{job} took {time.monotonic() - started:.1f} s")
             print_summary(job, info)
     finally:
