@@ -140,6 +140,8 @@ def run_once(count: int, *, track_companies: bool = True) -> dict[str, Any]:
             if tap.returncode:
                 raise SystemExit(f"tap exited with {tap.returncode}")
             calls = service.stats.snapshot()["total"]
+            files = service.store.select("bulk_exports", columns=["fileSize"])
+            export_mb = sum(f["fileSize"] or 0 for f in files) / 1_000_000
         finally:
             sandbox.stop()
     return {
@@ -152,6 +154,7 @@ def run_once(count: int, *, track_companies: bool = True) -> dict[str, Any]:
         "tap_peak_rss_mb": peak_mb,
         "children_max_rss_mb": round(max(peak_kb, before) / 1024, 1),
         "marketo_calls": calls,
+        "export_mb": round(export_mb, 1),  # of the 500 MB/day export allowance
         # The tap's RSS after each tenth of the records: flat means memory does not grow.
         "tap_rss_mb_by_tenth": rss_trace,
     }
