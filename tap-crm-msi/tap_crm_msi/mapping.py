@@ -39,21 +39,40 @@ class OwnerPolicy:
 
 
 class FieldMappings:
-    """The `field_mappings` setting of one stream: extra CRM fields copied to Marketo fields."""
+    """The `field_mappings` setting of one stream: extra CRM fields copied to Marketo fields.
+
+    A key is a CRM field of every object the stream reads (`Title`), or of one object only
+    (`Lead.Status`, `contact.jobtitle`) when the stream reads several.
+    """
 
     def __init__(self, mappings: Mapping[str, str] | None) -> None:
-        self.pairs: tuple[tuple[str, str], ...] = tuple((mappings or {}).items())
+        self.pairs: tuple[tuple[str | None, str, str], ...] = tuple(
+            (*_split(crm), marketo) for crm, marketo in (mappings or {}).items()
+        )
 
-    @property
-    def crm_fields(self) -> list[str]:
-        return [crm for crm, _ in self.pairs]
+    def for_object(self, crm_object: str) -> tuple[tuple[str, str], ...]:
+        """(crmField, marketoField) pairs that apply to `crm_object`."""
+        name = crm_object.lower()
+        return tuple(
+            (field, marketo)
+            for obj, field, marketo in self.pairs
+            if obj is None or obj.lower() == name
+        )
 
     def extend_schema(self, schema: dict[str, Any]) -> dict[str, Any]:
-        for _, marketo in self.pairs:
+        for _, _, marketo in self.pairs:
             schema["properties"].setdefault(marketo, dict(ANY_SCALAR))
         return schema
 
-    def apply(self, row: Mapping[str, Any], record: dict[str, Any]) -> dict[str, Any]:
-        for crm, marketo in self.pairs:
-            record[marketo] = row.get(crm)
-        return record
+
+def _split(crm: str) -> tuple[str | None, str]:
+    obj, dot, field = crm.partition(".")
+    return (obj, field) if dot else (None, crm)
+
+
+def apply_mappings(
+    pairs: tuple[tuple[str, str], ...], row: Mapping[str, Any], record: dict[str, Any]
+) -> dict[str, Any]:
+    for crm, marketo in pairs:
+        record[marketo] = row.get(crm)
+    return record

@@ -154,3 +154,25 @@ def test_late_commit_and_bookmark_timestamp_rows_are_caught_once(seeded_salesfor
     websites = {r["externalCompanyId"]: r["website"] for r in second.records["companies"]}
     assert websites == {late: "https://late.example.com", same: "https://same.example.com"}
     assert run_tap(config, second.state).count == 0
+
+
+def test_field_mappings_add_crm_fields_to_a_stream(seeded_salesforce: Any) -> None:
+    sandbox = seeded_salesforce
+    config = salesforce_config(
+        sandbox,
+        field_mappings={"leads": {"Lead.Status": "crmLeadStatus", "Email": "crmEmail"}},
+    )
+    run = run_tap(config)
+
+    schema_props = run.tap.streams["leads"].schema["properties"]
+    assert {"crmLeadStatus", "crmEmail"} <= set(schema_props)
+    store = sandbox.service("salesforce").store
+    statuses = {
+        r["Id"]: r["Status"] for r in store.select("Lead", "", (), columns=["Id", "Status"])
+    }
+    for record in run.records["leads"]:
+        assert record["crmEmail"] == record["email"]
+        if record["personType"] == "lead":
+            assert record["crmLeadStatus"] == statuses[record["externalPersonId"]]
+        else:
+            assert "crmLeadStatus" not in record

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from tap_crm_msi.client import prefetch
 from tap_crm_msi.errors import CrmError, DeltaTokenExpired
 from tap_crm_msi.incremental import format_ts
-from tap_crm_msi.mapping import OwnerPolicy, canonical_ts
+from tap_crm_msi.mapping import OwnerPolicy, apply_mappings, canonical_ts
 from tap_crm_msi.streams import CrmStream
 
 if TYPE_CHECKING:
@@ -98,7 +98,7 @@ class DynamicsStream(CrmStream):
                     *table.columns,
                     "createdon",
                     "modifiedon",
-                    *self.field_mappings.crm_fields,
+                    *(crm for crm, _ in self.field_mappings.for_object(table.logical_name)),
                 ]
             )
         )
@@ -186,8 +186,11 @@ class DynamicsStream(CrmStream):
         # A change-tracking read returns each change once: the window only tracks the bookmark.
         if not window.admit(row_id, ts) and dedupe:
             return
+        mappings = (
+            self.field_mappings.for_object(table.logical_name) if self.field_mappings.pairs else ()
+        )
         for record in build(row, row_id, ts):
-            yield self.field_mappings.apply(row, record) if self.field_mappings.pairs else record
+            yield apply_mappings(mappings, row, record) if mappings else record
 
     # Per-stream shapes ---------------------------------------------------------------------------
     def record_builder(

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from tap_crm_msi.client import prefetch
-from tap_crm_msi.mapping import OwnerPolicy, canonical_ts
+from tap_crm_msi.mapping import OwnerPolicy, apply_mappings, canonical_ts
 from tap_crm_msi.salesforce.client import soql_datetime
 from tap_crm_msi.salesforce.ids import to_18
 from tap_crm_msi.streams import CrmStream
@@ -73,7 +73,8 @@ class SalesforceStream(CrmStream):
 
     def soql(self, sobject: SObject, window: OverlapWindow) -> tuple[str, bool]:
         """The query for `sobject` since the window's start, and whether it is incremental."""
-        columns = list(dict.fromkeys([*sobject.fields, *self.field_mappings.crm_fields]))
+        extra = [crm for crm, _ in self.field_mappings.for_object(sobject.name)]
+        columns = list(dict.fromkeys([*sobject.fields, *extra]))
         columns += [c for c in ("IsDeleted",) if sobject.deletable and c not in columns]
         start = window.query_from
         where = f" WHERE SystemModstamp >= {soql_datetime(start)}" if start is not None else ""
@@ -105,6 +106,7 @@ class SalesforceStream(CrmStream):
         else:
             batches = _chain_first(rows, prefetch(pages))
         admit = window.admit
+        mappings = self.field_mappings.for_object(crm_object)
         for batch in batches:
             for row in batch:
                 ts = canonical_ts(row["SystemModstamp"])
@@ -116,9 +118,7 @@ class SalesforceStream(CrmStream):
                     continue
                 if row.get("IsDeleted"):
                     record["_sdc_deleted_at"] = ts
-                yield (
-                    self.field_mappings.apply(row, record) if self.field_mappings.pairs else record
-                )
+                yield apply_mappings(mappings, row, record) if mappings else record
         window.finish()
 
     def record_builder(
