@@ -196,3 +196,14 @@ def test_the_created_at_fallback_scans_and_emits_only_changes(sandbox: Any, tmp_
     ]
     # The scan reads every createdAt window since start_date again: two windows here.
     assert marketo_calls(sandbox)[CREATE] == 2
+
+
+def test_extra_fields_are_typed_from_describe2(sandbox: Any, tmp_path: Any) -> None:
+    put_leads(sandbox, [lead(1, now() - dt.timedelta(days=1), leadScore=12, title="CTO")])
+    config = tap_config(sandbox, tmp_path, people_extra_fields=["leadScore", "title"])
+    (record,) = run_tap(config, streams=PEOPLE).records("people")
+    assert (record["leadScore"], record["title"]) == (12, "CTO")
+
+    wrong = tap_config(sandbox, tmp_path / "other", people_extra_fields=["shoeSize"])
+    with pytest.raises(Exception, match="shoeSize"):
+        run_tap(wrong, streams=PEOPLE)
