@@ -89,6 +89,9 @@ def render_table(data: dict[str, Any]) -> str:
     lines = [header, "-" * len(header)]
     for stream, row in data["objects"].items():
         lines.append(f"{stream:<18}" + "".join(f"{row.get(c, 0):>10}" for c in columns))
+    if data.get("would_call"):
+        calls = ", ".join(f"{k} {v}" for k, v in data["would_call"].items())
+        lines.append(f"calls a real run would make: {calls}")
     lines.append(
         f"status={data['status']} total_calls={data['total_calls']} "
         f"budget_left={data['budget_left']} rejects={data['rejects']}"
