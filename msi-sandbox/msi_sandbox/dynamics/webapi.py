@@ -65,6 +65,9 @@ class WebApi:
 
     def _route(self, req: ApiRequest) -> ApiResponse:
         path, method = req.path, req.method
+        if path == "":
+            self._allow(method, "GET")
+            return self.service_document()
         if path == "$batch":
             self._allow(method, "POST")
             return self.service.batch.handle(req)
@@ -202,6 +205,12 @@ class WebApi:
         renderer = Renderer(self.records, entity, query.select, prefer)
         rendered = renderer.render([dict(row)])[0]
         return {"@odata.context": context_url(self.base, entity, query, "/$entity"), **rendered}
+
+    def service_document(self) -> ApiResponse:
+        """The OData service document: the entity sets this org serves."""
+        sets = sorted(self.service.entity_sets)
+        value = [{"name": name, "kind": "EntitySet", "url": name} for name in sets]
+        return ApiResponse(200, {"@odata.context": f"{self.base}/$metadata", "value": value})
 
     def who_am_i(self) -> ApiResponse:
         return ApiResponse(
@@ -435,6 +444,7 @@ def from_flask(subpath: str) -> ApiRequest:
 def register(app: Flask, service: DynamicsService) -> None:
     """Add the Web API routes to the Dynamics app."""
 
+    @app.route(f"{API_PATH}/", defaults={"subpath": ""}, methods=["GET"])
     @app.route(f"{API_PATH}/<path:subpath>", methods=["GET", "POST", "PATCH", "DELETE", "PUT"])
     def web_api(subpath: str) -> Response:
         try:

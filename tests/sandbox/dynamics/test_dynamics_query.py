@@ -300,3 +300,20 @@ def test_filter_date_literal_on_a_date_attribute(dyn: Any) -> None:
     )
     assert len(got) == sum(1 for d in dates if d < pivot)
     assert all(len(r["estimatedclosedate"]) == 10 for r in got)  # Edm.Date: no time part
+
+
+def test_service_document_lists_the_entity_sets(dyn: Any) -> None:
+    body = dyn.get(dyn.api + "/").json()
+    assert body["@odata.context"] == f"{dyn.api}/$metadata"
+    names = {s["name"] for s in body["value"]}
+    assert names == {
+        "systemusers",
+        "teams",
+        "accounts",
+        "leads",
+        "contacts",
+        "opportunities",
+        "connections",
+        "connectionroles",
+    }
+    assert dyn.session.get(dyn.api + "/").status_code == 401
