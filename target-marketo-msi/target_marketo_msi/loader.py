@@ -339,8 +339,9 @@ class Loader:
         self._send(LEADS, LEADS.sync_path, updates, payloads, body, handle)
 
     # Roles ----------------------------------------------------------------------------------
-    def _load_roles(self, items: list[PendingRecord]) -> None:
-        ids = self.resolver.resolve([str(i.record["externalPersonId"]) for i in items])
+    def _load_roles(self, items: list[PendingRecord], *, refresh: bool = False) -> None:
+        persons = [str(i.record["externalPersonId"]) for i in items]
+        ids = self.resolver.resolve(persons, refresh=refresh)
         ready, payloads = [], []
         if self.settings.dry_run:  # leads this run would create resolve once created
             for person in self.ledger.loaded[LEADS.stream]:
@@ -355,15 +356,32 @@ class Loader:
             ready.append(item)
             payload = self._payload(OPPORTUNITY_ROLES, item.record)
             payloads.append({**payload, "leadId": ids[person]})
+        stale: list[PendingRecord] = []
+
+        def handle(batch: list[PendingRecord], pls: list[dict], results: list[dict]) -> None:
+            if not refresh:
+                # A cached leadId whose lead is gone (deleted or merged in Marketo): look the
+                # person up again and retry once, rather than rejecting on stale memory.
+                lost = [
+                    (item, result)
+                    for item, result in self._pair(batch, results)
+                    if {str(r.get("code")) for r in result.get("reasons") or []} == {"1004"}
+                ]
+                if lost:
+                    stale.extend(item for item, _ in lost)
+                    gone = {id(item) for item, _ in lost}
+                    kept = [(i, r) for i, r in self._pair(batch, results) if id(i) not in gone]
+                    batch, results = (
+                        [i for i, _ in kept],
+                        [{**r, "seq": n} for n, (_, r) in enumerate(kept)],
+                    )
+            self._handle_results(batch, pls, results)
+
         body = {"action": "createOrUpdate", "dedupeBy": "dedupeFields"}
-        self._send(
-            OPPORTUNITY_ROLES,
-            OPPORTUNITY_ROLES.sync_path,
-            ready,
-            payloads,
-            body,
-            self._handle_results,
-        )
+        self._send(OPPORTUNITY_ROLES, OPPORTUNITY_ROLES.sync_path, ready, payloads, body, handle)
+        if stale:
+            self.resolver.forget(str(i.record["externalPersonId"]) for i in stale)
+            self._load_roles(stale, refresh=True)
 
     # Deletes --------------------------------------------------------------------------------
     def _delete(self, spec: ObjectSpec, *, final: bool) -> None:

@@ -185,3 +185,23 @@ def test_roles_resolve_dynamics_guids_in_batches_of_300(sandbox, tmp_path):
     leads = by_key(dump(sandbox, "leads"), "externalPersonId")
     assert guid(1000).lower() in leads  # stored in one case
     assert len(dump(sandbox, "opportunity_roles")) == 350
+
+
+def test_stale_cached_lead_id_is_looked_up_again(sandbox, tmp_path):
+    world = make_world(leads=6, opportunities=2)
+    config = target_config(sandbox, tmp_path)
+    run_target(config, world.messages())
+    person = world.leads[0]["externalPersonId"]
+    # The lead was merged in Marketo: same person, new Marketo id.
+    store = sandbox.service("marketo").store
+    store.connect().execute('UPDATE leads SET id = 9999 WHERE "externalPersonId" = ?', (person,))
+    role = {
+        "externalOpportunityId": world.opportunities[0]["externalOpportunityId"],
+        "externalPersonId": person,
+        "role": "Technical Buyer",
+        "_crm": "salesforce",
+    }
+    run = run_target(config, [*schema_messages(), *record_messages("opportunity_roles", [role])])
+    assert run.rejects() == []
+    landed = [r for r in dump(sandbox, "opportunity_roles") if r["role"] == "Technical Buyer"]
+    assert [r["leadId"] for r in landed] == [9999]
