@@ -41,8 +41,6 @@ class TargetMarketoMsi(Target):
 
     name = "target-marketo-msi"
     default_sink_class = MarketoObjectSink
-    # Every sink drain flushes the one loader, which holds its own lock: no point in parallel.
-    _MAX_PARALLELISM = 1
     _cli_dry_run = False
 
     config_jsonschema = th.PropertiesList(
@@ -88,6 +86,8 @@ class TargetMarketoMsi(Target):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # Every sink drain flushes the one loader, which holds its own lock: drain one at a time.
+        self.max_parallelism = 1
         config = self.config
         self.dry_run = bool(config.get("dry_run")) or self._cli_dry_run
         self.state_store = InstanceState(
