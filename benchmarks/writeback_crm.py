@@ -116,6 +116,7 @@ def singer_input(ids: list[str], generation: int) -> str:
 
 def run(config: dict[str, Any], text: str) -> tuple[float, dict[str, Any]]:
     target = TargetCrmMsi(config=config, parse_env_config=False)
+    logging.getLogger("singer_sdk.metrics").setLevel(logging.WARNING)  # the SDK sets it up
     started = time.perf_counter()
     with contextlib.redirect_stdout(io.StringIO()):
         target.listen(file_input=io.StringIO(text))
@@ -139,7 +140,6 @@ def main() -> None:
     parser.add_argument("--crm", nargs="+", default=["salesforce", "dynamics"])
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    logging.getLogger("singer_sdk.metrics").setLevel(logging.WARNING)
     with tempfile.TemporaryDirectory(prefix="writeback-bench-") as tmp:
         data_dir = Path(tmp) / "sandbox"
         data_dir.mkdir()
