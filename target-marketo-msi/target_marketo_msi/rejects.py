@@ -15,7 +15,7 @@ from typing import Any, TextIO
 
 
 class Rejects:
-    """Appends rejected records to `path` (created on the first reject) and counts them."""
+    """Writes this run's rejected records to `path` (created on the first reject); counts them."""
 
     def __init__(self, path: str | Path | None) -> None:
         self.path = Path(path) if path else None
@@ -24,6 +24,9 @@ class Rejects:
         self.samples: list[dict[str, Any]] = []
         self._file: TextIO | None = None
         self._lock = threading.Lock()
+        # The file holds this run's rejects: a record still bad is rejected again next run.
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
 
     def add(self, stream: str, record: dict[str, Any], code: str, message: str) -> None:
         line = {
@@ -41,7 +44,7 @@ class Rejects:
             if self.path is not None:
                 if self._file is None:
                     self.path.parent.mkdir(parents=True, exist_ok=True)
-                    self._file = self.path.open("a", encoding="utf-8")
+                    self._file = self.path.open("w", encoding="utf-8")
                 self._file.write(json.dumps(line, ensure_ascii=False, default=str) + "\n")
                 self._file.flush()
 
