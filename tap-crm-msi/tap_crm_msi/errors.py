@@ -6,6 +6,10 @@ from __future__ import annotations
 class CrmError(Exception):
     """A CRM call failed for good (after retries); the message names the call, never a secret."""
 
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status  # the HTTP status, when the CRM answered
+
 
 class AuthError(CrmError):
     """The CRM refused our credentials."""

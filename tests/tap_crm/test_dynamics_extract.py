@@ -182,3 +182,45 @@ def test_rejected_token_mid_run_is_replaced(seeded_dynamics: Any) -> None:
     run = run_tap(dynamics_config(sandbox, max_tries=2))
     for stream in KEYS:
         assert sorted(run.ids(stream)) == sorted(reference.ids(stream)), stream
+
+
+def test_table_refusing_change_tracking_is_read_by_modifiedon(seeded_dynamics: Any) -> None:
+    sandbox = seeded_dynamics
+    config = dynamics_config(sandbox)
+    reference = run_tap(config)
+    # The first accounts read (the one asking for change tracking) is refused with a 400.
+    sandbox.admin(
+        "dynamics",
+        "PUT",
+        "faults",
+        json={"errors": [{"code": "400", "nth": 1, "times": 1, "path": "/accounts"}]},
+    )
+
+    first = run_tap(config)
+
+    assert sorted(first.ids("companies")) == sorted(reference.ids("companies"))
+    partition = first.state["bookmarks"]["companies"]["partitions"][0]
+    assert partition["mode"] == "modifiedon"
+    assert "delta_link" not in partition
+    assert run_tap(config, first.state).count == 0
+
+
+def test_run_killed_mid_table_loses_nothing(seeded_dynamics: Any) -> None:
+    sandbox = seeded_dynamics
+    config = dynamics_config(sandbox, page_size=50, max_tries=1)
+    reference = {stream: set(run_tap(config).ids(stream)) for stream in KEYS}
+    sandbox.admin(
+        "dynamics",
+        "PUT",
+        "faults",
+        json={"errors": [{"code": "503", "nth": 3, "times": 1, "path": "/contacts"}]},
+    )
+
+    killed = run_tap(config, expect_error=True)
+    assert killed.error is not None
+    assert killed.records["leads"]
+    resumed = run_tap(config, killed.state)
+
+    for stream in KEYS:
+        assert set(killed.ids(stream)) | set(resumed.ids(stream)) == reference[stream], stream
+    assert run_tap(config, resumed.state).count == 0

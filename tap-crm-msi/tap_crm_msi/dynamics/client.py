@@ -75,7 +75,7 @@ class DynamicsClient(BaseCrmClient):
             )
         if code == EXPIRED_VERSION_STAMP:
             raise DeltaTokenExpired(message or "change tracking token expired")
-        raise CrmError(f"Dataverse HTTP {status} {code}: {message}")
+        raise CrmError(f"Dataverse HTTP {status} {code}: {message}", status=status)
 
     def url(self, entity_set: str, **query: str) -> str:
         params = "&".join(f"${k}={quote(v, safe=',()')}" for k, v in query.items() if v)

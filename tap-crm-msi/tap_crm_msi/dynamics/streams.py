@@ -137,9 +137,11 @@ class DynamicsStream(CrmStream):
         build = self.record_builder(table, incremental, window)
         now = format_ts(dt.datetime.now(dt.UTC))
         delta_link = None
+        pages_read = 0
         try:
             for rows, link in prefetch(self.client.pages(url, track_changes=True)):
                 delta_link = link or delta_link
+                pages_read += 1
                 for row in rows:
                     if "id" in row and "$deletedEntity" in row.get("@odata.context", ""):
                         record = self.deleted_record(table, _guid(row["id"]), now)
@@ -148,7 +150,8 @@ class DynamicsStream(CrmStream):
                         continue
                     yield from self._emit(row, table, build, window, dedupe=False)
         except CrmError as exc:
-            if delta is None and not isinstance(exc, DeltaTokenExpired) and "400" in str(exc):
+            # A table without change tracking refuses the preference on its first read.
+            if delta is None and pages_read == 0 and exc.status == 400:
                 raise _NoChangeTracking from exc
             raise
         if delta_link is None:

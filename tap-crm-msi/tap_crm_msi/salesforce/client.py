@@ -85,7 +85,7 @@ class SalesforceClient(BaseCrmClient):
             raise ApiAllowanceExhausted(self._stop_reason)
         if status in (500, 502, 503, 504) or code in RETRYABLE_ERROR_CODES:
             raise RetriableError(f"Salesforce HTTP {status} {code}".strip())
-        raise CrmError(f"Salesforce HTTP {status} {code}: {message}")
+        raise CrmError(f"Salesforce HTTP {status} {code}: {message}", status=status)
 
     # Limits --------------------------------------------------------------------------------------
     def _read_limit_info(self, response: requests.Response) -> None:
