@@ -22,6 +22,7 @@ from writeback_support import (
 )
 
 from msi_sandbox.server import start
+from tap_crm_msi.writeback.fields import FieldNotFoundError
 from tap_crm_msi.writeback.target import RunStoppedError
 
 
@@ -225,3 +226,29 @@ def test_spent_allowance_stops_without_state_and_the_rerun_finishes(
     after_leads, after_contacts = people(salesforce)
     assert all(after_leads[i]["Priority__c"] is not None for i in ids if i in after_leads)
     assert all(after_contacts[i]["Priority__c"] is not None for i in ids if i in after_contacts)
+
+
+def test_expired_session_mid_run_is_renewed(salesforce: Any, tmp_path: Path) -> None:
+    lead_id = pick(salesforce)["leads"][0]
+    salesforce.admin(
+        "salesforce",
+        "PUT",
+        "faults",
+        json={"errors": [{"code": "INVALID_SESSION_ID", "nth": 1, "path": "composite"}]},
+    )
+    target = run_target(salesforce_config(salesforce, tmp_path), singer_lines([score(lead_id, 3)]))
+    assert target.summary["written"] == 1
+    assert people(salesforce)[0][lead_id]["Priority__c"] == 3.0
+    assert api_calls(salesforce, "salesforce", "/services/oauth2/token") == 2
+
+
+def test_a_mapped_field_the_org_lacks_fails_the_run(salesforce: Any, tmp_path: Path) -> None:
+    lead_id = pick(salesforce)["leads"][0]
+    before = people(salesforce)
+    config = salesforce_config(
+        salesforce, tmp_path, salesforce_field_map={"priority": "MSI_Priority__c"}
+    )
+    with pytest.raises(FieldNotFoundError, match="MSI_Priority__c"):
+        run_target(config, singer_lines([score(lead_id, 3)]))
+    assert people(salesforce) == before
+    assert rejects(tmp_path) == []  # a setting to fix, not thousands of rejected records

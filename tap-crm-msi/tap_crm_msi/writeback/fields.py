@@ -12,6 +12,8 @@ import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
+from tap_crm_msi.errors import CrmError
+
 SCORE_FIELDS = (
     "msiLastInterestingMomentType",
     "msiLastInterestingMomentDate",
@@ -46,8 +48,8 @@ DATE_FIELDS = frozenset({"msiLastInterestingMomentDate"})
 NUMBER_FIELDS = frozenset({"priority", "relativeUrgency", "relativeScore"})
 
 
-class FieldNotFoundError(ValueError):
-    """A mapped CRM field does not exist on the object (neither plain nor namespaced)."""
+class FieldNotFoundError(CrmError):
+    """A mapped CRM field does not exist on the object: a setting to fix, so the run fails."""
 
 
 def utc_text(value: Any) -> str | None:
