@@ -136,6 +136,7 @@ class TargetCrmMsi(Target):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._writer: ScoreWriter | None = None
         self._stop_reason: str | None = None
+        self._status = "ok"
         self.summary: dict[str, Any] | None = None
         super().__init__(*args, **kwargs)
         # One writer and one memory: sinks drain one after another (the SDK's default is 8).
@@ -152,24 +153,28 @@ class TargetCrmMsi(Target):
     def process_endofpipe(self) -> None:
         try:
             super().process_endofpipe()
+        except Exception:
+            self._status = "failed"
+            raise
         finally:
             self.finish()
 
     def stopped(self, reason: str) -> RunStoppedError:
         """End the run early (quota): summary saved, no state emitted."""
         self._stop_reason = reason
+        self._status = "stopped"
         self.finish()
         return RunStoppedError(f"Write-back stopped: {reason}")
 
     def finish(self) -> dict[str, Any]:
         """Close the memory and the rejects file; log and save the summary."""
-        if getattr(self, "summary", None) is not None:
+        if self.summary is not None:
             return self.summary
         calls = self._writer.calls if self._writer is not None else 0
         data = self.report.as_dict(
             crm=self.config.get("crm"),
             calls=calls,
-            status="stopped" if self._stop_reason else "ok",
+            status=self._status,
             stop_reason=self._stop_reason,
         )
         if self._writer is not None:
