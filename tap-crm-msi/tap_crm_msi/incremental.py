@@ -47,14 +47,19 @@ class OverlapWindow:
         overlap_s: float,
         replication_key: str,
         sorted_input: bool = True,
+        resumed: bool | None = None,
     ) -> None:
         self.state = state
         self.overlap = dt.timedelta(seconds=overlap_s)
         self.replication_key = replication_key
         self.bookmark: str | None = start
-        self.seen: dict[str, str] = dict(state.get(SEEN_KEY) or {}) if start else {}
+        # Whether a previous run left this bookmark (then deletions and conversions since it
+        # are news); a `start_date` alone is no previous run, and needs no overlap.
+        self.resumed = start is not None if resumed is None else resumed
+        self.seen: dict[str, str] = dict(state.get(SEEN_KEY) or {}) if self.resumed else {}
         # The lowest timestamp that can still need emitting; older rows were emitted before.
-        self.floor: str | None = format_ts(parse_ts(start) - self.overlap) if start else None
+        overlap = self.overlap if self.resumed else dt.timedelta(0)
+        self.floor: str | None = format_ts(parse_ts(start) - overlap) if start else None
         self.max_ts: str | None = start
         self._prune_at = max(PRUNE_EVERY, 2 * len(self.seen))
         self._sorted = False

@@ -16,7 +16,7 @@ from typing_extensions import override
 
 from tap_crm_msi.contract import REPLICATION_KEY, key_properties, load_schema
 from tap_crm_msi.errors import ApiAllowanceExhausted
-from tap_crm_msi.incremental import OverlapWindow
+from tap_crm_msi.incremental import BOOKMARK_KEY, OverlapWindow
 from tap_crm_msi.mapping import FieldMappings, canonical_ts
 
 if TYPE_CHECKING:
@@ -71,6 +71,7 @@ class CrmStream(Stream):
     def open_window(self, context: Context | None, *, sorted_input: bool = True) -> OverlapWindow:
         """The bookmark of this partition, from the state the SDK loaded."""
         state = self.get_context_state(context)
+        # A bookmark from a previous run, or else `start_date` (which is no previous run).
         start = self.get_starting_replication_key_value(context)
         return OverlapWindow(
             state,
@@ -78,6 +79,7 @@ class CrmStream(Stream):
             overlap_s=self.overlap_s,
             replication_key=self.replication_key,
             sorted_input=sorted_input,
+            resumed=bool(state.get(BOOKMARK_KEY)),
         )
 
     @override

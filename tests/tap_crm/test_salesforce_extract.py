@@ -176,3 +176,23 @@ def test_field_mappings_add_crm_fields_to_a_stream(seeded_salesforce: Any) -> No
             assert record["crmLeadStatus"] == statuses[record["externalPersonId"]]
         else:
             assert "crmLeadStatus" not in record
+
+
+def test_start_date_limits_the_first_run_without_deletions(seeded_salesforce: Any) -> None:
+    sandbox = seeded_salesforce
+    store = sandbox.service("salesforce").store
+    sandbox.admin("salesforce", "POST", "mutate", json={"deletes": 6})
+    stamps = sorted(
+        r["SystemModstamp"] for r in store.select("Account", "", (), columns=["SystemModstamp"])
+    )
+    start = stamps[len(stamps) // 2]  # wire form 2024-01-01T00:00:00.000+0000
+    start_date = start[:19] + "Z"
+
+    run = run_tap(salesforce_config(sandbox, start_date=start_date))
+
+    expected = {
+        r["Id"]
+        for r in store.select("Account", '"SystemModstamp" >= ?', (start[:19],), columns=["Id"])
+    }
+    assert set(run.ids("companies")) == expected
+    assert all("_sdc_deleted_at" not in r for rs in run.records.values() for r in rs)

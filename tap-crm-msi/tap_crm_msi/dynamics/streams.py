@@ -132,7 +132,7 @@ class DynamicsStream(CrmStream):
         state: dict[str, Any],
         delta: str | None,
     ) -> Iterator[dict[str, Any]]:
-        incremental = delta is not None or window.bookmark is not None
+        incremental = delta is not None or window.resumed
         url = delta or self.client.url(table.entity_set, select=select)
         build = self.record_builder(table, incremental, window)
         now = format_ts(dt.datetime.now(dt.UTC))
@@ -168,7 +168,7 @@ class DynamicsStream(CrmStream):
         query = {"select": select, "orderby": f"modifiedon asc,{table.primary_id} asc"}
         if start is not None:
             query["filter"] = f"modifiedon ge {start.strftime('%Y-%m-%dT%H:%M:%SZ')}"
-        build = self.record_builder(table, start is not None, window)
+        build = self.record_builder(table, window.resumed, window)
         pages = self.client.pages(self.client.url(table.entity_set, **query))
         for rows, _ in prefetch(pages):
             for row in rows:

@@ -71,19 +71,20 @@ class SalesforceStream(CrmStream):
     def crm_objects(self) -> tuple[str, ...]:  # type: ignore[override]
         return tuple(self.sobjects)
 
-    def soql(self, sobject: SObject, window: OverlapWindow) -> tuple[str, bool]:
-        """The query for `sobject` since the window's start, and whether it is incremental."""
+    def soql(self, sobject: SObject, window: OverlapWindow) -> str:
+        """The query for `sobject` from the window's start (all rows on a first run)."""
         extra = [crm for crm, _ in self.field_mappings.for_object(sobject.name)]
         columns = list(dict.fromkeys([*sobject.fields, *extra]))
         columns += [c for c in ("IsDeleted",) if sobject.deletable and c not in columns]
         start = window.query_from
         where = f" WHERE SystemModstamp >= {soql_datetime(start)}" if start is not None else ""
-        return f"SELECT {', '.join(columns)} FROM {sobject.name}{where}", start is not None
+        return f"SELECT {', '.join(columns)} FROM {sobject.name}{where}"
 
     def read_object(self, crm_object: str, context: Context | None) -> Iterator[dict[str, Any]]:
         sobject = self.sobjects[crm_object]
         window = self.open_window(context)
-        soql, incremental = self.soql(sobject, window)
+        soql = self.soql(sobject, window)
+        incremental = window.resumed
         include_deleted = incremental and sobject.deletable
         to_record = self.record_builder(crm_object, incremental)
         pages = self.client.query_pages(
