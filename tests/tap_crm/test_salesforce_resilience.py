@@ -169,3 +169,17 @@ def test_jwt_bearer_flow(seeded_salesforce: Any) -> None:
     )
     run = run_tap(config)
     assert len(run.records["companies"]) == 60
+
+
+def test_refused_credentials_fail_without_leaking_the_secret(
+    seeded_salesforce: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    secret = "wrong-secret-do-not-print-0123456789"
+    config = salesforce_config(seeded_salesforce, client_secret=secret)
+
+    with pytest.raises(AuthError) as refused:
+        run_tap(config)
+
+    assert "invalid_client" in str(refused.value)
+    assert secret not in str(refused.value)
+    assert secret not in caplog.text
