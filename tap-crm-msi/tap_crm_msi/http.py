@@ -21,7 +21,3 @@ def make_session(ca_bundle: str | None) -> requests.Session:
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     return session
-
-
-def verify_of(session: requests.Session) -> str | bool:
-    return session.verify  # type: ignore[return-value]
