@@ -16,6 +16,11 @@ def canonical_ts(value: str | None) -> str | None:
     """
     if not value:
         return None
+    # The two forms the APIs send on every row, without the general parse below.
+    if len(value) == 28 and value.endswith("+0000") and value[19] == ".":
+        return value[:23] + "Z"
+    if len(value) == 20 and value[19] == "Z":
+        return value[:19] + ".000Z"
     head, rest = value[:19], value[19:]
     millis = "000"
     if rest.startswith("."):
