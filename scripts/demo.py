@@ -32,8 +32,38 @@ CONNECTOR_STATE_DIR = ROOT / ".sandbox" / "connector-state"
 SUMMARY_FILE = ROOT / "output" / "sandbox" / "marketo-summary.json"
 DEMO_SEED = 42
 STARTUP_TIMEOUT_S = 180
-# Forward-sync jobs, one per CRM: each loads into a freshly reset Marketo.
-FORWARD_JOBS = ("crm-to-marketo-salesforce", "crm-to-marketo-dynamics")
+# Per CRM: the forward sync into a freshly reset Marketo, then the score write-back.
+FLOWS = {
+    "salesforce": ("crm-to-marketo-salesforce", "marketo-scores-to-salesforce"),
+    "dynamics": ("crm-to-marketo-dynamics", "marketo-scores-to-dynamics"),
+}
+# How many Marketo leads get simulated MSI activity before the write-back, and how many of
+# them the demo shows before and after.
+MSI_ACTIVITY_LEADS = 25
+SHOWN_RECORDS = 3
+# CRM objects holding people, their id column, and the score fields shown (the sandbox defaults).
+CRM_PEOPLE = {
+    "salesforce": {
+        "objects": ("Lead", "Contact"),
+        "id": "Id",
+        "fields": (
+            "Last_Interesting_Moment_Type__c",
+            "Priority__c",
+            "Urgency_Value__c",
+            "Relative_Score_Value__c",
+        ),
+    },
+    "dynamics": {
+        "objects": ("lead", "contact"),
+        "id": ("leadid", "contactid"),
+        "fields": (
+            "msi_lastinterestingmomenttype",
+            "msi_priority",
+            "msi_urgency",
+            "msi_relativescore",
+        ),
+    },
+}
 
 
 def say(message: str) -> None:
@@ -144,19 +174,73 @@ def admin(info: dict[str, Any], service: str, method: str, path: str, **kwargs: 
     return response.json() if response.content else None
 
 
+def dump(info: dict[str, Any], service: str, obj: str) -> list[dict[str, Any]]:
+    """Every stored row of one sandbox object (the admin API's JSON Lines dump)."""
+    session = requests.Session()
+    session.trust_env = False
+    response = session.get(
+        f"{info[service]['base_url']}/_sandbox/dump/{obj}", verify=info["ca_bundle"], timeout=120
+    )
+    response.raise_for_status()
+    return [json.loads(line) for line in response.text.splitlines() if line.strip()]
+
+
 def marketo_counts(info: dict[str, Any]) -> dict[str, int]:
-    counts = {}
-    for obj in ("salespersons", "companies", "leads", "opportunities", "opportunity_roles"):
-        session = requests.Session()
-        session.trust_env = False
-        response = session.get(
-            f"{info['marketo']['base_url']}/_sandbox/dump/{obj}",
-            verify=info["ca_bundle"],
-            timeout=120,
+    objects = ("salespersons", "companies", "leads", "opportunities", "opportunity_roles")
+    return {obj: len(dump(info, "marketo", obj)) for obj in objects}
+
+
+def crm_people(info: dict[str, Any], crm: str, person_ids: list[str]) -> dict[str, dict]:
+    """The CRM lead/contact rows with these ids, keyed by id."""
+    spec = CRM_PEOPLE[crm]
+    id_columns = spec["id"] if isinstance(spec["id"], tuple) else (spec["id"],) * 2
+    wanted = {pid.lower() for pid in person_ids}
+    rows = {}
+    for obj, id_column in zip(spec["objects"], id_columns, strict=True):
+        for row in dump(info, crm, obj):
+            if str(row[id_column]).lower() in wanted:
+                rows[str(row[id_column]).lower()] = row
+    return rows
+
+
+def print_scores(title: str, crm: str, rows: dict[str, dict], person_ids: list[str]) -> None:
+    fields = CRM_PEOPLE[crm]["fields"]
+    widths = [len(f) + 2 for f in fields]
+    print(title)
+    print(f"  {'CRM id':<38}" + "".join(f"{f:<{w}}" for f, w in zip(fields, widths, strict=True)))
+    for pid in person_ids:
+        row = rows.get(pid.lower(), {})
+        values = "".join(
+            f"{row.get(f)!s:<{w}.{w - 2}}" for f, w in zip(fields, widths, strict=True)
         )
-        response.raise_for_status()
-        counts[obj] = sum(1 for line in response.text.splitlines() if line.strip())
-    return counts
+        print(f"  {pid:<38}{values}")
+
+
+def write_back_scores(crm: str, job: str, info: dict[str, Any], env: dict[str, str]) -> bool:
+    """Simulate MSI activity in Marketo, run the write-back, show CRM records before and after."""
+    changed = admin(
+        info,
+        "marketo",
+        "POST",
+        "msi-activity",
+        json={"count": MSI_ACTIVITY_LEADS, "seed": DEMO_SEED},
+    )
+    by_id = {lead["id"]: lead for lead in dump(info, "marketo", "leads")}
+    person_ids = [
+        by_id[i]["externalPersonId"] for i in changed["leadIds"] if by_id[i].get("externalPersonId")
+    ][:SHOWN_RECORDS]
+    print()
+    print(f"=== {job} ===")
+    print(f"MSI activity simulated on {changed['updated']} Marketo leads.")
+    print_scores(
+        "CRM records before the write-back:", crm, crm_people(info, crm, person_ids), person_ids
+    )
+    ok = run_job(job, env)
+    print_scores(
+        "CRM records after the write-back:", crm, crm_people(info, crm, person_ids), person_ids
+    )
+    print()
+    return ok
 
 
 SUMMARY_COLUMNS = ("received", "created", "updated", "unchanged", "deleted", "rejected", "calls")
@@ -193,7 +277,7 @@ def main() -> int:
     failed = False
     try:
         env = sandbox_env(info)
-        for job in FORWARD_JOBS:
+        for crm, (job, write_back_job) in FLOWS.items():
             if job not in jobs:
                 say(f"job {job} is not defined yet; skipped")
                 continue
@@ -205,6 +289,8 @@ def main() -> int:
                 failed = True
             say(f"{job} took {time.monotonic() - started:.1f} s")
             print_summary(job, info)
+            if write_back_job in jobs and not write_back_scores(crm, write_back_job, info, env):
+                failed = True
     finally:
         stop_sandbox(process)
     return 1 if failed else 0
