@@ -413,8 +413,17 @@ class PeopleStream(MarketoLeadStream):
     def run(self, state: dict[str, Any]) -> Iterator[dict[str, Any]]:
         yield from self.changed_leads(state)
         yield from self.deleted_people(state)
-        if self.config.get("track_company_changes", True):
+        if self.config.get("track_company_changes", True) and self._company_check_due(state):
             yield from self.company_changes()
+            state["companies_checked_at"] = marketo_time(self.tap.run_started)
+
+    def _company_check_due(self, state: dict[str, Any]) -> bool:
+        """Every run by default; `company_check_hours` spaces the checks on large instances."""
+        hours = float(self.config.get("company_check_hours") or 0)
+        last = state.get("companies_checked_at")
+        if not hours or not last:
+            return True
+        return self.tap.run_started - parse_time(last) >= dt.timedelta(hours=hours)
 
     # Deletes ----------------------------------------------------------------------------------
     def deleted_people(self, state: dict[str, Any]) -> Iterator[dict[str, Any]]:

@@ -76,6 +76,12 @@ class TapMarketoMsi(Tap):
             default=True,
             description="Re-emit people whose company's fields changed",
         ),
+        th.Property(
+            "company_check_hours",
+            th.NumberType(),
+            default=0,
+            description="Check companies at most this often (0: every run); ⌈companies/300⌉ calls",
+        ),
         th.Property("window_days", th.IntegerType(), default=31, description="At most 31"),
         th.Property(
             "lookback_minutes",

@@ -207,3 +207,17 @@ def test_extra_fields_are_typed_from_describe2(sandbox: Any, tmp_path: Any) -> N
     wrong = tap_config(sandbox, tmp_path / "other", people_extra_fields=["shoeSize"])
     with pytest.raises(Exception, match="shoeSize"):
         run_tap(wrong, streams=PEOPLE)
+
+
+def test_company_checks_can_be_spaced_out(sandbox: Any, tmp_path: Any) -> None:
+    store = sandbox.service("marketo").store
+    store.insert("companies", {"externalCompanyId": "001B", "company": "Beta", "website": "b.se"})
+    put_leads(sandbox, [lead(1, now() - dt.timedelta(days=1), externalCompanyId="001B")])
+    config = tap_config(sandbox, tmp_path, company_check_hours=24)
+    first = run_tap(config, streams=PEOPLE)
+    assert marketo_calls(sandbox)["/rest/v1/companies.json"] == 1
+
+    sandbox.admin("marketo", "POST", "stats/reset")
+    second = run_tap(config, first.state, streams=PEOPLE)
+    assert second.records("people") == []
+    assert "/rest/v1/companies.json" not in marketo_calls(sandbox)  # checked < 24 h ago
