@@ -221,3 +221,18 @@ def test_company_checks_can_be_spaced_out(sandbox: Any, tmp_path: Any) -> None:
     second = run_tap(config, first.state, streams=PEOPLE)
     assert second.records("people") == []
     assert "/rest/v1/companies.json" not in marketo_calls(sandbox)  # checked < 24 h ago
+
+
+def test_records_whose_state_never_arrived_are_emitted_again(sandbox: Any, tmp_path: Any) -> None:
+    """A run whose output the target never committed (Meltano keeps the older state)."""
+    put_leads(sandbox, [lead(i, now() - dt.timedelta(days=1)) for i in range(1, 4)])
+    config = tap_config(sandbox, tmp_path)
+    first = run_tap(config, streams=PEOPLE)
+    change_lead(sandbox, 2, now(), leadStatus="Working")
+
+    lost = run_tap(config, first.state, streams=PEOPLE)
+    assert ids(lost.records("people")) == [2]
+
+    again = run_tap(config, first.state, streams=PEOPLE)  # the lost run's state never saved
+    assert ids(again.records("people")) == [2]
+    assert run_tap(config, again.state, streams=PEOPLE).records("people") == []
