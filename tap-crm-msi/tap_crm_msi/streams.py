@@ -7,7 +7,7 @@ The partition key is also a record field, so the SDK's context-into-record copy 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from singer_sdk import Stream
@@ -17,7 +17,7 @@ from typing_extensions import override
 from tap_crm_msi.contract import REPLICATION_KEY, key_properties, load_schema
 from tap_crm_msi.errors import ApiAllowanceExhausted
 from tap_crm_msi.incremental import BOOKMARK_KEY, OverlapWindow
-from tap_crm_msi.mapping import FieldMappings, canonical_ts
+from tap_crm_msi.mapping import FieldMappings, RecordShape, canonical_ts
 
 if TYPE_CHECKING:
     from singer_sdk.helpers.types import Context
@@ -94,6 +94,10 @@ class CrmStream(Stream):
             # read): the SDK must not promote its progress marker past rows not yet read.
             self.get_context_state(context).pop("progress_markers", None)
             self.crm_tap.stop(str(exc))
+
+    def shape(self, crm_object: str, copied: Mapping[str, str] | None = None) -> RecordShape:
+        """`crm_object`'s record shape: `copied` (contract field -> CRM field) plus provenance."""
+        return RecordShape(self.crm, crm_object, copied)
 
     def read_object(self, crm_object: str, context: Context | None) -> Iterator[dict[str, Any]]:
         """Records of one CRM object since its bookmark, deduplicated by its `OverlapWindow`."""

@@ -207,13 +207,7 @@ class DynamicsStream(CrmStream):
     def deleted_record(self, table: Table, row_id: str | None, ts: str) -> dict[str, Any] | None:
         """The record telling the target that `row_id` was deleted (None: cannot be said)."""
         key = self.primary_keys[0]
-        return {
-            key: row_id,
-            "_crm": "dynamics",
-            "_crm_object": table.logical_name,
-            "_crm_modified_at": ts,
-            "_sdc_deleted_at": ts,
-        }
+        return self.shape(table.logical_name)({}, ts, **{key: row_id}, _sdc_deleted_at=ts)
 
 
 class _NoChangeTracking(Exception):
@@ -237,22 +231,26 @@ class SalesPersonsStream(DynamicsStream):
         )
     }
 
+    copied: ClassVar[dict[str, str]] = {
+        "email": "internalemailaddress",
+        "firstName": "firstname",
+        "lastName": "lastname",
+        "title": "title",
+        "phone": "address1_telephone1",
+    }
+
     def record_builder(self, table: Table, incremental: bool, window: OverlapWindow) -> Callable:
+        shape = self.shape(table.logical_name, self.copied)
+
         def build(row: dict[str, Any], row_id: str, ts: str) -> list[dict[str, Any]]:
             disabled = row.get("isdisabled")
             return [
-                {
-                    "externalSalesPersonId": row_id,
-                    "email": row.get("internalemailaddress"),
-                    "firstName": row.get("firstname"),
-                    "lastName": row.get("lastname"),
-                    "title": row.get("title"),
-                    "phone": row.get("address1_telephone1"),
-                    "isActive": None if disabled is None else not disabled,
-                    "_crm": "dynamics",
-                    "_crm_object": "systemuser",
-                    "_crm_modified_at": ts,
-                }
+                shape(
+                    row,
+                    ts,
+                    externalSalesPersonId=row_id,
+                    isActive=None if disabled is None else not disabled,
+                )
             ]
 
         return build
@@ -281,31 +279,34 @@ class CompaniesStream(DynamicsStream):
         )
     }
 
+    copied: ClassVar[dict[str, str]] = {
+        "company": "name",
+        "website": "websiteurl",
+        "numberOfEmployees": "numberofemployees",
+        "billingStreet": "address1_line1",
+        "billingCity": "address1_city",
+        "billingState": "address1_stateorprovince",
+        "billingPostalCode": "address1_postalcode",
+        "billingCountry": "address1_country",
+        "mainPhone": "telephone1",
+    }
+
     def record_builder(self, table: Table, incremental: bool, window: OverlapWindow) -> Callable:
         owner = self.owner
         labels = self.labels(table)
+        shape = self.shape(table.logical_name, self.copied)
 
         def build(row: dict[str, Any], row_id: str, ts: str) -> list[dict[str, Any]]:
             revenue = row.get("revenue")
             return [
-                {
-                    "externalCompanyId": row_id,
-                    "company": row.get("name"),
-                    "externalSalesPersonId": owner(row),
-                    "website": row.get("websiteurl"),
-                    "industry": labels(row, "industrycode"),
-                    "annualRevenue": None if revenue is None else float(revenue),
-                    "numberOfEmployees": row.get("numberofemployees"),
-                    "billingStreet": row.get("address1_line1"),
-                    "billingCity": row.get("address1_city"),
-                    "billingState": row.get("address1_stateorprovince"),
-                    "billingPostalCode": row.get("address1_postalcode"),
-                    "billingCountry": row.get("address1_country"),
-                    "mainPhone": row.get("telephone1"),
-                    "_crm": "dynamics",
-                    "_crm_object": "account",
-                    "_crm_modified_at": ts,
-                }
+                shape(
+                    row,
+                    ts,
+                    externalCompanyId=row_id,
+                    externalSalesPersonId=owner(row),
+                    industry=labels(row, "industrycode"),
+                    annualRevenue=None if revenue is None else float(revenue),
+                )
             ]
 
         return build
@@ -342,10 +343,23 @@ class LeadsStream(DynamicsStream):
         record["personType"] = table.logical_name  # type: ignore[index]
         return record
 
+    # Contacts have no companyname: their rows leave it None.
+    copied: ClassVar[dict[str, str]] = {
+        "email": "emailaddress1",
+        "firstName": "firstname",
+        "lastName": "lastname",
+        "company": "companyname",
+        "title": "jobtitle",
+        "phone": "telephone1",
+    }
+
     def record_builder(self, table: Table, incremental: bool, window: OverlapWindow) -> Callable:
         owner = self.owner
         labels = self.labels(table)
         is_lead = table.logical_name == "lead"
+        person_type = "lead" if is_lead else "contact"
+        shape = self.shape(table.logical_name, self.copied)
+        rekey_shape = self.shape("lead")
         # A contact created since the last run from a lead: the lead was qualified meanwhile.
         created_since = window.floor if incremental else None
 
@@ -358,36 +372,28 @@ class LeadsStream(DynamicsStream):
                 if customer and row.get("_parentcustomerid_value" + LOGICAL, "account") == "account"
                 else None
             )
-            record = {
-                "externalPersonId": row_id,
-                "email": row.get("emailaddress1"),
-                "firstName": row.get("firstname"),
-                "lastName": row.get("lastname"),
-                "externalSalesPersonId": owner(row),
-                "externalCompanyId": company_id,
-                "company": row.get("companyname"),
-                "title": row.get("jobtitle"),
-                "phone": row.get("telephone1"),
-                "leadSource": labels(row, "leadsourcecode"),
-                "leadStatus": labels(row, "statuscode") if is_lead else None,
-                "industry": labels(row, "industrycode") if is_lead else None,
-                "personType": "lead" if is_lead else "contact",
-                "convertedToExternalPersonId": None,
-                "_crm": "dynamics",
-                "_crm_object": table.logical_name,
-                "_crm_modified_at": ts,
-            }
+            record = shape(
+                row,
+                ts,
+                externalPersonId=row_id,
+                externalSalesPersonId=owner(row),
+                externalCompanyId=company_id,
+                leadSource=labels(row, "leadsourcecode"),
+                leadStatus=labels(row, "statuscode") if is_lead else None,
+                industry=labels(row, "industrycode") if is_lead else None,
+                personType=person_type,
+                convertedToExternalPersonId=None,
+            )
             origin = _guid(row.get("_originatingleadid_value"))
             created = canonical_ts(row.get("createdon"))
             if origin and created_since and created and created >= created_since:
-                rekey = {
-                    "externalPersonId": origin,
-                    "personType": "lead",
-                    "convertedToExternalPersonId": row_id,
-                    "_crm": "dynamics",
-                    "_crm_object": "lead",
-                    "_crm_modified_at": ts,
-                }
+                rekey = rekey_shape(
+                    row,
+                    ts,
+                    externalPersonId=origin,
+                    personType="lead",
+                    convertedToExternalPersonId=row_id,
+                )
                 return [rekey, record]
             return [record]
 
@@ -415,9 +421,16 @@ class OpportunitiesStream(DynamicsStream):
     contract_name = "opportunities"
     tables: ClassVar[dict[str, Table]] = {"opportunity": OPPORTUNITY_TABLE}
 
+    copied: ClassVar[dict[str, str]] = {
+        "name": "name",
+        "closeDate": "estimatedclosedate",
+        "probability": "closeprobability",
+    }
+
     def record_builder(self, table: Table, incremental: bool, window: OverlapWindow) -> Callable:
         owner = self.owner
         labels = self.labels(table)
+        shape = self.shape(table.logical_name, self.copied)
 
         def build(row: dict[str, Any], row_id: str, ts: str) -> list[dict[str, Any]]:
             customer = row.get("_customerid_value")
@@ -427,21 +440,17 @@ class OpportunitiesStream(DynamicsStream):
             state = row.get("statecode")
             value = row.get("estimatedvalue")
             return [
-                {
-                    "externalOpportunityId": row_id,
-                    "name": row.get("name"),
-                    "externalCompanyId": _guid(account),
-                    "externalSalesPersonId": owner(row),
-                    "amount": None if value is None else float(value),
-                    "closeDate": row.get("estimatedclosedate"),
-                    "stage": row.get("stepname") or labels(row, "statecode"),
-                    "isClosed": None if state is None else state != 0,
-                    "isWon": None if state is None else state == 1,
-                    "probability": row.get("closeprobability"),
-                    "_crm": "dynamics",
-                    "_crm_object": "opportunity",
-                    "_crm_modified_at": ts,
-                }
+                shape(
+                    row,
+                    ts,
+                    externalOpportunityId=row_id,
+                    externalCompanyId=_guid(account),
+                    externalSalesPersonId=owner(row),
+                    amount=None if value is None else float(value),
+                    stage=row.get("stepname") or labels(row, "statecode"),
+                    isClosed=None if state is None else state != 0,
+                    isWon=None if state is None else state == 1,
+                )
             ]
 
         return build
@@ -487,6 +496,7 @@ class OpportunityRolesStream(DynamicsStream):
 
     def record_builder(self, table: Table, incremental: bool, window: OverlapWindow) -> Callable:
         default_role = self.crm_tap.config.get("default_role") or "Other"
+        shape = self.shape(table.logical_name)
         if table.logical_name == "opportunity":
             customer_role = self.crm_tap.config.get("contact_customer_role") or "Customer"
 
@@ -494,16 +504,15 @@ class OpportunityRolesStream(DynamicsStream):
                 if row.get("_customerid_value" + LOGICAL) != "contact":
                     return []
                 return [
-                    {
-                        "externalOpportunityId": row_id,
-                        "externalPersonId": _guid(row.get("_customerid_value")),
-                        "role": customer_role,
-                        "isPrimary": True,
-                        "externalRoleId": row_id,
-                        "_crm": "dynamics",
-                        "_crm_object": "opportunity",
-                        "_crm_modified_at": ts,
-                    }
+                    shape(
+                        row,
+                        ts,
+                        externalOpportunityId=row_id,
+                        externalPersonId=_guid(row.get("_customerid_value")),
+                        role=customer_role,
+                        isPrimary=True,
+                        externalRoleId=row_id,
+                    )
                 ]
 
             return derived
@@ -519,16 +528,15 @@ class OpportunityRolesStream(DynamicsStream):
             name, category = roles.get(_guid(row.get("_record2roleid_value")) or "", ("", None))
             if category is not None and category != STAKEHOLDER:
                 return []
-            record = {
-                "externalOpportunityId": _guid(row.get("_record1id_value")),
-                "externalPersonId": _guid(row.get("_record2id_value")),
-                "role": name or default_role,
-                "isPrimary": None,
-                "externalRoleId": row_id,
-                "_crm": "dynamics",
-                "_crm_object": "connection",
-                "_crm_modified_at": ts,
-            }
+            record = shape(
+                row,
+                ts,
+                externalOpportunityId=_guid(row.get("_record1id_value")),
+                externalPersonId=_guid(row.get("_record2id_value")),
+                role=name or default_role,
+                isPrimary=None,
+                externalRoleId=row_id,
+            )
             if row.get("statecode") == 1:  # an inactive connection no longer holds the role
                 record["_sdc_deleted_at"] = ts
             return [record]

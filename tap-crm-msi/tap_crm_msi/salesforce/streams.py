@@ -158,22 +158,22 @@ class SalesPersonsStream(SalesforceStream):
         )
     }
 
+    copied: ClassVar[dict[str, str]] = {
+        "email": "Email",
+        "firstName": "FirstName",
+        "lastName": "LastName",
+        "title": "Title",
+        "phone": "Phone",
+        "mobilePhone": "MobilePhone",
+        "fax": "Fax",
+        "isActive": "IsActive",
+    }
+
     def record_builder(self, crm_object: str, incremental: bool) -> Callable[..., dict | None]:
+        shape = self.shape(crm_object, self.copied)
+
         def build(row: dict[str, Any], sf_id: str, ts: str) -> dict[str, Any]:
-            return {
-                "externalSalesPersonId": sf_id,
-                "email": row.get("Email"),
-                "firstName": row.get("FirstName"),
-                "lastName": row.get("LastName"),
-                "title": row.get("Title"),
-                "phone": row.get("Phone"),
-                "mobilePhone": row.get("MobilePhone"),
-                "fax": row.get("Fax"),
-                "isActive": row.get("IsActive"),
-                "_crm": "salesforce",
-                "_crm_object": "User",
-                "_crm_modified_at": ts,
-            }
+            return shape(row, ts, externalSalesPersonId=sf_id)
 
         return build
 
@@ -202,28 +202,31 @@ class CompaniesStream(SalesforceStream):
         )
     }
 
+    copied: ClassVar[dict[str, str]] = {
+        "company": "Name",
+        "website": "Website",
+        "industry": "Industry",
+        "annualRevenue": "AnnualRevenue",
+        "numberOfEmployees": "NumberOfEmployees",
+        "billingStreet": "BillingStreet",
+        "billingCity": "BillingCity",
+        "billingState": "BillingState",
+        "billingPostalCode": "BillingPostalCode",
+        "billingCountry": "BillingCountry",
+        "mainPhone": "Phone",
+    }
+
     def record_builder(self, crm_object: str, incremental: bool) -> Callable[..., dict | None]:
         owner = self.owner
+        shape = self.shape(crm_object, self.copied)
 
         def build(row: dict[str, Any], sf_id: str, ts: str) -> dict[str, Any]:
-            return {
-                "externalCompanyId": sf_id,
-                "company": row.get("Name"),
-                "externalSalesPersonId": owner(to_18(row.get("OwnerId"))),
-                "website": row.get("Website"),
-                "industry": row.get("Industry"),
-                "annualRevenue": row.get("AnnualRevenue"),
-                "numberOfEmployees": row.get("NumberOfEmployees"),
-                "billingStreet": row.get("BillingStreet"),
-                "billingCity": row.get("BillingCity"),
-                "billingState": row.get("BillingState"),
-                "billingPostalCode": row.get("BillingPostalCode"),
-                "billingCountry": row.get("BillingCountry"),
-                "mainPhone": row.get("Phone"),
-                "_crm": "salesforce",
-                "_crm_object": "Account",
-                "_crm_modified_at": ts,
-            }
+            return shape(
+                row,
+                ts,
+                externalCompanyId=sf_id,
+                externalSalesPersonId=owner(to_18(row.get("OwnerId"))),
+            )
 
         return build
 
@@ -254,9 +257,25 @@ class LeadsStream(SalesforceStream):
         ),
     }
 
+    # Contacts have no Company, Status or Industry: their rows leave those None.
+    copied: ClassVar[dict[str, str]] = {
+        "email": "Email",
+        "firstName": "FirstName",
+        "lastName": "LastName",
+        "company": "Company",
+        "title": "Title",
+        "phone": "Phone",
+        "mobilePhone": "MobilePhone",
+        "leadSource": "LeadSource",
+        "leadStatus": "Status",
+        "industry": "Industry",
+    }
+
     def record_builder(self, crm_object: str, incremental: bool) -> Callable[..., dict | None]:
         owner = self.owner
         is_lead = crm_object == "Lead"
+        person_type = "lead" if is_lead else "contact"
+        shape = self.shape(crm_object, self.copied)
 
         def build(row: dict[str, Any], sf_id: str, ts: str) -> dict[str, Any] | None:
             converted_to = to_18(row.get("ConvertedContactId")) if row.get("IsConverted") else None
@@ -264,26 +283,15 @@ class LeadsStream(SalesforceStream):
                 # Converted before the first run: a contact already, nothing to re-key. It is
                 # still read so the window knows it, and a re-read of it does not re-key it.
                 return None
-            return {
-                "externalPersonId": sf_id,
-                "email": row.get("Email"),
-                "firstName": row.get("FirstName"),
-                "lastName": row.get("LastName"),
-                "externalSalesPersonId": owner(to_18(row.get("OwnerId"))),
-                "externalCompanyId": None if is_lead else to_18(row.get("AccountId")),
-                "company": row.get("Company"),
-                "title": row.get("Title"),
-                "phone": row.get("Phone"),
-                "mobilePhone": row.get("MobilePhone"),
-                "leadSource": row.get("LeadSource"),
-                "leadStatus": row.get("Status"),
-                "industry": row.get("Industry"),
-                "personType": "lead" if is_lead else "contact",
-                "convertedToExternalPersonId": converted_to,
-                "_crm": "salesforce",
-                "_crm_object": crm_object,
-                "_crm_modified_at": ts,
-            }
+            return shape(
+                row,
+                ts,
+                externalPersonId=sf_id,
+                externalSalesPersonId=owner(to_18(row.get("OwnerId"))),
+                externalCompanyId=None if is_lead else to_18(row.get("AccountId")),
+                personType=person_type,
+                convertedToExternalPersonId=converted_to,
+            )
 
         return build
 
@@ -311,27 +319,30 @@ class OpportunitiesStream(SalesforceStream):
         )
     }
 
+    copied: ClassVar[dict[str, str]] = {
+        "name": "Name",
+        "amount": "Amount",
+        "closeDate": "CloseDate",
+        "stage": "StageName",
+        "isClosed": "IsClosed",
+        "isWon": "IsWon",
+        "type": "Type",
+        "leadSource": "LeadSource",
+        "probability": "Probability",
+    }
+
     def record_builder(self, crm_object: str, incremental: bool) -> Callable[..., dict | None]:
         owner = self.owner
+        shape = self.shape(crm_object, self.copied)
 
         def build(row: dict[str, Any], sf_id: str, ts: str) -> dict[str, Any]:
-            return {
-                "externalOpportunityId": sf_id,
-                "name": row.get("Name"),
-                "externalCompanyId": to_18(row.get("AccountId")),
-                "externalSalesPersonId": owner(to_18(row.get("OwnerId"))),
-                "amount": row.get("Amount"),
-                "closeDate": row.get("CloseDate"),
-                "stage": row.get("StageName"),
-                "isClosed": row.get("IsClosed"),
-                "isWon": row.get("IsWon"),
-                "type": row.get("Type"),
-                "leadSource": row.get("LeadSource"),
-                "probability": row.get("Probability"),
-                "_crm": "salesforce",
-                "_crm_object": "Opportunity",
-                "_crm_modified_at": ts,
-            }
+            return shape(
+                row,
+                ts,
+                externalOpportunityId=sf_id,
+                externalCompanyId=to_18(row.get("AccountId")),
+                externalSalesPersonId=owner(to_18(row.get("OwnerId"))),
+            )
 
         return build
 
@@ -347,20 +358,19 @@ class OpportunityRolesStream(SalesforceStream):
 
     def record_builder(self, crm_object: str, incremental: bool) -> Callable[..., dict | None]:
         default_role = self.crm_tap.config.get("default_role") or "Other"
+        shape = self.shape(crm_object, {"isPrimary": "IsPrimary"})
 
         def build(row: dict[str, Any], sf_id: str, ts: str) -> dict[str, Any] | None:
             if not row.get("ContactId") or not row.get("OpportunityId"):
                 return None
-            return {
-                "externalOpportunityId": to_18(row["OpportunityId"]),
-                "externalPersonId": to_18(row["ContactId"]),
-                "role": row.get("Role") or default_role,
-                "isPrimary": row.get("IsPrimary"),
-                "externalRoleId": sf_id,
-                "_crm": "salesforce",
-                "_crm_object": "OpportunityContactRole",
-                "_crm_modified_at": ts,
-            }
+            return shape(
+                row,
+                ts,
+                externalOpportunityId=to_18(row["OpportunityId"]),
+                externalPersonId=to_18(row["ContactId"]),
+                role=row.get("Role") or default_role,
+                externalRoleId=sf_id,
+            )
 
         return build
 
