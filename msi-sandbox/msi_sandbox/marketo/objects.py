@@ -216,10 +216,7 @@ def query(
     max_batch = int(service.limits["max_batch"])
     if len(raw_values) > max_batch:
         raise MarketoApiError("1003", f"Batch size exceeded, max {max_batch} filterValues")
-    fields = split_list(params.get("fields")) or list(otype.default_fields)
-    for name in fields:
-        if name not in otype.by_name:
-            raise MarketoApiError("1006", f"Field '{name}' not found")
+    fields = _fields(otype, split_list(params.get("fields")))
     size = batch_size(params, max_batch)
     offset = page_offset(params.get("nextPageToken"))
     try:
@@ -256,10 +253,7 @@ def query_by_keys(service: MarketoService, otype: ObjectType, body: Any) -> list
     records = sync_input(service, body)
     if body.get("filterType") != "dedupeFields":
         raise MarketoApiError("1003", "filterType must be 'dedupeFields' with an input list")
-    fields = body.get("fields") or list(otype.default_fields)
-    for name in fields:
-        if name not in otype.by_name:
-            raise MarketoApiError("1006", f"Field '{name}' not found")
+    fields = _fields(otype, body.get("fields"))
     keys: list[tuple[Any, ...] | None] = []
     for record in records:
         try:
@@ -272,6 +266,15 @@ def query_by_keys(service: MarketoService, otype: ObjectType, body: Any) -> list
         for seq, key in enumerate(keys)
         if key is not None and key in found
     ]
+
+
+def _fields(otype: ObjectType, requested: list[str] | None) -> list[str]:
+    """The fields a get returns: those asked for (each must exist, else 1006) or the defaults."""
+    fields = requested or list(otype.default_fields)
+    for name in fields:
+        if name not in otype.by_name:
+            raise MarketoApiError("1006", f"Field '{name}' not found")
+    return fields
 
 
 # Sync ----------------------------------------------------------------------------------------
@@ -314,6 +317,44 @@ def _rows_by_key(
     return {tuple(row[n] for n in names): row for rows in found.values() for row in rows}
 
 
+Prepared = list[tuple[dict[str, Any], tuple[Any, ...]] | RecordError]
+
+
+def _prepare(
+    otype: ObjectType, records: list[dict[str, Any]], by_id: bool, *, unique: bool
+) -> Prepared:
+    """Each input record's writable values and key, or why it is skipped (1036: key repeated)."""
+    prepared: Prepared = []
+    seen: set[tuple[Any, ...]] = set()
+    for record in records:
+        try:
+            values = writable_values(otype.by_name, record, keep=(otype.id_field,))
+            key = _key(otype, values, by_id)
+            if unique and key in seen:
+                raise RecordError("1036", "Duplicate object found in input")
+            seen.add(key)
+            prepared.append((values, key))
+        except RecordError as exc:
+            prepared.append(exc)
+    return prepared
+
+
+def _results(
+    prepared: Prepared,
+    handle: Callable[[dict[str, Any], tuple[Any, ...]], dict[str, Any]],
+) -> list[dict[str, Any]]:
+    """One result per input, in order: `handle`'s answer, or the record's skip reason."""
+    results: list[dict[str, Any]] = []
+    for seq, item in enumerate(prepared):
+        try:
+            if isinstance(item, RecordError):
+                raise item
+            results.append({"seq": seq, **handle(*item)})
+        except RecordError as exc:
+            results.append(skipped(exc, seq=seq))
+    return results
+
+
 def sync_objects(service: MarketoService, otype: ObjectType, body: Any) -> list[dict[str, Any]]:
     """Create/update records as POST /rest/v1/{object}.json does; one result per input, in order."""
     records = sync_input(service, body)
@@ -324,35 +365,17 @@ def sync_objects(service: MarketoService, otype: ObjectType, body: Any) -> list[
     if otype is OPPORTUNITIES:
         _check_sales_persons(service, records)
 
-    prepared: list[tuple[dict[str, Any], tuple[Any, ...]] | RecordError] = []
-    seen: set[tuple[Any, ...]] = set()
-    for record in records:
-        try:
-            values = writable_values(otype.by_name, record, keep=(otype.id_field,))
-            key = _key(otype, values, by_id)
-            if key in seen:
-                raise RecordError("1036", "Duplicate object found in input")
-            seen.add(key)
-            prepared.append((values, key))
-        except RecordError as exc:
-            prepared.append(exc)
-
-    results: list[dict[str, Any]] = []
+    prepared = _prepare(otype, records, by_id, unique=True)
     with service.store.transaction():
         keys = [p[1] for p in prepared if not isinstance(p, RecordError)]
         existing = _rows_by_key(service, otype, keys, by_id)
         references = _references(service, otype, [p[0] for p in prepared if isinstance(p, tuple)])
-        for seq, item in enumerate(prepared):
-            try:
-                if isinstance(item, RecordError):
-                    raise item
-                values, key = item
-                row = existing.get(key)
-                result = _write(service, otype, action, values, row, references)
-                results.append({"seq": seq, **result})
-            except RecordError as exc:
-                results.append(skipped(exc, seq=seq))
-    return results
+        return _results(
+            prepared,
+            lambda values, key: _write(
+                service, otype, action, values, existing.get(key), references
+            ),
+        )
 
 
 def _check_sales_persons(service: MarketoService, records: list[dict[str, Any]]) -> None:
@@ -414,35 +437,23 @@ def delete_objects(service: MarketoService, otype: ObjectType, body: Any) -> lis
     """Delete records as POST /rest/v1/{object}/delete.json does; refused (1022) while in use."""
     records = sync_input(service, body)
     by_id = choice(body, "deleteBy", ("dedupeFields", "idField"), "dedupeFields") == "idField"
-    prepared: list[tuple[Any, ...] | RecordError] = []
-    for record in records:
-        try:
-            values = writable_values(otype.by_name, record, keep=(otype.id_field,))
-            prepared.append(_key(otype, values, by_id))
-        except RecordError as exc:
-            prepared.append(exc)
-    results: list[dict[str, Any]] = []
+    prepared = _prepare(otype, records, by_id, unique=False)
     with service.store.transaction():
-        keys = [k for k in prepared if isinstance(k, tuple)]
+        keys = [p[1] for p in prepared if not isinstance(p, RecordError)]
         existing = _rows_by_key(service, otype, keys, by_id)
         in_use = _in_use(service, otype, list(existing.values()))
-        for seq, item in enumerate(prepared):
-            try:
-                if isinstance(item, RecordError):
-                    raise item
-                row = existing.pop(item, None)
-                if row is None:
-                    raise RecordError("1013")
-                if row[otype.dedupe_fields[0]] in in_use:
-                    raise RecordError("1022")
-                key = otype.table.key
-                service.store.delete(otype.table.name, f'"{key}" = ?', (row[key],))
-                results.append(
-                    {"seq": seq, otype.id_field: row[otype.id_field], "status": "deleted"}
-                )
-            except RecordError as exc:
-                results.append(skipped(exc, seq=seq))
-    return results
+
+        def delete(values: dict[str, Any], key: tuple[Any, ...]) -> dict[str, Any]:
+            row = existing.pop(key, None)
+            if row is None:
+                raise RecordError("1013")
+            if row[otype.dedupe_fields[0]] in in_use:
+                raise RecordError("1022")
+            table_key = otype.table.key
+            service.store.delete(otype.table.name, f'"{table_key}" = ?', (row[table_key],))
+            return {otype.id_field: row[otype.id_field], "status": "deleted"}
+
+        return _results(prepared, delete)
 
 
 def _in_use(service: MarketoService, otype: ObjectType, rows: list[dict[str, Any]]) -> set[Any]:
