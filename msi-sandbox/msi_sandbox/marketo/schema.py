@@ -5,7 +5,7 @@ Field names are Marketo's REST names. `MarketoField` carries what describe/descr
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from msi_sandbox.store import BOOLEAN, INTEGER, JSON, REAL, TEXT, Table
 
@@ -37,8 +37,39 @@ def _f(
     return MarketoField(name, data_type, display, length, **kw)
 
 
+# Fields several objects define alike: each has its definition here once.
+_ID = _f("id", "integer", "Id", read_only=True, searchable=True)
+_MARKETO_GUID = _f("marketoGUID", "string", "Marketo GUID", 36, read_only=True, searchable=True)
+_EXTERNAL_OPPORTUNITY_ID = _f(
+    "externalOpportunityId", "string", "External Opportunity Id", 50, searchable=True
+)
+_EXTERNAL_COMPANY_ID = _f(
+    "externalCompanyId", "string", "External Company Id", 100, searchable=True
+)
+_EXTERNAL_SALES_PERSON_ID = _f(
+    "externalSalesPersonId", "string", "External Sales Person Id", 100, searchable=True
+)
+_TIMESTAMPS = (
+    _f("createdAt", "datetime", "Created At", read_only=True),
+    _f("updatedAt", "datetime", "Updated At", read_only=True),
+)
+# A company's own fields after its name; on a lead they are its company-type fields.
+_COMPANY_DETAILS = (
+    _f("website", "url", "Website", 255),
+    _f("industry", "string", "Industry", 255),
+    _f("annualRevenue", "currency", "Annual Revenue"),
+    _f("numberOfEmployees", "integer", "Num Employees"),
+    _f("billingStreet", "text", "Billing Address", 255),
+    _f("billingCity", "string", "Billing City", 255),
+    _f("billingState", "string", "Billing State", 255),
+    _f("billingCountry", "string", "Billing Country", 255),
+    _f("billingPostalCode", "string", "Billing Postal Code", 255),
+    _f("mainPhone", "phone", "Main Phone", 255),
+    _f("sicCode", "string", "SIC Code", 40),
+)
+
 LEAD_FIELDS: tuple[MarketoField, ...] = (
-    _f("id", "integer", "Id", read_only=True, searchable=True),
+    _ID,
     _f("email", "email", "Email Address", 255, searchable=True),
     _f("firstName", "string", "First Name", 255),
     _f("lastName", "string", "Last Name", 255),
@@ -55,20 +86,10 @@ LEAD_FIELDS: tuple[MarketoField, ...] = (
     _f("country", "string", "Country", 255),
     _f("postalCode", "string", "Postal Code", 255),
     _f("company", "string", "Company Name", 255, company_field=True),
-    _f("website", "url", "Website", 255, company_field=True),
-    _f("industry", "string", "Industry", 255, company_field=True),
-    _f("annualRevenue", "currency", "Annual Revenue", company_field=True),
-    _f("numberOfEmployees", "integer", "Num Employees", company_field=True),
-    _f("billingStreet", "text", "Billing Address", 255, company_field=True),
-    _f("billingCity", "string", "Billing City", 255, company_field=True),
-    _f("billingState", "string", "Billing State", 255, company_field=True),
-    _f("billingCountry", "string", "Billing Country", 255, company_field=True),
-    _f("billingPostalCode", "string", "Billing Postal Code", 255, company_field=True),
-    _f("mainPhone", "phone", "Main Phone", 255, company_field=True),
-    _f("sicCode", "string", "SIC Code", 40, company_field=True),
+    *(replace(f, company_field=True) for f in _COMPANY_DETAILS),
     _f("externalPersonId", "string", "External Person Id", 100, searchable=True),
-    _f("externalSalesPersonId", "string", "External Sales Person Id", 100, searchable=True),
-    _f("externalCompanyId", "string", "External Company Id", 100, searchable=True),
+    _EXTERNAL_SALES_PERSON_ID,
+    _EXTERNAL_COMPANY_ID,
     _f("sfdcLeadId", "string", "SFDC Lead Id", 18, read_only=True, searchable=True),
     _f("sfdcContactId", "string", "SFDC Contact Id", 18, read_only=True, searchable=True),
     _f("sfdcAccountId", "string", "SFDC Account Id", 18, read_only=True),
@@ -107,28 +128,17 @@ LEAD_FIELDS: tuple[MarketoField, ...] = (
 )
 
 COMPANY_FIELDS: tuple[MarketoField, ...] = (
-    _f("id", "integer", "Id", read_only=True, searchable=True),
-    _f("externalCompanyId", "string", "External Company Id", 100, searchable=True),
-    _f("externalSalesPersonId", "string", "External Sales Person Id", 100, searchable=True),
+    _ID,
+    _EXTERNAL_COMPANY_ID,
+    _EXTERNAL_SALES_PERSON_ID,
     _f("company", "string", "Company Name", 255, searchable=True),
-    _f("website", "url", "Website", 255),
-    _f("industry", "string", "Industry", 255),
-    _f("annualRevenue", "currency", "Annual Revenue"),
-    _f("numberOfEmployees", "integer", "Num Employees"),
-    _f("billingStreet", "text", "Billing Address", 255),
-    _f("billingCity", "string", "Billing City", 255),
-    _f("billingState", "string", "Billing State", 255),
-    _f("billingCountry", "string", "Billing Country", 255),
-    _f("billingPostalCode", "string", "Billing Postal Code", 255),
-    _f("mainPhone", "phone", "Main Phone", 255),
-    _f("sicCode", "string", "SIC Code", 40),
-    _f("createdAt", "datetime", "Created At", read_only=True),
-    _f("updatedAt", "datetime", "Updated At", read_only=True),
+    *_COMPANY_DETAILS,
+    *_TIMESTAMPS,
 )
 
 SALES_PERSON_FIELDS: tuple[MarketoField, ...] = (
-    _f("id", "integer", "Id", read_only=True, searchable=True),
-    _f("externalSalesPersonId", "string", "External Sales Person Id", 100, searchable=True),
+    _ID,
+    _EXTERNAL_SALES_PERSON_ID,
     _f("email", "email", "Email", 255, searchable=True),
     _f("firstName", "string", "First Name", 255),
     _f("lastName", "string", "Last Name", 255),
@@ -136,15 +146,14 @@ SALES_PERSON_FIELDS: tuple[MarketoField, ...] = (
     _f("mobilePhone", "phone", "Mobile Phone", 255),
     _f("fax", "phone", "Fax", 255),
     _f("title", "string", "Title", 255),
-    _f("createdAt", "datetime", "Created At", read_only=True),
-    _f("updatedAt", "datetime", "Updated At", read_only=True),
+    *_TIMESTAMPS,
 )
 
 OPPORTUNITY_FIELDS: tuple[MarketoField, ...] = (
-    _f("marketoGUID", "string", "Marketo GUID", 36, read_only=True, searchable=True),
-    _f("externalOpportunityId", "string", "External Opportunity Id", 50, searchable=True),
-    _f("externalCompanyId", "string", "External Company Id", 100, searchable=True),
-    _f("externalSalesPersonId", "string", "External Sales Person Id", 100, searchable=True),
+    _MARKETO_GUID,
+    _EXTERNAL_OPPORTUNITY_ID,
+    _EXTERNAL_COMPANY_ID,
+    _EXTERNAL_SALES_PERSON_ID,
     _f("name", "string", "Name", 255),
     _f("description", "text", "Description", 2000),
     _f("amount", "currency", "Amount"),
@@ -161,18 +170,16 @@ OPPORTUNITY_FIELDS: tuple[MarketoField, ...] = (
     _f("forecastCategoryName", "string", "Forecast Category Name", 255),
     _f("nextStep", "string", "Next Step", 255),
     _f("lastActivityDate", "date", "Last Activity Date"),
-    _f("createdAt", "datetime", "Created At", read_only=True),
-    _f("updatedAt", "datetime", "Updated At", read_only=True),
+    *_TIMESTAMPS,
 )
 
 OPPORTUNITY_ROLE_FIELDS: tuple[MarketoField, ...] = (
-    _f("marketoGUID", "string", "Marketo GUID", 36, read_only=True, searchable=True),
-    _f("externalOpportunityId", "string", "External Opportunity Id", 50, searchable=True),
+    _MARKETO_GUID,
+    _EXTERNAL_OPPORTUNITY_ID,
     _f("leadId", "integer", "Lead Id", searchable=True),
     _f("role", "string", "Role", 255, searchable=True),
     _f("isPrimary", "boolean", "Is Primary"),
-    _f("createdAt", "datetime", "Created At", read_only=True),
-    _f("updatedAt", "datetime", "Updated At", read_only=True),
+    *_TIMESTAMPS,
 )
 
 
