@@ -420,7 +420,6 @@ class Loader:
         else:
             payloads = [{k: i.record[k] for k in spec.key_fields} for i in changed]
             body = {"deleteBy": "dedupeFields"}
-        assert spec.delete_path is not None
         self._send(spec, spec.delete_path, changed, payloads, body, self._handle_deletes)
 
     def _handle_deletes(

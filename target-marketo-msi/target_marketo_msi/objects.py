@@ -17,44 +17,52 @@ class ObjectSpec:
     """How one contract stream maps to one Marketo object."""
 
     stream: str  # contract stream name
-    label: str  # for logs and the summary
-    sync_path: str
-    delete_path: str | None
-    describe_path: str
+    path: str  # Marketo's REST path of the object, without `.json`
     key_fields: tuple[str, ...]  # the external key, as sent to Marketo
     required: tuple[str, ...]
     # field -> stream of the parent that field references (the parent's key field)
     parents: dict[str, str] = field(default_factory=dict)
     # contract fields that are instructions to the target, not Marketo fields
     contract_only: frozenset[str] = frozenset()
+    describe: str = "describe.json"  # leads have their own (describe2)
+
+    @property
+    def label(self) -> str:
+        """The stream name for logs and the summary."""
+        return self.stream.replace("_", " ")
+
+    # Marketo's paths for an object: sync at `{path}.json`, the rest below `{path}/`.
+    @property
+    def sync_path(self) -> str:
+        return f"{self.path}.json"
+
+    @property
+    def delete_path(self) -> str:
+        return f"{self.path}/delete.json"
+
+    @property
+    def describe_path(self) -> str:
+        return f"{self.path}/{self.describe}"
 
 
 SALES_PERSONS = ObjectSpec(
     stream="sales_persons",
-    label="sales persons",
-    sync_path="/rest/v1/salespersons.json",
-    delete_path="/rest/v1/salespersons/delete.json",
-    describe_path="/rest/v1/salespersons/describe.json",
+    path="/rest/v1/salespersons",
     key_fields=("externalSalesPersonId",),
     required=("externalSalesPersonId", "email"),
     contract_only=frozenset({"isActive"}),
 )
 COMPANIES = ObjectSpec(
     stream="companies",
-    label="companies",
-    sync_path="/rest/v1/companies.json",
-    delete_path="/rest/v1/companies/delete.json",
-    describe_path="/rest/v1/companies/describe.json",
+    path="/rest/v1/companies",
     key_fields=("externalCompanyId",),
     required=("externalCompanyId",),
     parents={"externalSalesPersonId": "sales_persons"},
 )
 LEADS = ObjectSpec(
     stream="leads",
-    label="leads",
-    sync_path="/rest/v1/leads.json",
-    delete_path="/rest/v1/leads/delete.json",
-    describe_path="/rest/v1/leads/describe2.json",
+    path="/rest/v1/leads",
+    describe="describe2.json",
     key_fields=("externalPersonId",),
     required=("externalPersonId",),
     parents={"externalSalesPersonId": "sales_persons", "externalCompanyId": "companies"},
@@ -62,20 +70,14 @@ LEADS = ObjectSpec(
 )
 OPPORTUNITIES = ObjectSpec(
     stream="opportunities",
-    label="opportunities",
-    sync_path="/rest/v1/opportunities.json",
-    delete_path="/rest/v1/opportunities/delete.json",
-    describe_path="/rest/v1/opportunities/describe.json",
+    path="/rest/v1/opportunities",
     key_fields=("externalOpportunityId",),
     required=("externalOpportunityId", "name"),
     parents={"externalSalesPersonId": "sales_persons", "externalCompanyId": "companies"},
 )
 OPPORTUNITY_ROLES = ObjectSpec(
     stream="opportunity_roles",
-    label="opportunity roles",
-    sync_path="/rest/v1/opportunities/roles.json",
-    delete_path="/rest/v1/opportunities/roles/delete.json",
-    describe_path="/rest/v1/opportunities/roles/describe.json",
+    path="/rest/v1/opportunities/roles",
     # Marketo's dedupe fields; leadId is resolved from externalPersonId before sending.
     key_fields=("externalOpportunityId", "leadId", "role"),
     required=("externalOpportunityId", "externalPersonId", "role"),
