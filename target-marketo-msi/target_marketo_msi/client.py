@@ -38,6 +38,10 @@ TRANSPORT_ERRORS = (
 MAX_GET_URI = 7_000
 
 
+def _is_export_quota(error: MarketoError) -> bool:
+    return error.code == "1029" and "quota" in error.message.lower()
+
+
 class MarketoError(Exception):
     """A Marketo call that failed for good; `code` is Marketo's error code (a string)."""
 
@@ -272,6 +276,12 @@ class MarketoClient:
                 continue
             if result.code == QUOTA_CODE:
                 raise StopRun(QUOTA_CODE, "Marketo's daily API quota is spent (607)")
+            if _is_export_quota(result):
+                # 1029 also means "queue full", which clears within minutes; a spent daily
+                # export quota does not, so retrying it only burns calls.
+                raise StopRun(
+                    result.code, f"Marketo's daily bulk export quota is spent: {result.message}"
+                )
             if outcome != "retry":
                 raise result
             LOGGER.info("Marketo %s on %s; retrying (attempt %d)", result.code, path, attempt + 1)
