@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,12 @@ class SandboxHandle:
     def service(self, name: str) -> Any:
         return self.sandbox.services[name]
 
+    def seeded(self, service: str, size: str = "small", seed: int = 3) -> SandboxHandle:
+        """`service` holding a generated world, its stats at zero (the seeding is not counted)."""
+        self.admin(service, "POST", "seed", json={"size": size, "seed": seed})
+        self.admin(service, "POST", "stats/reset")
+        return self
+
     def reset(self) -> None:
         """Empty every store and clear faults, limits, tokens and stats back to defaults."""
         for name, service in self.sandbox.services.items():
@@ -56,10 +63,10 @@ class SandboxHandle:
             self.admin(name, "POST", "tokens/expire")
 
 
-@pytest.fixture(scope="session")
-def sandbox_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxHandle]:
-    data_dir = tmp_path_factory.mktemp("sandbox")
-    sandbox = start(data_dir, ports=ALL_PORTS_FREE, use_tls=True, seed=0)
+@contextmanager
+def serving(data_dir: Path, **start_kwargs: Any) -> Iterator[SandboxHandle]:
+    """A sandbox on free loopback ports over TLS, its CA trusted through the environment."""
+    sandbox = start(data_dir, use_tls=True, seed=0, **start_kwargs)
     # Third-party clients (marketorestpython, simple-salesforce, ...) trust the sandbox's CA the
     # way a user points them at a corporate CA: through the standard environment variables.
     saved = {name: os.environ.get(name) for name in CA_ENV_VARS}
@@ -73,6 +80,12 @@ def sandbox_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbo
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+@pytest.fixture(scope="session")
+def sandbox_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxHandle]:
+    with serving(tmp_path_factory.mktemp("sandbox"), ports=ALL_PORTS_FREE) as handle:
+        yield handle
 
 
 @pytest.fixture

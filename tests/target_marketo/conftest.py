@@ -7,15 +7,12 @@ independent of the CRM stand-ins), and makes the helper modules here importable.
 from __future__ import annotations
 
 import importlib.util
-import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
 import pytest
-
-from msi_sandbox.server import start
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -35,22 +32,10 @@ def _root_conftest() -> ModuleType:
 
 
 _ROOT = _root_conftest()
-CA_ENV_VARS = _ROOT.CA_ENV_VARS
-SandboxHandle = _ROOT.SandboxHandle
 
 
 @pytest.fixture(scope="session")
 def sandbox_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     data_dir = tmp_path_factory.mktemp("marketo-sandbox")
-    sandbox = start(data_dir, ports={"marketo": 0}, use_tls=True, seed=0, services=["marketo"])
-    saved = {name: os.environ.get(name) for name in CA_ENV_VARS}
-    os.environ.update({name: str(sandbox.ca_bundle) for name in CA_ENV_VARS})
-    try:
-        yield SandboxHandle(sandbox)
-    finally:
-        sandbox.stop()
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+    with _ROOT.serving(data_dir, ports={"marketo": 0}, services=["marketo"]) as handle:
+        yield handle
