@@ -9,13 +9,11 @@ import pytest
 
 @pytest.fixture
 def salesforce(sandbox: Any) -> Any:
-    sandbox.admin("salesforce", "POST", "seed", json={"size": "small", "seed": 3})
-    sandbox.admin("salesforce", "POST", "stats/reset")
-    return sandbox
+    """The sandbox with Salesforce holding the small world (seed 3), stats at zero."""
+    return sandbox.seeded("salesforce")
 
 
 @pytest.fixture
 def dynamics(sandbox: Any) -> Any:
-    sandbox.admin("dynamics", "POST", "seed", json={"size": "small", "seed": 3})
-    sandbox.admin("dynamics", "POST", "stats/reset")
-    return sandbox
+    """The sandbox with Dynamics holding the small world (seed 3), stats at zero."""
+    return sandbox.seeded("dynamics")
