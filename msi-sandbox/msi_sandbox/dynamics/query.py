@@ -324,6 +324,23 @@ class Renderer:
         self.want_navigation = prefer.wants(NAVIGATION)
         self.want_type = prefer.wants(LOOKUP_TYPE)
         self.attrs = [entity.attributes[n] for n in select]
+        # The selected attributes as runs of plain values, each run followed by one attribute
+        # that may carry annotations (or None): a page of rows then costs a tight copy per
+        # value and a call only where an annotation was asked for.
+        self.segments: list[tuple[tuple[str, ...], Attribute | None]] = []
+        run: list[str] = []
+        for attr in self.attrs:
+            if self._may_annotate(attr):
+                self.segments.append((tuple(run), attr))
+                run = []
+            else:
+                run.append(attr.name)
+        self.segments.append((tuple(run), None))
+
+    def _may_annotate(self, attr: Attribute) -> bool:
+        if attr.lookup:
+            return self.want_formatted or self.want_navigation or self.want_type
+        return self.want_formatted
 
     def columns(self) -> list[str]:
         """Stored columns a page needs."""
@@ -348,12 +365,15 @@ class Renderer:
         self, row: Mapping[str, Any], names: Mapping[str, Mapping[str, str]] | None = None
     ) -> dict[str, Any]:
         out: dict[str, Any] = {"@odata.etag": f'W/"{row["versionnumber"]}"'}
-        annotate = self.want_formatted or self.want_navigation or self.want_type
-        for attr in self.attrs:
-            value = row.get(attr.name)
-            if annotate and value is not None:
-                self._annotate(out, attr, row, value, names or {})
-            out[attr.name] = value
+        get = row.get
+        for plain, attr in self.segments:
+            for name in plain:
+                out[name] = get(name)
+            if attr is not None:
+                value = get(attr.name)
+                if value is not None:
+                    self._annotate(out, attr, row, value, names or {})
+                out[attr.name] = value
         out[self.entity.primary_id] = row[self.entity.primary_id]
         return out
 

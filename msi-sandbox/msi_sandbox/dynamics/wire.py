@@ -10,6 +10,7 @@ from flask import Response
 from werkzeug.datastructures import Headers
 
 from msi_sandbox.dynamics import errors
+from msi_sandbox.service import dump_json
 
 JSON_TYPE = "application/json; odata.metadata=minimal"
 
@@ -46,5 +47,6 @@ class ApiResponse:
             return Response(self.raw, status=self.status, headers=headers)
         if self.body is None:
             return Response(b"", status=self.status, headers=headers)
-        payload = json.dumps(self.body, ensure_ascii=False, separators=(",", ":"))
-        return Response(payload, status=self.status, headers=headers, content_type=JSON_TYPE)
+        return Response(
+            dump_json(self.body), status=self.status, headers=headers, content_type=JSON_TYPE
+        )

@@ -67,16 +67,26 @@ def record_url(version: str, sobject: str, record_id: str) -> str:
     return f"/services/data/{version}/sobjects/{sobject}/{record_id}"
 
 
+def render_records(
+    sobject: SObject, version: str, rows: list[dict[str, Any]], columns: list[str]
+) -> list[dict[str, Any]]:
+    """Stored rows as the REST API returns them: `attributes` first, then the asked fields.
+
+    Built a page at a time (the url prefix once, one comprehension per row): this runs for
+    every record of every query page.
+    """
+    kind, prefix = sobject.name, record_url(version, sobject.name, "")
+    return [
+        {"attributes": {"type": kind, "url": prefix + row["Id"]}, **{c: row[c] for c in columns}}
+        for row in rows
+    ]
+
+
 def render_record(
     sobject: SObject, version: str, row: dict[str, Any], columns: list[str]
 ) -> dict[str, Any]:
-    """A stored row as the REST API returns it: `attributes` first, then the asked fields."""
-    record: dict[str, Any] = {
-        "attributes": {"type": sobject.name, "url": record_url(version, sobject.name, row["Id"])}
-    }
-    for name in columns:
-        record[name] = row[name]
-    return record
+    """One stored row as the REST API returns it (see `render_records`)."""
+    return render_records(sobject, version, [row], columns)[0]
 
 
 def error(status: int, code: str, message: str, fields: list[str] | None = None) -> Response:
