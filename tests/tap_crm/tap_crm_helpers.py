@@ -10,39 +10,19 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
+from crm_settings import crm_connection
+
 from tap_crm_msi.tap import TapCrmMsi
 
 FAST = {"backoff_factor": 0.01, "bulk_poll_seconds": 0.05, "overlap_seconds": 300}
 
 
 def salesforce_config(sandbox: Any, **extra: Any) -> dict[str, Any]:
-    info = sandbox.info["salesforce"]
-    return {
-        "crm": "salesforce",
-        "login_url": info["base_url"],
-        "client_id": info["client_id"],
-        "client_secret": info["client_secret"],
-        "api_version": info["api_version"].lstrip("v"),
-        "ca_bundle": sandbox.ca_bundle,
-        **FAST,
-        **extra,
-    }
+    return {**crm_connection(sandbox, "salesforce"), **FAST, **extra}
 
 
 def dynamics_config(sandbox: Any, **extra: Any) -> dict[str, Any]:
-    info = sandbox.info["dynamics"]
-    return {
-        "crm": "dynamics",
-        "org_url": info.get("org_url") or info["base_url"],
-        "authority": info.get("authority"),
-        "tenant_id": info.get("tenant_id"),
-        "scope": info.get("scope"),
-        "client_id": info["client_id"],
-        "client_secret": info["client_secret"],
-        "ca_bundle": sandbox.ca_bundle,
-        **FAST,
-        **extra,
-    }
+    return {**crm_connection(sandbox, "dynamics"), **FAST, **extra}
 
 
 @dataclass

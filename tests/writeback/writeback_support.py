@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from crm_settings import crm_connection
 
 from tap_crm_msi.writeback.target import TargetCrmMsi
 
@@ -60,35 +61,11 @@ def outputs(tmp_path: Path) -> dict[str, str]:
 
 
 def salesforce_config(sandbox: Any, tmp_path: Path, **extra: Any) -> dict[str, Any]:
-    info = sandbox.info["salesforce"]
-    return {
-        "crm": "salesforce",
-        "login_url": info["base_url"],
-        "client_id": info["client_id"],
-        "client_secret": info["client_secret"],
-        "api_version": info["api_version"].lstrip("v"),
-        "ca_bundle": sandbox.ca_bundle,
-        **FAST,
-        **outputs(tmp_path),
-        **extra,
-    }
+    return {**crm_connection(sandbox, "salesforce"), **FAST, **outputs(tmp_path), **extra}
 
 
 def dynamics_config(sandbox: Any, tmp_path: Path, **extra: Any) -> dict[str, Any]:
-    info = sandbox.info["dynamics"]
-    return {
-        "crm": "dynamics",
-        "org_url": info["base_url"],
-        "authority": info["authority"],
-        "tenant_id": info["tenant_id"],
-        "scope": info["scope"],
-        "client_id": info["client_id"],
-        "client_secret": info["client_secret"],
-        "ca_bundle": sandbox.ca_bundle,
-        **FAST,
-        **outputs(tmp_path),
-        **extra,
-    }
+    return {**crm_connection(sandbox, "dynamics"), **FAST, **outputs(tmp_path), **extra}
 
 
 def score(external_id: str, n: int, **fields: Any) -> dict[str, Any]:
