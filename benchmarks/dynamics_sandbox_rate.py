@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from _common import trusting_session
 
 from msi_sandbox.generator import generate
 from msi_sandbox.server import start
@@ -89,9 +90,7 @@ def main() -> None:
             service.limits.update(NO_LIMITS)
             service.apply_limits()
             info = sandbox.info()["dynamics"]
-            session = requests.Session()
-            session.trust_env = False  # REQUESTS_CA_BUNDLE would override verify
-            session.verify = str(sandbox.ca_bundle)
+            session = trusting_session(str(sandbox.ca_bundle))
             auth = {"Authorization": f"Bearer {token(session, info)}"}
             paging = f"odata.maxpagesize={args.page_size}"
             runs = [

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from _common import trusting_session
 
 from msi_sandbox.server import start
 
@@ -59,9 +60,7 @@ def seed_leads(store: Any, count: int) -> float:
 class Api:
     def __init__(self, base: str, token: str, ca: str) -> None:
         self.base = base
-        self.session = requests.Session()
-        self.session.trust_env = False  # REQUESTS_CA_BUNDLE must not override verify
-        self.session.verify = ca
+        self.session = trusting_session(ca)
         self.session.headers["Authorization"] = f"Bearer {token}"
 
     def call(self, method: str, path: str, **kwargs: Any) -> requests.Response:

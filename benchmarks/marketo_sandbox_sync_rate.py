@@ -17,19 +17,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import requests
+from _common import trusting_session
 
 from msi_sandbox.server import start
 
 BATCH = 300
 NO_LIMITS = {"calls_per_window": 0, "max_concurrent": 0, "daily_quota": 0}
-
-
-def _session(ca_bundle: str) -> requests.Session:
-    session = requests.Session()
-    session.trust_env = False  # REQUESTS_CA_BUNDLE must not override verify
-    session.verify = ca_bundle
-    return session
 
 
 def _batch(call: int, phase: str) -> list[dict[str, Any]]:
@@ -53,7 +46,7 @@ def run_phase(base: str, token: str, ca: str, calls: int, threads: int, phase: s
 
     def one(call: int) -> None:
         if not hasattr(local, "session"):
-            local.session = _session(ca)
+            local.session = trusting_session(ca)
         body = {"lookupField": "externalPersonId", "input": _batch(call, phase)}
         answer = local.session.post(
             f"{base}/rest/v1/leads.json",
@@ -82,7 +75,7 @@ def main() -> None:
         try:
             info = sandbox.info()["marketo"]
             ca = str(sandbox.ca_bundle)
-            with _session(ca) as admin:
+            with trusting_session(ca) as admin:
                 admin.put(f"{info['base_url']}/_sandbox/limits", json=NO_LIMITS, timeout=30)
                 token = admin.get(
                     f"{info['base_url']}/identity/oauth/token",

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import requests
+from _common import trusting_session
 
 from msi_sandbox.generator import generate
 from msi_sandbox.server import start
@@ -35,13 +36,6 @@ FIELDS = [
     "SystemModstamp",
     "IsDeleted",
 ]
-
-
-def _session(ca_bundle: str) -> requests.Session:
-    session = requests.Session()
-    session.trust_env = False  # REQUESTS_CA_BUNDLE must not override verify
-    session.verify = ca_bundle
-    return session
 
 
 def _page_through(http: requests.Session, base: str, soql: str) -> tuple[int, int, float]:
@@ -97,7 +91,7 @@ def main() -> None:
             rows = sum(world.counts().values())
             print(f"seed {args.size}: {rows:,} rows in {seeded:.1f} s")
             info = sandbox.info()["salesforce"]
-            http = _session(str(sandbox.ca_bundle))
+            http = trusting_session(str(sandbox.ca_bundle))
             token = http.post(
                 info["base_url"] + "/services/oauth2/token",
                 data={

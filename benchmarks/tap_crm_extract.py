@@ -12,19 +12,20 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import logging
 import signal
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from _common import crm_connection, serve
+
 from tap_crm_msi.tap import TapCrmMsi
+
+# Measure REST paging, with the whole daily allowance.
+SALESFORCE_REST_PAGING = {"bulk_threshold": 10_000_000, "daily_api_share": 1.0}
 
 
 class _CountingSink:
@@ -45,29 +46,6 @@ class _CountingSink:
         pass
 
 
-def _config(crm: str, info: dict[str, Any], ca_bundle: str) -> dict[str, Any]:
-    if crm == "salesforce":
-        return {
-            "crm": crm,
-            "login_url": info["base_url"],
-            "client_id": info["client_id"],
-            "client_secret": info["client_secret"],
-            "api_version": info["api_version"].lstrip("v"),
-            "ca_bundle": ca_bundle,
-            "bulk_threshold": 10_000_000,  # measure REST paging
-            "daily_api_share": 1.0,
-        }
-    return {
-        "crm": crm,
-        "org_url": info["base_url"],
-        "authority": info["authority"],
-        "scope": info["scope"],
-        "client_id": info["client_id"],
-        "client_secret": info["client_secret"],
-        "ca_bundle": ca_bundle,
-    }
-
-
 def run(config: dict[str, Any], state: dict | None = None) -> tuple[float, float, Any, Any]:
     """(wall seconds, tap CPU seconds, output sink, client) of one tap run."""
     tap = TapCrmMsi(config=config, state=state, parse_env_config=False)
@@ -80,35 +58,6 @@ def run(config: dict[str, Any], state: dict | None = None) -> tuple[float, float
     return elapsed, cpu, sink, client
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_sandbox(data_dir: Path, size: str, services: list[str]) -> tuple[Any, dict[str, Any]]:
-    """`msi-sandbox serve` in its own process; returns it and its sandbox.json."""
-    command = [
-        str(Path(sys.executable).with_name("msi-sandbox")),
-        "serve",
-        "--data-dir",
-        str(data_dir),
-        "--size",
-        size,
-    ]
-    for service in services:
-        command += ["--service", service, f"--{service}-port", str(_free_port())]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    info_file = data_dir / "sandbox.json"
-    deadline = time.monotonic() + 300
-    while not info_file.exists():
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit(f"the sandbox did not start: {' '.join(command)}")
-        time.sleep(0.2)
-    time.sleep(0.5)  # written atomically, but let the servers finish binding
-    return process, json.loads(info_file.read_text())
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", default="medium")
@@ -117,11 +66,13 @@ def main() -> None:
     logging.disable(logging.WARNING)  # the SDK logs a line per stream partition
     data_dir = Path(tempfile.mkdtemp(prefix="msi-bench-"))
     seeding = time.perf_counter()
-    process, info = start_sandbox(data_dir, args.size, args.crm)
+    process, info = serve(data_dir, args.size, args.crm, timeout_s=300)
     print(f"sandbox up with the {args.size} world in {time.perf_counter() - seeding:.1f}s")
     try:
         for crm in args.crm:
-            config = _config(crm, info[crm], info["ca_bundle"])
+            config = crm_connection(crm, info, info["ca_bundle"])
+            if crm == "salesforce":
+                config |= SALESFORCE_REST_PAGING
             elapsed, cpu, sink, client = run(config)
             total = sum(sink.records.values())
             print(

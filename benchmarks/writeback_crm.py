@@ -17,15 +17,13 @@ import io
 import json
 import logging
 import signal
-import socket
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-import requests
+from _common import crm_connection, serve, trusting_session
 
 from tap_crm_msi.writeback.target import TargetCrmMsi
 
@@ -33,48 +31,16 @@ OBJECTS = {"salesforce": (("Lead", "Id"), ("Contact", "Id")),
            "dynamics": (("lead", "leadid"), ("contact", "contactid"))}  # fmt: skip
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_sandbox(data_dir: Path, services: list[str]) -> tuple[subprocess.Popen, dict]:
-    command = [str(Path(sys.executable).with_name("msi-sandbox")), "serve",
-               "--data-dir", str(data_dir), "--size", "medium"]  # fmt: skip
-    for service in services:
-        command += ["--service", service, f"--{service}-port", str(_free_port())]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    info_file = data_dir / "sandbox.json"
-    deadline = time.monotonic() + 600
-    while not info_file.exists():
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit(f"the sandbox did not start: {' '.join(command)}")
-        time.sleep(0.2)
-    time.sleep(0.5)
-    return process, json.loads(info_file.read_text())
-
-
 def config_for(crm: str, info: dict[str, Any], ca: str, state: Path, **extra: Any) -> dict:
-    service = info[crm]
-    common = {"crm": crm, "client_id": service["client_id"],
-              "client_secret": service["client_secret"], "ca_bundle": ca,
-              "state_dir": str(state), "rejects_path": str(state / "rejects.jsonl"),
-              "summary_path": "", "backoff_factor": 0.5, "bulk_poll_seconds": 0.5,
-              "batch_size": 50_000, "daily_api_share": 1.0}  # fmt: skip
-    if crm == "salesforce":
-        common |= {"login_url": service["base_url"], "api_version": service["api_version"][1:]}
-    else:
-        common |= {"org_url": service["base_url"], "authority": service["authority"],
-                   "scope": service["scope"]}  # fmt: skip
-    return common | extra
+    return crm_connection(crm, info, ca) | {
+        "state_dir": str(state), "rejects_path": str(state / "rejects.jsonl"),
+        "summary_path": "", "backoff_factor": 0.5, "bulk_poll_seconds": 0.5,
+        "batch_size": 50_000, "daily_api_share": 1.0} | extra  # fmt: skip
 
 
 def person_ids(crm: str, info: dict[str, Any], ca: str, count: int) -> list[str]:
     """Half leads, half contacts (Salesforce leads not converted), from the sandbox's dump."""
-    session = requests.Session()
-    session.trust_env = False
-    session.verify = ca
+    session = trusting_session(ca)
     ids: list[str] = []
     for obj, key in OBJECTS[crm]:
         url = f"{info[crm]['base_url']}/_sandbox/dump/{obj}"
@@ -144,7 +110,7 @@ def main() -> None:
         data_dir = Path(tmp) / "sandbox"
         data_dir.mkdir()
         started = time.perf_counter()
-        process, info = start_sandbox(data_dir, args.crm)
+        process, info = serve(data_dir, "medium", args.crm)
         print(f"sandbox with the medium world up in {time.perf_counter() - started:.0f} s")
         try:
             ca = info["ca_bundle"]
