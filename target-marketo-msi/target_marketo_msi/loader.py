@@ -253,26 +253,13 @@ class Loader:
             if i.key in ids
         ]
         creates = [(i, p) for i, p in zip(regular, payloads, strict=True) if i.key not in ids]
-        if updates:
-            body = {"action": "updateOnly", "lookupField": "id"}
-            self._send(
-                LEADS,
-                LEADS.sync_path,
-                [u[0] for u in updates],
-                [u[1] for u in updates],
-                body,
-                self._handle_lead_results,
-            )
-        if creates:
-            body = {"action": "createOnly"}
-            self._send(
-                LEADS,
-                LEADS.sync_path,
-                [c[0] for c in creates],
-                [c[1] for c in creates],
-                body,
-                self._handle_lead_results,
-            )
+        for pairs, body in (
+            (updates, {"action": "updateOnly", "lookupField": "id"}),
+            (creates, {"action": "createOnly"}),
+        ):
+            if pairs:
+                pending, sent = [p[0] for p in pairs], [p[1] for p in pairs]
+                self._send(LEADS, LEADS.sync_path, pending, sent, body, self._handle_lead_results)
 
     def _company_fields_on_leads(self, lead_describe: Describe | None) -> frozenset[str]:
         company_describe = self._describe(COMPANIES)
