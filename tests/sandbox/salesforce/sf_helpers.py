@@ -7,6 +7,16 @@ from typing import Any
 import requests
 
 API = "/services/data/v60.0"
+# Salesforce's key prefixes of the SObjects the stand-in serves (the first 3 characters of an Id).
+PREFIXES = {
+    "User": "005",
+    "Group": "00G",
+    "Account": "001",
+    "Lead": "00Q",
+    "Contact": "003",
+    "Opportunity": "006",
+    "OpportunityContactRole": "00K",
+}
 
 
 class SalesforceClient:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from sf_helpers import API
+from sf_helpers import API, PREFIXES
 
 from msi_sandbox.salesforce import ids
 
@@ -35,15 +35,7 @@ def test_versions_list_needs_no_session(sf):
 def test_global_describe_and_object_describe(sf):
     listed = sf.call("GET", "/sobjects").json()
     prefixes = {o["name"]: o["keyPrefix"] for o in listed["sobjects"]}
-    assert prefixes == {
-        "User": "005",
-        "Group": "00G",
-        "Account": "001",
-        "Lead": "00Q",
-        "Contact": "003",
-        "Opportunity": "006",
-        "OpportunityContactRole": "00K",
-    }
+    assert prefixes == PREFIXES
     lead = sf.call("GET", "/sobjects/Lead/describe/").json()
     fields = {f["name"]: f for f in lead["fields"]}
     assert fields["Id"]["type"] == "id"

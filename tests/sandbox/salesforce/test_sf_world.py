@@ -4,18 +4,10 @@ from __future__ import annotations
 
 import json
 
+from sf_helpers import PREFIXES
+
 from msi_sandbox.generator import generate
 from msi_sandbox.salesforce import ids
-
-PREFIXES = {
-    "User": "005",
-    "Group": "00G",
-    "Account": "001",
-    "Lead": "00Q",
-    "Contact": "003",
-    "Opportunity": "006",
-    "OpportunityContactRole": "00K",
-}
 
 
 def stored(sf, sobject):
