@@ -77,11 +77,7 @@ class FaultInjector:
         """
         if not isinstance(settings, dict):
             raise ValueError("fault settings must be a JSON object")
-        unknown = set(settings) - _CONFIG_FIELDS
-        if unknown:
-            raise ValueError(
-                f"unknown fault settings: {sorted(unknown)}; allowed: {sorted(_CONFIG_FIELDS)}"
-            )
+        _check_known(settings, _CONFIG_FIELDS, "fault settings")
         errors = settings.get("errors") or []
         if not isinstance(errors, list):
             raise ValueError("'errors' must be a list of rules")
@@ -187,14 +183,17 @@ def _pattern(settings: dict[str, Any], name: str) -> str:
     return value
 
 
+def _check_known(settings: dict[str, Any], allowed: set[str], what: str) -> None:
+    """A typo in a fault plan fails loudly (ValueError) rather than being ignored."""
+    unknown = set(settings) - allowed
+    if unknown:
+        raise ValueError(f"unknown {what}: {sorted(unknown)}; allowed: {sorted(allowed)}")
+
+
 def _rule_fields(raw: Any) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise ValueError("an error rule must be a JSON object")
-    unknown = set(raw) - _RULE_FIELDS
-    if unknown:
-        raise ValueError(
-            f"unknown error rule fields: {sorted(unknown)}; allowed: {sorted(_RULE_FIELDS)}"
-        )
+    _check_known(raw, _RULE_FIELDS, "error rule fields")
     if raw.get("code") in (None, ""):
         raise ValueError("an error rule needs a 'code'")
     times = raw.get("times")
