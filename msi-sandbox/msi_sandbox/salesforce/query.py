@@ -25,7 +25,7 @@ from flask import Flask, Response, request
 from msi_sandbox.salesforce import ids
 from msi_sandbox.salesforce.schema import SObject
 from msi_sandbox.salesforce.soql import SqlPlan, translate
-from msi_sandbox.salesforce.wire import ApiError, check_version, render_records
+from msi_sandbox.salesforce.wire import ApiError, check_version, record_url, with_attributes
 from msi_sandbox.service import json_response
 
 if TYPE_CHECKING:
@@ -77,21 +77,43 @@ class QueryEngine:
         return array("q", (r[0] for r in rows))
 
     def rows(self, sobject: SObject, columns: list[str], rowids: array) -> list[dict[str, Any]]:
-        """Rows by rowid, in the given order (rows deleted since are left out), decoded.
-
-        One indexed read of a JSON array of rowids, in the array's order: the cross join makes
-        json_each the outer loop, so no re-sorting in Python.
-        """
+        """Rows by rowid, in the given order (rows deleted since are left out), decoded."""
         wanted = list(dict.fromkeys(["Id", *columns]))
-        names = ", ".join(f't."{c}"' for c in wanted)
+        return self._fetch(sobject, wanted, [f't."{c}"' for c in wanted], (), rowids)
+
+    def records(
+        self, sobject: SObject, columns: list[str], rowids: array, version: str
+    ) -> list[dict[str, Any]]:
+        """Rows by rowid as the REST API returns them (`attributes` first, then `columns`).
+
+        SQLite writes each record's url, so a fetched row is one `dict(zip())` from its record.
+        """
+        expressions = ['? || t."Id"', *(f't."{c}"' for c in columns)]
+        prefix = record_url(version, sobject.name, "")
+        rows = self._fetch(sobject, ["attributes", *columns], expressions, (prefix,), rowids)
+        return with_attributes(sobject, rows)
+
+    def _fetch(
+        self,
+        sobject: SObject,
+        names: list[str],
+        expressions: list[str],
+        params: tuple[Any, ...],
+        rowids: array,
+    ) -> list[dict[str, Any]]:
+        """`expressions` of the rows in `rowids`, in that order, decoded under `names`.
+
+        One indexed read of a JSON array of rowids: the cross join makes json_each the outer
+        loop, so the rows come back in the cursor's order with no sorting in Python.
+        """
         sql = (
-            f'SELECT {names} FROM json_each(?) AS j CROSS JOIN "{sobject.name}" AS t '
-            "ON t.rowid = j.value ORDER BY j.key"
+            f"SELECT {', '.join(expressions)} FROM json_each(?) AS j "
+            f'CROSS JOIN "{sobject.name}" AS t ON t.rowid = j.value ORDER BY j.key'
         )
         cursor = self.service.store.connect().cursor()
-        cursor.row_factory = None
-        fetched = cursor.execute(sql, (json.dumps(rowids.tolist()),)).fetchall()
-        return self.service.store.table(sobject.name).decode(wanted, fetched)
+        cursor.row_factory = None  # plain tuples, decoded a column at a time
+        fetched = cursor.execute(sql, (*params, json.dumps(rowids.tolist()))).fetchall()
+        return self.service.store.table(sobject.name).decode(names, fetched)
 
     def open_cursor(self, plan: SqlPlan, rowids: array, batch: int) -> Cursor:
         locator = ids.make_id("01g", next(self._numbers))
@@ -114,8 +136,7 @@ class QueryEngine:
     def page(self, cursor: Cursor, start: int, version: str) -> dict[str, Any]:
         """The page of `cursor` starting at row `start`, shaped like Salesforce's answer."""
         chunk = cursor.rowids[start : start + cursor.batch]
-        rows = self.rows(cursor.sobject, cursor.columns, chunk)
-        records = render_records(cursor.sobject, version, rows, cursor.columns)
+        records = self.records(cursor.sobject, cursor.columns, chunk, version)
         end = start + len(chunk)
         body: dict[str, Any] = {"totalSize": len(cursor.rowids), "done": end >= len(cursor.rowids)}
         if not body["done"]:

@@ -67,26 +67,26 @@ def record_url(version: str, sobject: str, record_id: str) -> str:
     return f"/services/data/{version}/sobjects/{sobject}/{record_id}"
 
 
-def render_records(
-    sobject: SObject, version: str, rows: list[dict[str, Any]], columns: list[str]
-) -> list[dict[str, Any]]:
-    """Stored rows as the REST API returns them: `attributes` first, then the asked fields.
+def with_attributes(sobject: SObject, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Records as the REST API returns them, from records whose first key, `attributes`, holds
+    the record's url: that key becomes `{"type", "url"}` in place, so it stays first.
 
-    Built a page at a time (the url prefix once, one comprehension per row): this runs for
-    every record of every query page.
+    A query page builds its records this way (SQLite writes each url), which saves a second
+    dict per record on the hot path.
     """
-    kind, prefix = sobject.name, record_url(version, sobject.name, "")
-    return [
-        {"attributes": {"type": kind, "url": prefix + row["Id"]}, **{c: row[c] for c in columns}}
-        for row in rows
-    ]
+    kind = sobject.name
+    for record in records:
+        record["attributes"] = {"type": kind, "url": record["attributes"]}
+    return records
 
 
 def render_record(
     sobject: SObject, version: str, row: dict[str, Any], columns: list[str]
 ) -> dict[str, Any]:
-    """One stored row as the REST API returns it (see `render_records`)."""
-    return render_records(sobject, version, [row], columns)[0]
+    """A stored row as the REST API returns it: `attributes` first, then the asked fields."""
+    record = {"attributes": record_url(version, sobject.name, row["Id"])}
+    record.update((name, row[name]) for name in columns)
+    return with_attributes(sobject, [record])[0]
 
 
 def error(status: int, code: str, message: str, fields: list[str] | None = None) -> Response:
