@@ -1,9 +1,23 @@
-"""The settings that connect tap-crm-msi and target-crm-msi to a sandbox CRM (one home for both
-test folders; tests/ is on sys.path as the root conftest's folder)."""
+"""Plugin settings several test folders build alike: the connection of tap-crm-msi and
+target-crm-msi to a sandbox CRM, and where a target writes its state, rejects and summary.
+
+tests/ is on sys.path as the root conftest's folder, so every test folder imports this module.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
+
+
+def run_outputs(directory: Path | str) -> dict[str, str]:
+    """A target's output settings, all under `directory` (both targets name them alike)."""
+    directory = Path(directory)
+    return {
+        "state_dir": str(directory / "state"),
+        "rejects_path": str(directory / "rejects.jsonl"),
+        "summary_path": str(directory / "summary.json"),
+    }
 
 
 def crm_connection(sandbox: Any, crm: str) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from crm_settings import crm_connection
+from plugin_settings import crm_connection
 
 from tap_crm_msi.tap import TapCrmMsi
 

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from plugin_settings import run_outputs
+
 from tap_crm_msi.contract import STREAM_NAMES, key_properties, load_schema
 from target_marketo_msi.target import TargetMarketoMsi
 
@@ -28,9 +30,7 @@ def target_config(sandbox: Any, tmp_path: Path, **overrides: Any) -> dict[str, A
         "client_id": info["client_id"],
         "client_secret": info["client_secret"],
         "ca_bundle": sandbox.ca_bundle,
-        "state_dir": str(tmp_path / "state"),
-        "rejects_path": str(tmp_path / "rejects.jsonl"),
-        "summary_path": str(tmp_path / "summary.json"),
+        **run_outputs(tmp_path),
         "retry_backoff_seconds": 0.05,
         "max_backoff_seconds": 0.5,
         "progress_interval_seconds": 5,

@@ -7,9 +7,9 @@ closed port: any Marketo call would fail the test, which proves none is made for
 
 from __future__ import annotations
 
-import os
 import tempfile
 
+from plugin_settings import run_outputs
 from singer_sdk.testing import get_target_test_class
 
 from target_marketo_msi.target import TargetMarketoMsi
@@ -22,8 +22,6 @@ TestTargetMarketoMsi = get_target_test_class(
         "base_url": "https://127.0.0.1:9",
         "client_id": "sdk-standard-tests",
         "client_secret": "unused",
-        "state_dir": STATE_DIR,
-        "rejects_path": os.path.join(STATE_DIR, "rejects.jsonl"),
-        "summary_path": os.path.join(STATE_DIR, "summary.json"),
+        **run_outputs(STATE_DIR),
     },
 )

@@ -6,9 +6,9 @@ nothing. The CRM URL is a closed port: any Salesforce call would fail the test.
 
 from __future__ import annotations
 
-import os
 import tempfile
 
+from plugin_settings import run_outputs
 from singer_sdk.testing import get_target_test_class
 
 from tap_crm_msi.writeback.target import TargetCrmMsi
@@ -23,8 +23,6 @@ TestTargetCrmMsi = get_target_test_class(
         "client_id": "sdk-standard-tests",
         "client_secret": "unused",
         "max_tries": 1,
-        "state_dir": STATE_DIR,
-        "rejects_path": os.path.join(STATE_DIR, "rejects.jsonl"),
-        "summary_path": os.path.join(STATE_DIR, "summary.json"),
+        **run_outputs(STATE_DIR),
     },
 )

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from crm_settings import crm_connection
+from plugin_settings import crm_connection, run_outputs
 
 from tap_crm_msi.writeback.target import TargetCrmMsi
 
@@ -52,20 +52,12 @@ SF_STAMPS = ("LastModifiedDate", "SystemModstamp")
 DYN_STAMPS = ("versionnumber",)  # modifiedon too, but in whole seconds: it may not move
 
 
-def outputs(tmp_path: Path) -> dict[str, str]:
-    return {
-        "state_dir": str(tmp_path / "state"),
-        "rejects_path": str(tmp_path / "rejects.jsonl"),
-        "summary_path": str(tmp_path / "summary.json"),
-    }
-
-
 def salesforce_config(sandbox: Any, tmp_path: Path, **extra: Any) -> dict[str, Any]:
-    return {**crm_connection(sandbox, "salesforce"), **FAST, **outputs(tmp_path), **extra}
+    return {**crm_connection(sandbox, "salesforce"), **FAST, **run_outputs(tmp_path), **extra}
 
 
 def dynamics_config(sandbox: Any, tmp_path: Path, **extra: Any) -> dict[str, Any]:
-    return {**crm_connection(sandbox, "dynamics"), **FAST, **outputs(tmp_path), **extra}
+    return {**crm_connection(sandbox, "dynamics"), **FAST, **run_outputs(tmp_path), **extra}
 
 
 def score(external_id: str, n: int, **fields: Any) -> dict[str, Any]:
