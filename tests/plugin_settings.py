@@ -1,5 +1,5 @@
-"""Plugin settings several test folders build alike: the connection of tap-crm-msi and
-target-crm-msi to a sandbox CRM, and where a target writes its state, rejects and summary.
+"""Plugin settings several test folders build alike: the connection of each plugin to its
+sandbox service, and where a target writes its state, rejects and summary.
 
 tests/ is on sys.path as the root conftest's folder, so every test folder imports this module.
 """
@@ -17,6 +17,17 @@ def run_outputs(directory: Path | str) -> dict[str, str]:
         "state_dir": str(directory / "state"),
         "rejects_path": str(directory / "rejects.jsonl"),
         "summary_path": str(directory / "summary.json"),
+    }
+
+
+def marketo_connection(sandbox: Any) -> dict[str, Any]:
+    """Connection settings of target-marketo-msi and tap-marketo-msi for the sandbox's Marketo."""
+    info = sandbox.info["marketo"]
+    return {
+        "base_url": info["base_url"],
+        "client_id": info["client_id"],
+        "client_secret": info["client_secret"],
+        "ca_bundle": sandbox.ca_bundle,
     }
 
 

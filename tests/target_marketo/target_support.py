@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from plugin_settings import run_outputs
+from plugin_settings import marketo_connection, run_outputs
 
 from tap_crm_msi.contract import STREAM_NAMES, key_properties, load_schema
 from target_marketo_msi.target import TargetMarketoMsi
@@ -24,12 +24,8 @@ def sf_id(prefix: str, n: int) -> str:
 
 
 def target_config(sandbox: Any, tmp_path: Path, **overrides: Any) -> dict[str, Any]:
-    info = sandbox.info["marketo"]
     config = {
-        "base_url": info["base_url"],
-        "client_id": info["client_id"],
-        "client_secret": info["client_secret"],
-        "ca_bundle": sandbox.ca_bundle,
+        **marketo_connection(sandbox),
         **run_outputs(tmp_path),
         "retry_backoff_seconds": 0.05,
         "max_backoff_seconds": 0.5,

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from plugin_settings import marketo_connection
 from writeback_support import (
     DYN_FIELDS,
     DYN_STAMPS,
@@ -84,13 +85,9 @@ def put_marketo_leads(sandbox: Any, external_ids: list[str]) -> None:
 
 def run_tap(sandbox: Any, state_dir: Path, state: dict | None) -> tuple[list[str], dict]:
     """tap-marketo-msi's lead_scores, in-process: its Singer lines and final state."""
-    info = sandbox.info["marketo"]
     start = dt.datetime.now(dt.UTC) - dt.timedelta(days=40)
     config = {
-        "base_url": info["base_url"],
-        "client_id": info["client_id"],
-        "client_secret": info["client_secret"],
-        "ca_bundle": sandbox.ca_bundle,
+        **marketo_connection(sandbox),
         "state_dir": str(state_dir),
         "start_date": start.strftime(ISO),
         "poll_interval_seconds": 0.05,
