@@ -12,10 +12,11 @@ import contextlib
 import logging
 import queue
 import threading
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from typing import Any, TypeVar
 
 import backoff
+import msgspec
 import requests
 
 from tap_crm_msi.errors import CrmError
@@ -109,15 +110,27 @@ class BaseCrmClient:
     # Sending -----------------------------------------------------------------------------------
     def send(self, method: str, url: str, **kwargs: Any) -> requests.Response:
         """One API call with retries; returns a response `check_response` accepted."""
+        return self._with_retries(self._send_once, method, url, **kwargs)
+
+    def get_json(self, url: str, **kwargs: Any) -> Any:
+        """GET a JSON body with retries, read in one piece and decoded by msgspec.
+
+        Query pages of several megabytes are the hot path: requests would gather `.content` in
+        10 KB chunks. The body is read inside the retried call, so a connection lost mid-body is
+        retried like one lost before the answer.
+        """
+        return self._with_retries(self._get_json_once, url, **kwargs)
+
+    def _with_retries(self, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         decorated = backoff.on_exception(
             self.backoff_wait_generator,
             (RetriableError, requests.ConnectionError, requests.Timeout),
             max_tries=self.backoff_max_tries,
             jitter=None,
             on_backoff=self.backoff_handler,
-        )(self._send_once)
+        )(call)
         try:
-            return decorated(method, url, **kwargs)
+            return decorated(*args, **kwargs)
         except RetriableError as exc:
             raise CrmError(f"{exc} (gave up after {self.backoff_max_tries} tries)") from exc
         except (requests.ConnectionError, requests.Timeout) as exc:
@@ -133,8 +146,20 @@ class BaseCrmClient:
             method, url, auth=self.authenticator(), verify=self.session.verify, **kwargs
         )
         self.calls += 1
-        self.check_response(response)
+        try:
+            self.check_response(response)
+        except BaseException:
+            response.close()  # a streamed answer's connection goes back to the pool
+            raise
         return response
+
+    def _get_json_once(self, url: str, **kwargs: Any) -> Any:
+        with self._send_once("GET", url, stream=True, **kwargs) as response:
+            try:  # chunk_size=None: one read of the whole body; the connection is then reused
+                body = b"".join(response.iter_content(chunk_size=None))
+            except requests.exceptions.ChunkedEncodingError as exc:  # cut mid-body
+                raise requests.ConnectionError(f"{self.name} answer cut short") from exc
+        return msgspec.json.decode(body)
 
 
 _END = object()

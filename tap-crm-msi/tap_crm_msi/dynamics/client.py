@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
 
-import msgspec
 import requests
 
 from tap_crm_msi.client import BaseCrmClient, RetriableError, retry_after_seconds
@@ -90,7 +89,7 @@ class DynamicsClient(BaseCrmClient):
             prefer = "odata.track-changes," + prefer
         headers = {"Prefer": prefer}
         while url:
-            body = msgspec.json.decode(self.send("GET", url, headers=headers).content)
+            body = self.get_json(url, headers=headers)
             url = body.get("@odata.nextLink") or ""
             yield body.get("value", []), body.get("@odata.deltaLink")
 

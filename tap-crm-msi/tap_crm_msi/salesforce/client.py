@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
 
-import msgspec
 import requests
 
 from tap_crm_msi.client import BaseCrmClient, RetriableError
@@ -131,7 +130,7 @@ class SalesforceClient(BaseCrmClient):
         url = f"{self.base}/{endpoint}?q={quote(soql, safe='')}"
         headers = {"Sforce-Query-Options": f"batchSize={self.page_size}"}
         while url:
-            body = msgspec.json.decode(self.send("GET", url, headers=headers).content)
+            body = self.get_json(url, headers=headers)
             yield body.get("totalSize", 0), body.get("records", [])
             next_url = None if body.get("done", True) else body.get("nextRecordsUrl")
             url = self.absolute(next_url) if next_url else ""
