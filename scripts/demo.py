@@ -28,6 +28,12 @@ SANDBOX_DIR = DEMO_DIR / "services"
 # Where meltano.yml's sandbox environment keeps the connectors' local caches (fingerprints,
 # id caches): emptied with the sandbox so a fresh demo starts from nothing.
 CONNECTOR_STATE_DIR = ROOT / ".sandbox" / "connector-state"
+# meltano.yml's sandbox environment loads Marketo people into this DuckDB file.
+WAREHOUSE_FILE = ROOT / ".meltano" / "msi-people-sandbox.duckdb"
+DUCKDB_PYTHON = ROOT / ".meltano" / "loaders" / "target-duckdb" / "venv" / "bin" / "python"
+PEOPLE_JOB = "marketo-people"
+# Leads deleted in Marketo before the people extract, so deletions have something to show.
+DELETED_PEOPLE = 5
 # Where meltano.yml's sandbox environment has target-marketo-msi write its summary and rejects.
 SUMMARY_FILE = ROOT / "output" / "sandbox" / "marketo-summary.json"
 DEMO_SEED = 42
@@ -75,13 +81,14 @@ def run(args: list[str], env: dict[str, str] | None = None) -> None:
     subprocess.run(args, cwd=ROOT, env=env, check=True)
 
 
-def run_job(job: str, env: dict[str, str]) -> bool:
+def run_job(job: str, env: dict[str, str], *, full_refresh: bool = True) -> bool:
     """`meltano run JOB` with its log in a file; the log's tail is shown when it fails."""
+    args = ["--environment=sandbox", "run", *(["--full-refresh"] if full_refresh else []), job]
     log_path = DEMO_DIR / f"{job}.log"
-    say(f"$ meltano --environment=sandbox run --full-refresh {job}   (log: {log_path})")
-    with log_path.open("wb") as log:
+    say(f"$ meltano {' '.join(args)}   (log: {log_path.relative_to(ROOT)})")
+    with log_path.open("ab") as log:
         result = subprocess.run(
-            [str(BIN / "meltano"), "--environment=sandbox", "run", "--full-refresh", job],
+            [str(BIN / "meltano"), *args],
             cwd=ROOT,
             env=env,
             stdout=log,
@@ -104,6 +111,7 @@ def start_sandbox() -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
     """Start `msi-sandbox serve` on free ports with a small generated world."""
     shutil.rmtree(DEMO_DIR, ignore_errors=True)
     shutil.rmtree(CONNECTOR_STATE_DIR, ignore_errors=True)
+    WAREHOUSE_FILE.unlink(missing_ok=True)
     SANDBOX_DIR.mkdir(parents=True)
     log = (DEMO_DIR / "sandbox.log").open("wb")
     process = subprocess.Popen(
@@ -270,6 +278,64 @@ def print_summary(job: str, info: dict[str, Any]) -> None:
     print()
 
 
+def marketo_rest(info: dict[str, Any], path: str, body: dict[str, Any]) -> dict[str, Any]:
+    """One Marketo REST call as any client makes it: a token, then the Bearer header."""
+    marketo = info["marketo"]
+    session = requests.Session()
+    session.trust_env = False
+    session.verify = info["ca_bundle"]
+    token = session.post(
+        f"{marketo['base_url']}/identity/oauth/token",
+        params={"grant_type": "client_credentials"},
+        data={"client_id": marketo["client_id"], "client_secret": marketo["client_secret"]},
+        timeout=60,
+    ).json()["access_token"]
+    response = session.post(
+        f"{marketo['base_url']}{path}",
+        json=body,
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=60,
+    )
+    response.raise_for_status()
+    return response.json()
+
+
+def warehouse_counts() -> tuple[int, int]:
+    """(people, deleted people) in the DuckDB warehouse, read with target-duckdb's own duckdb."""
+    query = (
+        "import duckdb, sys; c = duckdb.connect(sys.argv[1], read_only=True); "
+        "print(*c.execute('select count(*), count(_sdc_deleted_at) from marketo.people')"
+        ".fetchone())"
+    )
+    result = subprocess.run(
+        [str(DUCKDB_PYTHON), "-c", query, str(WAREHOUSE_FILE)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    people, deleted = result.stdout.split()
+    return int(people), int(deleted)
+
+
+def extract_people(info: dict[str, Any], env: dict[str, str]) -> bool:
+    """Extract Marketo people, delete a few leads, extract again: what reached the warehouse."""
+    print()
+    print(f"=== {PEOPLE_JOB} ===")
+    if not run_job(PEOPLE_JOB, env):
+        return False
+    people, deleted = warehouse_counts()
+    print(f"First run: {people} people in {WAREHOUSE_FILE.relative_to(ROOT)}.")
+    victims = [lead["id"] for lead in dump(info, "marketo", "leads")][-DELETED_PEOPLE:]
+    marketo_rest(info, "/rest/v1/leads/delete.json", {"input": [{"id": i} for i in victims]})
+    print(f"Deleted {len(victims)} leads in Marketo; the next run is incremental.")
+    if not run_job(PEOPLE_JOB, env, full_refresh=False):
+        return False
+    people, deleted = warehouse_counts()
+    print(f"Second run: {people} people, {deleted} of them marked deleted.")
+    print()
+    return True
+
+
 def main() -> int:
     jobs = defined_jobs()
     run([str(BIN / "meltano"), "install"])
@@ -290,6 +356,8 @@ def main() -> int:
             say(f"{job} took {time.monotonic() - started:.1f} s")
             print_summary(job, info)
             if write_back_job in jobs and not write_back_scores(crm, write_back_job, info, env):
+                failed = True
+            if crm == "salesforce" and PEOPLE_JOB in jobs and not extract_people(info, env):
                 failed = True
     finally:
         stop_sandbox(process)
