@@ -4,10 +4,16 @@ and the 1029 / export-quota / 1035 paths, all against the sandbox's bulk extract
 from __future__ import annotations
 
 import datetime as dt
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
 from tap_marketo_support import (
+    TapRun,
     change_lead,
     iso,
     lead,
@@ -20,6 +26,9 @@ from tap_marketo_support import (
 
 PEOPLE = ("people",)
 CREATE = "/bulk/v1/leads/export/create.json"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+MELTANO = Path(sys.executable).parent / "meltano"
+WAREHOUSE_PYTHON = REPO_ROOT / ".meltano" / "loaders" / "target-duckdb" / "venv" / "bin" / "python"
 
 
 def ids(records: list[dict[str, Any]]) -> list[int]:
@@ -30,18 +39,72 @@ def set_limits(sandbox: Any, **limits: float) -> None:
     sandbox.admin("marketo", "PUT", "limits", json=limits)
 
 
-def delete_lead_via_api(sandbox: Any, lead_id: int) -> None:
-    """Delete through Marketo's own endpoint, so the deleted-leads activity is the API's."""
+def delete_leads_via_api(sandbox: Any, *lead_ids: int) -> None:
+    """Delete in one call to Marketo's own endpoint, so the deletion activities are the API's."""
     service = sandbox.service("marketo")
     token = service.tokens.issue(service.credentials["client_id"]).value
     answer = sandbox.session.post(
         sandbox.url("marketo", "/rest/v1/leads/delete.json"),
-        json={"input": [{"id": lead_id}]},
+        json={"input": [{"id": i} for i in lead_ids]},
         headers={"Authorization": f"Bearer {token}"},
         timeout=30,
     ).json()
     assert answer["success"] is True
-    assert answer["result"][0]["status"] == "deleted"
+    assert [r["status"] for r in answer["result"]] == ["deleted"] * len(lead_ids)
+
+
+class Warehouse:
+    """target-duckdb as meltano.yml installs and configures it, loading a private DuckDB file."""
+
+    def __init__(self, work: Path) -> None:
+        self.path = work / "people.duckdb"
+        self.env = {
+            **os.environ,
+            "MELTANO_DATABASE_URI": f"sqlite:///{work / 'meltano.db'}",
+            "TARGET_DUCKDB_FILEPATH": str(self.path),
+        }
+
+    def load(self, run: TapRun) -> None:
+        """Pipe one tap run into `meltano invoke target-duckdb`, as `meltano run` would."""
+        result = subprocess.run(
+            [str(MELTANO), "--environment=sandbox", "invoke", "target-duckdb"],
+            input="".join(json.dumps(m) + "\n" for m in run.messages),
+            cwd=REPO_ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+
+    def deleted_at(self) -> dict[int, str | None]:
+        """Person id -> _sdc_deleted_at, read with the loader's own duckdb."""
+        query = (
+            "import duckdb, json, sys; c = duckdb.connect(sys.argv[1], read_only=True); "
+            "rows = c.execute('select id, _sdc_deleted_at from marketo.people').fetchall(); "
+            "print(json.dumps({int(i): d and str(d) for i, d in rows}))"
+        )
+        out = subprocess.run(
+            [str(WAREHOUSE_PYTHON), "-c", query, str(self.path)],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        ).stdout
+        return {int(k): v for k, v in json.loads(out).items()}
+
+
+@pytest.fixture(scope="module")
+def warehouse_loader() -> None:
+    """target-duckdb installed from meltano.yml (its pip_url pins the duckdb it runs on)."""
+    subprocess.run(
+        [str(MELTANO), "install", "--plugin-type", "loader", "target-duckdb"],
+        cwd=REPO_ROOT,
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
 
 
 def test_incremental_run_emits_new_changed_and_deleted_people_exactly_once(
@@ -59,7 +122,7 @@ def test_incremental_run_emits_new_changed_and_deleted_people_exactly_once(
 
     change_lead(sandbox, 2, now(), leadStatus="Working")
     put_leads(sandbox, [lead(6, now())])
-    delete_lead_via_api(sandbox, 3)
+    delete_leads_via_api(sandbox, 3)
 
     second = run_tap(config, first.state, streams=PEOPLE)
     records = second.records("people")
@@ -72,6 +135,38 @@ def test_incremental_run_emits_new_changed_and_deleted_people_exactly_once(
 
     third = run_tap(config, second.state, streams=PEOPLE)
     assert third.records("people") == []
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("warehouse_loader")
+def test_people_deleted_in_one_call_all_land_deleted_in_the_duckdb_warehouse(
+    sandbox: Any, tmp_path: Any
+) -> None:
+    """`make demo`'s people flow: a full run, 5 leads deleted in one call, an incremental run.
+
+    The second run's batch holds only deletes, so its first row carries a zoned
+    `_sdc_deleted_at` in the first CSV column: DuckDB 1.3+ took that row for a header and
+    target-duckdb 0.8.0 lost one deleted person per batch.
+    """
+    config = tap_config(sandbox, tmp_path / "tap")
+    put_leads(sandbox, [lead(i, now() - dt.timedelta(days=1)) for i in range(1, 11)])
+    warehouse = Warehouse(tmp_path)
+
+    first = run_tap(config, streams=PEOPLE)
+    warehouse.load(first)
+    assert warehouse.deleted_at() == dict.fromkeys(range(1, 11))
+
+    victims = [6, 7, 8, 9, 10]
+    delete_leads_via_api(sandbox, *victims)
+    second = run_tap(config, first.state, streams=PEOPLE)
+    records = second.records("people")
+    assert sorted(r["id"] for r in records) == victims  # each deleted person exactly once
+    assert all(r["isDeleted"] and r["_sdc_deleted_at"] for r in records)
+
+    warehouse.load(second)
+    landed = warehouse.deleted_at()
+    assert sorted(landed) == list(range(1, 11))
+    assert sorted(i for i, when in landed.items() if when) == victims
 
 
 def test_a_company_change_re_emits_its_people(sandbox: Any, tmp_path: Any) -> None:
