@@ -46,27 +46,26 @@ class OwnerPolicy:
 class RecordShape:
     """How rows of one CRM object become contract records.
 
-    Fields copied as they are come from a table (contract field -> CRM field), the stream adds
-    the ones it computes, and every record ends with its provenance (`_crm`, `_crm_object`,
-    `_crm_modified_at`), so each stream only states what differs.
+    The stream computes what needs logic; the fields copied as they are come from a table
+    (contract field -> CRM field), and every record ends with its provenance (`_crm`,
+    `_crm_object`, `_crm_modified_at`), so each stream only states what differs.
     """
 
-    __slots__ = ("crm", "crm_object", "fields", "provenance", "sources")
+    __slots__ = ("fields", "provenance", "sources")
 
     def __init__(self, crm: str, crm_object: str, copied: Mapping[str, str] | None = None) -> None:
-        self.crm = crm
-        self.crm_object = crm_object
         self.fields = tuple(copied or ())
         self.sources = tuple((copied or {}).values())
         self.provenance = {"_crm": crm, "_crm_object": crm_object}
 
-    def __call__(self, row: Mapping[str, Any], ts: str, **computed: Any) -> dict[str, Any]:
-        # zip/map over the table: about as fast as a dict literal on the tap's hot path.
-        record = dict(zip(self.fields, map(row.get, self.sources), strict=True))
-        record.update(computed)
-        record.update(self.provenance)
-        record["_crm_modified_at"] = ts
-        return record
+    def __call__(self, row: Mapping[str, Any], ts: str, computed: dict[str, Any]) -> dict[str, Any]:
+        """`computed` made the record: the copied fields and the provenance added to it."""
+        # Filling the stream's own dict (no keyword arguments, no second dict) keeps this about
+        # as cheap as one dict literal per record: it runs for every record the tap emits.
+        computed.update(zip(self.fields, map(row.get, self.sources), strict=True))
+        computed.update(self.provenance)
+        computed["_crm_modified_at"] = ts
+        return computed
 
 
 class FieldMappings:

@@ -207,7 +207,7 @@ class DynamicsStream(CrmStream):
     def deleted_record(self, table: Table, row_id: str | None, ts: str) -> dict[str, Any] | None:
         """The record telling the target that `row_id` was deleted (None: cannot be said)."""
         key = self.primary_keys[0]
-        return self.shape(table.logical_name)({}, ts, **{key: row_id}, _sdc_deleted_at=ts)
+        return self.shape(table.logical_name)({}, ts, {key: row_id, "_sdc_deleted_at": ts})
 
 
 class _NoChangeTracking(Exception):
@@ -248,8 +248,10 @@ class SalesPersonsStream(DynamicsStream):
                 shape(
                     row,
                     ts,
-                    externalSalesPersonId=row_id,
-                    isActive=None if disabled is None else not disabled,
+                    {
+                        "externalSalesPersonId": row_id,
+                        "isActive": None if disabled is None else not disabled,
+                    },
                 )
             ]
 
@@ -302,10 +304,12 @@ class CompaniesStream(DynamicsStream):
                 shape(
                     row,
                     ts,
-                    externalCompanyId=row_id,
-                    externalSalesPersonId=owner(row),
-                    industry=labels(row, "industrycode"),
-                    annualRevenue=None if revenue is None else float(revenue),
+                    {
+                        "externalCompanyId": row_id,
+                        "externalSalesPersonId": owner(row),
+                        "industry": labels(row, "industrycode"),
+                        "annualRevenue": None if revenue is None else float(revenue),
+                    },
                 )
             ]
 
@@ -375,14 +379,16 @@ class LeadsStream(DynamicsStream):
             record = shape(
                 row,
                 ts,
-                externalPersonId=row_id,
-                externalSalesPersonId=owner(row),
-                externalCompanyId=company_id,
-                leadSource=labels(row, "leadsourcecode"),
-                leadStatus=labels(row, "statuscode") if is_lead else None,
-                industry=labels(row, "industrycode") if is_lead else None,
-                personType=person_type,
-                convertedToExternalPersonId=None,
+                {
+                    "externalPersonId": row_id,
+                    "externalSalesPersonId": owner(row),
+                    "externalCompanyId": company_id,
+                    "leadSource": labels(row, "leadsourcecode"),
+                    "leadStatus": labels(row, "statuscode") if is_lead else None,
+                    "industry": labels(row, "industrycode") if is_lead else None,
+                    "personType": person_type,
+                    "convertedToExternalPersonId": None,
+                },
             )
             origin = _guid(row.get("_originatingleadid_value"))
             created = canonical_ts(row.get("createdon"))
@@ -390,9 +396,11 @@ class LeadsStream(DynamicsStream):
                 rekey = rekey_shape(
                     row,
                     ts,
-                    externalPersonId=origin,
-                    personType="lead",
-                    convertedToExternalPersonId=row_id,
+                    {
+                        "externalPersonId": origin,
+                        "personType": "lead",
+                        "convertedToExternalPersonId": row_id,
+                    },
                 )
                 return [rekey, record]
             return [record]
@@ -443,13 +451,15 @@ class OpportunitiesStream(DynamicsStream):
                 shape(
                     row,
                     ts,
-                    externalOpportunityId=row_id,
-                    externalCompanyId=_guid(account),
-                    externalSalesPersonId=owner(row),
-                    amount=None if value is None else float(value),
-                    stage=row.get("stepname") or labels(row, "statecode"),
-                    isClosed=None if state is None else state != 0,
-                    isWon=None if state is None else state == 1,
+                    {
+                        "externalOpportunityId": row_id,
+                        "externalCompanyId": _guid(account),
+                        "externalSalesPersonId": owner(row),
+                        "amount": None if value is None else float(value),
+                        "stage": row.get("stepname") or labels(row, "statecode"),
+                        "isClosed": None if state is None else state != 0,
+                        "isWon": None if state is None else state == 1,
+                    },
                 )
             ]
 
@@ -507,11 +517,13 @@ class OpportunityRolesStream(DynamicsStream):
                     shape(
                         row,
                         ts,
-                        externalOpportunityId=row_id,
-                        externalPersonId=_guid(row.get("_customerid_value")),
-                        role=customer_role,
-                        isPrimary=True,
-                        externalRoleId=row_id,
+                        {
+                            "externalOpportunityId": row_id,
+                            "externalPersonId": _guid(row.get("_customerid_value")),
+                            "role": customer_role,
+                            "isPrimary": True,
+                            "externalRoleId": row_id,
+                        },
                     )
                 ]
 
@@ -531,11 +543,13 @@ class OpportunityRolesStream(DynamicsStream):
             record = shape(
                 row,
                 ts,
-                externalOpportunityId=_guid(row.get("_record1id_value")),
-                externalPersonId=_guid(row.get("_record2id_value")),
-                role=name or default_role,
-                isPrimary=None,
-                externalRoleId=row_id,
+                {
+                    "externalOpportunityId": _guid(row.get("_record1id_value")),
+                    "externalPersonId": _guid(row.get("_record2id_value")),
+                    "role": name or default_role,
+                    "isPrimary": None,
+                    "externalRoleId": row_id,
+                },
             )
             if row.get("statecode") == 1:  # an inactive connection no longer holds the role
                 record["_sdc_deleted_at"] = ts

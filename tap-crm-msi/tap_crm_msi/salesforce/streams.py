@@ -59,13 +59,18 @@ def _from_csv(row: dict[str, Any]) -> dict[str, Any]:
 class SalesforceStream(CrmStream):
     crm = "salesforce"
     sobjects: ClassVar[dict[str, SObject]]
+    copied: ClassVar[dict[str, str]] = {}  # contract field -> SObject field, copied as is
 
     def __init__(self, tap: TapCrmMsi, client: SalesforceClient) -> None:
         super().__init__(tap)
         self.client = client
         self.bulk_threshold = int(tap.config.get("bulk_threshold", 100_000))
         fallback = to_18(tap.config.get("fallback_sales_person_id"))
-        self.owner = OwnerPolicy(lambda i: i.startswith(USER_PREFIX), fallback)
+        self.owner_policy = OwnerPolicy(lambda i: i.startswith(USER_PREFIX), fallback)
+
+    def owner(self, row: dict[str, Any]) -> str | None:
+        """The owning user's 18-char id; a queue owner is no sales person (fallback or None)."""
+        return self.owner_policy(to_18(row.get("OwnerId")))
 
     @property
     def crm_objects(self) -> tuple[str, ...]:  # type: ignore[override]
@@ -125,7 +130,21 @@ class SalesforceStream(CrmStream):
     def record_builder(
         self, crm_object: str, incremental: bool
     ) -> Callable[[dict[str, Any], str, str], dict[str, Any] | None]:
-        """A function (row, 18-char id, canonical timestamp) -> contract record or None."""
+        """A function (row, 18-char id, canonical timestamp) -> contract record or None.
+
+        By default the `copied` fields plus the stream's `computed` ones; a stream that skips
+        rows or depends on the run overrides this.
+        """
+        shape = self.shape(crm_object, self.copied)
+        computed = self.computed
+
+        def build(row: dict[str, Any], sf_id: str, ts: str) -> dict[str, Any]:
+            return shape(row, ts, computed(row, sf_id))
+
+        return build
+
+    def computed(self, row: dict[str, Any], sf_id: str) -> dict[str, Any]:
+        """The contract fields of a row that are not copied as they are."""
         raise NotImplementedError
 
 
@@ -169,13 +188,8 @@ class SalesPersonsStream(SalesforceStream):
         "isActive": "IsActive",
     }
 
-    def record_builder(self, crm_object: str, incremental: bool) -> Callable[..., dict | None]:
-        shape = self.shape(crm_object, self.copied)
-
-        def build(row: dict[str, Any], sf_id: str, ts: str) -> dict[str, Any]:
-            return shape(row, ts, externalSalesPersonId=sf_id)
-
-        return build
+    def computed(self, row: dict[str, Any], sf_id: str) -> dict[str, Any]:
+        return {"externalSalesPersonId": sf_id}
 
 
 class CompaniesStream(SalesforceStream):
@@ -216,19 +230,8 @@ class CompaniesStream(SalesforceStream):
         "mainPhone": "Phone",
     }
 
-    def record_builder(self, crm_object: str, incremental: bool) -> Callable[..., dict | None]:
-        owner = self.owner
-        shape = self.shape(crm_object, self.copied)
-
-        def build(row: dict[str, Any], sf_id: str, ts: str) -> dict[str, Any]:
-            return shape(
-                row,
-                ts,
-                externalCompanyId=sf_id,
-                externalSalesPersonId=owner(to_18(row.get("OwnerId"))),
-            )
-
-        return build
+    def computed(self, row: dict[str, Any], sf_id: str) -> dict[str, Any]:
+        return {"externalCompanyId": sf_id, "externalSalesPersonId": self.owner(row)}
 
 
 PERSON_FIELDS = ("Id", "Email", "FirstName", "LastName", "OwnerId", "Title", "Phone")
@@ -286,11 +289,13 @@ class LeadsStream(SalesforceStream):
             return shape(
                 row,
                 ts,
-                externalPersonId=sf_id,
-                externalSalesPersonId=owner(to_18(row.get("OwnerId"))),
-                externalCompanyId=None if is_lead else to_18(row.get("AccountId")),
-                personType=person_type,
-                convertedToExternalPersonId=converted_to,
+                {
+                    "externalPersonId": sf_id,
+                    "externalSalesPersonId": owner(row),
+                    "externalCompanyId": None if is_lead else to_18(row.get("AccountId")),
+                    "personType": person_type,
+                    "convertedToExternalPersonId": converted_to,
+                },
             )
 
         return build
@@ -331,20 +336,12 @@ class OpportunitiesStream(SalesforceStream):
         "probability": "Probability",
     }
 
-    def record_builder(self, crm_object: str, incremental: bool) -> Callable[..., dict | None]:
-        owner = self.owner
-        shape = self.shape(crm_object, self.copied)
-
-        def build(row: dict[str, Any], sf_id: str, ts: str) -> dict[str, Any]:
-            return shape(
-                row,
-                ts,
-                externalOpportunityId=sf_id,
-                externalCompanyId=to_18(row.get("AccountId")),
-                externalSalesPersonId=owner(to_18(row.get("OwnerId"))),
-            )
-
-        return build
+    def computed(self, row: dict[str, Any], sf_id: str) -> dict[str, Any]:
+        return {
+            "externalOpportunityId": sf_id,
+            "externalCompanyId": to_18(row.get("AccountId")),
+            "externalSalesPersonId": self.owner(row),
+        }
 
 
 class OpportunityRolesStream(SalesforceStream):
@@ -366,10 +363,12 @@ class OpportunityRolesStream(SalesforceStream):
             return shape(
                 row,
                 ts,
-                externalOpportunityId=to_18(row["OpportunityId"]),
-                externalPersonId=to_18(row["ContactId"]),
-                role=row.get("Role") or default_role,
-                externalRoleId=sf_id,
+                {
+                    "externalOpportunityId": to_18(row["OpportunityId"]),
+                    "externalPersonId": to_18(row["ContactId"]),
+                    "role": row.get("Role") or default_role,
+                    "externalRoleId": sf_id,
+                },
             )
 
         return build
