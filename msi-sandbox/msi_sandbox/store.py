@@ -154,13 +154,19 @@ class Store:
         params: Sequence[Any] = (),
         *,
         columns: Sequence[str] | None = None,
+        computed: Mapping[str, str] | None = None,
         order_by: str = "",
         limit: int | None = None,
         offset: int = 0,
     ) -> list[dict[str, Any]]:
-        """Rows of `table` matching a SQL `where` fragment, decoded to API values."""
+        """Rows of `table` matching a SQL `where` fragment, decoded to API values.
+
+        `computed` maps names among `columns` to SQL expressions that produce them (a value
+        the API derives from stored ones), so a row comes back in the shape the API sends.
+        """
         spec = self.table(table)
-        cols = ", ".join(f'"{c}"' for c in columns) if columns else "*"
+        computed = computed or {}
+        cols = ", ".join(computed.get(c) or f'"{c}"' for c in columns) if columns else "*"
         sql = f'SELECT {cols} FROM "{table}"'
         if where:
             sql += f" WHERE {where}"
@@ -171,7 +177,7 @@ class Store:
         cursor = self.connect().cursor()
         cursor.row_factory = None  # plain tuples: sqlite3.Row costs a lookup per value
         rows = cursor.execute(sql, tuple(params)).fetchall()
-        return spec.decode([d[0] for d in cursor.description], rows)
+        return spec.decode(columns or [d[0] for d in cursor.description], rows)
 
     def get(self, table: str, key: Any) -> dict[str, Any] | None:
         spec = self.table(table)

@@ -26,7 +26,6 @@ from msi_sandbox.dynamics.query import (
     context_url,
     make_skiptoken,
     next_link,
-    order_sql,
     parse_skiptoken,
 )
 from msi_sandbox.dynamics.schema import API_PATH, Attribute, Entity, guid
@@ -158,27 +157,19 @@ class WebApi:
                 snapshot = self.records.current_version()
         size = query.top if query.top is not None else prefer.page_size()
         renderer = Renderer(self.records, entity, query.select, prefer)
-        columns = list(dict.fromkeys([*renderer.columns(), *(n for n, _ in order)]))
-        rows = self.store.select(
-            entity.logical_name,
-            where,
-            params,
-            columns=columns,
-            order_by=order_sql(order),
-            limit=size + 1,
-        )
-        more = len(rows) > size and query.top is None
-        rows = rows[:size]
+        records, sorted_by = renderer.read(self.store, where, params, order, size + 1)
+        more = len(records) > size and query.top is None
         body: dict[str, Any] = {"@odata.context": context_url(self.base, entity, query)}
         if query.count:
             total = self.store.count(entity.logical_name, query.where, query.params)
             body["@odata.count"] = min(total, MAX_COUNT)
             if total > MAX_COUNT:
                 body["@Microsoft.Dynamics.CRM.totalrecordcountlimitexceeded"] = True
-        body["value"] = renderer.render(rows)
+        body["value"] = records[:size]
         if more:
             extra = {"snapshot": snapshot} if tracking_on else None
-            token = make_skiptoken(entity, order, rows[-1], page, tracking=tracking_on, extra=extra)
+            last = sorted_by[size - 1]
+            token = make_skiptoken(entity, order, last, page, tracking=tracking_on, extra=extra)
             body["@odata.nextLink"] = next_link(self.base, entity, query, **{"$skiptoken": token})
         elif tracking_on:
             body["@odata.deltaLink"] = self.tracker.delta_link(query, snapshot or 0)
