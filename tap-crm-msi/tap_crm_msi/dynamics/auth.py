@@ -8,14 +8,13 @@ goes through our session, so TLS is verified with the configured CA bundle.
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 from urllib.parse import urlparse
 
 import msal
 import requests
-from singer_sdk.authenticators import APIAuthenticatorBase
 
+from tap_crm_msi.auth import BearerAuthenticator
 from tap_crm_msi.errors import AuthError
 
 MICROSOFT_HOSTS = (
@@ -25,7 +24,7 @@ MICROSOFT_HOSTS = (
 )
 
 
-class DataverseAuthenticator(APIAuthenticatorBase):
+class DataverseAuthenticator(BearerAuthenticator):
     """Adds `Authorization: Bearer` from MSAL; `refresh()` forces a new token after a 401."""
 
     def __init__(self, config: dict[str, Any], session: requests.Session) -> None:
@@ -40,8 +39,6 @@ class DataverseAuthenticator(APIAuthenticatorBase):
         self.client_secret = config.get("client_secret") or ""
         self.session = session
         self._app: msal.ConfidentialClientApplication | None = None
-        self._token: str | None = None
-        self._lock = threading.Lock()
 
     def _application(self) -> msal.ConfidentialClientApplication:
         if self._app is None:
@@ -55,24 +52,16 @@ class DataverseAuthenticator(APIAuthenticatorBase):
             )
         return self._app
 
-    def ensure_token(self) -> None:
-        if self._token is None:
-            self.refresh()
-
-    def refresh(self, stale: str | None = None) -> None:
-        with self._lock:
-            if stale is not None and self._token not in (None, stale):
-                return
-            if stale is not None:
-                self._app = None  # MSAL would hand back its cached (rejected) token
-            try:
-                result = self._application().acquire_token_for_client(scopes=[self.scope])
-            except (ValueError, requests.RequestException) as exc:
-                raise AuthError(f"Entra ID token request failed: {type(exc).__name__}") from exc
-            if "access_token" not in result:
-                raise AuthError(
-                    f"Entra ID refused the token request: {result.get('error')}: "
-                    f"{(result.get('error_description') or '').splitlines()[0:1]}"
-                )
-            self._token = result["access_token"]
-            self.auth_headers = {"Authorization": f"Bearer {self._token}"}
+    def _new_token(self, *, renewing: bool) -> str:
+        if renewing:
+            self._app = None  # MSAL would hand back its cached (rejected) token
+        try:
+            result = self._application().acquire_token_for_client(scopes=[self.scope])
+        except (ValueError, requests.RequestException) as exc:
+            raise AuthError(f"Entra ID token request failed: {type(exc).__name__}") from exc
+        if "access_token" not in result:
+            raise AuthError(
+                f"Entra ID refused the token request: {result.get('error')}: "
+                f"{(result.get('error_description') or '').splitlines()[0:1]}"
+            )
+        return result["access_token"]

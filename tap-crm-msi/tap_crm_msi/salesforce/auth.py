@@ -13,22 +13,21 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import jwt
 import requests
-from singer_sdk.authenticators import APIAuthenticatorBase
 
+from tap_crm_msi.auth import BearerAuthenticator
 from tap_crm_msi.errors import AuthError
 
 GRANT_JWT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 FLOWS = ("client_credentials", "refresh_token", "jwt_bearer")
 
 
-class SalesforceAuthenticator(APIAuthenticatorBase):
+class SalesforceAuthenticator(BearerAuthenticator):
     """Holds the access token and instance URL; adds `Authorization: Bearer` to each request."""
 
     def __init__(self, config: dict[str, Any], session: requests.Session) -> None:
@@ -46,40 +45,28 @@ class SalesforceAuthenticator(APIAuthenticatorBase):
         self.refresh_token_file = config.get("refresh_token_file")
         self.refresh_token = self._stored_refresh_token() or config.get("refresh_token")
         self.session = session
-        self.access_token: str | None = None
         self.instance_url: str | None = config.get("instance_url") or None
-        self._lock = threading.Lock()
 
     # Token lifecycle ----------------------------------------------------------------------------
-    def ensure_token(self) -> None:
-        if self.access_token is None:
-            self.refresh()
-
-    def refresh(self, stale: str | None = None) -> None:
-        """Get a new access token (unless another thread already replaced `stale`)."""
-        with self._lock:
-            if stale is not None and self.access_token not in (None, stale):
-                return
-            body = self._grant_body()
-            response = self.session.post(
-                f"{self.login_url}/services/oauth2/token",
-                data=body,
-                headers={"Accept": "application/json"},
-                timeout=60,
-                verify=self.session.verify,
+    def _new_token(self, *, renewing: bool) -> str:
+        response = self.session.post(
+            f"{self.login_url}/services/oauth2/token",
+            data=self._grant_body(),
+            headers={"Accept": "application/json"},
+            timeout=60,
+            verify=self.session.verify,
+        )
+        if response.status_code != 200:
+            raise AuthError(
+                f"Salesforce token request ({self.flow}) refused: {_oauth_error(response)}"
             )
-            if response.status_code != 200:
-                raise AuthError(
-                    f"Salesforce token request ({self.flow}) refused: {_oauth_error(response)}"
-                )
-            token = response.json()
-            self.access_token = token["access_token"]
-            self.instance_url = (token.get("instance_url") or self.instance_url or "").rstrip("/")
-            self.auth_headers = {"Authorization": f"Bearer {self.access_token}"}
-            rotated = token.get("refresh_token")
-            if rotated and rotated != self.refresh_token:
-                self.refresh_token = rotated
-                self._store_refresh_token(rotated)
+        token = response.json()
+        self.instance_url = (token.get("instance_url") or self.instance_url or "").rstrip("/")
+        rotated = token.get("refresh_token")
+        if rotated and rotated != self.refresh_token:
+            self.refresh_token = rotated
+            self._store_refresh_token(rotated)
+        return token["access_token"]
 
     def _grant_body(self) -> dict[str, str]:
         if self.flow == "client_credentials":
