@@ -144,10 +144,14 @@ def main() -> None:
     parser.add_argument("--size", default="medium")
     parser.add_argument("--repeat", type=int, default=2)
     args = parser.parse_args()
-    data_dir = Path(tempfile.mkdtemp(prefix="msi-serve-rate-"))
+    with tempfile.TemporaryDirectory(prefix="msi-serve-rate-") as tmp:
+        measure(Path(tmp), args.size, args.repeat)
+
+
+def measure(data_dir: Path, size: str, repeat: int) -> None:
     started = time.perf_counter()
-    process, info = serve(data_dir, args.size, ["salesforce", "dynamics"], timeout_s=300)
-    print(f"sandbox up with the {args.size} world in {time.perf_counter() - started:.1f}s")
+    process, info = serve(data_dir, size, ["salesforce", "dynamics"], timeout_s=300)
+    print(f"sandbox up with the {size} world in {time.perf_counter() - started:.1f}s")
     print("load average at start: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     try:
         http = trusting_session(info["ca_bundle"])
@@ -156,13 +160,13 @@ def main() -> None:
             f"{'run':<16} {'rows':>7} {'pages':>5} {'s':>6} {'rows/s':>8} {'MB/s':>5} "
             f"{'server us/row':>13} {'rows/s of server CPU':>20}"
         )
-        for label, run in runs * args.repeat:
+        for label, run in runs * repeat:
             cpu, wall = server_cpu_s(process.pid), time.perf_counter()
-            count, pages, size = run()
+            count, pages, nbytes = run()
             wall, cpu = time.perf_counter() - wall, server_cpu_s(process.pid) - cpu
             print(
                 f"{label:<16} {count:>7,} {pages:>5} {wall:>6.2f} {count / wall:>8,.0f} "
-                f"{size / wall / 1e6:>5.1f} {1e6 * cpu / count:>13.1f} {count / cpu:>20,.0f}"
+                f"{nbytes / wall / 1e6:>5.1f} {1e6 * cpu / count:>13.1f} {count / cpu:>20,.0f}"
             )
         print("load average at end: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     finally:
