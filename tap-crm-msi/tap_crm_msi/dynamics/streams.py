@@ -183,17 +183,19 @@ class DynamicsStream(CrmStream):
         window: OverlapWindow,
         *,
         dedupe: bool,
-    ) -> Iterator[dict[str, Any]]:
+    ) -> list[dict[str, Any]]:
+        """The records of one row (a list, not a generator: this runs for every row read)."""
         ts = canonical_ts(row.get("modifiedon")) or ""
         row_id = _guid(row.get(table.primary_id)) or ""
         # A change-tracking read returns each change once: the window only tracks the bookmark.
         if not window.admit(row_id, ts) and dedupe:
-            return
-        mappings = (
-            self.field_mappings.for_object(table.logical_name) if self.field_mappings.pairs else ()
-        )
-        for record in build(row, row_id, ts):
-            yield apply_mappings(mappings, row, record) if mappings else record
+            return []
+        records = build(row, row_id, ts)
+        if self.field_mappings.pairs:
+            mappings = self.field_mappings.for_object(table.logical_name)
+            for record in records:
+                apply_mappings(mappings, row, record)
+        return records
 
     # Per-stream shapes ---------------------------------------------------------------------------
     def record_builder(
@@ -391,8 +393,12 @@ class LeadsStream(DynamicsStream):
                 },
             )
             origin = _guid(row.get("_originatingleadid_value"))
-            created = canonical_ts(row.get("createdon"))
-            if origin and created_since and created and created >= created_since:
+            # `createdon` matters only for a contact made from a lead, on an incremental run.
+            if (
+                origin
+                and created_since
+                and (canonical_ts(row.get("createdon")) or "") >= created_since
+            ):
                 rekey = rekey_shape(
                     row,
                     ts,
