@@ -108,22 +108,25 @@ class CrmStream(Stream):
         return maps[0].stream_alias, deselected
 
     @override
-    def _generate_record_messages(self, record: dict[str, Any]) -> Iterator[RecordMessage]:
-        """The SDK's record messages, without its per-record schema walks when none apply.
+    def _write_record_message(self, record: dict[str, Any]) -> None:
+        """The SDK's RECORD message, without its per-record schema walks when none apply.
 
         Types already conform (`TYPE_CONFORMANCE_LEVEL` is NONE) and the default stream map
         returns the record as it is, so only deselected properties are left to drop.
         """
         plain = self.plain_output
         if plain is None:
-            yield from super()._generate_record_messages(record)
+            super()._write_record_message(record)
             return
         alias, deselected = plain
         for name in deselected:
             record.pop(name, None)
-        yield RecordMessage(
-            stream=alias, record=record, version=self._stream_version, time_extracted=utc_now()
+        self._tap.write_message(
+            RecordMessage(
+                stream=alias, record=record, version=self._stream_version, time_extracted=utc_now()
+            )
         )
+        self.state_manager.is_flushed = False
 
     def open_window(self, context: Context | None, *, sorted_input: bool = True) -> OverlapWindow:
         """The bookmark of this partition, from the state the SDK loaded."""
