@@ -32,6 +32,8 @@ MODE_KEY = "mode"  # "changes" (change tracking) or "modifiedon"
 STAKEHOLDER = 1000
 OPPORTUNITY_TYPE, CONTACT_TYPE = 3, 2
 LEAD_QUALIFIED = 1
+OWNER = "_ownerid_value"
+OWNER_TYPE = OWNER + LOGICAL  # user or team
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,9 @@ def _guid(value: str | None) -> str | None:
     return value.lower() if value else None
 
 
+_NO_LABELS: dict[int, str] = {}
+
+
 class Labels:
     """Option set values to their labels, for one table."""
 
@@ -61,7 +66,9 @@ class Labels:
         value = row.get(name)
         if value is None:
             return None
-        return self.by_attribute.get(name, {}).get(value, str(value))
+        # No default argument: `str(value)` per call would be built for every labelled row.
+        label = self.by_attribute.get(name, _NO_LABELS).get(value)
+        return str(value) if label is None else label
 
 
 class DynamicsStream(CrmStream):
@@ -80,11 +87,11 @@ class DynamicsStream(CrmStream):
     def crm_objects(self) -> tuple[str, ...]:  # type: ignore[override]
         return tuple(self.tables)
 
-    def owner(self, row: dict[str, Any], lookup: str = "_ownerid_value") -> str | None:
+    def owner(self, row: dict[str, Any]) -> str | None:
         """The owning user's id; a team owner is no sales person (fallback or None)."""
-        if row.get(lookup + LOGICAL) == "team":
+        if row.get(OWNER_TYPE) == "team":
             return self.owner_policy(None)
-        return self.owner_policy(_guid(row.get(lookup)))
+        return self.owner_policy(_guid(row.get(OWNER)))
 
     # Reading ------------------------------------------------------------------------------------
     def read_object(self, crm_object: str, context: Context | None) -> Iterator[dict[str, Any]]:
