@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from tap_crm_msi.client import prefetch
@@ -44,7 +45,7 @@ class Table:
     entity_set: str
     columns: tuple[str, ...]
 
-    @property
+    @cached_property  # read for every row
     def primary_id(self) -> str:
         return f"{self.logical_name}id"
 
