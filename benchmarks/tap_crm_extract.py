@@ -22,7 +22,7 @@ from typing import Any
 
 from _common import crm_connection, serve
 
-from tap_crm_msi.tap import TapCrmMsi
+from tap_crm_msi.tap.tap import TapCrmMsi
 
 # Measure REST paging, with the whole daily allowance.
 SALESFORCE_REST_PAGING = {"bulk_threshold": 10_000_000, "daily_api_share": 1.0}

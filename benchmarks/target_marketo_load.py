@@ -23,12 +23,12 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests" / "target_marketo"))
+sys.path.insert(0, str(REPO / "tests" / "target-marketo-msi"))
 
 from target_support import make_world, to_lines  # noqa: E402
 
 from msi_sandbox.server import start  # noqa: E402
-from target_marketo_msi.target import TargetMarketoMsi  # noqa: E402
+from target_marketo_msi.target.target import TargetMarketoMsi  # noqa: E402
 
 OPEN_LIMITS = {"calls_per_window": 100_000, "max_concurrent": 10, "daily_quota": 10_000_000}
 REAL_LIMITS = {"calls_per_window": 100, "window_seconds": 20, "max_concurrent": 10}

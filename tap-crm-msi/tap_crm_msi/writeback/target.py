@@ -13,7 +13,7 @@ import click
 from singer_sdk import typing as th
 from singer_sdk.target_base import Target
 
-from tap_crm_msi.tap import TapCrmMsi
+from tap_crm_msi.tap.tap import TapCrmMsi
 from tap_crm_msi.writeback.dynamics import DynamicsWriter
 from tap_crm_msi.writeback.fields import DYNAMICS_ATTRIBUTES, SALESFORCE_FIELDS
 from tap_crm_msi.writeback.report import WriteReport, render_line, write_json

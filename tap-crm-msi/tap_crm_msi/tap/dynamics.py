@@ -1,0 +1,581 @@
+"""The five contract streams read from Dynamics 365 (Dataverse Web API).
+
+Each table is read through change tracking when it has it: the first read pages the whole table
+and ends with a delta link, later runs read only the changes (deleted rows included) from it, and
+an expired delta link is recovered by reading the table afresh. A table without change tracking
+(or `change_tracking: false`) is read by `modifiedon` with the same overlap window as Salesforce.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from tap_crm_msi.client import prefetch
+from tap_crm_msi.errors import CrmError, DeltaTokenExpired
+from tap_crm_msi.tap.incremental import format_ts
+from tap_crm_msi.tap.mapping import OwnerPolicy, apply_mappings, canonical_ts
+from tap_crm_msi.tap.streams import CrmStream
+
+if TYPE_CHECKING:
+    from singer_sdk.helpers.types import Context
+
+    from tap_crm_msi.dynamics.client import DynamicsClient
+    from tap_crm_msi.tap.incremental import OverlapWindow
+    from tap_crm_msi.tap.tap import TapCrmMsi
+
+LOGICAL = "@Microsoft.Dynamics.CRM.lookuplogicalname"
+DELTA_KEY = "delta_link"
+MODE_KEY = "mode"  # "changes" (change tracking) or "modifiedon"
+STAKEHOLDER = 1000
+OPPORTUNITY_TYPE, CONTACT_TYPE = 3, 2
+LEAD_QUALIFIED = 1
+OWNER = "_ownerid_value"
+OWNER_TYPE = OWNER + LOGICAL  # user or team
+
+
+@dataclass(frozen=True)
+class Table:
+    """One Dataverse table as a stream partition reads it."""
+
+    logical_name: str
+    entity_set: str
+    columns: tuple[str, ...]
+
+    @cached_property  # read for every row
+    def primary_id(self) -> str:
+        return f"{self.logical_name}id"
+
+
+def _guid(value: str | None) -> str | None:
+    return value.lower() if value else None
+
+
+_NO_LABELS: dict[int, str] = {}
+
+
+class Labels:
+    """Option set values to their labels, for one table."""
+
+    def __init__(self, by_attribute: dict[str, dict[int, str]]) -> None:
+        self.by_attribute = by_attribute
+
+    def __call__(self, row: dict[str, Any], name: str) -> Any:
+        value = row.get(name)
+        if value is None:
+            return None
+        # No default argument: `str(value)` per call would be built for every labelled row.
+        label = self.by_attribute.get(name, _NO_LABELS).get(value)
+        return str(value) if label is None else label
+
+
+class DynamicsStream(CrmStream):
+    crm = "dynamics"
+    tables: ClassVar[dict[str, Table]]
+
+    def __init__(self, tap: TapCrmMsi, client: DynamicsClient) -> None:
+        super().__init__(tap)
+        self.client = client
+        self.use_change_tracking = bool(tap.config.get("change_tracking", True))
+        self.owner_policy = OwnerPolicy(
+            lambda _: True, _guid(tap.config.get("fallback_sales_person_id"))
+        )
+
+    @property
+    def crm_objects(self) -> tuple[str, ...]:  # type: ignore[override]
+        return tuple(self.tables)
+
+    def owner(self, row: dict[str, Any]) -> str | None:
+        """The owning user's id; a team owner is no sales person (fallback or None)."""
+        if row.get(OWNER_TYPE) == "team":
+            return self.owner_policy(None)
+        return self.owner_policy(_guid(row.get(OWNER)))
+
+    # Reading ------------------------------------------------------------------------------------
+    def read_object(self, crm_object: str, context: Context | None) -> Iterator[dict[str, Any]]:
+        table = self.tables[crm_object]
+        state = self.get_context_state(context)
+        window = self.open_window(context, sorted_input=False)
+        select = ",".join(
+            dict.fromkeys(
+                [
+                    table.primary_id,
+                    *table.columns,
+                    "createdon",
+                    "modifiedon",
+                    *(crm for crm, _ in self.field_mappings.for_object(table.logical_name)),
+                ]
+            )
+        )
+        delta = state.get(DELTA_KEY) if state.get(MODE_KEY) == "changes" else None
+        if self.use_change_tracking and state.get(MODE_KEY) != "modifiedon":
+            try:
+                yield from self._read_changes(table, select, window, state, delta)
+                return
+            except DeltaTokenExpired:
+                self.logger.warning(
+                    "%s: the change tracking token expired; reading the table afresh "
+                    "(rows deleted meanwhile cannot be seen).",
+                    table.entity_set,
+                )
+                state.pop(DELTA_KEY, None)
+                yield from self._read_changes(table, select, window, state, None)
+                return
+            except _NoChangeTracking:
+                self.logger.info("%s: no change tracking; using modifiedon", table.entity_set)
+                state[MODE_KEY] = "modifiedon"
+                if window.max_ts is not None:
+                    window.finish()
+                    return  # the table was read in full just now; the next run goes on from here
+        yield from self._read_modifiedon(table, select, window)
+
+    def _read_changes(
+        self,
+        table: Table,
+        select: str,
+        window: OverlapWindow,
+        state: dict[str, Any],
+        delta: str | None,
+    ) -> Iterator[dict[str, Any]]:
+        incremental = delta is not None or window.resumed
+        url = delta or self.client.url(table.entity_set, select=select)
+        build = self.record_builder(table, incremental, window)
+        now = format_ts(dt.datetime.now(dt.UTC))
+        delta_link = None
+        pages_read = 0
+        try:
+            for rows, link in prefetch(self.client.pages(url, track_changes=True)):
+                delta_link = link or delta_link
+                pages_read += 1
+                for row in rows:
+                    if "id" in row and "$deletedEntity" in row.get("@odata.context", ""):
+                        record = self.deleted_record(table, _guid(row["id"]), now)
+                        if record is not None:
+                            yield record
+                        continue
+                    yield from self._emit(row, table, build, window, dedupe=False)
+        except CrmError as exc:
+            # A table without change tracking refuses the preference on its first read.
+            if delta is None and pages_read == 0 and exc.status == 400:
+                raise _NoChangeTracking from exc
+            raise
+        if delta_link is None:
+            raise _NoChangeTracking
+        state[MODE_KEY] = "changes"
+        state[DELTA_KEY] = delta_link
+        window.finish()
+
+    def _read_modifiedon(
+        self, table: Table, select: str, window: OverlapWindow
+    ) -> Iterator[dict[str, Any]]:
+        window.sorted_input = True
+        start = window.query_from
+        query = {"select": select, "orderby": f"modifiedon asc,{table.primary_id} asc"}
+        if start is not None:
+            query["filter"] = f"modifiedon ge {start.strftime('%Y-%m-%dT%H:%M:%SZ')}"
+        build = self.record_builder(table, window.resumed, window)
+        pages = self.client.pages(self.client.url(table.entity_set, **query))
+        for rows, _ in prefetch(pages):
+            for row in rows:
+                yield from self._emit(row, table, build, window, dedupe=True)
+        window.finish()
+
+    def _emit(
+        self,
+        row: dict[str, Any],
+        table: Table,
+        build: Callable[[dict[str, Any], str, str], list[dict[str, Any]]],
+        window: OverlapWindow,
+        *,
+        dedupe: bool,
+    ) -> list[dict[str, Any]]:
+        """The records of one row (a list, not a generator: this runs for every row read)."""
+        ts = canonical_ts(row.get("modifiedon")) or ""
+        row_id = _guid(row.get(table.primary_id)) or ""
+        # A change-tracking read returns each change once: the window only tracks the bookmark.
+        if not window.admit(row_id, ts) and dedupe:
+            return []
+        records = build(row, row_id, ts)
+        if self.field_mappings.pairs:
+            mappings = self.field_mappings.for_object(table.logical_name)
+            for record in records:
+                apply_mappings(mappings, row, record)
+        return records
+
+    # Per-stream shapes ---------------------------------------------------------------------------
+    def record_builder(
+        self, table: Table, incremental: bool, window: OverlapWindow
+    ) -> Callable[[dict[str, Any], str, str], list[dict[str, Any]]]:
+        raise NotImplementedError
+
+    def labels(self, table: Table) -> Labels:
+        return Labels(self.client.option_labels(table.logical_name))
+
+    def deleted_record(self, table: Table, row_id: str | None, ts: str) -> dict[str, Any] | None:
+        """The record telling the target that `row_id` was deleted (None: cannot be said)."""
+        key = self.primary_keys[0]
+        return self.shape(table.logical_name)({}, ts, {key: row_id, "_sdc_deleted_at": ts})
+
+
+class _NoChangeTracking(Exception):
+    """The table does not offer change tracking."""
+
+
+class SalesPersonsStream(DynamicsStream):
+    contract_name = "sales_persons"
+    tables: ClassVar[dict[str, Table]] = {
+        "systemuser": Table(
+            "systemuser",
+            "systemusers",
+            (
+                "firstname",
+                "lastname",
+                "internalemailaddress",
+                "title",
+                "address1_telephone1",
+                "isdisabled",
+            ),
+        )
+    }
+
+    copied: ClassVar[dict[str, str]] = {
+        "email": "internalemailaddress",
+        "firstName": "firstname",
+        "lastName": "lastname",
+        "title": "title",
+        "phone": "address1_telephone1",
+    }
+
+    def record_builder(self, table: Table, incremental: bool, window: OverlapWindow) -> Callable:
+        shape = self.shape(table.logical_name, self.copied)
+
+        def build(row: dict[str, Any], row_id: str, ts: str) -> list[dict[str, Any]]:
+            disabled = row.get("isdisabled")
+            return [
+                shape(
+                    row,
+                    ts,
+                    {
+                        "externalSalesPersonId": row_id,
+                        "isActive": None if disabled is None else not disabled,
+                    },
+                )
+            ]
+
+        return build
+
+
+class CompaniesStream(DynamicsStream):
+    contract_name = "companies"
+    tables: ClassVar[dict[str, Table]] = {
+        "account": Table(
+            "account",
+            "accounts",
+            (
+                "name",
+                "websiteurl",
+                "industrycode",
+                "revenue",
+                "numberofemployees",
+                "address1_line1",
+                "address1_city",
+                "address1_stateorprovince",
+                "address1_postalcode",
+                "address1_country",
+                "telephone1",
+                "_ownerid_value",
+            ),
+        )
+    }
+
+    copied: ClassVar[dict[str, str]] = {
+        "company": "name",
+        "website": "websiteurl",
+        "numberOfEmployees": "numberofemployees",
+        "billingStreet": "address1_line1",
+        "billingCity": "address1_city",
+        "billingState": "address1_stateorprovince",
+        "billingPostalCode": "address1_postalcode",
+        "billingCountry": "address1_country",
+        "mainPhone": "telephone1",
+    }
+
+    def record_builder(self, table: Table, incremental: bool, window: OverlapWindow) -> Callable:
+        owner = self.owner
+        labels = self.labels(table)
+        shape = self.shape(table.logical_name, self.copied)
+
+        def build(row: dict[str, Any], row_id: str, ts: str) -> list[dict[str, Any]]:
+            revenue = row.get("revenue")
+            return [
+                shape(
+                    row,
+                    ts,
+                    {
+                        "externalCompanyId": row_id,
+                        "externalSalesPersonId": owner(row),
+                        "industry": labels(row, "industrycode"),
+                        "annualRevenue": None if revenue is None else float(revenue),
+                    },
+                )
+            ]
+
+        return build
+
+
+PERSON_COLUMNS = (
+    "firstname",
+    "lastname",
+    "emailaddress1",
+    "jobtitle",
+    "telephone1",
+    "leadsourcecode",
+    "_ownerid_value",
+)
+
+
+class LeadsStream(DynamicsStream):
+    contract_name = "leads"
+    tables: ClassVar[dict[str, Table]] = {
+        "lead": Table(
+            "lead",
+            "leads",
+            (*PERSON_COLUMNS, "companyname", "industrycode", "statecode", "statuscode"),
+        ),
+        "contact": Table(
+            "contact",
+            "contacts",
+            (*PERSON_COLUMNS, "_parentcustomerid_value", "_originatingleadid_value"),
+        ),
+    }
+
+    def deleted_record(self, table: Table, row_id: str | None, ts: str) -> dict[str, Any] | None:
+        record = super().deleted_record(table, row_id, ts)
+        record["personType"] = table.logical_name  # type: ignore[index]
+        return record
+
+    # Contacts have no companyname: their rows leave it None.
+    copied: ClassVar[dict[str, str]] = {
+        "email": "emailaddress1",
+        "firstName": "firstname",
+        "lastName": "lastname",
+        "company": "companyname",
+        "title": "jobtitle",
+        "phone": "telephone1",
+    }
+
+    def record_builder(self, table: Table, incremental: bool, window: OverlapWindow) -> Callable:
+        owner = self.owner
+        labels = self.labels(table)
+        is_lead = table.logical_name == "lead"
+        person_type = "lead" if is_lead else "contact"
+        shape = self.shape(table.logical_name, self.copied)
+        rekey_shape = self.shape("lead")
+        # A contact created since the last run from a lead: the lead was qualified meanwhile.
+        created_since = window.floor if incremental else None
+
+        def build(row: dict[str, Any], row_id: str, ts: str) -> list[dict[str, Any]]:
+            if is_lead and row.get("statecode") == LEAD_QUALIFIED:
+                return []  # continues as its contact; re-keyed from the contact's side
+            customer = row.get("_parentcustomerid_value")
+            company_id = (
+                _guid(customer)
+                if customer and row.get("_parentcustomerid_value" + LOGICAL, "account") == "account"
+                else None
+            )
+            record = shape(
+                row,
+                ts,
+                {
+                    "externalPersonId": row_id,
+                    "externalSalesPersonId": owner(row),
+                    "externalCompanyId": company_id,
+                    "leadSource": labels(row, "leadsourcecode"),
+                    "leadStatus": labels(row, "statuscode") if is_lead else None,
+                    "industry": labels(row, "industrycode") if is_lead else None,
+                    "personType": person_type,
+                    "convertedToExternalPersonId": None,
+                },
+            )
+            origin = _guid(row.get("_originatingleadid_value"))
+            # `createdon` matters only for a contact made from a lead, on an incremental run.
+            if (
+                origin
+                and created_since
+                and (canonical_ts(row.get("createdon")) or "") >= created_since
+            ):
+                rekey = rekey_shape(
+                    row,
+                    ts,
+                    {
+                        "externalPersonId": origin,
+                        "personType": "lead",
+                        "convertedToExternalPersonId": row_id,
+                    },
+                )
+                return [rekey, record]
+            return [record]
+
+        return build
+
+
+OPPORTUNITY_TABLE = Table(
+    "opportunity",
+    "opportunities",
+    (
+        "name",
+        "estimatedvalue",
+        "estimatedclosedate",
+        "closeprobability",
+        "stepname",
+        "_ownerid_value",
+        "_parentaccountid_value",
+        "_customerid_value",
+        "statecode",
+    ),
+)
+
+
+class OpportunitiesStream(DynamicsStream):
+    contract_name = "opportunities"
+    tables: ClassVar[dict[str, Table]] = {"opportunity": OPPORTUNITY_TABLE}
+
+    copied: ClassVar[dict[str, str]] = {
+        "name": "name",
+        "closeDate": "estimatedclosedate",
+        "probability": "closeprobability",
+    }
+
+    def record_builder(self, table: Table, incremental: bool, window: OverlapWindow) -> Callable:
+        owner = self.owner
+        labels = self.labels(table)
+        shape = self.shape(table.logical_name, self.copied)
+
+        def build(row: dict[str, Any], row_id: str, ts: str) -> list[dict[str, Any]]:
+            customer = row.get("_customerid_value")
+            account = row.get("_parentaccountid_value") or (
+                customer if row.get("_customerid_value" + LOGICAL) == "account" else None
+            )
+            state = row.get("statecode")
+            value = row.get("estimatedvalue")
+            return [
+                shape(
+                    row,
+                    ts,
+                    {
+                        "externalOpportunityId": row_id,
+                        "externalCompanyId": _guid(account),
+                        "externalSalesPersonId": owner(row),
+                        "amount": None if value is None else float(value),
+                        "stage": row.get("stepname") or labels(row, "statecode"),
+                        "isClosed": None if state is None else state != 0,
+                        "isWon": None if state is None else state == 1,
+                    },
+                )
+            ]
+
+        return build
+
+
+class OpportunityRolesStream(DynamicsStream):
+    contract_name = "opportunity_roles"
+    tables: ClassVar[dict[str, Table]] = {
+        "connection": Table(
+            "connection",
+            "connections",
+            (
+                "_record1id_value",
+                "_record2id_value",
+                "record1objecttypecode",
+                "record2objecttypecode",
+                "_record2roleid_value",
+                "statecode",
+            ),
+        ),
+        # Marketo's native sync makes the contact that is an opportunity's customer a role.
+        "opportunity": Table("opportunity", "opportunities", ("_customerid_value",)),
+    }
+
+    def __init__(self, tap: TapCrmMsi, client: DynamicsClient) -> None:
+        super().__init__(tap, client)
+        self._roles: dict[str, tuple[str, int | None]] | None = None
+
+    def role_names(self) -> dict[str, tuple[str, int | None]]:
+        """connectionroleid -> (name, category), read once per run."""
+        if self._roles is None:
+            rows = self.client.get_all("connectionroles", select="connectionroleid,name,category")
+            self._roles = {
+                _guid(r["connectionroleid"]) or "": (r.get("name") or "", r.get("category"))
+                for r in rows
+            }
+        return self._roles
+
+    def deleted_record(self, table: Table, row_id: str | None, ts: str) -> dict[str, Any] | None:
+        # A deleted connection's ends are gone with it: the delta row carries only its id.
+        self.logger.info("connection %s deleted; its role cannot be named for the target", row_id)
+        return None
+
+    def record_builder(self, table: Table, incremental: bool, window: OverlapWindow) -> Callable:
+        default_role = self.crm_tap.config.get("default_role") or "Other"
+        shape = self.shape(table.logical_name)
+        if table.logical_name == "opportunity":
+            customer_role = self.crm_tap.config.get("contact_customer_role") or "Customer"
+
+            def derived(row: dict[str, Any], row_id: str, ts: str) -> list[dict[str, Any]]:
+                if row.get("_customerid_value" + LOGICAL) != "contact":
+                    return []
+                return [
+                    shape(
+                        row,
+                        ts,
+                        {
+                            "externalOpportunityId": row_id,
+                            "externalPersonId": _guid(row.get("_customerid_value")),
+                            "role": customer_role,
+                            "isPrimary": True,
+                            "externalRoleId": row_id,
+                        },
+                    )
+                ]
+
+            return derived
+        roles = self.role_names()
+
+        def build(row: dict[str, Any], row_id: str, ts: str) -> list[dict[str, Any]]:
+            # Each connection exists twice (opportunity->contact and back): keep the first.
+            if (
+                row.get("record1objecttypecode") != OPPORTUNITY_TYPE
+                or row.get("record2objecttypecode") != CONTACT_TYPE
+            ):
+                return []
+            name, category = roles.get(_guid(row.get("_record2roleid_value")) or "", ("", None))
+            if category is not None and category != STAKEHOLDER:
+                return []
+            record = shape(
+                row,
+                ts,
+                {
+                    "externalOpportunityId": _guid(row.get("_record1id_value")),
+                    "externalPersonId": _guid(row.get("_record2id_value")),
+                    "role": name or default_role,
+                    "isPrimary": None,
+                    "externalRoleId": row_id,
+                },
+            )
+            if row.get("statecode") == 1:  # an inactive connection no longer holds the role
+                record["_sdc_deleted_at"] = ts
+            return [record]
+
+        return build
+
+
+STREAM_TYPES: tuple[type[DynamicsStream], ...] = (
+    SalesPersonsStream,
+    CompaniesStream,
+    LeadsStream,
+    OpportunitiesStream,
+    OpportunityRolesStream,
+)

@@ -1,0 +1,383 @@
+"""The five contract streams read from Salesforce.
+
+Each SObject is queried `ORDER BY SystemModstamp, Id` from its bookmark minus the overlap window
+(`queryAll` on incremental runs, so deletions arrive as `IsDeleted` rows). When the first page
+says the result is larger than `bulk_threshold`, the read switches to a Bulk API 2.0 query job
+(unordered, so the bookmark then moves only when the object has been read to its end).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from tap_crm_msi.client import prefetch
+from tap_crm_msi.salesforce.client import soql_datetime
+from tap_crm_msi.salesforce.ids import to_18
+from tap_crm_msi.tap.mapping import OwnerPolicy, apply_mappings, canonical_ts
+from tap_crm_msi.tap.streams import CrmStream
+
+if TYPE_CHECKING:
+    from singer_sdk.helpers.types import Context
+
+    from tap_crm_msi.salesforce.client import SalesforceClient
+    from tap_crm_msi.tap.incremental import OverlapWindow
+    from tap_crm_msi.tap.tap import TapCrmMsi
+
+USER_PREFIX = "005"
+# Bulk CSV carries every value as text: these fields are converted back.
+BOOLEAN_FIELDS = frozenset(
+    {"IsActive", "IsConverted", "IsDeleted", "IsClosed", "IsWon", "IsPrimary"}
+)
+FLOAT_FIELDS = frozenset({"AnnualRevenue", "Amount", "Probability"})
+INTEGER_FIELDS = frozenset({"NumberOfEmployees"})
+
+
+@dataclass(frozen=True)
+class SObject:
+    """How one SObject is queried."""
+
+    name: str
+    fields: tuple[str, ...]
+    deletable: bool = True  # has IsDeleted (and so queryAll returns its deletions)
+
+
+def _from_csv(row: dict[str, Any]) -> dict[str, Any]:
+    for name in BOOLEAN_FIELDS.intersection(row):
+        value = row[name]
+        row[name] = None if value is None else value.lower() == "true"
+    for name in FLOAT_FIELDS.intersection(row):
+        if row[name] is not None:
+            row[name] = float(row[name])
+    for name in INTEGER_FIELDS.intersection(row):
+        if row[name] is not None:
+            row[name] = int(float(row[name]))
+    return row
+
+
+class SalesforceStream(CrmStream):
+    crm = "salesforce"
+    sobjects: ClassVar[dict[str, SObject]]
+    copied: ClassVar[dict[str, str]] = {}  # contract field -> SObject field, copied as is
+
+    def __init__(self, tap: TapCrmMsi, client: SalesforceClient) -> None:
+        super().__init__(tap)
+        self.client = client
+        self.bulk_threshold = int(tap.config.get("bulk_threshold", 100_000))
+        fallback = to_18(tap.config.get("fallback_sales_person_id"))
+        self.owner_policy = OwnerPolicy(lambda i: i.startswith(USER_PREFIX), fallback)
+
+    def owner(self, row: dict[str, Any]) -> str | None:
+        """The owning user's 18-char id; a queue owner is no sales person (fallback or None)."""
+        return self.owner_policy(to_18(row.get("OwnerId")))
+
+    @property
+    def crm_objects(self) -> tuple[str, ...]:  # type: ignore[override]
+        return tuple(self.sobjects)
+
+    def soql(self, sobject: SObject, window: OverlapWindow) -> str:
+        """The query for `sobject` from the window's start (all rows on a first run)."""
+        extra = [crm for crm, _ in self.field_mappings.for_object(sobject.name)]
+        columns = list(dict.fromkeys([*sobject.fields, *extra]))
+        columns += [c for c in ("IsDeleted",) if sobject.deletable and c not in columns]
+        start = window.query_from
+        where = f" WHERE SystemModstamp >= {soql_datetime(start)}" if start is not None else ""
+        return f"SELECT {', '.join(columns)} FROM {sobject.name}{where}"
+
+    def read_object(self, crm_object: str, context: Context | None) -> Iterator[dict[str, Any]]:
+        sobject = self.sobjects[crm_object]
+        window = self.open_window(context)
+        soql = self.soql(sobject, window)
+        incremental = window.resumed
+        include_deleted = incremental and sobject.deletable
+        to_record = self.record_builder(crm_object, incremental)
+        pages = self.client.query_pages(
+            soql + " ORDER BY SystemModstamp ASC, Id ASC", include_deleted=include_deleted
+        )
+        total, rows = next(pages, (0, []))
+        if total > self.bulk_threshold:
+            pages.close()
+            self.logger.info(
+                "%s: %d rows to read, above bulk_threshold %d: using a Bulk API 2.0 query job",
+                crm_object,
+                total,
+                self.bulk_threshold,
+            )
+            window.sorted_input = False
+            batches: Iterator[list[dict[str, Any]]] = (
+                [_from_csv(row) for row in batch]
+                for batch in self.client.bulk_query(soql, include_deleted=include_deleted)
+            )
+        else:
+            batches = _chain_first(rows, prefetch(pages))
+        admit = window.admit
+        mappings = self.field_mappings.for_object(crm_object)
+        for batch in batches:
+            for row in batch:
+                ts = canonical_ts(row["SystemModstamp"])
+                sf_id = to_18(row["Id"])
+                if not admit(sf_id, ts):  # type: ignore[arg-type]
+                    continue
+                record = to_record(row, sf_id, ts)
+                if record is None:
+                    continue
+                if row.get("IsDeleted"):
+                    record["_sdc_deleted_at"] = ts
+                yield apply_mappings(mappings, row, record) if mappings else record
+        window.finish()
+
+    def record_builder(
+        self, crm_object: str, incremental: bool
+    ) -> Callable[[dict[str, Any], str, str], dict[str, Any] | None]:
+        """A function (row, 18-char id, canonical timestamp) -> contract record or None.
+
+        By default the `copied` fields plus the stream's `computed` ones; a stream that skips
+        rows or depends on the run overrides this.
+        """
+        shape = self.shape(crm_object, self.copied)
+        computed = self.computed
+
+        def build(row: dict[str, Any], sf_id: str, ts: str) -> dict[str, Any]:
+            return shape(row, ts, computed(row, sf_id))
+
+        return build
+
+    def computed(self, row: dict[str, Any], sf_id: str) -> dict[str, Any]:
+        """The contract fields of a row that are not copied as they are."""
+        raise NotImplementedError
+
+
+def _chain_first(
+    rows: list[dict[str, Any]], rest: Iterator[tuple[int, list[dict[str, Any]]]]
+) -> Iterator[list[dict[str, Any]]]:
+    yield rows
+    for _, page in rest:
+        yield page
+
+
+class SalesPersonsStream(SalesforceStream):
+    contract_name = "sales_persons"
+    sobjects: ClassVar[dict[str, SObject]] = {
+        "User": SObject(
+            "User",
+            (
+                "Id",
+                "Email",
+                "FirstName",
+                "LastName",
+                "Title",
+                "Phone",
+                "MobilePhone",
+                "Fax",
+                "IsActive",
+                "SystemModstamp",
+            ),
+            deletable=False,  # users are deactivated, never deleted
+        )
+    }
+
+    copied: ClassVar[dict[str, str]] = {
+        "email": "Email",
+        "firstName": "FirstName",
+        "lastName": "LastName",
+        "title": "Title",
+        "phone": "Phone",
+        "mobilePhone": "MobilePhone",
+        "fax": "Fax",
+        "isActive": "IsActive",
+    }
+
+    def computed(self, row: dict[str, Any], sf_id: str) -> dict[str, Any]:
+        return {"externalSalesPersonId": sf_id}
+
+
+class CompaniesStream(SalesforceStream):
+    contract_name = "companies"
+    sobjects: ClassVar[dict[str, SObject]] = {
+        "Account": SObject(
+            "Account",
+            (
+                "Id",
+                "Name",
+                "OwnerId",
+                "Website",
+                "Industry",
+                "AnnualRevenue",
+                "NumberOfEmployees",
+                "BillingStreet",
+                "BillingCity",
+                "BillingState",
+                "BillingPostalCode",
+                "BillingCountry",
+                "Phone",
+                "SystemModstamp",
+            ),
+        )
+    }
+
+    copied: ClassVar[dict[str, str]] = {
+        "company": "Name",
+        "website": "Website",
+        "industry": "Industry",
+        "annualRevenue": "AnnualRevenue",
+        "numberOfEmployees": "NumberOfEmployees",
+        "billingStreet": "BillingStreet",
+        "billingCity": "BillingCity",
+        "billingState": "BillingState",
+        "billingPostalCode": "BillingPostalCode",
+        "billingCountry": "BillingCountry",
+        "mainPhone": "Phone",
+    }
+
+    def computed(self, row: dict[str, Any], sf_id: str) -> dict[str, Any]:
+        return {"externalCompanyId": sf_id, "externalSalesPersonId": self.owner(row)}
+
+
+PERSON_FIELDS = ("Id", "Email", "FirstName", "LastName", "OwnerId", "Title", "Phone")
+
+
+class LeadsStream(SalesforceStream):
+    contract_name = "leads"
+    sobjects: ClassVar[dict[str, SObject]] = {
+        "Lead": SObject(
+            "Lead",
+            (
+                *PERSON_FIELDS,
+                "MobilePhone",
+                "Company",
+                "LeadSource",
+                "Status",
+                "Industry",
+                "IsConverted",
+                "ConvertedContactId",
+                "SystemModstamp",
+            ),
+        ),
+        "Contact": SObject(
+            "Contact",
+            (*PERSON_FIELDS, "MobilePhone", "AccountId", "LeadSource", "SystemModstamp"),
+        ),
+    }
+
+    # Contacts have no Company, Status or Industry: their rows leave those None.
+    copied: ClassVar[dict[str, str]] = {
+        "email": "Email",
+        "firstName": "FirstName",
+        "lastName": "LastName",
+        "company": "Company",
+        "title": "Title",
+        "phone": "Phone",
+        "mobilePhone": "MobilePhone",
+        "leadSource": "LeadSource",
+        "leadStatus": "Status",
+        "industry": "Industry",
+    }
+
+    def record_builder(self, crm_object: str, incremental: bool) -> Callable[..., dict | None]:
+        owner = self.owner
+        is_lead = crm_object == "Lead"
+        person_type = "lead" if is_lead else "contact"
+        shape = self.shape(crm_object, self.copied)
+
+        def build(row: dict[str, Any], sf_id: str, ts: str) -> dict[str, Any] | None:
+            converted_to = to_18(row.get("ConvertedContactId")) if row.get("IsConverted") else None
+            if converted_to and not incremental:
+                # Converted before the first run: a contact already, nothing to re-key. It is
+                # still read so the window knows it, and a re-read of it does not re-key it.
+                return None
+            return shape(
+                row,
+                ts,
+                {
+                    "externalPersonId": sf_id,
+                    "externalSalesPersonId": owner(row),
+                    "externalCompanyId": None if is_lead else to_18(row.get("AccountId")),
+                    "personType": person_type,
+                    "convertedToExternalPersonId": converted_to,
+                },
+            )
+
+        return build
+
+
+class OpportunitiesStream(SalesforceStream):
+    contract_name = "opportunities"
+    sobjects: ClassVar[dict[str, SObject]] = {
+        "Opportunity": SObject(
+            "Opportunity",
+            (
+                "Id",
+                "Name",
+                "AccountId",
+                "OwnerId",
+                "Amount",
+                "CloseDate",
+                "StageName",
+                "IsClosed",
+                "IsWon",
+                "Type",
+                "LeadSource",
+                "Probability",
+                "SystemModstamp",
+            ),
+        )
+    }
+
+    copied: ClassVar[dict[str, str]] = {
+        "name": "Name",
+        "amount": "Amount",
+        "closeDate": "CloseDate",
+        "stage": "StageName",
+        "isClosed": "IsClosed",
+        "isWon": "IsWon",
+        "type": "Type",
+        "leadSource": "LeadSource",
+        "probability": "Probability",
+    }
+
+    def computed(self, row: dict[str, Any], sf_id: str) -> dict[str, Any]:
+        return {
+            "externalOpportunityId": sf_id,
+            "externalCompanyId": to_18(row.get("AccountId")),
+            "externalSalesPersonId": self.owner(row),
+        }
+
+
+class OpportunityRolesStream(SalesforceStream):
+    contract_name = "opportunity_roles"
+    sobjects: ClassVar[dict[str, SObject]] = {
+        "OpportunityContactRole": SObject(
+            "OpportunityContactRole",
+            ("Id", "OpportunityId", "ContactId", "Role", "IsPrimary", "SystemModstamp"),
+        )
+    }
+
+    def record_builder(self, crm_object: str, incremental: bool) -> Callable[..., dict | None]:
+        default_role = self.crm_tap.config.get("default_role") or "Other"
+        shape = self.shape(crm_object, {"isPrimary": "IsPrimary"})
+
+        def build(row: dict[str, Any], sf_id: str, ts: str) -> dict[str, Any] | None:
+            if not row.get("ContactId") or not row.get("OpportunityId"):
+                return None
+            return shape(
+                row,
+                ts,
+                {
+                    "externalOpportunityId": to_18(row["OpportunityId"]),
+                    "externalPersonId": to_18(row["ContactId"]),
+                    "role": row.get("Role") or default_role,
+                    "externalRoleId": sf_id,
+                },
+            )
+
+        return build
+
+
+STREAM_TYPES: tuple[type[SalesforceStream], ...] = (
+    SalesPersonsStream,
+    CompaniesStream,
+    LeadsStream,
+    OpportunitiesStream,
+    OpportunityRolesStream,
+)

@@ -1,0 +1,176 @@
+"""tap-marketo-msi: MSI's lead scores and Marketo's people, read incrementally from Marketo.
+
+It speaks to Marketo only through `MarketoClient` (the same client target-marketo-msi uses), and
+keeps per-instance memory (describe2 answers, the call count of the day, the emitted-records
+ledger) in the instance's SQLite file under `state_dir`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from functools import cached_property
+from typing import Any
+
+from singer_sdk import Stream, Tap
+from singer_sdk import typing as th
+
+from target_marketo_msi.marketo.budget import CallBudget
+from target_marketo_msi.marketo.client import MarketoClient, RetrySettings
+from target_marketo_msi.marketo.instance_state import InstanceState, instance_file
+from target_marketo_msi.tap.extract import ExtractSettings, parse_time
+from target_marketo_msi.tap.streams import DESCRIBE2, LeadScoresStream, PeopleStream
+
+LOGGER = logging.getLogger("tap_marketo_msi")
+
+# Marketo Measure imports nothing older than this, and by default a two-year window.
+EARLIEST_START = dt.datetime(2018, 1, 1, tzinfo=dt.UTC)
+DEFAULT_HISTORY = dt.timedelta(days=730)
+
+
+class TapMarketoMsi(Tap):
+    """Singer tap for MSI lead scores and Marketo people."""
+
+    name = "tap-marketo-msi"
+
+    config_jsonschema = th.PropertiesList(
+        th.Property(
+            "base_url",
+            th.StringType(),
+            required=True,
+            description="Marketo REST base URL, e.g. https://123-ABC-456.mktorest.com",
+        ),
+        th.Property("client_id", th.StringType(), required=True, secret=True),
+        th.Property("client_secret", th.StringType(), required=True, secret=True),
+        th.Property("ca_bundle", th.StringType(), description="CA bundle to verify Marketo's TLS"),
+        th.Property(
+            "start_date",
+            th.DateTimeType(),
+            description="Oldest change to read; default two years ago, never before 2018-01-01",
+        ),
+        th.Property(
+            "state_dir",
+            th.StringType(),
+            default=".msi-state",
+            description="Directory of the per-instance SQLite file (ledger, describe cache)",
+        ),
+        th.Property(
+            "lead_scores_field_map",
+            th.ObjectType(additional_properties=th.StringType()),
+            description="lead_scores property -> Marketo field, where the instance differs "
+            "(e.g. {'relativeScore': 'relativeScoring'})",
+        ),
+        th.Property(
+            "people_extra_fields",
+            th.ArrayType(th.StringType()),
+            description="More Marketo lead fields for `people` (checked against describe2)",
+        ),
+        th.Property(
+            "people_created_at_fallback",
+            th.BooleanType(),
+            default=False,
+            description="Without the updatedAt filter (1035), scan createdAt windows instead",
+        ),
+        th.Property(
+            "track_company_changes",
+            th.BooleanType(),
+            default=True,
+            description="Re-emit people whose company's fields changed",
+        ),
+        th.Property(
+            "company_check_hours",
+            th.NumberType(),
+            default=0,
+            description="Check companies at most this often (0: every run); ⌈companies/300⌉ calls",
+        ),
+        th.Property("window_days", th.IntegerType(), default=31, description="At most 31"),
+        th.Property(
+            "lookback_minutes",
+            th.NumberType(),
+            default=5,
+            description="Overlap of each run's first window with the last one (late writes)",
+        ),
+        th.Property("poll_interval_seconds", th.NumberType(), default=60),
+        th.Property(
+            "max_wait_seconds",
+            th.NumberType(),
+            default=3600,
+            description="How long a run waits for one export before stopping (resumed later)",
+        ),
+        th.Property("describe_cache_hours", th.NumberType(), default=24),
+        th.Property(
+            "daily_call_budget",
+            th.IntegerType(),
+            description="Stop cleanly once this many Marketo calls were made today",
+        ),
+        th.Property("max_attempts", th.IntegerType(), default=10),
+        th.Property("retry_backoff_seconds", th.NumberType(), default=1.0),
+    ).to_dict()
+
+    @cached_property
+    def run_started(self) -> dt.datetime:
+        """One 'now' for the whole run: every window ends here, the next run starts here."""
+        return dt.datetime.now(dt.UTC).replace(microsecond=0)
+
+    @cached_property
+    def start_date(self) -> dt.datetime:
+        configured = self.config.get("start_date")
+        start = parse_time(configured) if configured else self.run_started - DEFAULT_HISTORY
+        if start < EARLIEST_START:
+            LOGGER.warning("start_date %s is before 2018-01-01; using 2018-01-01", configured)
+            start = EARLIEST_START
+        return start
+
+    @cached_property
+    def instance_state(self) -> InstanceState:
+        return InstanceState(instance_file(self.config["state_dir"], self.config["base_url"]))
+
+    @cached_property
+    def client(self) -> MarketoClient:
+        state = self.instance_state
+        budget = CallBudget(
+            self.config.get("daily_call_budget"), state.calls_today(), state.set_calls_today
+        )
+        retry = RetrySettings(
+            max_attempts=int(self.config.get("max_attempts", 10)),
+            backoff_seconds=float(self.config.get("retry_backoff_seconds", 1.0)),
+        )
+        return MarketoClient(
+            self.config["base_url"],
+            self.config["client_id"],
+            self.config["client_secret"],
+            ca_bundle=self.config.get("ca_bundle"),
+            budget=budget,
+            retry=retry,
+            user_agent="tap-marketo-msi",
+        )
+
+    @cached_property
+    def extract_settings(self) -> ExtractSettings:
+        return ExtractSettings(
+            poll_interval_s=float(self.config.get("poll_interval_seconds", 60)),
+            max_wait_s=float(self.config.get("max_wait_seconds", 3600)),
+        )
+
+    def describe_types(self) -> dict[str, str]:
+        """Marketo lead field -> describe2 dataType, cached per instance for a day."""
+        return self._describe_types
+
+    @cached_property
+    def _describe_types(self) -> dict[str, str]:
+        max_age = float(self.config.get("describe_cache_hours", 24)) * 3600
+        result = self.instance_state.cached_describe(DESCRIBE2, max_age)
+        if result is None:
+            result = self.client.describe(DESCRIBE2)
+            self.instance_state.store_describe(DESCRIBE2, result)
+        fields: list[dict[str, Any]] = []
+        for entry in result:
+            fields.extend(entry.get("fields") or [])
+        return {f["name"]: f.get("dataType", "string") for f in fields if f.get("name")}
+
+    def discover_streams(self) -> list[Stream]:
+        return [LeadScoresStream(self), PeopleStream(self)]
+
+
+if __name__ == "__main__":
+    TapMarketoMsi.cli()

@@ -1,0 +1,100 @@
+"""One sink per Marketo object. Sinks only hand records to the shared loader.
+
+Marketo needs parents before children across streams, so no sink can load its own batch in
+isolation: every sink feeds the one loader, and draining any sink flushes what is ready.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from singer_sdk.sinks import BatchSink
+from singer_sdk.sinks.core import BaseJSONSchemaValidator
+
+from target_marketo_msi.target.record_validator import FlatRecordValidator
+
+if TYPE_CHECKING:
+    from target_marketo_msi.target.target import TargetMarketoMsi
+
+
+class MarketoObjectSink(BatchSink):
+    """Receives one contract stream; the loader does the Marketo work."""
+
+    # Flushing early only helps memory; whole batches of 300 are what keeps calls minimal.
+    MAX_SIZE_DEFAULT = 50_000
+    # A record that breaks the schema is one bad record, not a reason to stop the load: the
+    # loader's own checks reject it with a reason the user can act on.
+    fail_on_record_validation_exception = False
+
+    def __init__(
+        self,
+        target: TargetMarketoMsi,
+        stream_name: str,
+        schema: dict,
+        key_properties: list[str] | None,
+    ) -> None:
+        self.marketo_target = target
+        super().__init__(target, stream_name, schema, key_properties)
+
+    @property
+    def include_sdc_metadata_properties(self) -> bool:
+        # Keep `_sdc_deleted_at`: deletes are part of what this target does.
+        return True
+
+    def get_validator(self) -> BaseJSONSchemaValidator | None:
+        return FlatRecordValidator(self.schema) if self.validate_schema else None
+
+    def _parse_timestamps_in_record(self, record: dict, schema: dict, treatment: Any) -> None:
+        """Keep date-times as the ISO text Marketo wants (the SDK would parse them)."""
+
+    def preprocess_record(self, record: dict[str, Any], context: dict) -> dict[str, Any]:
+        # A record without its key is rejected by the loader with a reason, not a crash.
+        for name in self.key_properties or ():
+            record.setdefault(name, None)
+        return record
+
+    def process_record(self, record: dict[str, Any], context: dict) -> None:
+        self.marketo_target.loader.add(self.stream_name, record)
+
+    def process_batch(self, context: dict) -> None:
+        # Children whose parents may still arrive wait for the final flush.
+        self.marketo_target.flush(final=False)
+
+
+class SalesPersonsSink(MarketoObjectSink):
+    """sales_persons -> Marketo Sales Persons."""
+
+
+class CompaniesSink(MarketoObjectSink):
+    """companies -> Marketo Companies."""
+
+
+class LeadsSink(MarketoObjectSink):
+    """leads -> Marketo Leads (lead and contact records of the CRM)."""
+
+
+class OpportunitiesSink(MarketoObjectSink):
+    """opportunities -> Marketo Opportunities."""
+
+
+class OpportunityRolesSink(MarketoObjectSink):
+    """opportunity_roles -> Marketo Opportunity Roles."""
+
+
+class IgnoredStreamSink(BatchSink):
+    """A stream outside the contract (another tap's extra streams): read, checked, not loaded."""
+
+    def process_record(self, record: dict[str, Any], context: dict) -> None:
+        """Nothing to load: Marketo MSI has no object for this stream."""
+
+    def process_batch(self, context: dict) -> None:
+        """Nothing was kept."""
+
+
+SINKS: dict[str, type[MarketoObjectSink]] = {
+    "sales_persons": SalesPersonsSink,
+    "companies": CompaniesSink,
+    "leads": LeadsSink,
+    "opportunities": OpportunitiesSink,
+    "opportunity_roles": OpportunityRolesSink,
+}

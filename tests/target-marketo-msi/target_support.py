@@ -1,0 +1,261 @@
+"""Helpers for target-marketo-msi tests: contract messages, running the target, reading Marketo."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from plugin_settings import marketo_connection, run_outputs
+
+from msi_common.contract import STREAM_NAMES, key_properties, load_schema
+from target_marketo_msi.target.target import TargetMarketoMsi
+
+ROLE_NAMES = ("Decision Maker", "Evaluator", "Influencer", "Technical Buyer")
+
+
+def sf_id(prefix: str, n: int) -> str:
+    """An 18-character Salesforce-looking id (the checksum suffix is not needed here)."""
+    return f"{prefix}{n:012d}AAA"
+
+
+def target_config(sandbox: Any, tmp_path: Path, **overrides: Any) -> dict[str, Any]:
+    config = {
+        **marketo_connection(sandbox),
+        **run_outputs(tmp_path),
+        "retry_backoff_seconds": 0.05,
+        "max_backoff_seconds": 0.5,
+        "progress_interval_seconds": 5,
+    }
+    config.update(overrides)
+    return config
+
+
+def schema_messages(streams: Iterable[str] = STREAM_NAMES) -> list[dict[str, Any]]:
+    return [
+        {
+            "type": "SCHEMA",
+            "stream": name,
+            "schema": load_schema(name),
+            "key_properties": key_properties(name),
+        }
+        for name in streams
+    ]
+
+
+def record_messages(stream: str, records: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    for record in records:
+        yield {"type": "RECORD", "stream": stream, "record": record}
+
+
+def to_lines(messages: Iterable[dict[str, Any]]) -> str:
+    return "".join(json.dumps(m) + "\n" for m in messages)
+
+
+@dataclass
+class TargetRun:
+    target: TargetMarketoMsi
+    stdout: str
+    error: BaseException | None = None
+
+    @property
+    def states(self) -> list[dict[str, Any]]:
+        """The states the target emitted (a target writes each state's value as one line)."""
+        return [json.loads(line) for line in self.stdout.splitlines() if line.strip()]
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        return self.target.last_summary
+
+    def rejects(self) -> list[dict[str, Any]]:
+        path = self.target.rejects.path
+        if path is None or not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def run_target(
+    config: dict[str, Any], messages: Iterable[dict[str, Any]] | str, *, expect_error: bool = False
+) -> TargetRun:
+    """Run the target in-process on `messages`; its stdout (state messages) is captured."""
+    text = messages if isinstance(messages, str) else to_lines(messages)
+    target = TargetMarketoMsi(config=config, validate_config=True)
+    out = io.StringIO()
+    error: BaseException | None = None
+    with contextlib.redirect_stdout(out):
+        try:
+            target.listen(io.StringIO(text))
+        except (Exception, SystemExit) as exc:
+            if not expect_error:
+                raise
+            error = exc
+    if expect_error and error is None:
+        raise AssertionError("the target was expected to fail")
+    return TargetRun(target, out.getvalue(), error)
+
+
+def dump(sandbox: Any, table: str) -> list[dict[str, Any]]:
+    text = sandbox.admin("marketo", "GET", f"dump/{table}").text
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def marketo_calls(sandbox: Any) -> dict[str, Any]:
+    return sandbox.admin("marketo", "GET", "stats").json()
+
+
+def write_calls(stats: dict[str, Any]) -> int:
+    """Calls that could change Marketo: every POST except look-ups sent as _method=GET."""
+    return sum(
+        row["calls"]
+        for row in stats["calls"]
+        if row["method"] == "POST" and "identity" not in row["endpoint"]
+    )
+
+
+@dataclass
+class World:
+    """A CRM world in contract shape: ids are 18-character Salesforce ids."""
+
+    sales_persons: list[dict[str, Any]] = field(default_factory=list)
+    companies: list[dict[str, Any]] = field(default_factory=list)
+    leads: list[dict[str, Any]] = field(default_factory=list)
+    opportunities: list[dict[str, Any]] = field(default_factory=list)
+    opportunity_roles: list[dict[str, Any]] = field(default_factory=list)
+
+    def streams(self) -> dict[str, list[dict[str, Any]]]:
+        return {name: getattr(self, name) for name in STREAM_NAMES}
+
+    def messages(self, *, interleave: bool = False) -> list[dict[str, Any]]:
+        """Schemas then records; in stream order, or children first and interleaved."""
+        out = schema_messages()
+        per_stream = [list(record_messages(n, r)) for n, r in self.streams().items()]
+        if not interleave:
+            for msgs in per_stream:
+                out.extend(msgs)
+            return out
+        # Children first, round-robin: the worst order for a loader that trusts the input.
+        queues = list(reversed(per_stream))
+        while any(queues):
+            for q in queues:
+                if q:
+                    out.append(q.pop(0))
+        return out
+
+
+def make_world(
+    sales_persons: int = 5,
+    companies: int = 10,
+    leads: int = 30,
+    opportunities: int = 8,
+    roles_per_opportunity: int = 2,
+    start: int = 1,
+) -> World:
+    crm = {"_crm": "salesforce", "_crm_modified_at": "2026-01-01T00:00:00Z"}
+    world = World()
+    for i in range(start, start + sales_persons):
+        world.sales_persons.append(
+            {
+                "externalSalesPersonId": sf_id("005", i),
+                "email": f"rep{i}@example.com",
+                "firstName": f"Rep{i}",
+                "lastName": "Seller",
+                "_crm_object": "User",
+                **crm,
+            }
+        )
+    owners = [p["externalSalesPersonId"] for p in world.sales_persons]
+    for j in range(start, start + companies):
+        world.companies.append(
+            {
+                "externalCompanyId": sf_id("001", j),
+                "company": f"Company {j}",
+                "externalSalesPersonId": owners[j % len(owners)],
+                "industry": "Software",
+                "_crm_object": "Account",
+                **crm,
+            }
+        )
+    accounts = [c["externalCompanyId"] for c in world.companies]
+    for k in range(start, start + leads):
+        world.leads.append(
+            {
+                "externalPersonId": sf_id("003", k),
+                "email": f"person{k}@example.com",
+                "firstName": f"Person{k}",
+                "lastName": "Buyer",
+                "externalSalesPersonId": owners[k % len(owners)],
+                "externalCompanyId": accounts[k % len(accounts)],
+                "title": "Engineer",
+                "personType": "contact",
+                "_crm_object": "Contact",
+                **crm,
+            }
+        )
+    people = [p["externalPersonId"] for p in world.leads]
+    for m in range(start, start + opportunities):
+        opp_id = sf_id("006", m)
+        world.opportunities.append(
+            {
+                "externalOpportunityId": opp_id,
+                "name": f"Deal {m}",
+                "externalCompanyId": accounts[m % len(accounts)],
+                "externalSalesPersonId": owners[m % len(owners)],
+                "amount": 1000.0 + m,
+                "stage": "Prospecting",
+                "_crm_object": "Opportunity",
+                **crm,
+            }
+        )
+        for r in range(roles_per_opportunity):
+            world.opportunity_roles.append(
+                {
+                    "externalOpportunityId": opp_id,
+                    "externalPersonId": people[(m * roles_per_opportunity + r) % len(people)],
+                    "role": ROLE_NAMES[r % len(ROLE_NAMES)],
+                    "isPrimary": r == 0,
+                    "_crm_object": "OpportunityContactRole",
+                    **crm,
+                }
+            )
+    return world
+
+
+def assert_marketo_matches(sandbox: Any, world: World) -> None:
+    """Marketo holds exactly the world: every key once, no extra rows, fields as sent."""
+    persons = dump(sandbox, "salespersons")
+    assert sorted(p["externalSalesPersonId"] for p in persons) == sorted(
+        p["externalSalesPersonId"] for p in world.sales_persons
+    )
+    companies = dump(sandbox, "companies")
+    assert sorted(c["externalCompanyId"] for c in companies) == sorted(
+        c["externalCompanyId"] for c in world.companies
+    )
+    leads = dump(sandbox, "leads")
+    assert sorted(p["externalPersonId"] for p in leads) == sorted(
+        p["externalPersonId"] for p in world.leads
+    )
+    sent = {p["externalPersonId"]: p for p in world.leads}
+    for lead in leads:
+        source = sent[lead["externalPersonId"]]
+        assert (lead["email"], lead["externalCompanyId"], lead["externalSalesPersonId"]) == (
+            source["email"],
+            source["externalCompanyId"],
+            source["externalSalesPersonId"],
+        )
+    opportunities = dump(sandbox, "opportunities")
+    assert sorted(o["externalOpportunityId"] for o in opportunities) == sorted(
+        o["externalOpportunityId"] for o in world.opportunities
+    )
+    person_of = {lead["id"]: lead["externalPersonId"] for lead in leads}
+    roles = sorted(
+        (r["externalOpportunityId"], person_of[r["leadId"]], r["role"])
+        for r in dump(sandbox, "opportunity_roles")
+    )
+    assert roles == sorted(
+        (r["externalOpportunityId"], r["externalPersonId"], r["role"])
+        for r in world.opportunity_roles
+    )
