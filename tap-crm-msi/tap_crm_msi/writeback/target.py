@@ -13,10 +13,11 @@ import click
 from singer_sdk import typing as th
 from singer_sdk.target_base import Target
 
+from msi_common.reports import write_summary
 from tap_crm_msi.tap.tap import TapCrmMsi
 from tap_crm_msi.writeback.dynamics import DynamicsWriter
 from tap_crm_msi.writeback.fields import DYNAMICS_ATTRIBUTES, SALESFORCE_FIELDS
-from tap_crm_msi.writeback.report import WriteReport, render_line, write_json
+from tap_crm_msi.writeback.report import WriteReport, render_line
 from tap_crm_msi.writeback.salesforce import SalesforceWriter
 from tap_crm_msi.writeback.sinks import ScoreSink
 from tap_crm_msi.writeback.writer import ScoreWriter
@@ -182,7 +183,7 @@ class TargetCrmMsi(Target):
         self.report.close()
         self.logger.info(render_line(data))
         if self.config.get("summary_path"):
-            write_json(self.config["summary_path"], data)
+            write_summary(self.config["summary_path"], data)
         self.summary = data
         return data
 

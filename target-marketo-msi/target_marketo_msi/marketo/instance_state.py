@@ -1,91 +1,67 @@
-"""Local state kept per Marketo instance: one SQLite file under the configured state dir.
+"""What both Marketo plugins remember per Marketo instance, in the instance's connector state.
 
 Fingerprints (change detection), the externalPersonId -> leadId cache, today's call count and
-cached describe answers all belong to one Marketo instance; keying the file by the instance's
-host means two instances never share them.
+cached describe answers all belong to one Marketo instance; the file is named after the
+instance, so two instances never share them, and target-marketo-msi and tap-marketo-msi with
+the same `state_dir` share one (one daily call count per instance).
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
-import json
+import os
 import re
 import sqlite3
-import threading
-import time
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS fingerprints (
-    object TEXT NOT NULL, key TEXT NOT NULL, hash TEXT NOT NULL, PRIMARY KEY (object, key)
-);
-CREATE TABLE IF NOT EXISTS lead_ids (external_person_id TEXT PRIMARY KEY, lead_id INTEGER);
-CREATE TABLE IF NOT EXISTS calls_per_day (day TEXT PRIMARY KEY, used INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS describe_cache (
-    path TEXT PRIMARY KEY, fetched_at REAL NOT NULL, body TEXT NOT NULL
-);
-"""
+from msi_common.state_store import StateStore
+from msi_common.state_store import instance_file as store_file
+
+SERVICE = "marketo"
+SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS fingerprints ("
+    " object TEXT NOT NULL, key TEXT NOT NULL, hash TEXT NOT NULL, PRIMARY KEY (object, key))",
+    "CREATE TABLE IF NOT EXISTS lead_ids (external_person_id TEXT PRIMARY KEY, lead_id INTEGER)",
+    "CREATE TABLE IF NOT EXISTS calls_per_day (day TEXT PRIMARY KEY, used INTEGER NOT NULL)",
+)
 
 
 def instance_file(state_dir: str | Path, base_url: str) -> Path:
-    """`<state_dir>/<host>_<port>.sqlite3` for the Marketo instance at `base_url`."""
-    parts = urlsplit(base_url)
-    name = re.sub(r"[^A-Za-z0-9.-]+", "_", parts.netloc or base_url)
-    return Path(state_dir) / f"{name}.sqlite3"
+    """The Marketo instance's state file; a file named by the earlier rule is carried over."""
+    path = store_file(state_dir, SERVICE, base_url)
+    earlier = _earlier_file(state_dir, base_url)
+    if earlier.exists() and not path.exists():
+        _carry_over(earlier, path)
+    return path
 
 
-class InstanceState:
-    """A small thread-safe wrapper around the instance's SQLite file."""
+def _earlier_file(state_dir: str | Path, base_url: str) -> Path:
+    """`<state_dir>/<host>_<port>.sqlite3`: how releases up to 0.1.0 named the file."""
+    netloc = urlsplit(base_url).netloc or base_url
+    return Path(state_dir) / f"{re.sub(r'[^A-Za-z0-9.-]+', '_', netloc)}.sqlite3"
+
+
+def _carry_over(earlier: Path, path: Path) -> None:
+    """Fold the earlier file's write-ahead log into it, then give it the new name."""
+    conn = sqlite3.connect(earlier)
+    try:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        conn.close()
+    os.replace(earlier, path)
+    for suffix in ("-wal", "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            Path(f"{earlier}{suffix}").unlink()
+
+
+class InstanceState(StateStore):
+    """The Marketo instance's store, with the tables both Marketo plugins use."""
 
     def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=NORMAL")
-        self._conn.executescript(SCHEMA)
-        self._lock = threading.Lock()
-
-    @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._conn.execute("BEGIN")
-            try:
-                yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
-
-    def query(self, sql: str, params: Iterable[Any] = ()) -> list[tuple]:
-        with self._lock:
-            return self._conn.execute(sql, tuple(params)).fetchall()
-
-    def lookup(
-        self,
-        table: str,
-        key_column: str,
-        value_column: str,
-        keys: list[str],
-        extra: str = "",
-        extra_params: tuple = (),
-    ) -> dict[str, Any]:
-        """`{key: value}` for the keys present, in chunks SQLite accepts."""
-        found: dict[str, Any] = {}
-        for start in range(0, len(keys), 500):
-            chunk = keys[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            rows = self.query(
-                f"SELECT {key_column}, {value_column} FROM {table} "
-                f"WHERE {extra}{key_column} IN ({marks})",
-                (*extra_params, *chunk),
-            )
-            found.update(rows)
-        return found
+        super().__init__(path, SCHEMA)
 
     # Daily call count -------------------------------------------------------------------------
     @staticmethod
@@ -106,18 +82,7 @@ class InstanceState:
 
     # Describe cache ---------------------------------------------------------------------------
     def cached_describe(self, path: str, max_age_s: float) -> list[dict[str, Any]] | None:
-        rows = self.query("SELECT fetched_at, body FROM describe_cache WHERE path = ?", (path,))
-        if rows and time.time() - rows[0][0] < max_age_s:
-            return json.loads(rows[0][1])
-        return None
+        return self.fact(f"describe:{path}", max_age_s)
 
     def store_describe(self, path: str, fields: list[dict[str, Any]]) -> None:
-        with self.transaction() as conn:
-            conn.execute(
-                "INSERT OR REPLACE INTO describe_cache(path, fetched_at, body) VALUES (?, ?, ?)",
-                (path, time.time(), json.dumps(fields)),
-            )
-
-    def close(self) -> None:
-        with self._lock:
-            self._conn.close()
+        self.set_fact(f"describe:{path}", fields)

@@ -71,14 +71,9 @@ class Ledger:
     def __init__(self, state: InstanceState, stream: str) -> None:
         self.state = state
         self.stream = stream
-        self._ensure_schema()
+        state.ensure_schema(filter(None, (s.strip() for s in SCHEMA.split(";"))))
         self.base = 0  # the last sequence delivered before this run
         self.seq = 0  # the last sequence written
-
-    def _ensure_schema(self) -> None:
-        # One statement at a time: executescript would commit the instance file's transaction.
-        for statement in filter(None, (s.strip() for s in SCHEMA.split(";"))):
-            self.state.query(statement)
 
     def begin(self, delivered: int | None) -> None:
         """Start a run: forget everything when there is no state, else undo what was not delivered.

@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import Any
 
+from msi_common.reports import RejectsFile
 from target_marketo_msi.marketo.client import MarketoClient
 from target_marketo_msi.marketo.errors import (
     MarketoAuthError,
@@ -38,7 +39,6 @@ from target_marketo_msi.target.batching import batches
 from target_marketo_msi.target.bulk_import import BulkLeadImporter
 from target_marketo_msi.target.fingerprints import FingerprintStore, fingerprint
 from target_marketo_msi.target.ordering import PendingRecord, PendingSet, RunLedger, gate
-from target_marketo_msi.target.rejects import Rejects
 from target_marketo_msi.target.resolve import LeadResolver
 from target_marketo_msi.target.summary import RunSummary
 from target_marketo_msi.target.validate import check, jsonable, normalise_ids, unknown_fields
@@ -95,7 +95,7 @@ class Loader:
         client: MarketoClient,
         state: InstanceState,
         settings: LoaderSettings,
-        rejects: Rejects,
+        rejects: RejectsFile,
         summary: RunSummary,
         logger: logging.Logger,
     ) -> None:

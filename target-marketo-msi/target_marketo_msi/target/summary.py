@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from target_marketo_msi.marketo.objects import LOAD_ORDER
@@ -100,8 +98,3 @@ def render_table(data: dict[str, Any]) -> str:
     )
     return "\n".join(lines)
 
-
-def write_json(path: str | Path, data: dict[str, Any]) -> None:
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(json.dumps(data, indent=2), encoding="utf-8")

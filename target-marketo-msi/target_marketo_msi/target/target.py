@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import click
@@ -10,15 +9,15 @@ from singer_sdk import typing as th
 from singer_sdk.sinks import Sink
 from singer_sdk.target_base import Target
 
+from msi_common.reports import RejectsFile, write_summary
 from target_marketo_msi.marketo.budget import CallBudget
 from target_marketo_msi.marketo.client import MarketoClient, RetrySettings
 from target_marketo_msi.marketo.errors import StopRun
 from target_marketo_msi.marketo.instance_state import InstanceState, instance_file
 from target_marketo_msi.marketo.limiter import CallLimiter, LimiterSettings
 from target_marketo_msi.target.loader import Loader, LoaderSettings
-from target_marketo_msi.target.rejects import Rejects
 from target_marketo_msi.target.sinks import SINKS, IgnoredStreamSink, MarketoObjectSink
-from target_marketo_msi.target.summary import RunSummary, render_table, write_json
+from target_marketo_msi.target.summary import RunSummary, render_table
 
 EXIT_STOPPED = 3  # quota or budget reached: stopped cleanly, no state for unfinished work
 EXIT_REJECTS = 4  # records were rejected and fail_on_rejects is set
@@ -114,7 +113,7 @@ class TargetMarketoMsi(Target):
                 timeout_seconds=float(config.get("request_timeout_seconds", 120)),
             ),
         )
-        self.rejects = Rejects(config.get("rejects_path"))
+        self.rejects = RejectsFile(config.get("rejects_path"))
         self.summary = RunSummary(dry_run=self.dry_run)
         self.loader = Loader(
             self.client,
@@ -188,7 +187,7 @@ class TargetMarketoMsi(Target):
         self.last_summary = data
         self.logger.info("Summary:\n%s", render_table(data))
         if self.config.get("summary_path"):
-            write_json(Path(self.config["summary_path"]), data)
+            write_summary(self.config["summary_path"], data)
 
     # --dry-run on the command line ----------------------------------------------------------
     @classmethod

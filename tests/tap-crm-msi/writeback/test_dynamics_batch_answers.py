@@ -103,6 +103,6 @@ def test_throttled_operation_is_resent_and_404_moves_to_contact(tmp_path: Path) 
 def test_missing_everywhere_is_rejected_with_the_code(tmp_path: Path) -> None:
     w, _ = writer(tmp_path, [{f"leads({LEAD})": 404}, {f"contacts({LEAD})": 404}])
     w.write("lead_scores", [{"externalPersonId": LEAD, "priority": 5}])
-    assert w.report.by_code == {"E404": 1}
+    assert w.report.rejects.by_code == {"E404": 1}
     assert w.report.counts["written"] == 0
     w.close()
