@@ -1,0 +1,1 @@
+"""target-marketo-msi and tap-marketo-msi: MSI objects into Marketo, scores and people out."""

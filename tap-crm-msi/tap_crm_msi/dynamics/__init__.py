@@ -1,1 +1,1 @@
-"""Dynamics 365 / Dataverse: MSAL auth, OData paging and change tracking, and the five streams."""
+"""Dynamics 365 / Dataverse, the one home of its API: MSAL auth, OData paging and $batch."""

@@ -1,1 +1,1 @@
-"""Salesforce: OAuth, REST/SOQL and Bulk 2.0 query paging, and the five streams."""
+"""Salesforce, the one home of its API: OAuth flows, REST/SOQL and Bulk 2.0 paging, ids, limits."""

@@ -1,0 +1,1 @@
+"""Marketo, the one home of its API for both plugins: client, token, limiter, budget, objects."""

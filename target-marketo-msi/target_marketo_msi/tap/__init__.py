@@ -1,0 +1,1 @@
+"""tap-marketo-msi, the plugin: MSI lead scores and Marketo people read back out of Marketo."""

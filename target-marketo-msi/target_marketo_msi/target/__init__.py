@@ -1,0 +1,1 @@
+"""target-marketo-msi, the plugin: the five contract streams loaded into Marketo in MSI's order."""
