@@ -1,8 +1,20 @@
 """The stream contract: JSON Schemas of the five streams, in Marketo's field names.
 
 The schemas are CRM-neutral: the Salesforce and Dynamics streams emit exactly these shapes, and
-target-marketo-msi reads them. `x-key-properties` and `x-replication-key` carry the Singer key
-properties and replication key, so both sides take them from one place.
+target-marketo-msi reads them. Everything either side needs to know about a stream is in its
+schema, as JSON Schema extension keywords (validators ignore them; the Singer SDK passes them
+through in SCHEMA messages, though a catalog round-trip drops them, so code reads them here):
+
+- `x-key-properties`: the Singer key properties, the record's identity.
+- `x-replication-key`: the replication key.
+- `x-parents`: field -> parent stream, for each field that holds a parent's key; in the order
+  the target checks them.
+- `x-marketo-required`: fields Marketo needs non-empty before a record is worth a call.
+- `x-company-fields` (leads): the lead fields that are company fields in Marketo (refused on a
+  lead linked to a company), for when Marketo's describe cannot tell.
+- per property, `x-id: true`: the value is a CRM record id (checked and normalised as one).
+- per property, `x-marketo-field`: the Marketo field a contract field goes to when its name
+  differs, or null when it steers the target and is never sent to Marketo.
 """
 
 from __future__ import annotations
@@ -40,3 +52,48 @@ def load_schema(name: str) -> dict[str, Any]:
 def key_properties(name: str) -> list[str]:
     """The Singer key properties of stream `name`."""
     return list(_load(name)["x-key-properties"])
+
+
+def parents(name: str) -> dict[str, str]:
+    """Field -> parent stream, for the fields of stream `name` that hold a parent's key."""
+    return dict(_load(name).get("x-parents") or {})
+
+
+def marketo_required(name: str) -> tuple[str, ...]:
+    """The fields of stream `name` Marketo needs non-empty."""
+    return tuple(_load(name).get("x-marketo-required") or ())
+
+
+def _properties(name: str) -> dict[str, dict[str, Any]]:
+    return _load(name)["properties"]
+
+
+def id_fields(name: str | None = None) -> tuple[str, ...]:
+    """The fields holding CRM record ids: of stream `name`, or of any stream (first seen first)."""
+    names = STREAM_NAMES if name is None else (name,)
+    found = (f for n in names for f, prop in _properties(n).items() if prop.get("x-id"))
+    return tuple(dict.fromkeys(found))
+
+
+def not_sent(name: str) -> frozenset[str]:
+    """Contract fields of stream `name` that steer the target and never go to Marketo."""
+    return frozenset(
+        f
+        for f, prop in _properties(name).items()
+        if "x-marketo-field" in prop and prop["x-marketo-field"] is None
+    )
+
+
+def marketo_names(name: str) -> dict[str, str]:
+    """Contract field -> Marketo field, for the fields of stream `name` whose names differ."""
+    return {
+        f: prop["x-marketo-field"]
+        for f, prop in _properties(name).items()
+        if prop.get("x-marketo-field") not in (None, f)
+    }
+
+
+def company_fields() -> tuple[str, ...]:
+    """The lead fields that are company fields in Marketo (a lead linked to a company takes
+    them from the company and refuses them itself)."""
+    return tuple(_load("leads")["x-company-fields"])

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from msi_common.contract import REPLICATION_KEY
+
 ANY_SCALAR = {"type": ["string", "number", "integer", "boolean", "null"]}
 
 
@@ -48,7 +50,7 @@ class RecordShape:
 
     The stream computes what needs logic; the fields copied as they are come from a table
     (contract field -> CRM field), and every record ends with its provenance (`_crm`,
-    `_crm_object`, `_crm_modified_at`), so each stream only states what differs.
+    `_crm_object`, and the contract's replication key), so each stream only states what differs.
     """
 
     __slots__ = ("fields", "provenance", "sources")
@@ -64,7 +66,7 @@ class RecordShape:
         # as cheap as one dict literal per record: it runs for every record the tap emits.
         computed.update(zip(self.fields, map(row.get, self.sources), strict=True))
         computed.update(self.provenance)
-        computed["_crm_modified_at"] = ts
+        computed[REPLICATION_KEY] = ts
         return computed
 
 

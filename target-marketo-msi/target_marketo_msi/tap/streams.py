@@ -20,6 +20,7 @@ from singer_sdk import Stream
 from singer_sdk import typing as th
 from singer_sdk.exceptions import FatalAPIError
 
+from msi_common.contract import company_fields
 from target_marketo_msi.marketo.errors import StopRun
 from target_marketo_msi.tap.csvstream import CONVERTERS
 from target_marketo_msi.tap.extract import (
@@ -56,20 +57,7 @@ _JSON_TYPES: dict[str, th.JSONTypeHelper] = {
 # JSON Schema type -> the csvstream converter for a CSV cell of that type.
 _CONVERTED = (("integer", "integer"), ("number", "float"), ("boolean", "boolean"))
 # Company-type lead fields: on a lead linked to a company they are the company's values.
-COMPANY_FIELDS = (
-    "company",
-    "website",
-    "industry",
-    "annualRevenue",
-    "numberOfEmployees",
-    "billingStreet",
-    "billingCity",
-    "billingState",
-    "billingCountry",
-    "billingPostalCode",
-    "mainPhone",
-    "sicCode",
-)
+COMPANY_FIELDS = company_fields()
 
 
 class MarketoLeadStream(Stream):

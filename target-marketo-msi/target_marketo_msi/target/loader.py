@@ -27,10 +27,12 @@ from target_marketo_msi.marketo.errors import (
 from target_marketo_msi.marketo.instance_state import InstanceState
 from target_marketo_msi.marketo.objects import (
     COMPANIES,
+    DELETE_ORDER,
+    FALLBACK_COMPANY_FIELDS,
     LEADS,
     LOAD_ORDER,
     METADATA_PREFIX,
-    OPPORTUNITIES,
+    NOT_COMPANY_FIELDS,
     OPPORTUNITY_ROLES,
     SALES_PERSONS,
     ObjectSpec,
@@ -43,24 +45,6 @@ from target_marketo_msi.target.resolve import LeadResolver
 from target_marketo_msi.target.summary import RunSummary
 from target_marketo_msi.target.validate import check, jsonable, normalise_ids, unknown_fields
 
-DELETE_ORDER: tuple[ObjectSpec, ...] = (
-    OPPORTUNITY_ROLES,
-    LEADS,
-    OPPORTUNITIES,
-    COMPANIES,
-    SALES_PERSONS,
-)
-# Used when Marketo's describe cannot be read: the company fields Marketo keeps on a lead.
-FALLBACK_COMPANY_FIELDS = frozenset(
-    {
-        "company", "website", "industry", "annualRevenue", "numberOfEmployees", "billingStreet",
-        "billingCity", "billingState", "billingCountry", "billingPostalCode", "mainPhone",
-        "sicCode", "site",
-    }
-)  # fmt: skip
-NOT_COMPANY_FIELDS = frozenset(
-    {"id", "externalCompanyId", "externalSalesPersonId", "createdAt", "updatedAt"}
-)
 NOT_FOUND_CODES = frozenset({"1004", "1013"})
 PLAIN_TYPES = frozenset({str, int, float, bool, type(None)})
 

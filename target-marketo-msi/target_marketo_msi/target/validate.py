@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from msi_common import contract
 from target_marketo_msi.marketo.objects import LEADS, METADATA_PREFIX, SALES_PERSONS, ObjectSpec
 
 # Marketo accepts plain ASCII addresses only; internationalised addresses are refused.
@@ -19,13 +20,8 @@ EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-
 SALESFORCE_15 = re.compile(r"^[A-Za-z0-9]{15}$")
 SALESFORCE_QUEUE_PREFIX = "00G"
 GUID = re.compile(r"^[0-9A-Fa-f]{8}-([0-9A-Fa-f]{4}-){3}[0-9A-Fa-f]{12}$")
-ID_FIELDS = (
-    "externalSalesPersonId",
-    "externalCompanyId",
-    "externalPersonId",
-    "externalOpportunityId",
-    "convertedToExternalPersonId",
-)
+# CRM record ids, in any stream's records (the contract marks them `x-id`).
+ID_FIELDS = contract.id_fields()
 CONTACT_OBJECTS = {"contact"}
 
 
@@ -107,7 +103,7 @@ def unknown_fields(
         for name in record
         if not name.startswith(METADATA_PREFIX)
         and name not in spec.contract_only
-        and name not in marketo_fields
+        and spec.renamed.get(name, name) not in marketo_fields
     )
     if unknown:
         return Problem("1006", f"field(s) {', '.join(unknown)} not found on Marketo {spec.label}")
