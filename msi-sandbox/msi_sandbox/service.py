@@ -14,7 +14,7 @@ import socket
 import sqlite3
 import threading
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -93,6 +93,33 @@ def _request_json() -> dict[str, Any]:
     if not raw.strip():
         return {}
     return _json_object(json.loads(raw))
+
+
+class StatusError(Exception):
+    """A failure raised below a route, answered with an HTTP status, an API code and a message.
+
+    Salesforce and Dataverse both fail this way; each subclass renders its own error body.
+    """
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+    def response(self) -> Response:
+        """The error as the imitated API puts it on the wire."""
+        raise NotImplementedError
+
+
+def _acknowledging(action: Callable[[], object]) -> Callable[[], Response]:
+    """A view that runs `action` and answers {"ok": true} (admin operations with no result)."""
+
+    def view() -> Response:
+        action()
+        return json_response({"ok": True})
+
+    return view
 
 
 def jsonl_lines(records: Iterable[dict[str, Any]]) -> Iterator[str]:
@@ -246,15 +273,14 @@ class SandboxService:
         def stats() -> Response:
             return json_response({"service": self.name, **self.stats.snapshot()})
 
-        @bp.post("/stats/reset")
-        def stats_reset() -> Response:
-            self.stats.reset()
-            return json_response({"ok": True})
-
-        @bp.post("/reset")
-        def reset() -> Response:
-            self.reset()
-            return json_response({"ok": True})
+        # Operations that only act and answer {"ok": true} (`self.reset` is a subclass's own).
+        acknowledged: tuple[tuple[str, str, Callable[[], object]], ...] = (
+            ("/stats/reset", "stats_reset", self.stats.reset),
+            ("/reset", "reset", self.reset),
+            ("/tokens/expire", "expire_tokens", self.tokens.expire_all),
+        )
+        for rule, endpoint, action in acknowledged:
+            bp.add_url_rule(rule, endpoint, _acknowledging(action), methods=["POST"])
 
         @bp.post("/load")
         def load() -> Response:
@@ -311,11 +337,6 @@ class SandboxService:
             self.limits.update(changes)  # numbers as given: 10 stays 10, 0.5 stays 0.5
             self.apply_limits()
             return json_response(self.limits)
-
-        @bp.post("/tokens/expire")
-        def expire_tokens() -> Response:
-            self.tokens.expire_all()
-            return json_response({"ok": True})
 
         @bp.post("/seed")
         def seed() -> Response:

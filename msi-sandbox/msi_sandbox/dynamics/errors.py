@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from flask import Response
 
-from msi_sandbox.service import json_response
+from msi_sandbox.service import StatusError, json_response
 
 # Codes as Dataverse reports them (hex HRESULT strings).
 RECORD_NOT_FOUND = "0x80040217"  # "<entity> With Id = <guid> Does Not Exist"
@@ -41,14 +41,8 @@ STATUS_BY_CODE = {
 }
 
 
-class DataverseError(Exception):
+class DataverseError(StatusError):
     """Raised anywhere in request handling; rendered as Dataverse's error body."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
 
     def body(self) -> dict[str, object]:
         return {"error": {"code": self.code, "message": self.message}}

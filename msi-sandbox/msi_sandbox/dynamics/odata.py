@@ -187,17 +187,17 @@ class _Parser:
         return node
 
     def expr(self) -> Node:
-        node = self.conjunction()
-        while self.at_word("or"):
-            self.i += 1
-            node = BoolOp("or", node, self.conjunction())
-        return node
+        return self.chain("or", self.conjunction)
 
     def conjunction(self) -> Node:
-        node = self.unary()
-        while self.at_word("and"):
+        return self.chain("and", self.unary)
+
+    def chain(self, word: str, operand: Callable[[], Node]) -> Node:
+        """`operand (word operand)*`, grouped from the left (`and` binds tighter than `or`)."""
+        node = operand()
+        while self.at_word(word):
             self.i += 1
-            node = BoolOp("and", node, self.unary())
+            node = BoolOp(word, node, operand())
         return node
 
     def unary(self) -> Node:

@@ -10,7 +10,6 @@ Marketo's MSI field names to the lead/contact attribute names (see schema.DEFAUL
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, Flask, Response, g, request
@@ -37,26 +36,20 @@ class DynamicsService(SandboxService):
         "max_batch_operations": 1000,
     }
 
-    def __init__(
-        self,
-        data_dir: Path,
-        *,
-        seed: int = 0,
-        credentials: dict[str, str] | None = None,
-        options: dict[str, Any] | None = None,
-    ) -> None:
-        opts = dict(options or {})
-        self.entities = build_entities(opts.get("msi_attributes"))
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # The entities (and so the tables the base class creates) depend on the options.
+        options = kwargs.get("options") or {}
+        self.entities = build_entities(options.get("msi_attributes"))
         self.entity_sets = by_entity_set(self.entities)
         self.tables = build_tables(self.entities)
-        self.tenant_id = guid("tenant", seed)
+        self.tenant_id = guid("tenant", kwargs.get("seed", 0))
         self.tenant_domain = TENANT_DOMAIN
         self.application_user_id = guid("systemuser", "application")
         self._windows: dict[str, SlidingWindow] = {}
         self._gates: dict[str, ConcurrencyGate] = {}
         self._limits_lock = threading.Lock()
         self.entra = auth.EntraId(self)
-        super().__init__(data_dir, seed=seed, credentials=credentials, options=opts)
+        super().__init__(*args, **kwargs)
         self.records = Records(self)
         self.web_api = webapi.WebApi(self)
         self.batch = batch.Batch(self)

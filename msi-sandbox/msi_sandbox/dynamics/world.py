@@ -16,6 +16,7 @@ import datetime as dt
 import functools
 import random
 from collections import defaultdict
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from msi_sandbox.dynamics.odata import format_datetime
@@ -363,19 +364,20 @@ class Mutator:
         return "systemuser", users[0]
 
     def run(self, spec: dict[str, Any]) -> dict[str, dict[str, list[str]]]:
+        # The plan counts each kind of change; they are made in this order, so a seed always
+        # picks the same records.
+        changes: tuple[tuple[str, Callable[[], None]], ...] = (
+            ("edits", self.edit),
+            ("deletes", self.delete),
+            ("qualifications", self.qualify),
+            ("owner_changes", self.change_owner),
+            ("new_opportunities", self.new_opportunity),
+            ("new_roles", self.new_role),
+        )
         with self.records.write():
-            for _ in range(int(spec.get("edits", 0))):
-                self.edit()
-            for _ in range(int(spec.get("deletes", 0))):
-                self.delete()
-            for _ in range(int(spec.get("qualifications", 0))):
-                self.qualify()
-            for _ in range(int(spec.get("owner_changes", 0))):
-                self.change_owner()
-            for _ in range(int(spec.get("new_opportunities", 0))):
-                self.new_opportunity()
-            for _ in range(int(spec.get("new_roles", 0))):
-                self.new_role()
+            for key, change in changes:
+                for _ in range(int(spec.get(key, 0))):
+                    change()
             if int(spec.get("burst", 0)):
                 self.burst(int(spec["burst"]))
         return self.changed

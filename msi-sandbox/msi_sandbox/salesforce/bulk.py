@@ -360,24 +360,17 @@ def register(app: Flask, service: SalesforceService) -> None:
 
     base = "/services/data/<version>/jobs"
     for suffix in ("", "/"):
-        app.add_url_rule(
-            f"{base}/query{suffix}", f"sf_bulk_query_new{suffix}", create_query, methods=["POST"]
-        )
-        app.add_url_rule(
-            f"{base}/query{suffix}",
-            f"sf_bulk_query_list{suffix}",
-            lambda version: list_jobs(version, "query"),
-            methods=["GET"],
-        )
-        app.add_url_rule(
-            f"{base}/ingest{suffix}", f"sf_bulk_ingest_new{suffix}", create_ingest, methods=["POST"]
-        )
-        app.add_url_rule(
-            f"{base}/ingest{suffix}",
-            f"sf_bulk_ingest_list{suffix}",
-            lambda version: list_jobs(version, "ingest"),
-            methods=["GET"],
-        )
+        # POST creates a job of the kind, GET lists the jobs of the kind.
+        for kind, create in (("query", create_query), ("ingest", create_ingest)):
+            app.add_url_rule(
+                f"{base}/{kind}{suffix}", f"sf_bulk_{kind}_new{suffix}", create, methods=["POST"]
+            )
+            app.add_url_rule(
+                f"{base}/{kind}{suffix}",
+                f"sf_bulk_{kind}_list{suffix}",
+                lambda version, kind=kind: list_jobs(version, kind),
+                methods=["GET"],
+            )
         app.add_url_rule(
             f"{base}/query/<job_id>/results{suffix}", f"sf_bulk_results{suffix}", results
         )

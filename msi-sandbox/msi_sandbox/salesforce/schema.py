@@ -178,8 +178,17 @@ def _audit() -> tuple[Field, ...]:
     )
 
 
+def _reference(
+    name: str, label: str, *targets: str, nillable: bool = True, updateable: bool = True
+) -> Field:
+    """A lookup to `targets`; its relationship is its name without `Id` (AccountId: Account)."""
+    return Field(
+        name, "reference", label, 18, nillable, updateable, targets, name.removesuffix("Id")
+    )
+
+
 def _owner(*targets: str) -> Field:
-    return Field("OwnerId", "reference", "Owner ID", 18, False, True, targets, "Owner")
+    return _reference("OwnerId", "Owner ID", *targets, nillable=False)
 
 
 def _person() -> tuple[Field, ...]:
@@ -273,25 +282,11 @@ def build_objects(namespace: str | None = None) -> dict[str, SObject]:
                 _owner("Group", "User"),
                 Field("IsConverted", "boolean", "Converted", nillable=False, updateable=False),
                 Field("ConvertedDate", "date", "Converted Date", updateable=False),
-                Field(
-                    "ConvertedAccountId",
-                    "reference",
-                    "Converted Account ID",
-                    18,
-                    True,
-                    False,
-                    ("Account",),
-                    "ConvertedAccount",
+                _reference(
+                    "ConvertedAccountId", "Converted Account ID", "Account", updateable=False
                 ),
-                Field(
-                    "ConvertedContactId",
-                    "reference",
-                    "Converted Contact ID",
-                    18,
-                    True,
-                    False,
-                    ("Contact",),
-                    "ConvertedContact",
+                _reference(
+                    "ConvertedContactId", "Converted Contact ID", "Contact", updateable=False
                 ),
                 *msi,
                 *_audit(),
@@ -304,9 +299,7 @@ def build_objects(namespace: str | None = None) -> dict[str, SObject]:
             "003",
             (
                 *_system(),
-                Field(
-                    "AccountId", "reference", "Account ID", 18, True, True, ("Account",), "Account"
-                ),
+                _reference("AccountId", "Account ID", "Account"),
                 *_person(),
                 Field("LeadSource", "picklist", "Lead Source", 255),
                 _owner("User"),
@@ -321,12 +314,8 @@ def build_objects(namespace: str | None = None) -> dict[str, SObject]:
             "006",
             (
                 *_system(),
-                Field(
-                    "AccountId", "reference", "Account ID", 18, True, True, ("Account",), "Account"
-                ),
-                Field(
-                    "ContactId", "reference", "Contact ID", 18, True, True, ("Contact",), "Contact"
-                ),
+                _reference("AccountId", "Account ID", "Account"),
+                _reference("ContactId", "Contact ID", "Contact"),
                 Field("Name", "string", "Name", 120, nillable=False),
                 Field("Amount", "currency", "Amount"),
                 Field("CloseDate", "date", "Close Date", nillable=False),
@@ -347,19 +336,14 @@ def build_objects(namespace: str | None = None) -> dict[str, SObject]:
             "00K",
             (
                 *_system(),
-                Field(
+                _reference(
                     "OpportunityId",
-                    "reference",
                     "Opportunity ID",
-                    18,
-                    False,
-                    False,
-                    ("Opportunity",),
                     "Opportunity",
+                    nillable=False,
+                    updateable=False,
                 ),
-                Field(
-                    "ContactId", "reference", "Contact ID", 18, False, True, ("Contact",), "Contact"
-                ),
+                _reference("ContactId", "Contact ID", "Contact", nillable=False),
                 Field("Role", "picklist", "Role", 40),
                 Field("IsPrimary", "boolean", "Primary", nillable=False),
                 *_audit(),

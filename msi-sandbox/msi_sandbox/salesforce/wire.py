@@ -9,7 +9,7 @@ from typing import Any
 from flask import Response
 
 from msi_sandbox.salesforce.schema import SObject
-from msi_sandbox.service import json_response
+from msi_sandbox.service import StatusError, json_response
 
 # API versions a current org answers (older ones were retired).
 MIN_VERSION, MAX_VERSION = 50, 64
@@ -97,14 +97,8 @@ def error(status: int, code: str, message: str, fields: list[str] | None = None)
     return json_response([body], status)
 
 
-class ApiError(Exception):
+class ApiError(StatusError):
     """Raised anywhere below a route; the service turns it into `error(...)`."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
 
     def response(self) -> Response:
         return error(self.status, self.code, self.message)
