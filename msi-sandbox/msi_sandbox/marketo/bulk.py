@@ -44,30 +44,8 @@ def body_limit(path: str) -> str:
 
 def register(app: Flask, service: MarketoService) -> None:
     """Add the bulk routes to the Marketo app."""
-    imports = JobQueue(
-        service,
-        table=bulk_import.TABLE,
-        key="batchId",
-        queued=bulk_import.QUEUED,
-        running=bulk_import.IMPORTING,
-        failed=bulk_import.FAILED,
-        started_column=None,
-        max_running_limit="bulk_import_max_running",
-        worker=bulk_import.ImportRunner(service),
-        now=now_iso,
-    )
-    exports = JobQueue(
-        service,
-        table=bulk_extract.TABLE,
-        key="exportId",
-        queued=bulk_extract.QUEUED,
-        running=bulk_extract.PROCESSING,
-        failed=bulk_extract.FAILED,
-        started_column="startedAt",
-        max_running_limit="bulk_extract_max_running",
-        worker=bulk_extract.ExportRunner(service),
-        now=now_iso,
-    )
+    imports = JobQueue(bulk_import.ImportRunner(service), now=now_iso)
+    exports = JobQueue(bulk_extract.ExportRunner(service), now=now_iso)
     app.extensions[EXTENSION] = (imports, exports)
     bulk_import.register(app, service, imports)
     bulk_extract.register(app, service, exports)

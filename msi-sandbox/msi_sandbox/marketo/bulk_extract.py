@@ -23,6 +23,7 @@ from flask import Flask, Response, request
 
 from msi_sandbox.marketo import delimited
 from msi_sandbox.marketo.activities import parse_datetime
+from msi_sandbox.marketo.jobs import JobQueue, JobRunner
 from msi_sandbox.marketo.records import (
     batch_size,
     now_iso,
@@ -31,7 +32,7 @@ from msi_sandbox.marketo.records import (
     split_list,
     to_iso,
 )
-from msi_sandbox.marketo.schema import LEAD_FIELDS
+from msi_sandbox.marketo.schema import BULK_EXPORTS, LEAD_FIELDS
 from msi_sandbox.marketo.wire import (
     MarketoApiError,
     api_call,
@@ -41,10 +42,9 @@ from msi_sandbox.marketo.wire import (
 )
 
 if TYPE_CHECKING:
-    from msi_sandbox.marketo.jobs import JobQueue
     from msi_sandbox.marketo.service import MarketoService
 
-TABLE = "bulk_exports"
+TABLE = BULK_EXPORTS.name
 CREATED, QUEUED, PROCESSING = "Created", "Queued", "Processing"
 COMPLETED, CANCELLED, FAILED = "Completed", "Cancelled", "Failed"
 STATUSES = (CREATED, QUEUED, PROCESSING, COMPLETED, CANCELLED, FAILED)
@@ -167,17 +167,17 @@ def cell_sql(field: str) -> str:
 
 
 # Producing the file -------------------------------------------------------------------------
-class ExportRunner:
+class ExportRunner(JobRunner):
     """Writes one job's file: leads in id order, filtered in SQL, hashed while written."""
 
-    def __init__(self, service: MarketoService) -> None:
-        self.service = service
+    table = BULK_EXPORTS
+    queued, running, failed = QUEUED, PROCESSING, FAILED
+    started_column = "startedAt"
+    max_running_limit = "bulk_extract_max_running"
+    rate_limit = "bulk_extract_rows_per_second"
 
-    def __call__(self, export_id: str, cancelled: threading.Event) -> None:
+    def run(self, export_id: str, job: dict[str, Any], cancelled: threading.Event) -> None:
         store = self.service.store
-        job = store.get(TABLE, export_id)
-        if job is None:
-            return
         spec = job["request"]
         fmt, fields = spec["format"], spec["fields"]
         headers = [spec["columnHeaderNames"].get(f, f) for f in fields]
@@ -203,8 +203,7 @@ class ExportRunner:
                 append(rows)
                 records += len(rows)
         with store.write_lock:
-            current = store.get(TABLE, export_id)
-            if cancelled.is_set() or current is None or current["status"] != PROCESSING:
+            if not self.still_running(export_id, cancelled):
                 partial.unlink(missing_ok=True)
                 return
             os.replace(partial, final)
@@ -244,18 +243,12 @@ class ExportRunner:
                 return
             yield [tuple(row)[1:] for row in batch]
             last_id = batch[-1][0]
-            if self._throttle(len(batch), cancelled):
+            if self.throttle(len(batch), cancelled):
                 return
 
     def _batch_size(self) -> int:
-        rate = float(self.service.limits["bulk_extract_rows_per_second"])
+        rate = self.rows_per_second
         return max(1, min(READ_BATCH, int(rate))) if rate > 0 else READ_BATCH
-
-    def _throttle(self, rows: int, cancelled: threading.Event) -> bool:
-        rate = float(self.service.limits["bulk_extract_rows_per_second"])
-        if rate > 0:
-            return cancelled.wait(rows / rate)
-        return cancelled.is_set()
 
 
 # Sending the file ---------------------------------------------------------------------------
@@ -356,8 +349,7 @@ def register(app: Flask, service: MarketoService, queue: JobQueue) -> None:
     @api_call(service)
     def export_status(export_id: str) -> Response:
         job = find(export_id)
-        if job["status"] in (QUEUED, PROCESSING):
-            queue.nudge()  # after a sandbox restart, the first poll resumes the queue
+        queue.polled(job["status"])
         return success([job_body(job)])
 
     @app.post("/bulk/v1/leads/export/<export_id>/cancel.json")

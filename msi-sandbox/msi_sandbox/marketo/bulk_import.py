@@ -18,15 +18,15 @@ from typing import TYPE_CHECKING, Any
 from flask import Flask, Response, request
 
 from msi_sandbox.marketo import delimited, leads
+from msi_sandbox.marketo.jobs import JobQueue, JobRunner
 from msi_sandbox.marketo.records import now_iso
-from msi_sandbox.marketo.schema import LEAD_FIELDS
+from msi_sandbox.marketo.schema import BULK_IMPORTS, LEAD_FIELDS
 from msi_sandbox.marketo.wire import MarketoApiError, api_call, success
 
 if TYPE_CHECKING:
-    from msi_sandbox.marketo.jobs import JobQueue
     from msi_sandbox.marketo.service import MarketoService
 
-TABLE = "bulk_imports"
+TABLE = BULK_IMPORTS.name
 IMPORT_PATH = "/bulk/v1/leads.json"
 QUEUED, IMPORTING, COMPLETE, FAILED = "Queued", "Importing", "Complete", "Failed"
 FAILURE_COLUMN = "Import Failure Reason"
@@ -48,11 +48,6 @@ EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 def import_dir(service: MarketoService) -> Path:
     """Uploaded files live on disk: a job row stays small however often progress is saved."""
     return service.data_dir / "bulk_imports"
-
-
-def job_status(service: MarketoService, batch_id: int) -> str | None:
-    rows = service.store.select(TABLE, '"batchId" = ?', (batch_id,), columns=["status"])
-    return rows[0]["status"] if rows else None
 
 
 def job_row(service: MarketoService, batch_id: int, *columns: str) -> dict[str, Any] | None:
@@ -89,17 +84,16 @@ def completion_message(imported: int, failed: int, warned: int) -> str:
     return text
 
 
-class ImportRunner:
+class ImportRunner(JobRunner):
     """Runs one queued batch: parse, sync in chunks, record progress, write result files."""
 
-    def __init__(self, service: MarketoService) -> None:
-        self.service = service
+    table = BULK_IMPORTS
+    queued, running, failed = QUEUED, IMPORTING, FAILED
+    max_running_limit = "bulk_import_max_running"
+    rate_limit = "bulk_import_rows_per_second"
 
-    def __call__(self, batch_id: int, cancelled: threading.Event) -> None:
+    def run(self, batch_id: int, job: dict[str, Any], cancelled: threading.Event) -> None:
         store = self.service.store
-        job = store.get(TABLE, batch_id)
-        if job is None:
-            return
         fmt = job["format"]
         text = Path(job["csv"]).read_text(encoding="utf-8-sig", errors="replace")
         rows = list(delimited.read_rows(text, fmt))
@@ -123,7 +117,7 @@ class ImportRunner:
                 records.append({n: v for n, v in cells if v or n not in FIELDS})
                 keep.append(row)
             with store.write_lock:
-                if not self._still_running(batch_id, cancelled):
+                if not self.still_running(batch_id, cancelled):
                     return
                 try:
                     results = leads.sync_leads(
@@ -154,10 +148,10 @@ class ImportRunner:
                         "numOfRowsWithWarning": len(warnings),
                     },
                 )
-            if self._throttle(len(chunk), cancelled):
+            if self.throttle(len(chunk), cancelled):
                 return
         with store.write_lock:
-            if not self._still_running(batch_id, cancelled):
+            if not self.still_running(batch_id, cancelled):
                 return
             store.update(
                 TABLE,
@@ -170,24 +164,13 @@ class ImportRunner:
                 },
             )
 
-    def _still_running(self, batch_id: int, cancelled: threading.Event) -> bool:
-        """Checked under the write lock before each write: nothing lands after a reset."""
-        return not cancelled.is_set() and job_status(self.service, batch_id) == IMPORTING
-
     def _chunk_end(self, position: int, total: int) -> int:
         """Chunks of `max_batch` rows, smaller when throttled so progress moves steadily."""
         size = int(self.service.limits["max_batch"]) or 300
-        rate = float(self.service.limits["bulk_import_rows_per_second"])
+        rate = self.rows_per_second
         if rate > 0:
             size = max(1, min(size, int(rate)))
         return min(total, position + size)
-
-    def _throttle(self, rows: int, cancelled: threading.Event) -> bool:
-        """Wait as long as `rows` take at the configured speed; True when cancelled meanwhile."""
-        rate = float(self.service.limits["bulk_import_rows_per_second"])
-        if rate > 0:
-            return cancelled.wait(rows / rate)
-        return cancelled.is_set()
 
     @staticmethod
     def _result_file(header: list[str], column: str, rows: list[list[str]], fmt: str) -> str:
@@ -258,8 +241,7 @@ def register(app: Flask, service: MarketoService, queue: JobQueue) -> None:
     @api_call(service)
     def import_status(batch_id: int) -> Response:
         job = find(batch_id)
-        if job["status"] in (QUEUED, IMPORTING):
-            queue.nudge()  # after a sandbox restart, the first poll resumes the queue
+        queue.polled(job["status"])
         return success([job_body(job)])
 
     def result_file(batch_id: int, column: str) -> Response:

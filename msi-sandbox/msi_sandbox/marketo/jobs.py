@@ -14,43 +14,75 @@ import contextlib
 import logging
 import threading
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
     from msi_sandbox.marketo.service import MarketoService
+    from msi_sandbox.store import Table
 
 log = logging.getLogger(__name__)
 DISPATCH_INTERVAL_S = 0.05  # how often the dispatcher looks at the table without a nudge
 JOIN_TIMEOUT_S = 10.0
 
-Worker = Callable[[Any, threading.Event], None]
+
+class JobRunner:
+    """One kind of bulk job: its table, the states its rows pass, its limits, and its work.
+
+    The queue reads the declarations; a subclass implements `run`, one job's work.
+    """
+
+    table: ClassVar[Table]  # one row per job, keyed by the job's id
+    queued: ClassVar[str]  # status of a job waiting for a worker
+    running: ClassVar[str]  # status of a job whose worker is at work
+    failed: ClassVar[str]  # status of a job whose worker broke down
+    started_column: ClassVar[str | None] = None  # stamped when a job leaves the queue, if any
+    max_running_limit: ClassVar[str]  # how many jobs of the kind may run at once
+    rate_limit: ClassVar[str]  # rows per second a job may handle (0: as fast as it goes)
+
+    def __init__(self, service: MarketoService) -> None:
+        self.service = service
+
+    def __call__(self, key: Any, cancelled: threading.Event) -> None:
+        job = self.service.store.get(self.table.name, key)
+        if job is not None:  # None: the store was reset before the worker started
+            self.run(key, job, cancelled)
+
+    def run(self, key: Any, job: dict[str, Any], cancelled: threading.Event) -> None:
+        """One job's work from its row; it asks `still_running` before each write."""
+        raise NotImplementedError
+
+    def still_running(self, key: Any, cancelled: threading.Event) -> bool:
+        """Checked under the write lock before each write: nothing lands after a reset."""
+        if cancelled.is_set():
+            return False
+        where = f'"{self.table.key}" = ?'
+        rows = self.service.store.select(self.table.name, where, (key,), columns=["status"])
+        return bool(rows) and rows[0]["status"] == self.running
+
+    @property
+    def rows_per_second(self) -> float:
+        return float(self.service.limits[self.rate_limit])
+
+    def throttle(self, rows: int, cancelled: threading.Event) -> bool:
+        """Wait as long as `rows` take at the configured speed; True when cancelled meanwhile."""
+        rate = self.rows_per_second
+        if rate > 0:
+            return cancelled.wait(rows / rate)
+        return cancelled.is_set()
 
 
 class JobQueue:
     """FIFO queue of one job kind over its table: `queued` rows become `running` rows."""
 
-    def __init__(
-        self,
-        service: MarketoService,
-        *,
-        table: str,
-        key: str,
-        queued: str,
-        running: str,
-        failed: str,
-        started_column: str | None,
-        max_running_limit: str,
-        worker: Worker,
-        now: Callable[[], str],
-    ) -> None:
-        self.service = service
-        self.table = table
-        self.key = key
-        self.queued = queued
-        self.running = running
-        self.failed = failed
-        self.started_column = started_column
-        self.max_running_limit = max_running_limit
+    def __init__(self, worker: JobRunner, *, now: Callable[[], str]) -> None:
+        self.service = worker.service
+        self.table = worker.table.name
+        self.key = worker.table.key
+        self.queued = worker.queued
+        self.running = worker.running
+        self.failed = worker.failed
+        self.started_column = worker.started_column
+        self.max_running_limit = worker.max_running_limit
         self.worker = worker
         self.now = now
         self._cond = threading.Condition()
@@ -68,6 +100,12 @@ class JobQueue:
                 )
                 self._dispatcher.start()
             self._cond.notify_all()
+
+    def polled(self, status: str) -> None:
+        """A client asked after a job: one still waiting or running is nudged along, so after a
+        sandbox restart the first poll resumes the queue."""
+        if status in (self.queued, self.running):
+            self.nudge()
 
     def active(self) -> int:
         """Jobs waiting or running, as counted against the queue limit."""
