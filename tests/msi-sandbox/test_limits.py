@@ -6,18 +6,11 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from fake_clock import FakeClock
 from sandbox_frame import EchoHandle, client_session
 
 from msi_sandbox import limits
 from msi_sandbox.limits import ConcurrencyGate, DailyQuota, SlidingWindow
-
-
-class FakeClock:
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

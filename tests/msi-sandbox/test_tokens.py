@@ -3,27 +3,20 @@
 from __future__ import annotations
 
 import pytest
+from fake_clock import FakeClock
 
 from msi_sandbox import tokens
 from msi_sandbox.tokens import TokenStore
 
 
-class FakeTime:
-    def __init__(self) -> None:
-        self.now = 1_700_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> FakeTime:
-    fake = FakeTime()
+def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    fake = FakeClock(1_700_000_000.0)
     monkeypatch.setattr(tokens.time, "time", fake)
     return fake
 
 
-def test_a_token_is_valid_for_its_lifetime_then_expired(clock: FakeTime) -> None:
+def test_a_token_is_valid_for_its_lifetime_then_expired(clock: FakeClock) -> None:
     store = TokenStore(3600, reuse=False)
     token = store.issue("client")
     assert token.remaining() == 3600
@@ -35,7 +28,7 @@ def test_a_token_is_valid_for_its_lifetime_then_expired(clock: FakeTime) -> None
     assert store.check("made-up") == "invalid"
 
 
-def test_reuse_returns_the_live_token_with_its_remaining_time(clock: FakeTime) -> None:
+def test_reuse_returns_the_live_token_with_its_remaining_time(clock: FakeClock) -> None:
     store = TokenStore(3600, reuse=True)
     first = store.issue("client")
     clock.now += 1000
@@ -47,7 +40,7 @@ def test_reuse_returns_the_live_token_with_its_remaining_time(clock: FakeTime) -
     assert store.issue("client").value != first.value  # a new one once it expired
 
 
-def test_without_reuse_every_issue_is_a_new_token_and_old_ones_stay_valid(clock: FakeTime) -> None:
+def test_without_reuse_every_issue_is_a_new_token_and_old_ones_stay_valid(clock: FakeClock) -> None:
     store = TokenStore(60, reuse=False, prefix="00D000000000001!")
     first, second = store.issue("client"), store.issue("client")
     assert first.value != second.value
@@ -55,7 +48,7 @@ def test_without_reuse_every_issue_is_a_new_token_and_old_ones_stay_valid(clock:
     assert store.check(first.value) == store.check(second.value) == "valid"
 
 
-def test_expire_all_and_a_changed_lifetime(clock: FakeTime) -> None:
+def test_expire_all_and_a_changed_lifetime(clock: FakeClock) -> None:
     store = TokenStore(3600, reuse=True)
     old = store.issue("client")
     store.expire_all()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -54,6 +55,15 @@ class DynamicsApi:
     def get(self, path: str, **kwargs: Any) -> requests.Response:
         return self.request("GET", path, **kwargs)
 
+    def patch(
+        self, path: str, body: dict[str, Any], if_match: str | None = "*"
+    ) -> requests.Response:
+        """PATCH a JSON body: an update of the version `if_match` names (`*`: any), None: upsert."""
+        headers = {"Content-Type": "application/json"}
+        if if_match is not None:
+            headers["If-Match"] = if_match
+        return self.request("PATCH", path, headers=headers, data=json.dumps(body))
+
     def all_pages(
         self,
         path: str,
@@ -76,6 +86,10 @@ class DynamicsApi:
 
     def admin(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         return self.handle.admin("dynamics", method, path, **kwargs)
+
+    def inject_errors(self, *rules: dict[str, Any]) -> None:
+        """Replace the fault plan with these error rules (`code`, `nth`, `path`, ...)."""
+        self.admin("PUT", "faults", json={"errors": list(rules)})
 
 
 @pytest.fixture

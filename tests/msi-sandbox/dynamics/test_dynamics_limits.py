@@ -42,7 +42,7 @@ def test_concurrency_limit_answers_429(dyn: Any) -> None:
 
 def test_injected_429_carries_retry_after(dyn: Any) -> None:
     dyn.admin("PUT", "limits", json={"retry_after_seconds": 7})
-    dyn.admin("PUT", "faults", json={"errors": [{"code": "429", "nth": 2, "path": "/api/data/"}]})
+    dyn.inject_errors({"code": "429", "nth": 2, "path": "/api/data/"})
     assert dyn.get("leads", params={"$top": "1"}).status_code == 200
     throttled = dyn.get("leads", params={"$top": "1"})
     assert throttled.status_code == 429
@@ -52,16 +52,10 @@ def test_injected_429_carries_retry_after(dyn: Any) -> None:
 
 
 def test_injected_5xx_is_plain_and_dataverse_codes_are_json(dyn: Any) -> None:
-    dyn.admin(
-        "PUT",
-        "faults",
-        json={
-            "errors": [
-                {"code": "503", "nth": 1, "path": "leads"},
-                {"code": "0x80040217", "nth": 1, "path": "contacts"},
-                {"code": "0x80072321", "nth": 1, "path": "accounts"},
-            ]
-        },
+    dyn.inject_errors(
+        {"code": "503", "nth": 1, "path": "leads"},
+        {"code": "0x80040217", "nth": 1, "path": "contacts"},
+        {"code": "0x80072321", "nth": 1, "path": "accounts"},
     )
     unavailable = dyn.get("leads")
     assert unavailable.status_code == 503
@@ -75,15 +69,9 @@ def test_injected_5xx_is_plain_and_dataverse_codes_are_json(dyn: Any) -> None:
 
 
 def test_injected_errors_on_the_token_endpoint_look_like_entra(dyn: Any) -> None:
-    dyn.admin(
-        "PUT",
-        "faults",
-        json={
-            "errors": [
-                {"code": "429", "nth": 1, "path": "/oauth2/"},
-                {"code": "500", "nth": 2, "path": "/oauth2/"},
-            ]
-        },
+    dyn.inject_errors(
+        {"code": "429", "nth": 1, "path": "/oauth2/"},
+        {"code": "500", "nth": 2, "path": "/oauth2/"},
     )
     throttled = dyn.token_response()
     assert throttled.status_code == 429

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from msi_sandbox.dynamics.schema import guid
-
-JSON = {"Content-Type": "application/json"}
 
 
 def test_paging_across_pages_returns_every_row_once(dyn: Any) -> None:
@@ -60,7 +57,7 @@ def test_rows_inserted_behind_the_cursor_do_not_shift_pages(dyn: Any) -> None:
     seen = {r["leadid"] for r in first["value"]}
     # A lead whose id sorts before every id already read.
     early = "00000000-0000-4000-8000-000000000001"
-    dyn.request("PATCH", f"leads({early})", headers=JSON, data=json.dumps({"lastname": "Early"}))
+    dyn.patch(f"leads({early})", {"lastname": "Early"}, if_match=None)
     rest = []
     link = first["@odata.nextLink"]
     while link:
@@ -103,20 +100,10 @@ def test_delta_returns_inserts_updates_and_deletes(dyn: Any) -> None:
     assert empty["@odata.context"].endswith("#leads(lastname,jobtitle)/$delta")
 
     updated, deleted, created = guid("lead", 1), guid("lead", 2), str(uuid.uuid4())
-    dyn.request(
-        "PATCH",
-        f"leads({updated})",
-        headers={**JSON, "If-Match": "*"},
-        data=json.dumps({"jobtitle": "Changed"}),
-    )
+    dyn.patch(f"leads({updated})", {"jobtitle": "Changed"})
     dyn.request("DELETE", f"leads({deleted})")
-    dyn.request("PATCH", f"leads({created})", headers=JSON, data=json.dumps({"lastname": "New"}))
-    dyn.request(
-        "PATCH",
-        f"contacts({guid('contact', 1)})",
-        headers={**JSON, "If-Match": "*"},
-        data=json.dumps({"jobtitle": "Other table"}),
-    )
+    dyn.patch(f"leads({created})", {"lastname": "New"}, if_match=None)
+    dyn.patch(f"contacts({guid('contact', 1)})", {"jobtitle": "Other table"})
 
     body = dyn.get(delta_link).json()
     changes = body["value"]

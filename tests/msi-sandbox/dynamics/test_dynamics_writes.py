@@ -21,13 +21,9 @@ def _lead(dyn: Any, lead_id: str) -> dict[str, Any]:
 def test_patch_updates_and_moves_modifiedon_and_version(dyn: Any) -> None:
     lead_id = guid("lead", 5)
     before = _lead(dyn, lead_id)
-    response = dyn.request(
-        "PATCH",
+    response = dyn.patch(
         f"leads({lead_id})",
-        headers={**JSON, "If-Match": "*"},
-        data=json.dumps(
-            {"msi_priority": 4, "msi_lastinterestingmomenttype": "Web", "firstname": "Zoë"}
-        ),
+        {"msi_priority": 4, "msi_lastinterestingmomenttype": "Web", "firstname": "Zoë"},
     )
     assert response.status_code == 204, response.text
     assert response.headers["OData-EntityId"] == f"{dyn.api}/leads({lead_id})"
@@ -42,12 +38,7 @@ def test_patch_updates_and_moves_modifiedon_and_version(dyn: Any) -> None:
 
 def test_patch_with_if_match_star_on_a_missing_record_is_404(dyn: Any) -> None:
     missing = str(uuid.uuid4())
-    response = dyn.request(
-        "PATCH",
-        f"leads({missing})",
-        headers={**JSON, "If-Match": "*"},
-        data=json.dumps({"lastname": "Nobody"}),
-    )
+    response = dyn.patch(f"leads({missing})", {"lastname": "Nobody"})
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "0x80040217"
     assert dyn.get(f"leads({missing})").status_code == 404
@@ -55,11 +46,8 @@ def test_patch_with_if_match_star_on_a_missing_record_is_404(dyn: Any) -> None:
 
 def test_patch_without_if_match_upserts(dyn: Any) -> None:
     new_id = str(uuid.uuid4())
-    response = dyn.request(
-        "PATCH",
-        f"leads({new_id})",
-        headers=JSON,
-        data=json.dumps({"lastname": "Upserted", "companyname": "X"}),
+    response = dyn.patch(
+        f"leads({new_id})", {"lastname": "Upserted", "companyname": "X"}, if_match=None
     )
     assert response.status_code == 204
     created = _lead(dyn, new_id)
@@ -71,19 +59,9 @@ def test_patch_without_if_match_upserts(dyn: Any) -> None:
 def test_if_match_with_stale_etag_is_412(dyn: Any) -> None:
     lead_id = guid("lead", 6)
     etag = _lead(dyn, lead_id)["@odata.etag"]
-    ok = dyn.request(
-        "PATCH",
-        f"leads({lead_id})",
-        headers={**JSON, "If-Match": etag},
-        data=json.dumps({"jobtitle": "A"}),
-    )
+    ok = dyn.patch(f"leads({lead_id})", {"jobtitle": "A"}, if_match=etag)
     assert ok.status_code == 204
-    stale = dyn.request(
-        "PATCH",
-        f"leads({lead_id})",
-        headers={**JSON, "If-Match": etag},
-        data=json.dumps({"jobtitle": "B"}),
-    )
+    stale = dyn.patch(f"leads({lead_id})", {"jobtitle": "B"}, if_match=etag)
     assert stale.status_code == 412
     assert _lead(dyn, lead_id)["jobtitle"] == "A"
 
@@ -133,9 +111,7 @@ def test_write_errors(dyn: Any) -> None:
         ({"ownerid@odata.bind": f"/systemusers({uuid.uuid4()})"}, "Does Not Exist"),
     ]
     for body, message in cases:
-        response = dyn.request(
-            "PATCH", lead, headers={**JSON, "If-Match": "*"}, data=json.dumps(body)
-        )
+        response = dyn.patch(lead, body)
         assert response.status_code in (400, 404), body
         assert message in response.json()["error"]["message"], body
     bad_json = dyn.request("PATCH", lead, headers=JSON, data="{nope")

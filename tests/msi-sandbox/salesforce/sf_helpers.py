@@ -67,3 +67,8 @@ class SalesforceClient:
 
     def service(self) -> Any:
         return self.sandbox.service("salesforce")
+
+    def inject_errors(self, *rules: dict[str, Any], plan: str = "faults") -> None:
+        """Replace a fault plan with these error rules: `faults` fail whole calls,
+        `record_faults` single records of a write."""
+        self.sandbox.admin("salesforce", "PUT", plan, json={"errors": list(rules)})

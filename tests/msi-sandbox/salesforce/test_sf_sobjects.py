@@ -196,12 +196,7 @@ def test_composite_over_200_records_is_refused(sf):
 
 def test_injected_per_record_lock_error(sf):
     leads = [r for r in rows(sf, "Lead") if not r["IsConverted"]][:3]
-    sf.sandbox.admin(
-        "salesforce",
-        "PUT",
-        "record_faults",
-        json={"errors": [{"code": "UNABLE_TO_LOCK_ROW", "nth": 2}]},
-    )
+    sf.inject_errors({"code": "UNABLE_TO_LOCK_ROW", "nth": 2}, plan="record_faults")
     records = [{"attributes": {"type": "Lead"}, "id": r["Id"], MSI: "locked?"} for r in leads]
     results = composite(sf, records).json()
     assert [r["success"] for r in results] == [True, False, True]
@@ -212,17 +207,10 @@ def test_injected_per_record_lock_error(sf):
 
 
 def test_injected_whole_call_faults_render_the_salesforce_way(sf):
-    sf.sandbox.admin(
-        "salesforce",
-        "PUT",
-        "faults",
-        json={
-            "errors": [
-                {"code": "UNABLE_TO_LOCK_ROW", "nth": 1, "path": "composite"},
-                {"code": "503", "nth": 1, "path": "/query"},
-                {"code": "REQUEST_LIMIT_EXCEEDED", "nth": 2, "path": "/query"},
-            ]
-        },
+    sf.inject_errors(
+        {"code": "UNABLE_TO_LOCK_ROW", "nth": 1, "path": "composite"},
+        {"code": "503", "nth": 1, "path": "/query"},
+        {"code": "REQUEST_LIMIT_EXCEEDED", "nth": 2, "path": "/query"},
     )
     lock = composite(sf, [{"attributes": {"type": "Lead"}, "id": rows(sf, "Lead")[0]["Id"]}])
     assert lock.status_code == 400
