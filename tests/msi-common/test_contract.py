@@ -230,3 +230,10 @@ def test_tap_crm_stamps_the_contracts_replication_key() -> None:
     }
     for name in STREAM_NAMES:
         assert load_schema(name)["x-replication-key"] == contract.REPLICATION_KEY
+
+
+def test_each_contract_stream_has_its_marketo_object_strategy() -> None:
+    from target_marketo_msi.target.strategies import STRATEGIES
+
+    assert tuple(STRATEGIES) == STREAM_NAMES
+    assert {n: s.spec for n, s in STRATEGIES.items()} == objects.BY_STREAM

@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 from msi_common import contract
-from target_marketo_msi.marketo.objects import LEADS, METADATA_PREFIX, SALES_PERSONS, ObjectSpec
+from target_marketo_msi.marketo.objects import METADATA_PREFIX, ObjectSpec
 
 # Marketo accepts plain ASCII addresses only; internationalised addresses are refused.
 EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
@@ -51,12 +51,12 @@ def normalise_ids(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def check(
-    spec: ObjectSpec,
-    record: dict[str, Any],
-    *,
-    reject_orphan_contacts: bool = True,
+    spec: ObjectSpec, record: dict[str, Any], *, queue_owner: str = "is owned by a queue"
 ) -> Problem | None:
-    """The first reason this record cannot go to Marketo, or None."""
+    """The first reason any object's record cannot go to Marketo, or None.
+
+    `queue_owner` says what a queue owner makes of the record, in the rejection message.
+    """
     for name in spec.required:
         if record.get(name) in (None, ""):
             return Problem("1002", f"{name} is required for Marketo {spec.label}")
@@ -73,20 +73,26 @@ def check(
             )
     owner = record.get("externalSalesPersonId")
     if crm == "salesforce" and isinstance(owner, str) and owner.startswith(SALESFORCE_QUEUE_PREFIX):
-        what = "is a queue" if spec is SALES_PERSONS else "is owned by a queue"
         return Problem(
-            "queue_owner", f"{spec.label[:-1]} {what} ({owner}); a queue is not a sales person"
+            "queue_owner",
+            f"{spec.label[:-1]} {queue_owner} ({owner}); a queue is not a sales person",
         )
-    if spec in (LEADS, SALES_PERSONS):
-        email = record.get("email")
-        if email not in (None, "") and not (isinstance(email, str) and EMAIL.match(email)):
-            kind = "non-ASCII" if isinstance(email, str) and not email.isascii() else "invalid"
-            return Problem("1003", f"{kind} email address {email!r}")
+    return None
+
+
+def check_email(record: dict[str, Any]) -> Problem | None:
+    """An address Marketo would refuse, for objects whose email must be right."""
+    email = record.get("email")
+    if email not in (None, "") and not (isinstance(email, str) and EMAIL.match(email)):
+        kind = "non-ASCII" if isinstance(email, str) and not email.isascii() else "invalid"
+        return Problem("1003", f"{kind} email address {email!r}")
+    return None
+
+
+def check_orphan_contact(record: dict[str, Any]) -> Problem | None:
+    """A CRM contact without an account: MSI shows nothing for it."""
     if (
-        spec is LEADS
-        and reject_orphan_contacts
-        and str(record.get("personType") or record.get("_crm_object") or "").lower()
-        in CONTACT_OBJECTS
+        str(record.get("personType") or record.get("_crm_object") or "").lower() in CONTACT_OBJECTS
         and not record.get("externalCompanyId")
         and not record.get("_sdc_deleted_at")
     ):

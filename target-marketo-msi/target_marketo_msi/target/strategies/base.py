@@ -1,0 +1,125 @@
+"""What every Marketo object does alike: upsert by its dedupe fields, delete by its key fields,
+and read Marketo's per-record answers. A subclass per object says only what differs.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from target_marketo_msi.marketo.objects import METADATA_PREFIX, ObjectSpec
+from target_marketo_msi.target.validate import Problem, check
+
+if TYPE_CHECKING:
+    from target_marketo_msi.target.loader import Describe, Loader
+    from target_marketo_msi.target.ordering import PendingRecord
+
+NOT_FOUND_CODES = frozenset({"1004", "1013"})
+UPSERT_BODY: dict[str, Any] = {"action": "createOrUpdate", "dedupeBy": "dedupeFields"}
+DELETE_BODY: dict[str, Any] = {"deleteBy": "dedupeFields"}
+
+
+class ObjectStrategy:
+    """One Marketo object's part of a load; the loader runs the generic flow around it."""
+
+    spec: ClassVar[ObjectSpec]
+    # What a Salesforce queue as owner makes of this object's record, for the rejection.
+    queue_owner: ClassVar[str] = "is owned by a queue"
+
+    def __init__(self, loader: Loader) -> None:
+        self.loader = loader
+
+    # Checks ---------------------------------------------------------------------------------
+    def check(self, record: dict[str, Any]) -> Problem | None:
+        """The first reason this record cannot go to Marketo, or None."""
+        return check(self.spec, record, queue_owner=self.queue_owner)
+
+    # Upserts --------------------------------------------------------------------------------
+    def payload(self, record: dict[str, Any]) -> dict[str, Any]:
+        """What Marketo receives of a record: no metadata, no contract-only fields."""
+        spec = self.spec
+        payload = {
+            k: v
+            for k, v in record.items()
+            if not k.startswith(METADATA_PREFIX) and k not in spec.contract_only
+        }
+        if spec.renamed:
+            payload = {spec.renamed.get(k, k): v for k, v in payload.items()}
+        return payload
+
+    def upsert(self, items: list[PendingRecord], describe: Describe | None) -> None:
+        """createOrUpdate by Marketo's dedupe fields."""
+        payloads = [self.payload(i.record) for i in items]
+        self.loader.send(
+            self.spec, self.spec.sync_path, items, payloads, UPSERT_BODY, self.handle_results
+        )
+
+    def handle_results(
+        self, items: list[PendingRecord], payloads: list[dict], results: list[dict]
+    ) -> None:
+        settled: list[tuple[PendingRecord, str]] = []
+        for item, result in self.pair(items, results):
+            status = result.get("status")
+            if status in ("created", "updated"):
+                settled.append((item, status))
+            else:
+                self.loader.reject_with_reasons(item, result)
+        self.loader.settle_all(settled)
+
+    # Deletes --------------------------------------------------------------------------------
+    def delete(self, items: list[PendingRecord]) -> None:
+        """delete.json by the key fields."""
+        payloads = [{k: i.record[k] for k in self.spec.key_fields} for i in items]
+        self.send_deletes(items, payloads, DELETE_BODY)
+
+    def send_deletes(
+        self, items: list[PendingRecord], payloads: list[dict[str, Any]], body: dict[str, Any]
+    ) -> None:
+        self.loader.send(
+            self.spec, self.spec.delete_path, items, payloads, body, self.handle_deletes
+        )
+
+    def handle_deletes(
+        self, items: list[PendingRecord], payloads: list[dict], results: list[dict]
+    ) -> None:
+        for item, result in self.pair(items, results):
+            status = result.get("status")
+            codes = {str(r.get("code")) for r in result.get("reasons") or []}
+            if status == "deleted" or codes & NOT_FOUND_CODES:
+                self.forget(item)
+                self.loader.settled(item, "deleted" if status == "deleted" else "unchanged")
+            else:
+                self.delete_refused(item, result, codes)
+
+    def forget(self, item: PendingRecord) -> None:
+        """The record is gone from Marketo: drop what the target remembers of it."""
+
+    def delete_refused(self, item: PendingRecord, result: dict[str, Any], codes: set[str]) -> None:
+        self.loader.reject_with_reasons(item, result)
+
+    # Marketo's answers ----------------------------------------------------------------------
+    @staticmethod
+    def pair(
+        items: list[PendingRecord], results: list[dict[str, Any]]
+    ) -> list[tuple[PendingRecord, dict[str, Any]]]:
+        """Match results to items by `seq` when present, else by position."""
+        pairs = []
+        for index, result in enumerate(results):
+            seq = result.get("seq", index)
+            if isinstance(seq, int) and 0 <= seq < len(items):
+                pairs.append((items[seq], result))
+        seen = {id(p[0]) for p in pairs}
+        missing = {"status": "skipped", "reasons": [{"code": "no_result", "message": "no result"}]}
+        pairs.extend((item, missing) for item in items if id(item) not in seen)
+        return pairs
+
+    # Helpers for objects keyed by a person --------------------------------------------------
+    def in_marketo(
+        self, items: list[PendingRecord], field: str = "externalPersonId"
+    ) -> tuple[list[PendingRecord], dict[str, int]]:
+        """The items whose person Marketo has, with the lead ids; the rest have nothing in
+        Marketo to delete and are settled as they are."""
+        ids = self.loader.resolver.resolve([str(i.record.get(field)) for i in items])
+        for item in items:
+            if str(item.record.get(field)) not in ids:
+                self.loader.settled(item, "unchanged")
+        return [i for i in items if str(i.record.get(field)) in ids], ids
