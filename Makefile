@@ -31,5 +31,14 @@ format: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
 
+# The headline figures: tap-crm-msi records/s from both CRMs on the medium world;
+# target-marketo-msi calls vs the minimum, an idle rerun and the rate at Marketo's limits;
+# the score write-back into both CRMs; tap-marketo-msi people at 100,000.
+bench: $(STAMP)
+	$(BIN)/python benchmarks/tap_crm_extract.py --size medium --crm salesforce dynamics
+	$(BIN)/python benchmarks/target_marketo_load.py
+	$(BIN)/python benchmarks/writeback_crm.py --records 50000 --crm salesforce dynamics
+	$(BIN)/python benchmarks/tap_marketo_people.py --sizes 100000
+
 clean:
 	rm -rf $(VENV) .meltano .sandbox output

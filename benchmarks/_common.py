@@ -1,7 +1,9 @@
 """What several benchmarks need alike: a session trusting the sandbox's CA, the sandbox in its
-own process, and the connection settings tap-crm-msi and target-crm-msi take for a sandbox CRM.
+own process, the connection settings each plugin takes for a sandbox service, and a CRM world in
+the stream contract's shape as Singer input.
 
 Benchmarks run as scripts (`.venv/bin/python benchmarks/NAME.py`), so this folder is on sys.path.
+They import only the installed packages and this module, never anything under tests/.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import requests
+
+from msi_common.contract import STREAM_NAMES, key_properties, load_schema
 
 
 def trusting_session(ca_bundle: str) -> requests.Session:
@@ -80,3 +84,78 @@ def crm_connection(crm: str, info: dict[str, Any], ca_bundle: str) -> dict[str, 
         "authority": service["authority"],
         "scope": service["scope"],
     }
+
+
+def marketo_connection(info: dict[str, Any], ca_bundle: str) -> dict[str, Any]:
+    """The settings that connect target-marketo-msi or tap-marketo-msi to the sandbox's Marketo."""
+    service = info["marketo"]
+    return {
+        "base_url": service["base_url"],
+        "client_id": service["client_id"],
+        "client_secret": service["client_secret"],
+        "ca_bundle": ca_bundle,
+    }
+
+
+def contract_world(
+    sales_persons: int,
+    companies: int,
+    leads: int,
+    opportunities: int,
+    roles_per_opportunity: int = 2,
+) -> dict[str, list[dict[str, Any]]]:
+    """Records of the five contract streams, as tap-crm-msi emits them from Salesforce.
+
+    Ids are 18-character Salesforce-looking ids numbered from 1, so two worlds built with the
+    same sales person and company counts share those parents. Every lead is a contact of a
+    company; each opportunity has `roles_per_opportunity` roles.
+    """
+    crm = {"_crm": "salesforce", "_crm_modified_at": "2026-01-01T00:00:00Z"}
+
+    def sf_id(prefix: str, n: int) -> str:
+        return f"{prefix}{n:012d}AAA"
+
+    owners = [sf_id("005", i) for i in range(1, sales_persons + 1)]
+    accounts = [sf_id("001", j) for j in range(1, companies + 1)]
+    people = [sf_id("003", k) for k in range(1, leads + 1)]
+    world: dict[str, list[dict[str, Any]]] = {name: [] for name in STREAM_NAMES}
+    for i, owner in enumerate(owners, start=1):
+        world["sales_persons"].append({"externalSalesPersonId": owner,
+            "email": f"rep{i}@example.com", "firstName": f"Rep{i}", "lastName": "Seller",
+            "_crm_object": "User", **crm})  # fmt: skip
+    for j, account in enumerate(accounts, start=1):
+        world["companies"].append({"externalCompanyId": account, "company": f"Company {j}",
+            "externalSalesPersonId": owners[j % len(owners)], "industry": "Software",
+            "_crm_object": "Account", **crm})  # fmt: skip
+    for k, person in enumerate(people, start=1):
+        world["leads"].append({"externalPersonId": person, "email": f"person{k}@example.com",
+            "firstName": f"Person{k}", "lastName": "Buyer", "title": "Engineer",
+            "externalSalesPersonId": owners[k % len(owners)],
+            "externalCompanyId": accounts[k % len(accounts)], "personType": "contact",
+            "_crm_object": "Contact", **crm})  # fmt: skip
+    roles = ("Decision Maker", "Evaluator", "Influencer", "Technical Buyer")
+    for m in range(1, opportunities + 1):
+        opportunity = sf_id("006", m)
+        world["opportunities"].append({"externalOpportunityId": opportunity, "name": f"Deal {m}",
+            "externalCompanyId": accounts[m % len(accounts)],
+            "externalSalesPersonId": owners[m % len(owners)], "amount": 1000.0 + m,
+            "stage": "Prospecting", "_crm_object": "Opportunity", **crm})  # fmt: skip
+        for r in range(roles_per_opportunity):
+            world["opportunity_roles"].append({"externalOpportunityId": opportunity,
+                "externalPersonId": people[(m * roles_per_opportunity + r) % len(people)],
+                "role": roles[r % len(roles)], "isPrimary": r == 0,
+                "_crm_object": "OpportunityContactRole", **crm})  # fmt: skip
+    return world
+
+
+def singer_text(streams: dict[str, list[dict[str, Any]]]) -> str:
+    """Singer input for `streams`: every stream's SCHEMA, then its RECORDs, in contract order."""
+    names = [name for name in STREAM_NAMES if name in streams]
+    messages: list[dict[str, Any]] = [
+        {"type": "SCHEMA", "stream": name, "schema": load_schema(name),
+         "key_properties": key_properties(name)}
+        for name in names
+    ]  # fmt: skip
+    for name in names:
+        messages += ({"type": "RECORD", "stream": name, "record": r} for r in streams[name])
+    return "".join(json.dumps(message) + "\n" for message in messages)

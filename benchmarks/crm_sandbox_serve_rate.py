@@ -164,9 +164,12 @@ def measure(data_dir: Path, size: str, repeat: int) -> None:
             cpu, wall = server_cpu_s(process.pid), time.perf_counter()
             count, pages, nbytes = run()
             wall, cpu = time.perf_counter() - wall, server_cpu_s(process.pid) - cpu
+            # /proc counts CPU in clock ticks (10 ms): a small world's run may show none.
+            per_row = f"{1e6 * cpu / count:>13.1f}" if cpu and count else f"{'-':>13}"
+            per_cpu = f"{count / cpu:>20,.0f}" if cpu else f"{'< 1 tick':>20}"
             print(
                 f"{label:<16} {count:>7,} {pages:>5} {wall:>6.2f} {count / wall:>8,.0f} "
-                f"{nbytes / wall / 1e6:>5.1f} {1e6 * cpu / count:>13.1f} {count / cpu:>20,.0f}"
+                f"{nbytes / wall / 1e6:>5.1f} {per_row} {per_cpu}"
             )
         print("load average at end: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     finally:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import shutil
 import signal
 import tempfile
 import time
@@ -75,6 +76,9 @@ def main() -> None:
                 config |= SALESFORCE_REST_PAGING
             elapsed, cpu, sink, client = run(config)
             total = sum(sink.records.values())
+            if not total:
+                print(f"{crm:<10} no records in {elapsed:.2f}s; {client.calls} API calls")
+                continue
             print(
                 f"{crm:<10} {total:>7} records in {elapsed:6.2f}s = {total / elapsed:>7,.0f} "
                 f"records/s; {client.calls} API calls; tap CPU {1e6 * cpu / total:.0f} us/record "
@@ -83,6 +87,7 @@ def main() -> None:
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=30)
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from _common import marketo_connection
+
 from msi_sandbox.server import start
 
 TAP = Path(sys.executable).with_name("tap-marketo-msi")
@@ -86,12 +88,8 @@ def run_once(count: int, *, track_companies: bool = True) -> dict[str, Any]:
             began = time.perf_counter()
             load(service.store, count, now)
             load_s = time.perf_counter() - began
-            info = sandbox.info()["marketo"]
             config = {
-                "base_url": info["base_url"],
-                "client_id": info["client_id"],
-                "client_secret": info["client_secret"],
-                "ca_bundle": str(sandbox.ca_bundle),
+                **marketo_connection(sandbox.info(), str(sandbox.ca_bundle)),
                 "state_dir": str(work / "state"),
                 "start_date": (now - dt.timedelta(days=SPAN_DAYS + 5)).isoformat(),
                 "poll_interval_seconds": 0.5,

@@ -16,19 +16,16 @@ import argparse
 import contextlib
 import io
 import math
-import sys
+import shutil
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests" / "target-marketo-msi"))
+from _common import contract_world, marketo_connection, singer_text
 
-from target_support import make_world, to_lines  # noqa: E402
-
-from msi_sandbox.server import start  # noqa: E402
-from target_marketo_msi.target.target import TargetMarketoMsi  # noqa: E402
+from msi_sandbox.server import start
+from target_marketo_msi.target.target import TargetMarketoMsi
 
 OPEN_LIMITS = {"calls_per_window": 100_000, "max_concurrent": 10, "daily_quota": 10_000_000}
 REAL_LIMITS = {"calls_per_window": 100, "window_seconds": 20, "max_concurrent": 10}
@@ -70,12 +67,8 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="bench-target-marketo-"))
     sandbox = start(workdir / "sandbox", ports={"marketo": 0}, services=["marketo"])
     marketo = sandbox.services["marketo"]
-    info = sandbox.info()["marketo"]
     base = {
-        "base_url": info["base_url"],
-        "client_id": info["client_id"],
-        "client_secret": info["client_secret"],
-        "ca_bundle": str(sandbox.ca_bundle),
+        **marketo_connection(sandbox.info(), str(sandbox.ca_bundle)),
         "rejects_path": str(workdir / "rejects.jsonl"),
         "summary_path": str(workdir / "summary.json"),
         "daily_call_budget": 0,
@@ -85,15 +78,15 @@ def main() -> None:
         # 1 and 2: call efficiency, fresh then repeated --------------------------------------
         marketo.limits.update(OPEN_LIMITS)
         marketo.apply_limits()
-        world = make_world(
+        world = contract_world(
             sales_persons=50 // scale or 5,
             companies=10_000 // scale,
             leads=60_000 // scale,
             opportunities=10_000 // scale,
             roles_per_opportunity=2,
         )
-        counts = {name: len(records) for name, records in world.streams().items()}
-        text = to_lines(world.messages())
+        counts = {name: len(records) for name, records in world.items()}
+        text = singer_text(world)
         config = {
             **base,
             "state_dir": str(workdir / "state-1"),
@@ -130,12 +123,10 @@ def main() -> None:
         marketo.reset()
         marketo.limits.update({**OPEN_LIMITS, **REAL_LIMITS})
         marketo.apply_limits()
-        leads_only = make_world(
-            sales_persons=50, companies=1_000, leads=100_000 // scale, opportunities=0,
-            roles_per_opportunity=0,
-        )  # fmt: skip
         # Parents first in their own run, so the measured run is leads only.
-        parents = make_world(sales_persons=50, companies=1_000, leads=0, opportunities=0)
+        world = contract_world(
+            sales_persons=50, companies=1_000, leads=100_000 // scale, opportunities=0
+        )
         config = {
             **base,
             "state_dir": str(workdir / "state-3"),
@@ -143,10 +134,10 @@ def main() -> None:
             "window_seconds": 20,
             "max_concurrent": 10,
         }
-        run(config, to_lines(parents.messages()))
+        run(config, singer_text({n: world[n] for n in ("sales_persons", "companies")}))
         time.sleep(REAL_LIMITS["window_seconds"])  # start with an empty window
         marketo.stats.reset()
-        text = to_lines([m for m in leads_only.messages() if m.get("stream") == "leads"])
+        text = singer_text({"leads": world["leads"]})
         summary, elapsed = run(config, text)
         measured = stats(marketo)
         leads = summary["objects"]["leads"]
@@ -165,6 +156,7 @@ def main() -> None:
         )
     finally:
         sandbox.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":
