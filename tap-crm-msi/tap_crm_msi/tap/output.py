@@ -14,8 +14,9 @@ import sys
 from typing import Any
 
 import msgspec
-from singer_sdk.singerlib.encoding.base import GenericSingerWriter
-from singer_sdk.singerlib.messages import Message, RecordMessage
+from singer_sdk.singerlib import Message, RecordMessage
+from singer_sdk.singerlib.encoding import GenericSingerWriter
+from typing_extensions import override
 
 
 def _default(obj: Any) -> Any:
@@ -32,9 +33,11 @@ _encoder = msgspec.json.Encoder(enc_hook=_default)
 class FastSingerWriter(GenericSingerWriter[bytes, Message]):
     """Writes Singer messages as JSON lines to stdout, encoding with msgspec."""
 
+    @override
     def serialize_message(self, message: Message) -> bytes:
         return _encoder.encode(message.to_dict()) + b"\n"
 
+    @override
     def write_message(self, message: Message) -> None:
         line = self.format_message(message)
         out = sys.stdout

@@ -8,18 +8,14 @@ The partition key is also a record field, so the SDK's context-into-record copy 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from singer_sdk import Stream
-from singer_sdk.helpers._typing import TypeConformanceLevel
-from singer_sdk.helpers._util import utc_now
-from singer_sdk.mapper import SameRecordTransform
-from singer_sdk.singerlib import RecordMessage
+from singer_sdk.helpers.conform import TypeConformanceLevel
 from typing_extensions import override
 
 from msi_common.contract import REPLICATION_KEY, key_properties, load_schema
 from tap_crm_msi.errors import ApiAllowanceExhausted
+from tap_crm_msi.sdk_compat import FastRecordStream
 from tap_crm_msi.tap.incremental import BOOKMARK_KEY, OverlapWindow
 from tap_crm_msi.tap.mapping import FieldMappings, RecordShape, canonical_ts
 
@@ -31,8 +27,12 @@ if TYPE_CHECKING:
 PARTITION_KEY = "_crm_object"
 
 
-class CrmStream(Stream):
-    """One contract stream; subclasses say which CRM objects feed it and how to read them."""
+class CrmStream(FastRecordStream):
+    """One contract stream; subclasses say which CRM objects feed it and how to read them.
+
+    Its record path is `FastRecordStream`'s: records go out as built when no stream map or
+    nested selection applies, and the partition's `OverlapWindow` keeps the bookmark.
+    """
 
     contract_name: ClassVar[str]
     crm: ClassVar[str]
@@ -49,7 +49,7 @@ class CrmStream(Stream):
         super().__init__(tap, schema=schema, name=self.contract_name)
         self.primary_keys = key_properties(self.contract_name)
         self.crm_tap = tap
-        self.overlap_s = float(tap.config.get("overlap_seconds", 300))
+        self.overlap_s = float(tap.config["overlap_seconds"])
 
     @property
     @override
@@ -61,72 +61,6 @@ class CrmStream(Stream):
     def is_sorted(self) -> bool:
         # Partitioned streams are bookmarked per object by `OverlapWindow`, not by sort order.
         return False
-
-    @override
-    def _increment_stream_state(
-        self, latest_record: dict[str, Any], *, context: Any = None
-    ) -> None:
-        """Nothing to do per record: the partition's `OverlapWindow` keeps the bookmark.
-
-        The SDK's own per-record bookmark (a progress marker, as the stream is partitioned) would
-        only be thrown away at the partition's end, and costs a tenth of the tap's CPU.
-        """
-
-    @override
-    def _process_record(
-        self,
-        record: dict[str, Any],
-        child_context: Context | None = None,
-        partition_context: Context | None = None,
-    ) -> None:
-        """Without child streams, only the partition-into-record copy is left to do.
-
-        The SDK also builds a child context and asks the stream map's filter per record, which
-        only matters to child streams (these streams have none).
-        """
-        if self.child_streams:
-            super()._process_record(record, child_context, partition_context)
-            return
-        for key, value in (partition_context or {}).items():
-            record.setdefault(key, value)
-
-    @cached_property
-    def plain_output(self) -> tuple[str, tuple[str, ...]] | None:
-        """(stream alias, deselected properties) when records go out as built, else None.
-
-        That is when no stream map transforms or flattens this stream and the catalog selects
-        nothing below the top level (so deselection is popping top-level keys). Known once the
-        catalog and maps are set, so computed at the first record rather than per record.
-        """
-        maps, mask = self.stream_maps, self.mask
-        same = len(maps) == 1 and type(maps[0]) is SameRecordTransform
-        # No selection below the top level: nested values are never popped from.
-        flat = all(len(breadcrumb) <= 2 for breadcrumb in mask)
-        if not same or not flat or maps[0].flattening_enabled:
-            return None
-        deselected = tuple(crumb[1] for crumb in mask if len(crumb) == 2 and not mask[crumb])
-        return maps[0].stream_alias, deselected
-
-    @override
-    def _write_record_message(self, record: dict[str, Any]) -> None:
-        """The SDK's RECORD message, without its per-record schema walks when none apply.
-
-        Types already conform (`TYPE_CONFORMANCE_LEVEL` is NONE) and the default stream map
-        returns the record as it is, so only deselected properties are left to drop.
-        """
-        plain = self.plain_output
-        if plain is None:
-            super()._write_record_message(record)
-            return
-        alias, deselected = plain
-        for name in deselected:
-            record.pop(name, None)
-        self._tap.write_message(
-            RecordMessage(
-                stream=alias, record=record, version=self._stream_version, time_extracted=utc_now()
-            )
-        )
-        self.state_manager.is_flushed = False
 
     def open_window(self, context: Context | None, *, sorted_input: bool = True) -> OverlapWindow:
         """The bookmark of this partition, from the state the SDK loaded."""

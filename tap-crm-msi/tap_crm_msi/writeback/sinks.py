@@ -12,14 +12,18 @@ from typing import TYPE_CHECKING, Any
 from singer_sdk.sinks import BatchSink
 
 from tap_crm_msi.errors import ApiAllowanceExhausted
+from tap_crm_msi.sdk_compat import TextTimestampsSink
 from tap_crm_msi.writeback.writer import ID_FIELD
 
 if TYPE_CHECKING:
     from tap_crm_msi.writeback.target import TargetCrmMsi
 
 
-class ScoreSink(BatchSink):
-    """Collects a stream's score records; each drained batch is one write-back pass."""
+class ScoreSink(TextTimestampsSink, BatchSink):
+    """Collects a stream's score records; each drained batch is one write-back pass.
+
+    Date-times stay the ISO text they came as (`TextTimestampsSink`; fields.utc_text reads it).
+    """
 
     MAX_SIZE_DEFAULT = 10_000
 
@@ -40,9 +44,6 @@ class ScoreSink(BatchSink):
     @property
     def max_size(self) -> int:
         return int(self.config.get("batch_size") or self.MAX_SIZE_DEFAULT)
-
-    def _parse_timestamps_in_record(self, record: dict, schema: dict, treatment: Any) -> None:
-        """Keep date-times as the ISO text they came as (fields.utc_text reads it)."""
 
     def process_record(self, record: dict[str, Any], context: dict) -> None:
         if self.writes:

@@ -16,12 +16,12 @@ from collections.abc import Iterable, Iterator
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from singer_sdk import Stream
 from singer_sdk import typing as th
 from singer_sdk.exceptions import FatalAPIError
 
 from msi_common.contract import company_fields
 from target_marketo_msi.marketo.errors import StopRun
+from target_marketo_msi.sdk_compat import StateCheckpointStream
 from target_marketo_msi.tap.csvstream import CONVERTERS
 from target_marketo_msi.tap.extract import (
     ExtractStopped,
@@ -60,7 +60,7 @@ _CONVERTED = (("integer", "integer"), ("number", "float"), ("boolean", "boolean"
 COMPANY_FIELDS = company_fields()
 
 
-class MarketoLeadStream(Stream):
+class MarketoLeadStream(StateCheckpointStream):
     """What both streams share: describe2 checks, export windows, the ledger, clean stops."""
 
     # (stream property, default Marketo field, JSON type, required in describe2)
@@ -318,8 +318,7 @@ class MarketoLeadStream(Stream):
 
     def _checkpoint(self) -> None:
         """Send a state now, so a job just created is resumed even if the run dies."""
-        self.state_manager.is_flushed = False
-        self._write_state_message()
+        self.write_state_now()
 
 
 class LeadScoresStream(MarketoLeadStream):

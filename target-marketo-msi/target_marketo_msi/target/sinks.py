@@ -11,14 +11,18 @@ from typing import TYPE_CHECKING, Any
 from singer_sdk.sinks import BatchSink
 from singer_sdk.sinks.core import BaseJSONSchemaValidator
 
+from target_marketo_msi.sdk_compat import TextTimestampsSink
 from target_marketo_msi.target.record_validator import FlatRecordValidator
 
 if TYPE_CHECKING:
     from target_marketo_msi.target.target import TargetMarketoMsi
 
 
-class MarketoObjectSink(BatchSink):
-    """Receives one contract stream; the loader does the Marketo work."""
+class MarketoObjectSink(TextTimestampsSink, BatchSink):
+    """Receives one contract stream; the loader does the Marketo work.
+
+    Date-times stay the ISO text Marketo wants (`TextTimestampsSink`).
+    """
 
     # Flushing early only helps memory; whole batches of 300 are what keeps calls minimal.
     MAX_SIZE_DEFAULT = 50_000
@@ -43,9 +47,6 @@ class MarketoObjectSink(BatchSink):
 
     def get_validator(self) -> BaseJSONSchemaValidator | None:
         return FlatRecordValidator(self.schema) if self.validate_schema else None
-
-    def _parse_timestamps_in_record(self, record: dict, schema: dict, treatment: Any) -> None:
-        """Keep date-times as the ISO text Marketo wants (the SDK would parse them)."""
 
     def preprocess_record(self, record: dict[str, Any], context: dict) -> dict[str, Any]:
         # A record without its key is rejected by the loader with a reason, not a crash.

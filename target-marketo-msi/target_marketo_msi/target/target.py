@@ -7,7 +7,7 @@ from typing import Any
 import click
 from singer_sdk import typing as th
 from singer_sdk.sinks import Sink
-from singer_sdk.target_base import Target
+from typing_extensions import override
 
 from msi_common.reports import RejectsFile, write_summary
 from target_marketo_msi.marketo.budget import CallBudget
@@ -15,6 +15,7 @@ from target_marketo_msi.marketo.client import MarketoClient, RetrySettings
 from target_marketo_msi.marketo.errors import StopRun
 from target_marketo_msi.marketo.instance_state import InstanceState, instance_file
 from target_marketo_msi.marketo.limiter import CallLimiter, LimiterSettings
+from target_marketo_msi.sdk_compat import MaxRecordAgeHookTarget
 from target_marketo_msi.target.loader import Loader, LoaderSettings
 from target_marketo_msi.target.sinks import SINKS, IgnoredStreamSink, MarketoObjectSink
 from target_marketo_msi.target.summary import RunSummary, render_table
@@ -31,7 +32,7 @@ class RunFailedError(click.ClickException):
         self.exit_code = exit_code
 
 
-class TargetMarketoMsi(Target):
+class TargetMarketoMsi(MaxRecordAgeHookTarget):
     """Sales persons, companies, leads, opportunities and roles into Marketo for MSI."""
 
     name = "target-marketo-msi"
@@ -159,10 +160,9 @@ class TargetMarketoMsi(Target):
             self.finish()
             raise
 
-    def _handle_max_record_age(self) -> None:
-        if self._max_record_age_in_minutes > self._MAX_RECORD_AGE_IN_MINUTES:
-            self.flush(final=True)  # everything settled before the SDK emits state
-        super()._handle_max_record_age()
+    @override
+    def before_max_age_drain(self) -> None:
+        self.flush(final=True)  # everything settled before the SDK emits state
 
     def process_endofpipe(self) -> None:
         self.flush(final=True)
