@@ -1,9 +1,10 @@
 """What both CRM clients share: one session, authenticated sends, retries with backoff.
 
-Retries follow the Singer SDK's backoff hooks (`backoff_wait_generator`, `backoff_max_tries`,
-`backoff_handler`) on the `backoff` library the SDK itself uses, but live in the client rather
-than in a RESTStream, because the write-back target (target-crm-msi) calls the same clients.
-A `Retry-After` the server sends is honoured exactly; otherwise the wait grows exponentially.
+Retries follow the connectors' one policy (`msi_common.retry`, on the `backoff` library the
+Singer SDK itself uses) and live in the client rather than in a RESTStream, because the
+write-back target (target-crm-msi) calls the same clients. A `Retry-After` the server sends is
+honoured exactly; otherwise the wait grows exponentially; a call re-authenticated after a 401 is
+retried at once.
 """
 
 from __future__ import annotations
@@ -12,13 +13,13 @@ import contextlib
 import logging
 import queue
 import threading
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
-import backoff
 import msgspec
 import requests
 
+from msi_common.retry import RetriesExhausted, Retryable, RetryPolicy, RetrySettings, retry_after
 from tap_crm_msi.errors import CrmError
 from tap_crm_msi.http import make_session
 
@@ -26,22 +27,9 @@ T = TypeVar("T")
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 
 
-class RetriableError(CrmError):
-    """A call worth repeating; `retry_after` seconds when the server said how long to wait."""
-
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
 def retry_after_seconds(response: requests.Response) -> float | None:
-    value = response.headers.get("Retry-After")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None
+    """The wait a response's `Retry-After` asks for, if it has one."""
+    return retry_after(response.headers.get("Retry-After"))
 
 
 class BaseCrmClient:
@@ -49,22 +37,14 @@ class BaseCrmClient:
 
     name = "crm"
 
-    def __init__(
-        self,
-        *,
-        ca_bundle: str | None = None,
-        max_tries: int = 5,
-        backoff_factor: float = 1.0,
-        backoff_max: float = 60.0,
-        timeout: float = 300.0,
-    ) -> None:
+    def __init__(self, *, ca_bundle: str | None = None, retry: RetrySettings | None = None) -> None:
         self.session = make_session(ca_bundle)
-        self.backoff_max_tries = max(1, int(max_tries))
-        self.backoff_factor = backoff_factor
-        self.backoff_max = backoff_max
-        self.timeout = timeout
-        self.calls = 0  # API calls made, for logs and benchmarks
+        self.retry = retry or RetrySettings()
         self.logger = logging.getLogger(f"tap_crm_msi.{self.name}")
+        self.policy = RetryPolicy(
+            self.retry, logger=self.logger, name=f"{self.name} call", log_level=logging.WARNING
+        )
+        self.calls = 0  # API calls made, for logs and benchmarks
 
     # Hooks -------------------------------------------------------------------------------------
     def authenticator(self) -> requests.auth.AuthBase | Any:
@@ -75,37 +55,14 @@ class BaseCrmClient:
         """Refuse a call before it is made (e.g. the API allowance is spent)."""
 
     def check_response(self, response: requests.Response) -> None:
-        """Raise `RetriableError` to retry, another `CrmError` to fail; return when usable."""
+        """Raise `Retryable` to retry, a `CrmError` to fail; return when usable."""
         if response.status_code in RETRYABLE_STATUS:
-            raise RetriableError(
-                f"{self.name} answered HTTP {response.status_code}", retry_after_seconds(response)
+            raise Retryable(
+                f"{self.name} answered HTTP {response.status_code}",
+                retry_after=retry_after_seconds(response),
             )
         if response.status_code >= 400:
             raise CrmError(f"{self.name} answered HTTP {response.status_code}")
-
-    # Backoff, shaped like the SDK's RESTStream hooks ---------------------------------------------
-    def backoff_wait_generator(self) -> Generator[float, Any, None]:
-        """Retry-After when the server gives it, else factor * 2^n seconds (capped)."""
-        attempt = 0
-        exc = yield 0.0  # primed by backoff
-        while True:
-            retry_after = getattr(exc, "retry_after", None)
-            if retry_after is not None:
-                wait = float(retry_after)
-            else:
-                wait = min(self.backoff_factor * (2**attempt), self.backoff_max)
-            attempt += 1
-            exc = yield wait
-
-    def backoff_handler(self, details: dict[str, Any]) -> None:
-        self.logger.warning(
-            "%s call failed (%s); retry %d of %d in %.1fs",
-            self.name,
-            details.get("exception"),
-            details.get("tries"),
-            self.backoff_max_tries - 1,
-            details.get("wait", 0.0),
-        )
 
     # Sending -----------------------------------------------------------------------------------
     def send(self, method: str, url: str, **kwargs: Any) -> requests.Response:
@@ -122,26 +79,18 @@ class BaseCrmClient:
         return self._with_retries(self._get_json_once, url, **kwargs)
 
     def _with_retries(self, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        decorated = backoff.on_exception(
-            self.backoff_wait_generator,
-            (RetriableError, requests.ConnectionError, requests.Timeout),
-            max_tries=self.backoff_max_tries,
-            jitter=None,
-            on_backoff=self.backoff_handler,
-        )(call)
         try:
-            return decorated(*args, **kwargs)
-        except RetriableError as exc:
-            raise CrmError(f"{exc} (gave up after {self.backoff_max_tries} tries)") from exc
-        except (requests.ConnectionError, requests.Timeout) as exc:
+            return self.policy.run(call, *args, **kwargs)
+        except RetriesExhausted as exc:
+            if isinstance(exc.last, Retryable):
+                raise CrmError(f"{exc.last} (gave up after {exc.tries} tries)") from exc
             raise CrmError(
-                f"{self.name} unreachable after {self.backoff_max_tries} tries: "
-                f"{type(exc).__name__}"
+                f"{self.name} unreachable after {exc.tries} tries: {type(exc.last).__name__}"
             ) from exc
 
     def _send_once(self, method: str, url: str, **kwargs: Any) -> requests.Response:
         self.before_send()
-        kwargs.setdefault("timeout", self.timeout)
+        kwargs.setdefault("timeout", self.retry.request_timeout_seconds)
         response = self.session.request(
             method, url, auth=self.authenticator(), verify=self.session.verify, **kwargs
         )

@@ -33,8 +33,8 @@ def tap_config(sandbox: Any, state_dir: Path, **overrides: Any) -> dict[str, Any
         "start_date": iso(now() - dt.timedelta(days=40)),
         "poll_interval_seconds": 0.05,
         "max_wait_seconds": 20,
-        "max_attempts": 3,
-        "retry_backoff_seconds": 0.01,
+        "max_tries": 3,
+        "backoff_factor": 0.01,
         "lookback_minutes": 5,
     }
     config.update(overrides)

@@ -27,7 +27,7 @@ def target_config(sandbox: Any, tmp_path: Path, **overrides: Any) -> dict[str, A
     config = {
         **marketo_connection(sandbox),
         **run_outputs(tmp_path),
-        "retry_backoff_seconds": 0.05,
+        "backoff_factor": 0.05,
         "max_backoff_seconds": 0.5,
         "progress_interval_seconds": 5,
     }

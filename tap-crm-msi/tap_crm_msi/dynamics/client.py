@@ -13,7 +13,8 @@ from urllib.parse import quote
 
 import requests
 
-from tap_crm_msi.client import BaseCrmClient, RetriableError, retry_after_seconds
+from msi_common.retry import Retryable, RetrySettings
+from tap_crm_msi.client import BaseCrmClient, retry_after_seconds
 from tap_crm_msi.dynamics import batch as odata_batch
 from tap_crm_msi.dynamics.auth import DataverseAuthenticator
 from tap_crm_msi.errors import CrmError, DeltaTokenExpired
@@ -42,11 +43,7 @@ class DynamicsClient(BaseCrmClient):
     name = "dynamics"
 
     def __init__(self, config: dict[str, Any]) -> None:
-        super().__init__(
-            ca_bundle=config.get("ca_bundle"),
-            max_tries=config.get("max_tries", 5),
-            backoff_factor=config.get("backoff_factor", 1.0),
-        )
+        super().__init__(ca_bundle=config.get("ca_bundle"), retry=RetrySettings.from_config(config))
         self.base = config["org_url"].rstrip("/") + API_PATH
         self.page_size = min(int(config.get("page_size") or 5000), 5000)
         self.auth = DataverseAuthenticator(config, self.session)
@@ -67,10 +64,10 @@ class DynamicsClient(BaseCrmClient):
         if status == 401:
             used = response.request.headers.get("Authorization", "").removeprefix("Bearer ")
             self.auth.refresh(stale=used)
-            raise RetriableError("Dataverse token rejected; re-authenticated", retry_after=0)
+            raise Retryable("Dataverse token rejected; re-authenticated", immediate=True)
         if status == 429 or status >= 500:
-            raise RetriableError(
-                f"Dataverse HTTP {status} {code}".strip(), retry_after_seconds(response)
+            raise Retryable(
+                f"Dataverse HTTP {status} {code}".strip(), retry_after=retry_after_seconds(response)
             )
         if code == EXPIRED_VERSION_STAMP:
             raise DeltaTokenExpired(message or "change tracking token expired")

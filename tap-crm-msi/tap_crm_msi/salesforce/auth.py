@@ -32,7 +32,7 @@ class SalesforceAuthenticator(BearerAuthenticator):
 
     def __init__(self, config: dict[str, Any], session: requests.Session) -> None:
         super().__init__()
-        self.flow = config.get("auth_flow") or "client_credentials"
+        self.flow = config["auth_flow"]
         if self.flow not in FLOWS:
             raise AuthError(f"auth_flow must be one of {', '.join(FLOWS)}, not {self.flow!r}")
         self.login_url = config["login_url"].rstrip("/")
@@ -40,7 +40,7 @@ class SalesforceAuthenticator(BearerAuthenticator):
         self.client_secret = config.get("client_secret")
         self.username = config.get("username")
         # The JWT audience is the login host (login/test.salesforce.com), never the My Domain.
-        self.jwt_audience = config.get("jwt_audience") or "https://login.salesforce.com"
+        self.jwt_audience = config["jwt_audience"]
         self.private_key = config.get("private_key")
         self.refresh_token_file = config.get("refresh_token_file")
         self.refresh_token = self._stored_refresh_token() or config.get("refresh_token")

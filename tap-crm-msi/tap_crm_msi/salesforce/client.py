@@ -16,7 +16,8 @@ from urllib.parse import quote
 
 import requests
 
-from tap_crm_msi.client import BaseCrmClient, RetriableError
+from msi_common.retry import Retryable, RetrySettings
+from tap_crm_msi.client import BaseCrmClient
 from tap_crm_msi.errors import ApiAllowanceExhausted, CrmError
 from tap_crm_msi.salesforce.auth import SalesforceAuthenticator
 
@@ -45,15 +46,11 @@ class SalesforceClient(BaseCrmClient):
     name = "salesforce"
 
     def __init__(self, config: dict[str, Any]) -> None:
-        super().__init__(
-            ca_bundle=config.get("ca_bundle"),
-            max_tries=config.get("max_tries", 5),
-            backoff_factor=config.get("backoff_factor", 1.0),
-        )
-        self.api_version = str(config.get("api_version") or DEFAULT_API_VERSION)
+        super().__init__(ca_bundle=config.get("ca_bundle"), retry=RetrySettings.from_config(config))
+        self.api_version = str(config["api_version"])
         self.page_size = int(config.get("page_size") or 2000)
-        self.daily_share = float(config.get("daily_api_share") or 1.0)
-        self.bulk_poll_s = float(config.get("bulk_poll_seconds", 2.0))
+        self.daily_share = float(config["daily_api_share"])
+        self.bulk_poll_s = float(config["bulk_poll_seconds"])
         self.bulk_max_records = int(config.get("bulk_max_records") or 50_000)
         self.auth = SalesforceAuthenticator(config, self.session)
         self.api_usage: tuple[int, int] | None = None
@@ -78,12 +75,12 @@ class SalesforceClient(BaseCrmClient):
             # Tokens have no stated lifetime: a 401 is how Salesforce says "get a new one".
             used = response.request.headers.get("Authorization", "").removeprefix("Bearer ")
             self.auth.refresh(stale=used)
-            raise RetriableError("Salesforce session expired; re-authenticated", retry_after=0)
+            raise Retryable("Salesforce session expired; re-authenticated", immediate=True)
         if status == 403 and code == "REQUEST_LIMIT_EXCEEDED":
             self._stop_reason = self._allowance_message(f"Salesforce refused a call: {message}")
             raise ApiAllowanceExhausted(self._stop_reason)
         if status in (500, 502, 503, 504) or code in RETRYABLE_ERROR_CODES:
-            raise RetriableError(f"Salesforce HTTP {status} {code}".strip())
+            raise Retryable(f"Salesforce HTTP {status} {code}".strip())
         raise CrmError(f"Salesforce HTTP {status} {code}: {message}", status=status)
 
     # Limits --------------------------------------------------------------------------------------

@@ -79,7 +79,7 @@ class DynamicsStream(CrmStream):
     def __init__(self, tap: TapCrmMsi, client: DynamicsClient) -> None:
         super().__init__(tap)
         self.client = client
-        self.use_change_tracking = bool(tap.config.get("change_tracking", True))
+        self.use_change_tracking = bool(tap.config["change_tracking"])
         self.owner_policy = OwnerPolicy(
             lambda _: True, _guid(tap.config.get("fallback_sales_person_id"))
         )
@@ -519,10 +519,10 @@ class OpportunityRolesStream(DynamicsStream):
         return None
 
     def record_builder(self, table: Table, incremental: bool, window: OverlapWindow) -> Callable:
-        default_role = self.crm_tap.config.get("default_role") or "Other"
+        default_role = self.crm_tap.config["default_role"]
         shape = self.shape(table.logical_name)
         if table.logical_name == "opportunity":
-            customer_role = self.crm_tap.config.get("contact_customer_role") or "Customer"
+            customer_role = self.crm_tap.config["contact_customer_role"]
 
             def derived(row: dict[str, Any], row_id: str, ts: str) -> list[dict[str, Any]]:
                 if row.get("_customerid_value" + LOGICAL) != "contact":

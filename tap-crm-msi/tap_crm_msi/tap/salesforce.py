@@ -64,7 +64,7 @@ class SalesforceStream(CrmStream):
     def __init__(self, tap: TapCrmMsi, client: SalesforceClient) -> None:
         super().__init__(tap)
         self.client = client
-        self.bulk_threshold = int(tap.config.get("bulk_threshold", 100_000))
+        self.bulk_threshold = int(tap.config["bulk_threshold"])
         fallback = to_18(tap.config.get("fallback_sales_person_id"))
         self.owner_policy = OwnerPolicy(lambda i: i.startswith(USER_PREFIX), fallback)
 
@@ -354,7 +354,7 @@ class OpportunityRolesStream(SalesforceStream):
     }
 
     def record_builder(self, crm_object: str, incremental: bool) -> Callable[..., dict | None]:
-        default_role = self.crm_tap.config.get("default_role") or "Other"
+        default_role = self.crm_tap.config["default_role"]
         shape = self.shape(crm_object, {"isPrimary": "IsPrimary"})
 
         def build(row: dict[str, Any], sf_id: str, ts: str) -> dict[str, Any] | None:

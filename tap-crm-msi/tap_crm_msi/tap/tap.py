@@ -9,9 +9,10 @@ from singer_sdk import Stream, Tap
 from singer_sdk import typing as th
 from typing_extensions import override
 
+from msi_common import settings
 from msi_common.contract import STREAM_NAMES
 from tap_crm_msi.dynamics.client import DynamicsClient
-from tap_crm_msi.salesforce.client import SalesforceClient
+from tap_crm_msi.salesforce.client import DEFAULT_API_VERSION, SalesforceClient
 from tap_crm_msi.tap.dynamics import STREAM_TYPES as DYNAMICS_STREAMS
 from tap_crm_msi.tap.output import FastSingerWriter
 from tap_crm_msi.tap.salesforce import STREAM_TYPES as SALESFORCE_STREAMS
@@ -38,12 +39,7 @@ class TapCrmMsi(Tap):
             th.DateTimeType,
             description="Earliest modification time to read on the first run (default: all).",
         ),
-        th.Property(
-            "ca_bundle",
-            th.StringType,
-            description="CA bundle (PEM) to verify the CRM's TLS certificate with (default: "
-            "the system's). Passed per request, so REQUESTS_CA_BUNDLE cannot override it.",
-        ),
+        settings.CA_BUNDLE,
         th.Property(
             "overlap_seconds",
             th.NumberType,
@@ -74,13 +70,7 @@ class TapCrmMsi(Tap):
             description="Rows per page (SOQL batchSize "
             "200-2000, Dataverse odata.maxpagesize up to 5000).",
         ),
-        th.Property("max_tries", th.IntegerType, default=5, description="Tries per API call."),
-        th.Property(
-            "backoff_factor",
-            th.NumberType,
-            default=1.0,
-            description="First retry wait in seconds (doubles each retry; Retry-After wins).",
-        ),
+        *settings.RETRY_SETTINGS,  # max_tries, backoff_factor, max_backoff_seconds, timeout
         th.Property("client_id", th.StringType, description="OAuth client (app) id."),
         th.Property("client_secret", th.StringType, secret=True, description="OAuth secret."),
         # Salesforce
@@ -129,7 +119,10 @@ class TapCrmMsi(Tap):
             description="Salesforce instance URL, when the token response does not give one.",
         ),
         th.Property(
-            "api_version", th.StringType, default="62.0", description="Salesforce REST API version."
+            "api_version",
+            th.StringType,
+            default=DEFAULT_API_VERSION,
+            description="Salesforce REST API version.",
         ),
         th.Property(
             "bulk_threshold",

@@ -3,27 +3,27 @@
 `If-Match: *` makes each PATCH an update only: a missing record answers 404 instead of being
 created. A GUID does not say whether it is a lead or a contact, so each id is tried on the
 entities of `dynamics_entities` in order (lead, then contact) and where it was found is
-remembered. Throttled operations (429, honouring Retry-After) and server errors are retried;
-anything else is rejected with Dataverse's error code.
+remembered. Throttled operations (429, honouring Retry-After) and server errors are sent again,
+alone, under the connectors' retry policy (`max_tries`, `backoff_factor`, ...); anything else is
+rejected with Dataverse's error code.
 """
 
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Mapping
 from typing import Any
 
+from msi_common.retry import Resend, RetryPolicy, RetrySettings, retry_after
 from tap_crm_msi.dynamics.batch import BatchAnswer, BatchOperation
 from tap_crm_msi.dynamics.client import DynamicsClient
-from tap_crm_msi.writeback.fields import DYNAMICS_ATTRIBUTES, dynamics_values
+from tap_crm_msi.writeback.fields import dynamics_values
 from tap_crm_msi.writeback.report import WriteReport
 from tap_crm_msi.writeback.writer import InvalidIdError, Item, ScoreWriter
 
 GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 ENTITY_SETS = {"lead": "leads", "contact": "contacts"}
 MAX_BATCH = 1000
-MAX_RETRY_WAIT = 300.0
 
 
 class DynamicsWriter(ScoreWriter):
@@ -33,14 +33,15 @@ class DynamicsWriter(ScoreWriter):
         super().__init__(config, report)
         self.client = DynamicsClient(dict(config))
         self.org_url = str(config["org_url"]).rstrip("/")
-        self.mapping = dict(config.get("dynamics_attribute_map") or DYNAMICS_ATTRIBUTES)
-        self.entities = [e for e in config.get("dynamics_entities") or ENTITY_SETS]
+        self.mapping = dict(config["dynamics_attribute_map"])
+        self.entities = list(config["dynamics_entities"])
         unknown = set(self.entities) - set(ENTITY_SETS)
         if unknown:
             raise ValueError(f"dynamics_entities: only lead and contact, not {sorted(unknown)}")
-        self.batch_size = min(int(config.get("dynamics_batch_size") or MAX_BATCH), MAX_BATCH)
-        self.max_tries = max(1, int(config.get("max_tries", 5)))
-        self.backoff = float(config.get("backoff_factor", 1.0))
+        self.batch_size = min(int(config["dynamics_batch_size"]), MAX_BATCH)
+        self.retry = RetryPolicy(
+            RetrySettings.from_config(config), logger=self.logger, name="Dataverse $batch"
+        )
 
     @property
     def calls(self) -> int:
@@ -63,38 +64,45 @@ class DynamicsWriter(ScoreWriter):
 
     # Sending -------------------------------------------------------------------------------
     def apply(self, items: list[Item]) -> None:
-        pending, tries = items, 0
-        while pending:
-            tries += 1
-            retry, moved, wait = [], [], 0.0
-            for start in range(0, len(pending), self.batch_size):
-                chunk = pending[start : start + self.batch_size]
-                answers = self.client.batch([_operation(item) for item in chunk])
-                done = []
-                for index, item in enumerate(chunk):
-                    answer = answers[index] if index < len(answers) else None
-                    if answer is None or answer.status == 429 or answer.status >= 500:
-                        retry.append(item)
-                        wait = max(wait, _retry_after(answer, self.backoff * 2 ** (tries - 1)))
-                    elif answer.status < 300:
-                        done.append(item)
-                    elif answer.status == 404 and self._next_entity(item):
-                        moved.append(item)
-                    else:
-                        self.failed(item, *answer.error)
-                self.succeeded(done)
-            for item in moved:
-                self.retarget(item, f"{self._next_entity(item)}/{item.source}")
-            if moved:
-                self.deliver(moved)
-            if retry and tries >= self.max_tries:
-                for item in retry:
-                    self.failed(item, "RETRIES_EXHAUSTED", f"still throttled after {tries} tries")
-                return
-            if retry:
-                self.logger.info("%d operations throttled; retrying in %.1fs", len(retry), wait)
-                time.sleep(wait)
-            pending = retry
+        """Send the items; resend only the throttled (429) or failed (5xx) operations."""
+        tries = self.retry.settings.max_tries
+        for item in self.retry.run_batch(self._send, items):
+            self.failed(item, "RETRIES_EXHAUSTED", f"still throttled after {tries} tries")
+
+    def _send(self, items: list[Item]) -> None:
+        """One try of every item: settled ones reported, the throttled raised as `Resend`."""
+        again: list[Item] = []
+        moved: list[Item] = []
+        waits: list[float | None] = []
+        for start in range(0, len(items), self.batch_size):
+            chunk = items[start : start + self.batch_size]
+            answers = self.client.batch([_operation(item) for item in chunk])
+            done = []
+            for index, item in enumerate(chunk):
+                answer = answers[index] if index < len(answers) else None
+                if answer is None or answer.status == 429 or answer.status >= 500:
+                    again.append(item)
+                    waits.append(_retry_after(answer))
+                elif answer.status < 300:
+                    done.append(item)
+                elif answer.status == 404 and self._next_entity(item):
+                    moved.append(item)
+                else:
+                    self.failed(item, *answer.error)
+            self.succeeded(done)
+        for item in moved:
+            self.retarget(item, f"{self._next_entity(item)}/{item.source}")
+        if moved:
+            self.deliver(moved)
+        if again:
+            # The longest Retry-After any of them was given, exactly when all were given one;
+            # else the policy's backoff, but not shorter than a Retry-After some were given.
+            given = [wait for wait in waits if wait is not None]
+            if given and len(given) == len(waits):
+                raise Resend(again, f"{len(again)} operations throttled", retry_after=max(given))
+            raise Resend(
+                again, f"{len(again)} operations throttled", min_wait=max(given, default=0.0)
+            )
 
     def _next_entity(self, item: Item) -> str | None:
         item.tried.add(item.object)
@@ -110,9 +118,5 @@ def _operation(item: Item) -> BatchOperation:
     )
 
 
-def _retry_after(answer: BatchAnswer | None, default: float) -> float:
-    value = answer.headers.get("retry-after") if answer is not None else None
-    try:
-        return min(float(value), MAX_RETRY_WAIT) if value is not None else default
-    except ValueError:
-        return default
+def _retry_after(answer: BatchAnswer | None) -> float | None:
+    return retry_after(answer.headers.get("retry-after")) if answer is not None else None

@@ -2,23 +2,25 @@
 
 The id's key prefix names the object (00Q Lead, 003 Contact). A converted lead cannot be
 updated (CANNOT_UPDATE_CONVERTED_LEAD): its scores go to its ConvertedContactId (remembered for
-later runs), or are reported when `converted_leads` is `report`. UNABLE_TO_LOCK_ROW is retried;
-every other per-record error is rejected with its status code.
+later runs), or are reported when `converted_leads` is `report`. UNABLE_TO_LOCK_ROW is retried
+(`lock_retries` more rounds, waiting as the retry policy does); every other per-record error is
+rejected with its status code.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import io
 import json
-import time
 from collections.abc import Mapping
 from typing import Any
 
+from msi_common.retry import Resend, RetryPolicy, RetrySettings
 from tap_crm_msi.salesforce.client import SalesforceClient
 from tap_crm_msi.salesforce.ids import to_18
-from tap_crm_msi.writeback.fields import SALESFORCE_FIELDS, SalesforceFields
+from tap_crm_msi.writeback.fields import SalesforceFields
 from tap_crm_msi.writeback.report import WriteReport
 from tap_crm_msi.writeback.writer import InvalidIdError, Item, ScoreWriter
 
@@ -36,13 +38,15 @@ class SalesforceWriter(ScoreWriter):
     def __init__(self, config: Mapping[str, Any], report: WriteReport) -> None:
         super().__init__(config, report)
         self.client = SalesforceClient(dict(config))
-        self.mapping = dict(config.get("salesforce_field_map") or SALESFORCE_FIELDS)
-        self.namespace = str(config.get("msi_namespace", "auto"))
-        self.bulk_threshold = int(config.get("bulk_write_threshold") or 0)
-        self.lock_retries = int(config.get("lock_retries", 3))
-        self.retry_wait = float(config.get("backoff_factor", 1.0))
-        self.redirect_converted = config.get("converted_leads", "contact") == "contact"
-        self.describe_cache_s = float(config.get("describe_cache_hours", 24)) * 3600
+        self.mapping = dict(config["salesforce_field_map"])
+        self.namespace = str(config["msi_namespace"])
+        self.bulk_threshold = int(config["bulk_write_threshold"])
+        # Locked rows: `lock_retries` more rounds, waiting as every other retry does.
+        lock_rounds = RetrySettings.from_config(config)
+        lock_rounds = dataclasses.replace(lock_rounds, max_tries=int(config["lock_retries"]) + 1)
+        self.lock_retry = RetryPolicy(lock_rounds, logger=self.logger, name="locked records")
+        self.redirect_converted = config["converted_leads"] == "contact"
+        self.describe_cache_s = float(config["describe_cache_hours"]) * 3600
         self._fields: dict[str, SalesforceFields] = {}
 
     @property
@@ -90,24 +94,25 @@ class SalesforceWriter(ScoreWriter):
 
     # Sending -------------------------------------------------------------------------------
     def apply(self, items: list[Item]) -> None:
-        pending = items
-        for attempt in range(self.lock_retries + 1):
-            failures = self._send(pending)
+        errors: dict[str, tuple[str, str]] = {}  # target -> its last lock error
+
+        def attempt(pending: list[Item]) -> None:
             locked, converted = [], []
-            for item, code, message in failures:
-                if code == LOCKED and attempt < self.lock_retries:
+            for item, code, message in self._send(pending):
+                if code == LOCKED:
                     locked.append(item)
+                    errors[item.target] = (code, message)
                 elif code == CONVERTED and item.object == "Lead":
                     converted.append(item)
                 else:
                     self.failed(item, code, message)
             if converted:
                 self._follow_conversions(converted)
-            if not locked:
-                return
-            self.logger.info("%d records locked; retrying them", len(locked))
-            time.sleep(self.retry_wait * 2**attempt)
-            pending = locked
+            if locked:
+                raise Resend(locked, f"{len(locked)} records locked")
+
+        for item in self.lock_retry.run_batch(attempt, items):
+            self.failed(item, *errors[item.target])
 
     def _send(self, items: list[Item]) -> list[tuple[Item, str, str]]:
         if self.bulk_threshold and len(items) > self.bulk_threshold:

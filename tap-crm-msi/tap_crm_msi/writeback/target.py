@@ -13,6 +13,7 @@ import click
 from singer_sdk import typing as th
 from singer_sdk.target_base import Target
 
+from msi_common import settings
 from msi_common.reports import write_summary
 from tap_crm_msi.tap.tap import TapCrmMsi
 from tap_crm_msi.writeback.dynamics import DynamicsWriter
@@ -22,12 +23,14 @@ from tap_crm_msi.writeback.salesforce import SalesforceWriter
 from tap_crm_msi.writeback.sinks import ScoreSink
 from tap_crm_msi.writeback.writer import ScoreWriter
 
-# The tap settings that say how to reach and authenticate to the CRM, shared as they are.
+# The tap settings that say how to reach and authenticate to the CRM (and how persistently to
+# retry), shared as they are.
 CONNECTION_SETTINGS = (
-    "crm", "ca_bundle", "max_tries", "backoff_factor", "client_id", "client_secret",
+    "crm", "ca_bundle", "client_id", "client_secret",
     "login_url", "auth_flow", "refresh_token", "refresh_token_file", "username", "jwt_audience",
     "private_key", "instance_url", "api_version", "bulk_poll_seconds", "daily_api_share",
     "org_url", "tenant_id", "authority", "scope",
+    *(setting.name for setting in settings.RETRY_SETTINGS),
 )  # fmt: skip
 WRITERS: dict[str, type[ScoreWriter]] = {
     "salesforce": SalesforceWriter,
@@ -68,12 +71,7 @@ OWN_SETTINGS = th.PropertiesList(
         description="Above this many changed records in a pass, a Bulk API 2.0 ingest job "
         "is used instead of composite/sobjects (0: never).",
     ),
-    th.Property(
-        "describe_cache_hours",
-        th.NumberType,
-        default=24,
-        description="How long the score fields found by describe are trusted (0: every run).",
-    ),
+    settings.DESCRIBE_CACHE_HOURS,
     th.Property(
         "converted_leads",
         th.StringType,

@@ -90,8 +90,8 @@ class ScoreWriter:
     @property
     def memory(self) -> WriteMemory:
         if self._memory is None:
-            state_dir = self.config.get("state_dir") or ".crm-msi-state"
-            self._memory = WriteMemory(instance_file(Path(state_dir), self.crm, self.instance()))
+            state_dir = Path(self.config["state_dir"])
+            self._memory = WriteMemory(instance_file(state_dir, self.crm, self.instance()))
         return self._memory
 
     def write(self, stream: str, records: Iterable[dict[str, Any]]) -> None:

@@ -1,28 +1,33 @@
 """MarketoClient: the one home for everything that speaks to Marketo.
 
-It owns the access token (header auth only), one limiter shared by every thread for call rate
-and concurrency, retries with backoff for the transient codes Marketo documents, typed errors,
-and the daily call budget. The target and tap-marketo-msi both use it; nothing else sends HTTP.
+It owns the session, the access token (`auth.MarketoToken`, header auth only), one limiter
+shared by every thread for call rate and concurrency, typed errors and the daily call budget.
+Retries follow the connectors' one policy (`msi_common.retry`): the transient codes Marketo
+documents, 5xx, timeouts and dropped connections are retried with backoff (jittered: threads
+share the instance), a 606 waits at least a quarter of the rate window, 601/602 re-authenticate
+and retry at once; 607 and a spent export quota stop the run. Every try counts against the
+budget and goes through the limiter. The target and tap-marketo-msi both use it; nothing else
+sends HTTP.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json as jsonlib
 import logging
-import random
 import threading
-import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any, Protocol
 
 import requests
 from requests.adapters import HTTPAdapter
 
+from msi_common import retry
+from msi_common.retry import TRANSPORT_ERRORS, Retryable, RetrySettings
+from target_marketo_msi.marketo.auth import MarketoToken
 from target_marketo_msi.marketo.budget import CallBudget
 from target_marketo_msi.marketo.errors import (
-    MarketoAuthError,
     MarketoError,
     RetriesExhausted,
     StopRun,
@@ -37,12 +42,8 @@ RETRYABLE_CODES = frozenset(
 )
 AUTH_CODES = frozenset({"601", "602"})
 QUOTA_CODE = "607"
+RATE_CODE = "606"
 RETRYABLE_HTTP = frozenset({500, 502, 503, 504})
-TRANSPORT_ERRORS = (
-    requests.ConnectionError,
-    requests.Timeout,
-    requests.exceptions.ChunkedEncodingError,
-)
 # Longest URI we send as a GET; longer look-ups go as POST ?_method=GET with a form body (414).
 MAX_GET_URI = 7_000
 
@@ -51,12 +52,20 @@ def _is_export_quota(error: MarketoError) -> bool:
     return error.code == "1029" and "quota" in error.message.lower()
 
 
-@dataclass
-class RetrySettings:
-    max_attempts: int = 10
-    backoff_seconds: float = 1.0  # first wait; doubles per attempt
-    max_backoff_seconds: float = 30.0
-    timeout_seconds: float = 120.0
+class InstanceCallCount(Protocol):
+    """Where the day's call count of a Marketo instance is kept (the instance state)."""
+
+    def calls_today(self) -> int: ...
+
+    def set_calls_today(self, used: int) -> None: ...
+
+
+class _Transient(Retryable):
+    """A Marketo answer worth another try; `error` is what it said."""
+
+    def __init__(self, error: MarketoError, path: str, **kwargs: Any) -> None:
+        super().__init__(f"Marketo {error.code} on {path}: {error.message}", **kwargs)
+        self.error = error
 
 
 class MarketoClient:
@@ -75,61 +84,63 @@ class MarketoClient:
         user_agent: str = "target-marketo-msi",
     ) -> None:
         self.base_url = base_url.rstrip("/")
-        self._client_id = client_id
-        self._client_secret = client_secret
         # Passed on every request: REQUESTS_CA_BUNDLE would otherwise override Session.verify.
         self.verify: str | bool = ca_bundle or True
         self.limiter = limiter or CallLimiter(LimiterSettings())
         self.budget = budget or CallBudget(None)
-        self.retry = retry or RetrySettings()
+        # Jittered: the threads of a run (and other integrations) share the instance's limits.
+        self.retry = dataclasses.replace(retry or RetrySettings(), jitter=True)
+        self.policy = _policy(self.retry, "Marketo call")
         self.session = requests.Session()
         pool = max(10, self.limiter.settings.max_concurrent * 2)
         self.session.mount("https://", HTTPAdapter(pool_connections=2, pool_maxsize=pool))
         self.session.mount("http://", HTTPAdapter(pool_connections=2, pool_maxsize=pool))
         self.session.headers["User-Agent"] = user_agent
-        self._token: str | None = None
-        self._token_expires_at = 0.0
-        self._token_lock = threading.Lock()
+        self.token = MarketoToken(
+            self.session,
+            self.base_url,
+            client_id,
+            client_secret,
+            verify=self.verify,
+            policy=_policy(self.retry, "Marketo token request"),
+        )
+        self._send_with_retries = self.policy.retrying(self._send_once)
         # Calls per endpoint path and per outcome, for progress lines and the summary.
         self.calls: Counter[str] = Counter()
         self.outcomes: Counter[str] = Counter()
         self._stats_lock = threading.Lock()
 
-    # Authentication -------------------------------------------------------------------------
-    def _fetch_token(self) -> None:
-        """Client credentials in a form body (not the URL, so they never reach access logs)."""
-        response = self.session.post(
-            f"{self.base_url}/identity/oauth/token",
-            data={
-                "grant_type": "client_credentials",
-                "client_id": self._client_id,
-                "client_secret": self._client_secret,
-            },
-            timeout=self.retry.timeout_seconds,
-            verify=self.verify,
+    @classmethod
+    def from_config(
+        cls, config: Mapping[str, Any], state: InstanceCallCount, *, user_agent: str
+    ) -> MarketoClient:
+        """The client a Marketo plugin's settings describe, its budget counted in `state`.
+
+        Both Marketo plugins build theirs here, from the same settings (names and defaults
+        declared once in `msi_common.settings`), so they share one daily count per instance.
+        """
+        return cls(
+            config["base_url"],
+            config["client_id"],
+            config["client_secret"],
+            ca_bundle=config.get("ca_bundle"),
+            limiter=CallLimiter(
+                LimiterSettings(
+                    calls_per_window=int(config["calls_per_window"]),
+                    window_seconds=float(config["window_seconds"]),
+                    max_concurrent=int(config["max_concurrent"]),
+                )
+            ),
+            budget=CallBudget(
+                int(config["daily_call_budget"]) or None,
+                state.calls_today(),
+                persist=state.set_calls_today,
+            ),
+            retry=RetrySettings.from_config(config),
+            user_agent=user_agent,
         )
-        body = _json_or_none(response)
-        if response.status_code != 200 or not body or "access_token" not in body:
-            detail = (body or {}).get("error_description") or (body or {}).get("error") or ""
-            raise MarketoAuthError(str(response.status_code), f"authentication refused {detail}")
-        self._token = body["access_token"]
-        # Renew a little early (a minute at most). Marketo hands back the same token while it
-        # lives, with what is left of its life, so a short remainder is used, not re-asked for.
-        lifetime = float(body.get("expires_in", 3600))
-        self._token_expires_at = time.monotonic() + lifetime - min(60.0, lifetime / 10)
 
-    def _auth_header(self) -> dict[str, str]:
-        with self._token_lock:
-            if self._token is None or time.monotonic() >= self._token_expires_at:
-                self._fetch_token()
-            return {"Authorization": f"Bearer {self._token}"}
-
-    def _invalidate_token(self, stale: str) -> None:
-        with self._token_lock:
-            if self._token is not None and stale.endswith(self._token):
-                self._token = None
-
-    # The one request loop -------------------------------------------------------------------
+    # Requests --------------------------------------------------------------------------------
     def request(
         self,
         method: str,
@@ -143,61 +154,69 @@ class MarketoClient:
     ) -> Any:
         """One API call with retries; returns the JSON body (or the text when `raw`).
 
-        Raises MarketoError for a response-level error that is not transient, StopRun for the
-        daily quota or budget, MarketoAuthError for refused credentials.
+        Raises MarketoError for a response-level error that is not transient, RetriesExhausted
+        for a transient one that did not clear, StopRun for the daily quota or budget,
+        MarketoAuthError for refused credentials.
         """
-        url = f"{self.base_url}{path}"
         extra_headers: dict[str, str] = {}
         if json is not None:
             # Compact UTF-8, exactly as the batcher measured it against the 1 MB limit.
             data = to_json_bytes(json)  # type: ignore[assignment]
             extra_headers["Content-Type"] = "application/json"
-        last: MarketoError | None = None
-        for attempt in range(self.retry.max_attempts):
-            if attempt:
-                self._sleep_backoff(attempt, last)
-            self.budget.take()
-            headers = {**self._auth_header(), **extra_headers}
-            self.limiter.acquire()
-            try:
-                response = self.session.request(
-                    method,
-                    url,
-                    params=params,
-                    data=data,
-                    files=files,
-                    headers=headers,
-                    timeout=self.retry.timeout_seconds,
-                    verify=self.verify,
-                )
-                outcome, result = self._interpret(response, raw)
-            except TRANSPORT_ERRORS as exc:
-                outcome, result = "transport", MarketoError("transport", type(exc).__name__)
-            finally:
-                self.limiter.release()
-            self._count(path, outcome)
-            if outcome == "ok":
-                return result
-            assert isinstance(result, MarketoError)
-            last = result
-            if result.code in AUTH_CODES:
-                self._invalidate_token(headers["Authorization"])
-                continue
-            if result.code == QUOTA_CODE:
-                raise StopRun(QUOTA_CODE, "Marketo's daily API quota is spent (607)")
-            if _is_export_quota(result):
-                # 1029 also means "queue full", which clears within minutes; a spent daily
-                # export quota does not, so retrying it only burns calls.
-                raise StopRun(
-                    result.code, f"Marketo's daily bulk export quota is spent: {result.message}"
-                )
-            if outcome != "retry":
-                raise result
-            LOGGER.info("Marketo %s on %s; retrying (attempt %d)", result.code, path, attempt + 1)
-        assert last is not None
-        raise RetriesExhausted(
-            last.code, f"gave up after {self.retry.max_attempts} attempts: {last.message}"
-        )
+        try:
+            return self._send_with_retries(
+                method, path, extra_headers, raw, params=params, data=data, files=files
+            )
+        except retry.RetriesExhausted as exc:
+            raise _exhausted(exc) from exc
+
+    def _send_once(
+        self, method: str, path: str, extra_headers: dict[str, str], raw: bool, **send: Any
+    ) -> Any:
+        """One try: counted against the budget, through the limiter, its outcome counted."""
+        self.budget.take()
+        headers = {**self.token.header(), **extra_headers}
+        self.limiter.acquire()
+        try:
+            response = self.session.request(
+                method,
+                f"{self.base_url}{path}",
+                headers=headers,
+                timeout=self.retry.request_timeout_seconds,
+                verify=self.verify,
+                **send,
+            )
+            outcome, result = self._interpret(response, raw)
+        except TRANSPORT_ERRORS as exc:
+            outcome, result = "transport", MarketoError("transport", type(exc).__name__)
+        finally:
+            self.limiter.release()
+        self._count(path, outcome)
+        if outcome == "ok":
+            return result
+        raise self._failure(result, outcome, path, headers["Authorization"])
+
+    def _failure(
+        self, error: MarketoError, outcome: str, path: str, authorization: str
+    ) -> Exception:
+        """What a failed try raises: a retry (how soon), a stop, or the error itself."""
+        if error.code in AUTH_CODES:
+            self.token.invalidate(authorization)
+            return _Transient(error, path, immediate=True)  # a fresh token is all it needs
+        if error.code == QUOTA_CODE:
+            return StopRun(QUOTA_CODE, "Marketo's daily API quota is spent (607)")
+        if _is_export_quota(error):
+            # 1029 also means "queue full", which clears within minutes; a spent daily
+            # export quota does not, so retrying it only burns calls.
+            return StopRun(
+                error.code, f"Marketo's daily bulk export quota is spent: {error.message}"
+            )
+        if outcome == "fail":
+            return error
+        if error.code == RATE_CODE:
+            # The window is shared with other integrations: wait for a good part of it.
+            return _Transient(error, path, min_wait=self.limiter.settings.window_seconds / 4)
+        return _Transient(error, path)
 
     def _interpret(self, response: requests.Response, raw: bool) -> tuple[str, Any]:
         """('ok', body) or ('retry'|'fail', MarketoError) for one HTTP answer."""
@@ -218,18 +237,9 @@ class MarketoClient:
             error = (body.get("errors") or [{}])[0]
             code = str(error.get("code", "unknown"))
             exc = MarketoError(code, str(error.get("message", "")))
-            retry = code in RETRYABLE_CODES or code in AUTH_CODES or code == QUOTA_CODE
-            return ("retry" if retry else "fail"), exc
+            transient = code in RETRYABLE_CODES or code in AUTH_CODES or code == QUOTA_CODE
+            return ("retry" if transient else "fail"), exc
         return "ok", body
-
-    def _sleep_backoff(self, attempt: int, last: MarketoError | None) -> None:
-        if last is not None and last.code in AUTH_CODES and attempt == 1:
-            return  # a fresh token is all it needs
-        wait = min(self.retry.max_backoff_seconds, self.retry.backoff_seconds * 2 ** (attempt - 1))
-        if last is not None and last.code == "606":
-            # The window is shared with other integrations: wait for a good part of it.
-            wait = max(wait, self.limiter.settings.window_seconds / 4)
-        time.sleep(wait * (0.5 + random.random() / 2))  # jitter spreads the threads out
 
     def _count(self, path: str, outcome: str) -> None:
         with self._stats_lock:
@@ -283,69 +293,117 @@ class MarketoClient:
     def download(self, path: str, *, chunk_size: int = 1 << 16) -> Iterator[bytes]:
         """Stream a bulk file's bytes; a dropped connection resumes with `Range` where it broke.
 
-        Each (re)request counts as a call like any other. The caller sees one seamless byte
-        stream, so a CSV parser reading it never notices the resume.
+        Each (re)request counts as a call like any other, and all of them together stay within
+        `max_tries`. The caller sees one seamless byte stream, so a CSV parser reading it never
+        notices the resume.
         """
-        url = f"{self.base_url}{path}"
-        received = 0
-        last: MarketoError | None = None
-        for attempt in range(self.retry.max_attempts):
-            if attempt:
-                self._sleep_backoff(attempt, last)
-            self.budget.take()
-            headers = self._auth_header()
-            if received:
-                headers["Range"] = f"bytes={received}-"
-            self.limiter.acquire()
-            try:
-                response = self.session.get(
-                    url,
-                    headers=headers,
-                    stream=True,
-                    timeout=self.retry.timeout_seconds,
-                    verify=self.verify,
-                )
-            except TRANSPORT_ERRORS as exc:
-                last = MarketoError("transport", type(exc).__name__)
-                self._count(path, "transport")
-                continue
-            finally:
-                self.limiter.release()
+        reader = _ResumableDownload(self, path, chunk_size)
+        next_chunk = self.policy.retrying(reader.next_chunk)
+        try:
+            while chunk := next_chunk():
+                yield chunk
+        except retry.RetriesExhausted as exc:
+            raise _exhausted(exc) from exc
+        finally:
+            reader.close()
+
+
+class _ResumableDownload:
+    """A bulk file read chunk by chunk; a try that breaks is reopened at the byte it reached."""
+
+    def __init__(self, client: MarketoClient, path: str, chunk_size: int) -> None:
+        self.client = client
+        self.path = path
+        self.chunk_size = chunk_size
+        self.received = 0
+        self.opens = 0
+        self.last: MarketoError | None = None
+        self._response: requests.Response | None = None
+        self._chunks: Iterator[bytes] | None = None
+        self._skip = 0
+
+    def next_chunk(self) -> bytes:
+        """The next bytes of the file (b"" at its end); a break raises a retryable error."""
+        if self._chunks is None:
+            self._open()
+        assert self._chunks is not None
+        try:
+            while (raw_chunk := next(self._chunks, None)) is not None:
+                chunk = raw_chunk
+                if self._skip:  # the server ignored Range: drop what was already passed on
+                    cut = min(self._skip, len(chunk))
+                    chunk, self._skip = chunk[cut:], self._skip - cut
+                if chunk:
+                    self.received += len(chunk)
+                    return chunk
+        except TRANSPORT_ERRORS as exc:
+            self.close()
+            LOGGER.info("download of %s broke at byte %d; resuming", self.path, self.received)
+            self.last = MarketoError("transport", type(exc).__name__)
+            raise _Transient(self.last, self.path) from exc
+        self.close()
+        return b""
+
+    def _open(self) -> None:
+        """One (re)request of the file from the first byte not yet received."""
+        client = self.client
+        if self.opens >= client.retry.max_tries and self.last is not None:
+            raise RetriesExhausted(
+                self.last.code, f"gave up after {self.opens} attempts: {self.last.message}"
+            )
+        self.opens += 1
+        client.budget.take()
+        headers = client.token.header()
+        if self.received:
+            headers["Range"] = f"bytes={self.received}-"
+        client.limiter.acquire()
+        try:
+            response = client.session.get(
+                f"{client.base_url}{self.path}",
+                headers=headers,
+                stream=True,
+                timeout=client.retry.request_timeout_seconds,
+                verify=client.verify,
+            )
+        except TRANSPORT_ERRORS as exc:
+            client._count(self.path, "transport")
+            self.last = MarketoError("transport", type(exc).__name__)
+            raise _Transient(self.last, self.path) from exc
+        finally:
+            client.limiter.release()
+        content_type = response.headers.get("Content-Type", "")
+        if response.status_code not in (200, 206) or content_type.startswith("application/json"):
             with response:
-                if response.status_code not in (200, 206) or response.headers.get(
-                    "Content-Type", ""
-                ).startswith("application/json"):
-                    outcome, result = self._interpret(response, raw=False)
-                    self._count(path, outcome if outcome != "ok" else "unexpected")
-                    last = (
-                        result
-                        if isinstance(result, MarketoError)
-                        else MarketoError(str(response.status_code), "not a file")
-                    )
-                    if last.code in AUTH_CODES:
-                        self._invalidate_token(headers["Authorization"])
-                    if outcome == "retry" or last.code in AUTH_CODES:
-                        continue
-                    raise last
-                self._count(path, "ok")
-                skip = received if response.status_code == 200 else 0  # Range ignored
-                try:
-                    for raw_chunk in response.iter_content(chunk_size):
-                        chunk = raw_chunk
-                        if skip:
-                            cut = min(skip, len(chunk))
-                            chunk, skip = chunk[cut:], skip - cut
-                        if chunk:
-                            received += len(chunk)
-                            yield chunk
-                    return
-                except TRANSPORT_ERRORS as exc:
-                    last = MarketoError("transport", type(exc).__name__)
-                    LOGGER.info("download of %s broke at byte %d; resuming", path, received)
-        assert last is not None
-        raise MarketoError(
-            last.code, f"gave up after {self.retry.max_attempts} attempts: {last.message}"
-        )
+                outcome, result = client._interpret(response, raw=False)
+            client._count(self.path, outcome if outcome != "ok" else "unexpected")
+            if outcome == "ok":  # a JSON answer where a file was expected
+                outcome, result = "fail", MarketoError(str(response.status_code), "not a file")
+            self.last = result
+            raise client._failure(result, outcome, self.path, headers["Authorization"])
+        client._count(self.path, "ok")
+        self._response = response
+        self._skip = self.received if response.status_code == 200 else 0  # Range ignored
+        self._chunks = response.iter_content(self.chunk_size)
+
+    def close(self) -> None:
+        if self._response is not None:
+            self._response.close()
+        self._response = None
+        self._chunks = None
+
+
+def _policy(settings: RetrySettings, name: str) -> retry.RetryPolicy:
+    return retry.RetryPolicy(settings, logger=LOGGER, name=name)
+
+
+def _exhausted(exc: retry.RetriesExhausted) -> RetriesExhausted:
+    """The policy gave up: Marketo's own error type, with Marketo's last code and message."""
+    last = exc.last
+    if isinstance(last, _Transient):
+        error = last.error
+    else:
+        error = MarketoError("transport", type(last).__name__)
+    return RetriesExhausted(error.code, f"gave up after {exc.tries} attempts: {error.message}")
 
 
 def to_json_bytes(body: Any) -> bytes:

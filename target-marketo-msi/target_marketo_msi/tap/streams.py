@@ -218,7 +218,7 @@ class MarketoLeadStream(StateCheckpointStream):
     def start_time(self, state: dict[str, Any]) -> dt.datetime:
         """Where the updatedAt windows start: the cursor, less a small overlap for late writes."""
         if "extracted_until" in state:
-            lookback = dt.timedelta(minutes=float(self.config.get("lookback_minutes", 5)))
+            lookback = dt.timedelta(minutes=float(self.config["lookback_minutes"]))
             return parse_time(state["extracted_until"]) - lookback
         if state.get("replication_key_value"):
             return parse_time(str(state["replication_key_value"]))
@@ -298,7 +298,7 @@ class MarketoLeadStream(StateCheckpointStream):
         `cursor` holds the progress: `extracted_until` (updatedAt) or `until` (a scan).
         """
         key = "extracted_until" if filter_name == "updatedAt" else "until"
-        days = int(self.config.get("window_days", 31))
+        days = int(self.config["window_days"])
         job = cursor.get("export")
         if job and job.get("filter") == filter_name:
             LOGGER.info("%s: resuming export %s", self.name, job.get("exportId"))
@@ -400,13 +400,13 @@ class PeopleStream(MarketoLeadStream):
     def run(self, state: dict[str, Any]) -> Iterator[dict[str, Any]]:
         yield from self.changed_leads(state)
         yield from self.deleted_people(state)
-        if self.config.get("track_company_changes", True) and self._company_check_due(state):
+        if self.config["track_company_changes"] and self._company_check_due(state):
             yield from self.company_changes()
             state["companies_checked_at"] = marketo_time(self.tap.run_started)
 
     def _company_check_due(self, state: dict[str, Any]) -> bool:
         """Every run by default; `company_check_hours` spaces the checks on large instances."""
-        hours = float(self.config.get("company_check_hours") or 0)
+        hours = float(self.config["company_check_hours"])
         last = state.get("companies_checked_at")
         if not hours or not last:
             return True

@@ -15,8 +15,8 @@ from typing import Any
 from singer_sdk import Stream, Tap
 from singer_sdk import typing as th
 
-from target_marketo_msi.marketo.budget import CallBudget
-from target_marketo_msi.marketo.client import MarketoClient, RetrySettings
+from msi_common import settings
+from target_marketo_msi.marketo.client import MarketoClient
 from target_marketo_msi.marketo.instance_state import InstanceState, instance_file
 from target_marketo_msi.tap.extract import ExtractSettings, parse_time
 from target_marketo_msi.tap.streams import DESCRIBE2, LeadScoresStream, PeopleStream
@@ -42,18 +42,15 @@ class TapMarketoMsi(Tap):
         ),
         th.Property("client_id", th.StringType(), required=True, secret=True),
         th.Property("client_secret", th.StringType(), required=True, secret=True),
-        th.Property("ca_bundle", th.StringType(), description="CA bundle to verify Marketo's TLS"),
+        settings.CA_BUNDLE,
         th.Property(
             "start_date",
             th.DateTimeType(),
             description="Oldest change to read; default two years ago, never before 2018-01-01",
         ),
-        th.Property(
-            "state_dir",
-            th.StringType(),
-            default=".msi-state",
-            description="Directory of the per-instance SQLite file (ledger, describe cache)",
-        ),
+        # state_dir, daily_call_budget and the limiter's settings: the same as the target's, so
+        # both plugins share one state file, and so one daily call count, per Marketo instance.
+        *settings.MARKETO_INSTANCE_SETTINGS,
         th.Property(
             "lead_scores_field_map",
             th.ObjectType(additional_properties=th.StringType()),
@@ -97,14 +94,8 @@ class TapMarketoMsi(Tap):
             default=3600,
             description="How long a run waits for one export before stopping (resumed later)",
         ),
-        th.Property("describe_cache_hours", th.NumberType(), default=24),
-        th.Property(
-            "daily_call_budget",
-            th.IntegerType(),
-            description="Stop cleanly once this many Marketo calls were made today",
-        ),
-        th.Property("max_attempts", th.IntegerType(), default=10),
-        th.Property("retry_backoff_seconds", th.NumberType(), default=1.0),
+        settings.DESCRIBE_CACHE_HOURS,
+        *settings.RETRY_SETTINGS,
     ).to_dict()
 
     @cached_property
@@ -127,29 +118,15 @@ class TapMarketoMsi(Tap):
 
     @cached_property
     def client(self) -> MarketoClient:
-        state = self.instance_state
-        budget = CallBudget(
-            self.config.get("daily_call_budget"), state.calls_today(), state.set_calls_today
-        )
-        retry = RetrySettings(
-            max_attempts=int(self.config.get("max_attempts", 10)),
-            backoff_seconds=float(self.config.get("retry_backoff_seconds", 1.0)),
-        )
-        return MarketoClient(
-            self.config["base_url"],
-            self.config["client_id"],
-            self.config["client_secret"],
-            ca_bundle=self.config.get("ca_bundle"),
-            budget=budget,
-            retry=retry,
-            user_agent="tap-marketo-msi",
+        return MarketoClient.from_config(
+            self.config, self.instance_state, user_agent="tap-marketo-msi"
         )
 
     @cached_property
     def extract_settings(self) -> ExtractSettings:
         return ExtractSettings(
-            poll_interval_s=float(self.config.get("poll_interval_seconds", 60)),
-            max_wait_s=float(self.config.get("max_wait_seconds", 3600)),
+            poll_interval_s=float(self.config["poll_interval_seconds"]),
+            max_wait_s=float(self.config["max_wait_seconds"]),
         )
 
     def describe_types(self) -> dict[str, str]:
@@ -158,7 +135,7 @@ class TapMarketoMsi(Tap):
 
     @cached_property
     def _describe_types(self) -> dict[str, str]:
-        max_age = float(self.config.get("describe_cache_hours", 24)) * 3600
+        max_age = float(self.config["describe_cache_hours"]) * 3600
         result = self.instance_state.cached_describe(DESCRIBE2, max_age)
         if result is None:
             result = self.client.describe(DESCRIBE2)

@@ -9,12 +9,11 @@ from singer_sdk import typing as th
 from singer_sdk.sinks import Sink
 from typing_extensions import override
 
+from msi_common import settings
 from msi_common.reports import RejectsFile, write_summary
-from target_marketo_msi.marketo.budget import CallBudget
-from target_marketo_msi.marketo.client import MarketoClient, RetrySettings
+from target_marketo_msi.marketo.client import MarketoClient
 from target_marketo_msi.marketo.errors import StopRun
 from target_marketo_msi.marketo.instance_state import InstanceState, instance_file
-from target_marketo_msi.marketo.limiter import CallLimiter, LimiterSettings
 from target_marketo_msi.sdk_compat import MaxRecordAgeHookTarget
 from target_marketo_msi.target.loader import Loader, LoaderSettings
 from target_marketo_msi.target.sinks import SINKS, IgnoredStreamSink, MarketoObjectSink
@@ -44,23 +43,11 @@ class TargetMarketoMsi(MaxRecordAgeHookTarget):
                     description="Marketo REST base, e.g. https://123-ABC-456.mktorest.com"),
         th.Property("client_id", th.StringType, required=True, secret=True),
         th.Property("client_secret", th.StringType, required=True, secret=True),
-        th.Property("ca_bundle", th.StringType,
-                    description="CA bundle passed as `verify=` on every request"),
-        th.Property("state_dir", th.StringType, default=".marketo-msi-state",
-                    description="Where fingerprints and the leadId cache live, per instance"),
-        th.Property("calls_per_window", th.IntegerType, default=50,
-                    description="Calls per window (Marketo allows 100; half is advised)"),
-        th.Property("window_seconds", th.NumberType, default=20),
-        th.Property("max_concurrent", th.IntegerType, default=5,
-                    description="Concurrent calls (Marketo allows 10; half is advised)"),
-        th.Property("daily_call_budget", th.IntegerType, default=25_000,
-                    description="Stop cleanly after this many calls per UTC day (0: no budget)"),
+        settings.CA_BUNDLE,
+        *settings.MARKETO_INSTANCE_SETTINGS,  # state_dir, daily_call_budget, the limiter's
         th.Property("batch_size", th.IntegerType, default=300),
         th.Property("max_body_bytes", th.IntegerType, default=1_000_000),
-        th.Property("request_timeout_seconds", th.NumberType, default=120),
-        th.Property("max_attempts", th.IntegerType, default=10),
-        th.Property("retry_backoff_seconds", th.NumberType, default=1.0),
-        th.Property("max_backoff_seconds", th.NumberType, default=30.0),
+        *settings.RETRY_SETTINGS,  # max_tries, backoff_factor, max_backoff_seconds, timeout
         th.Property("delete_leads", th.BooleanType, default=False,
                     description="Delete Marketo leads of CRM records deleted at the source"),
         th.Property("reject_orphan_contacts", th.BooleanType, default=True),
@@ -71,7 +58,7 @@ class TargetMarketoMsi(MaxRecordAgeHookTarget):
         th.Property("bulk_import_threshold", th.IntegerType, default=0,
                     description="Bulk lead import from this many leads per flush (0: never)"),
         th.Property("bulk_poll_seconds", th.NumberType, default=5),
-        th.Property("describe_cache_hours", th.NumberType, default=24),
+        settings.DESCRIBE_CACHE_HOURS,
         th.Property("rejects_path", th.StringType, default="output/marketo-rejects.jsonl"),
         th.Property("fail_on_rejects", th.BooleanType, default=False),
         th.Property("summary_path", th.StringType, default="output/marketo-summary.json"),
@@ -85,34 +72,10 @@ class TargetMarketoMsi(MaxRecordAgeHookTarget):
         # Every sink drain flushes the one loader, which holds its own lock: drain one at a time.
         self.max_parallelism = 1
         config = self.config
-        self.dry_run = bool(config.get("dry_run")) or self._cli_dry_run
-        self.state_store = InstanceState(
-            instance_file(config.get("state_dir", ".marketo-msi-state"), config["base_url"])
-        )
-        budget_allowance = int(config.get("daily_call_budget", 25_000)) or None
-        self.client = MarketoClient(
-            config["base_url"],
-            config["client_id"],
-            config["client_secret"],
-            ca_bundle=config.get("ca_bundle"),
-            limiter=CallLimiter(
-                LimiterSettings(
-                    calls_per_window=int(config.get("calls_per_window", 50)),
-                    window_seconds=float(config.get("window_seconds", 20)),
-                    max_concurrent=int(config.get("max_concurrent", 5)),
-                )
-            ),
-            budget=CallBudget(
-                budget_allowance,
-                self.state_store.calls_today(),
-                persist=self.state_store.set_calls_today,
-            ),
-            retry=RetrySettings(
-                max_attempts=int(config.get("max_attempts", 10)),
-                backoff_seconds=float(config.get("retry_backoff_seconds", 1.0)),
-                max_backoff_seconds=float(config.get("max_backoff_seconds", 30.0)),
-                timeout_seconds=float(config.get("request_timeout_seconds", 120)),
-            ),
+        self.dry_run = bool(config["dry_run"]) or self._cli_dry_run
+        self.state_store = InstanceState(instance_file(config["state_dir"], config["base_url"]))
+        self.client = MarketoClient.from_config(
+            config, self.state_store, user_agent="target-marketo-msi"
         )
         self.rejects = RejectsFile(config.get("rejects_path"))
         self.summary = RunSummary(dry_run=self.dry_run)
@@ -120,26 +83,26 @@ class TargetMarketoMsi(MaxRecordAgeHookTarget):
             self.client,
             self.state_store,
             LoaderSettings(
-                batch_size=min(300, int(config.get("batch_size", 300))),
-                max_body_bytes=int(config.get("max_body_bytes", 1_000_000)),
+                batch_size=min(300, int(config["batch_size"])),
+                max_body_bytes=int(config["max_body_bytes"]),
                 dry_run=self.dry_run,
-                delete_leads=bool(config.get("delete_leads", False)),
-                reject_orphan_contacts=bool(config.get("reject_orphan_contacts", True)),
-                describe_cache_hours=float(config.get("describe_cache_hours", 24)),
-                bulk_import_threshold=int(config.get("bulk_import_threshold", 0)),
-                progress_interval_seconds=float(config.get("progress_interval_seconds", 30)),
-                resend_unchanged=bool(config.get("resend_unchanged", False)),
+                delete_leads=bool(config["delete_leads"]),
+                reject_orphan_contacts=bool(config["reject_orphan_contacts"]),
+                describe_cache_hours=float(config["describe_cache_hours"]),
+                bulk_import_threshold=int(config["bulk_import_threshold"]),
+                progress_interval_seconds=float(config["progress_interval_seconds"]),
+                resend_unchanged=bool(config["resend_unchanged"]),
             ),
             self.rejects,
             self.summary,
             self.logger,
         )
-        self.loader.bulk.poll_seconds = float(config.get("bulk_poll_seconds", 5))
+        self.loader.bulk.poll_seconds = float(config["bulk_poll_seconds"])
 
     def get_sink_class(self, stream_name: str) -> type[Sink]:
         if stream_name in SINKS:
             return SINKS[stream_name]
-        if not self.config.get("ignore_unknown_streams", True):
+        if not self.config["ignore_unknown_streams"]:
             msg = f"stream {stream_name!r} is not one of the contract's: {', '.join(SINKS)}"
             raise ValueError(msg)
         self.logger.warning("Stream %r is not an MSI object; its records are ignored", stream_name)

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from msi_common.retry import RetrySettings
 from tap_crm_msi.client import BaseCrmClient
 from tap_crm_msi.errors import CrmError
 
@@ -73,7 +74,7 @@ def _url(server: _Server) -> str:
 
 
 def test_get_json_decodes_and_keeps_the_connection(server: _Server) -> None:
-    client = _Client(backoff_factor=0, timeout=10)
+    client = _Client(retry=RetrySettings(backoff_factor=0, request_timeout_seconds=10))
     for _ in range(3):
         assert client.get_json(_url(server)) == BODY
     assert client.calls == 3
@@ -82,14 +83,14 @@ def test_get_json_decodes_and_keeps_the_connection(server: _Server) -> None:
 
 def test_answer_cut_mid_body_is_retried(server: _Server) -> None:
     server.plan = ["cut"]
-    client = _Client(backoff_factor=0, timeout=10)
+    client = _Client(retry=RetrySettings(backoff_factor=0, request_timeout_seconds=10))
     assert client.get_json(_url(server)) == BODY
     assert client.calls == 2
 
 
 def test_answer_cut_every_time_gives_up(server: _Server) -> None:
     server.plan = ["cut"] * 3
-    client = _Client(max_tries=3, backoff_factor=0, timeout=10)
+    client = _Client(retry=RetrySettings(max_tries=3, backoff_factor=0, request_timeout_seconds=10))
     with pytest.raises(CrmError, match="unreachable after 3 tries"):
         client.get_json(_url(server))
     assert client.calls == 3

@@ -9,6 +9,7 @@ from typing import Any
 from tap_crm_msi.dynamics import batch as odata_batch
 from tap_crm_msi.writeback.dynamics import DynamicsWriter
 from tap_crm_msi.writeback.report import WriteReport
+from tap_crm_msi.writeback.target import TargetCrmMsi
 
 LEAD = "11111111-1111-4111-8111-111111111111"
 CONTACT = "22222222-2222-4222-8222-222222222222"
@@ -61,7 +62,10 @@ class FakeClient:
 
 
 def writer(tmp_path: Path, script: list[dict[str, int]]) -> tuple[DynamicsWriter, FakeClient]:
+    # As the target hands it over: every declared default filled in, then these settings.
+    properties = TargetCrmMsi.config_jsonschema["properties"]
     config: dict[str, Any] = {
+        **{name: spec["default"] for name, spec in properties.items() if "default" in spec},
         "crm": "dynamics",
         "org_url": "https://org.example",
         "client_id": "x",

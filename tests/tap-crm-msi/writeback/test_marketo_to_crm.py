@@ -92,8 +92,8 @@ def run_tap(sandbox: Any, state_dir: Path, state: dict | None) -> tuple[list[str
         "start_date": start.strftime(ISO),
         "poll_interval_seconds": 0.05,
         "max_wait_seconds": 20,
-        "max_attempts": 3,
-        "retry_backoff_seconds": 0.01,
+        "max_tries": 3,
+        "backoff_factor": 0.01,
         "lookback_minutes": 5,
     }
     tap = TapMarketoMsi(config=config, state=state or {}, setup_mapper=True)

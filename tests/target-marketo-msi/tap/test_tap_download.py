@@ -9,7 +9,8 @@ from typing import Any
 import requests
 from tap_marketo_support import lead, now, put_leads, run_tap, tap_config
 
-from target_marketo_msi.marketo.client import MarketoClient, RetrySettings
+from msi_common.retry import RetrySettings
+from target_marketo_msi.marketo.client import MarketoClient
 
 
 def test_a_download_cut_mid_file_resumes_with_range(sandbox: Any, monkeypatch: Any) -> None:
@@ -21,7 +22,7 @@ def test_a_download_cut_mid_file_resumes_with_range(sandbox: Any, monkeypatch: A
         info["client_id"],
         info["client_secret"],
         ca_bundle=sandbox.ca_bundle,
-        retry=RetrySettings(max_attempts=3, backoff_seconds=0.01),
+        retry=RetrySettings(max_tries=3, backoff_factor=0.01),
     )
     body = {
         "fields": ["id", "email", "lastName"],
