@@ -372,9 +372,19 @@ class SandboxService:
         try:
             with self.store.transaction():
                 for obj, records in batches.items():
+                    self._require_keys(obj, records)
                     counts[obj] += self.store.insert_many(obj, records, replace=True)
         except KeyError as exc:
             raise ValueError(f"{self.name}: {exc.args[0]}") from None
         except sqlite3.Error as exc:
             raise ValueError(f"{self.name}: {exc}") from None
         return dict(counts)
+
+    def _require_keys(self, obj: str, records: list[dict[str, Any]]) -> None:
+        """A record without its key could never be read back by key (nor paged past)."""
+        spec = self.store.table(obj)
+        if spec.autoincrement:
+            return
+        for index, record in enumerate(records, 1):
+            if record.get(spec.key) in (None, ""):
+                raise KeyError(f"{obj} record {index} has no {spec.key}")

@@ -81,6 +81,7 @@ def test_load_replaces_records_with_the_same_key(echo: EchoHandle) -> None:
         (jsonl([{"object": "nope", "record": {"id": 1}}]), "unknown object 'nope'"),
         (jsonl([{"object": "items", "record": {"id": 1, "colour": "red"}}]), "unknown field"),
         (jsonl([{"object": "items"}]), '"record"'),
+        (jsonl([{"object": "items", "record": {"name": "no key"}}]), "items record 2 has no id"),
         (jsonl([{"service": "marketo", "object": "items", "record": {"id": 1}}]), "not echo"),
         (b'{"object": "items", "record": {"id": 9}}\n{broken\n', "line 3"),
         (b"[1, 2]\n", "line 2: expected a JSON object"),
