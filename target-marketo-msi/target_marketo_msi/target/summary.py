@@ -97,4 +97,3 @@ def render_table(data: dict[str, Any]) -> str:
         + (" (dry run: nothing written)" if data["dry_run"] else "")
     )
     return "\n".join(lines)
-

@@ -60,7 +60,8 @@ def test_dataverse_client_create_update_get_delete(client: DataverseClient, dyn:
     contact_id = client.records.create("contact", {"firstname": "Dataverse", "lastname": "Client"})
     assert dyn.get(f"contacts({contact_id})").json()["fullname"] == "Dataverse Client"
     client.records.update("contact", contact_id, {"msi_priority": 3})
-    record = client.records.get("contact", contact_id, select=["msi_priority", "fullname"])
+    record = client.records.retrieve("contact", contact_id, select=["msi_priority", "fullname"])
+    assert record is not None
     assert record["msi_priority"] == 3
     client.records.delete("contact", contact_id)
     assert dyn.get(f"contacts({contact_id})").status_code == 404
@@ -85,8 +86,10 @@ def test_dataverse_client_bulk_update_uses_update_multiple(
 
 
 def test_dataverse_client_sees_dataverse_errors(client: DataverseClient) -> None:
+    missing = guid("lead", 99999)
+    assert client.records.retrieve("lead", missing) is None  # the client's reading of a 404
     with pytest.raises(HttpError) as caught:
-        client.records.get("lead", guid("lead", 99999))
+        client.records.delete("lead", missing)
     assert caught.value.status_code == 404
 
 
@@ -99,7 +102,7 @@ def test_dataverse_client_batch_with_changeset_references(
         changeset.records.create(
             "account", {"name": "From lead", "originatingleadid@odata.bind": lead_ref}
         )
-    batch.records.get("lead", guid("lead", 1), select=["fullname"])
+    batch.records.retrieve("lead", guid("lead", 1), select=["fullname"])
     result = batch.execute()
     assert not result.has_errors, [r.__dict__ for r in result.failed]
     assert len(result.succeeded) == 3
