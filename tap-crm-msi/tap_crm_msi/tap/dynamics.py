@@ -75,6 +75,9 @@ class Labels:
 class DynamicsStream(CrmStream):
     crm = "dynamics"
     tables: ClassVar[dict[str, Table]]
+    # Whether `computed` is handed the table's option-set labels (read from the table's metadata
+    # once a run, so only for streams that use them).
+    labelled: ClassVar[bool] = False
 
     def __init__(self, tap: TapCrmMsi, client: DynamicsClient) -> None:
         super().__init__(tap)
@@ -142,7 +145,7 @@ class DynamicsStream(CrmStream):
     ) -> Iterator[dict[str, Any]]:
         incremental = delta is not None or window.resumed
         url = delta or self.client.url(table.entity_set, select=select)
-        build = self.record_builder(table, incremental, window)
+        emit = self._emitter(table, incremental, window, dedupe=False)
         now = format_ts(dt.datetime.now(dt.UTC))
         delta_link = None
         pages_read = 0
@@ -156,7 +159,7 @@ class DynamicsStream(CrmStream):
                         if record is not None:
                             yield record
                         continue
-                    yield from self._emit(row, table, build, window, dedupe=False)
+                    yield from emit(row)
         except CrmError as exc:
             # A table without change tracking refuses the preference on its first read.
             if delta is None and pages_read == 0 and exc.status == 400:
@@ -176,39 +179,60 @@ class DynamicsStream(CrmStream):
         query = {"select": select, "orderby": f"modifiedon asc,{table.primary_id} asc"}
         if start is not None:
             query["filter"] = f"modifiedon ge {start.strftime('%Y-%m-%dT%H:%M:%SZ')}"
-        build = self.record_builder(table, window.resumed, window)
+        emit = self._emitter(table, window.resumed, window, dedupe=True)
         pages = self.client.pages(self.client.url(table.entity_set, **query))
         for rows, _ in prefetch(pages):
             for row in rows:
-                yield from self._emit(row, table, build, window, dedupe=True)
+                yield from emit(row)
         window.finish()
 
-    def _emit(
-        self,
-        row: dict[str, Any],
-        table: Table,
-        build: Callable[[dict[str, Any], str, str], list[dict[str, Any]]],
-        window: OverlapWindow,
-        *,
-        dedupe: bool,
-    ) -> list[dict[str, Any]]:
-        """The records of one row (a list, not a generator: this runs for every row read)."""
-        ts = canonical_ts(row.get("modifiedon")) or ""
-        row_id = _guid(row.get(table.primary_id)) or ""
-        # A change-tracking read returns each change once: the window only tracks the bookmark.
-        if not window.admit(row_id, ts) and dedupe:
-            return []
-        records = build(row, row_id, ts)
-        if self.field_mappings.pairs:
-            mappings = self.field_mappings.for_object(table.logical_name)
-            for record in records:
-                apply_mappings(mappings, row, record)
-        return records
+    def _emitter(
+        self, table: Table, incremental: bool, window: OverlapWindow, *, dedupe: bool
+    ) -> Callable[[dict[str, Any]], list[dict[str, Any]]]:
+        """A function row -> its records (a list, not a generator: it runs for every row read)."""
+        build = self.record_builder(table, incremental, window)
+        mappings = self.field_mappings.for_object(table.logical_name)
+        admit = window.admit
+        primary_id = table.primary_id
+
+        def emit(row: dict[str, Any]) -> list[dict[str, Any]]:
+            ts = canonical_ts(row.get("modifiedon")) or ""
+            row_id = _guid(row.get(primary_id)) or ""
+            # A change-tracking read returns each change once: the window only tracks the bookmark.
+            if not admit(row_id, ts) and dedupe:
+                return []
+            records = build(row, row_id, ts)
+            if mappings:
+                for record in records:
+                    apply_mappings(mappings, row, record)
+            return records
+
+        return emit
 
     # Per-stream shapes ---------------------------------------------------------------------------
     def record_builder(
         self, table: Table, incremental: bool, window: OverlapWindow
     ) -> Callable[[dict[str, Any], str, str], list[dict[str, Any]]]:
+        """A function (row, lower-case id, canonical timestamp) -> the row's contract records.
+
+        By default one record: the `copied` fields plus the stream's `computed` ones; a stream that
+        skips rows, makes more than one record of a row, or depends on the run overrides this.
+        """
+        shape = self.shape(table.logical_name, self.copied)
+        computed = self.computed
+        labels = self.labels(table) if self.labelled else Labels({})
+
+        def build(row: dict[str, Any], row_id: str, ts: str) -> list[dict[str, Any]]:
+            return [shape(row, ts, computed(row, row_id, labels))]
+
+        return build
+
+    def computed(self, row: dict[str, Any], row_id: str, labels: Labels) -> dict[str, Any]:
+        """The contract fields of a row that are not copied as they are.
+
+        `labels` knows the table's option sets when the stream is `labelled` (else none, and a
+        value reads as its text).
+        """
         raise NotImplementedError
 
     def labels(self, table: Table) -> Labels:
@@ -249,27 +273,17 @@ class SalesPersonsStream(DynamicsStream):
         "phone": "address1_telephone1",
     }
 
-    def record_builder(self, table: Table, incremental: bool, window: OverlapWindow) -> Callable:
-        shape = self.shape(table.logical_name, self.copied)
-
-        def build(row: dict[str, Any], row_id: str, ts: str) -> list[dict[str, Any]]:
-            disabled = row.get("isdisabled")
-            return [
-                shape(
-                    row,
-                    ts,
-                    {
-                        "externalSalesPersonId": row_id,
-                        "isActive": None if disabled is None else not disabled,
-                    },
-                )
-            ]
-
-        return build
+    def computed(self, row: dict[str, Any], row_id: str, labels: Labels) -> dict[str, Any]:
+        disabled = row.get("isdisabled")
+        return {
+            "externalSalesPersonId": row_id,
+            "isActive": None if disabled is None else not disabled,
+        }
 
 
 class CompaniesStream(DynamicsStream):
     contract_name = "companies"
+    labelled = True
     tables: ClassVar[dict[str, Table]] = {
         "account": Table(
             "account",
@@ -303,27 +317,14 @@ class CompaniesStream(DynamicsStream):
         "mainPhone": "telephone1",
     }
 
-    def record_builder(self, table: Table, incremental: bool, window: OverlapWindow) -> Callable:
-        owner = self.owner
-        labels = self.labels(table)
-        shape = self.shape(table.logical_name, self.copied)
-
-        def build(row: dict[str, Any], row_id: str, ts: str) -> list[dict[str, Any]]:
-            revenue = row.get("revenue")
-            return [
-                shape(
-                    row,
-                    ts,
-                    {
-                        "externalCompanyId": row_id,
-                        "externalSalesPersonId": owner(row),
-                        "industry": labels(row, "industrycode"),
-                        "annualRevenue": None if revenue is None else float(revenue),
-                    },
-                )
-            ]
-
-        return build
+    def computed(self, row: dict[str, Any], row_id: str, labels: Labels) -> dict[str, Any]:
+        revenue = row.get("revenue")
+        return {
+            "externalCompanyId": row_id,
+            "externalSalesPersonId": self.owner(row),
+            "industry": labels(row, "industrycode"),
+            "annualRevenue": None if revenue is None else float(revenue),
+        }
 
 
 PERSON_COLUMNS = (
@@ -441,6 +442,7 @@ OPPORTUNITY_TABLE = Table(
 
 class OpportunitiesStream(DynamicsStream):
     contract_name = "opportunities"
+    labelled = True
     tables: ClassVar[dict[str, Table]] = {"opportunity": OPPORTUNITY_TABLE}
 
     copied: ClassVar[dict[str, str]] = {
@@ -449,35 +451,22 @@ class OpportunitiesStream(DynamicsStream):
         "probability": "closeprobability",
     }
 
-    def record_builder(self, table: Table, incremental: bool, window: OverlapWindow) -> Callable:
-        owner = self.owner
-        labels = self.labels(table)
-        shape = self.shape(table.logical_name, self.copied)
-
-        def build(row: dict[str, Any], row_id: str, ts: str) -> list[dict[str, Any]]:
-            customer = row.get("_customerid_value")
-            account = row.get("_parentaccountid_value") or (
-                customer if row.get("_customerid_value" + LOGICAL) == "account" else None
-            )
-            state = row.get("statecode")
-            value = row.get("estimatedvalue")
-            return [
-                shape(
-                    row,
-                    ts,
-                    {
-                        "externalOpportunityId": row_id,
-                        "externalCompanyId": _guid(account),
-                        "externalSalesPersonId": owner(row),
-                        "amount": None if value is None else float(value),
-                        "stage": row.get("stepname") or labels(row, "statecode"),
-                        "isClosed": None if state is None else state != 0,
-                        "isWon": None if state is None else state == 1,
-                    },
-                )
-            ]
-
-        return build
+    def computed(self, row: dict[str, Any], row_id: str, labels: Labels) -> dict[str, Any]:
+        customer = row.get("_customerid_value")
+        account = row.get("_parentaccountid_value") or (
+            customer if row.get("_customerid_value" + LOGICAL) == "account" else None
+        )
+        state = row.get("statecode")
+        value = row.get("estimatedvalue")
+        return {
+            "externalOpportunityId": row_id,
+            "externalCompanyId": _guid(account),
+            "externalSalesPersonId": self.owner(row),
+            "amount": None if value is None else float(value),
+            "stage": row.get("stepname") or labels(row, "statecode"),
+            "isClosed": None if state is None else state != 0,
+            "isWon": None if state is None else state == 1,
+        }
 
 
 class OpportunityRolesStream(DynamicsStream):

@@ -59,7 +59,6 @@ def _from_csv(row: dict[str, Any]) -> dict[str, Any]:
 class SalesforceStream(CrmStream):
     crm = "salesforce"
     sobjects: ClassVar[dict[str, SObject]]
-    copied: ClassVar[dict[str, str]] = {}  # contract field -> SObject field, copied as is
 
     def __init__(self, tap: TapCrmMsi, client: SalesforceClient) -> None:
         super().__init__(tap)

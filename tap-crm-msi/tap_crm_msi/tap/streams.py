@@ -37,6 +37,7 @@ class CrmStream(FastRecordStream):
     contract_name: ClassVar[str]
     crm: ClassVar[str]
     crm_objects: ClassVar[tuple[str, ...]]
+    copied: ClassVar[dict[str, str]] = {}  # contract field -> CRM field, copied as is
     replication_key = REPLICATION_KEY
     # Records are built to the contract's JSON types; the SDK's per-record walk over the schema
     # would only cost time (it was a third of the tap's CPU at 10,000s of records/s).

@@ -28,12 +28,13 @@ MAX_BATCH = 1000
 
 class DynamicsWriter(ScoreWriter):
     crm = "dynamics"
+    client_type = DynamicsClient
+    mapping_setting = "dynamics_attribute_map"
+    client: DynamicsClient
 
     def __init__(self, config: Mapping[str, Any], report: WriteReport) -> None:
         super().__init__(config, report)
-        self.client = DynamicsClient(dict(config))
         self.org_url = str(config["org_url"]).rstrip("/")
-        self.mapping = dict(config["dynamics_attribute_map"])
         self.entities = list(config["dynamics_entities"])
         unknown = set(self.entities) - set(ENTITY_SETS)
         if unknown:
@@ -42,10 +43,6 @@ class DynamicsWriter(ScoreWriter):
         self.retry = RetryPolicy(
             RetrySettings.from_config(config), logger=self.logger, name="Dataverse $batch"
         )
-
-    @property
-    def calls(self) -> int:
-        return self.client.calls
 
     def instance(self) -> str:
         return self.org_url

@@ -34,11 +34,12 @@ IDS_PER_QUERY = 200
 
 class SalesforceWriter(ScoreWriter):
     crm = "salesforce"
+    client_type = SalesforceClient
+    mapping_setting = "salesforce_field_map"
+    client: SalesforceClient
 
     def __init__(self, config: Mapping[str, Any], report: WriteReport) -> None:
         super().__init__(config, report)
-        self.client = SalesforceClient(dict(config))
-        self.mapping = dict(config["salesforce_field_map"])
         self.namespace = str(config["msi_namespace"])
         self.bulk_threshold = int(config["bulk_write_threshold"])
         # Locked rows: `lock_retries` more rounds, waiting as every other retry does.
@@ -48,10 +49,6 @@ class SalesforceWriter(ScoreWriter):
         self.redirect_converted = config["converted_leads"] == "contact"
         self.describe_cache_s = float(config["describe_cache_hours"]) * 3600
         self._fields: dict[str, SalesforceFields] = {}
-
-    @property
-    def calls(self) -> int:
-        return self.client.calls
 
     def instance(self) -> str:
         self.client.auth.ensure_token()

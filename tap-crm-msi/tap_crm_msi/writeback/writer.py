@@ -9,10 +9,10 @@ changes and report each item as written or rejected with the CRM's own error cod
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from tap_crm_msi.writeback.fields import msi_values
 from tap_crm_msi.writeback.memory import WriteMemory, instance_file
@@ -54,19 +54,23 @@ class ScoreWriter:
     """Turns score records into CRM updates; subclasses implement the CRM's calls."""
 
     crm = "crm"
+    client_type: ClassVar[Callable[[dict[str, Any]], Any]]  # the tap's client of this CRM
+    mapping_setting: ClassVar[str]  # the setting: Marketo score field -> CRM field
 
     def __init__(self, config: Mapping[str, Any], report: WriteReport) -> None:
         self.config = config
         self.report = report
         self.logger = logging.getLogger(f"target_crm_msi.{self.crm}")
-        self.mapping: dict[str, str] = {}
+        self.client = self.client_type(dict(config))
+        self.mapping: dict[str, str] = dict(config[self.mapping_setting])
         self._memory: WriteMemory | None = None
 
-    # Subclass hooks ------------------------------------------------------------------------
     @property
     def calls(self) -> int:
-        raise NotImplementedError
+        """API calls made so far."""
+        return self.client.calls
 
+    # Subclass hooks ------------------------------------------------------------------------
     def instance(self) -> str:
         """The CRM instance's URL: one write memory per instance."""
         raise NotImplementedError
