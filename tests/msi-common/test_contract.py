@@ -6,10 +6,12 @@ from typing import Any
 
 import jsonschema
 import pytest
+from singer_sdk import typing as th
 from singer_sdk.singerlib.schema import Schema
 
 from msi_common import contract
 from msi_common.contract import STREAM_NAMES, key_properties, load_schema
+from msi_sandbox.marketo.leads import MSI_FIELDS as SANDBOX_MSI_FIELDS
 from msi_sandbox.marketo.schema import COMPANY_FIELDS as SANDBOX_COMPANY_DESCRIBE
 from msi_sandbox.marketo.schema import LEAD_FIELDS as SANDBOX_LEAD_DESCRIBE
 from target_marketo_msi.marketo import objects
@@ -109,33 +111,29 @@ def test_a_parent_link_is_the_parents_key_and_comes_earlier(name: str) -> None:
 
 
 def test_marketo_required() -> None:
-    assert contract.marketo_required("sales_persons") == ("externalSalesPersonId", "email")
-    assert contract.marketo_required("companies") == ("externalCompanyId",)
-    assert contract.marketo_required("leads") == ("externalPersonId",)
-    assert contract.marketo_required("opportunities") == ("externalOpportunityId", "name")
-    assert contract.marketo_required("opportunity_roles") == (
-        "externalOpportunityId",
-        "externalPersonId",
-        "role",
-    )
+    assert {n: contract.marketo_required(n) for n in STREAM_NAMES} == {
+        "sales_persons": ("externalSalesPersonId", "email"),
+        "companies": ("externalCompanyId",),
+        "leads": ("externalPersonId",),
+        "opportunities": ("externalOpportunityId", "name"),
+        "opportunity_roles": ("externalOpportunityId", "externalPersonId", "role"),
+    }
 
 
 def test_id_fields() -> None:
-    assert contract.id_fields("sales_persons") == ("externalSalesPersonId",)
-    assert contract.id_fields("companies") == ("externalCompanyId", "externalSalesPersonId")
-    assert contract.id_fields("leads") == (
-        "externalPersonId",
-        "externalSalesPersonId",
-        "externalCompanyId",
-        "convertedToExternalPersonId",
-    )
-    assert contract.id_fields("opportunities") == (
-        "externalOpportunityId",
-        "externalCompanyId",
-        "externalSalesPersonId",
-    )
-    # The role row's own id is never sent nor a key: it is not checked as a record id.
-    assert contract.id_fields("opportunity_roles") == ("externalOpportunityId", "externalPersonId")
+    assert {n: contract.id_fields(n) for n in STREAM_NAMES} == {
+        "sales_persons": ("externalSalesPersonId",),
+        "companies": ("externalCompanyId", "externalSalesPersonId"),
+        "leads": (
+            "externalPersonId",
+            "externalSalesPersonId",
+            "externalCompanyId",
+            "convertedToExternalPersonId",
+        ),
+        "opportunities": ("externalOpportunityId", "externalCompanyId", "externalSalesPersonId"),
+        # The role row's own id is never sent nor a key: it is not checked as a record id.
+        "opportunity_roles": ("externalOpportunityId", "externalPersonId"),
+    }
     assert contract.id_fields() == (
         "externalSalesPersonId",
         "externalCompanyId",
@@ -177,6 +175,31 @@ def test_company_fields_cover_the_companies_contract() -> None:
     assert bound <= set(contract.company_fields())
     leads = load_schema("leads")["properties"]
     assert [f for f in contract.company_fields() if f in leads] == ["company", "industry"]
+
+
+# The scores contract, Marketo -> CRM -----------------------------------------------------------
+def test_scores_schema_is_valid_and_apart_from_the_forward_streams() -> None:
+    schema = load_schema(contract.SCORES_STREAM)
+    jsonschema.Draft7Validator.check_schema(schema)
+    assert contract.SCORES_STREAM == "lead_scores"
+    assert contract.SCORES_STREAM not in STREAM_NAMES
+    assert (*STREAM_NAMES, "lead_scores") == contract.CONTRACT_STREAMS
+    assert key_properties("lead_scores") == ["externalPersonId"]
+    assert contract.replication_key("lead_scores") == "updatedAt"
+    assert set(Schema.from_dict(schema).to_dict()["properties"]) == set(schema["properties"])
+    jsonschema.Draft7Validator(schema).validate({"externalPersonId": "00Q1", "priority": 3})
+
+
+def test_score_fields_are_the_ones_marketo_computes() -> None:
+    """The sandbox's Marketo keeps its own list of them (it stands in for Marketo, apart from
+    the connectors): the contract's, in its order. The other fields say whose scores they are."""
+    assert contract.score_fields() == SANDBOX_MSI_FIELDS
+    properties = load_schema(contract.SCORES_STREAM)["properties"]
+    assert [p for p in properties if p not in contract.score_fields()] == [
+        "externalPersonId",
+        "id",
+        "updatedAt",
+    ]
 
 
 # What the connectors derive equals the annotations ------------------------------------------
@@ -237,3 +260,24 @@ def test_each_contract_stream_has_its_marketo_object_strategy() -> None:
 
     assert tuple(STRATEGIES) == STREAM_NAMES
     assert {n: s.spec for n, s in STRATEGIES.items()} == objects.BY_STREAM
+
+
+def test_tap_marketo_emits_the_scores_contract() -> None:
+    stream = tap_marketo_streams.LeadScoresStream
+    assert stream.name == contract.SCORES_STREAM
+    assert stream.primary_keys == key_properties(stream.name)
+    assert stream.replication_key == contract.replication_key(stream.name)
+    assert contract.score_fields() == stream.SCORE_FIELDS
+    # The stream's schema is built from FIELDS: the contract's properties, to the letter.
+    emitted = th.PropertiesList(*(th.Property(p, kind) for p, _f, kind, _r in stream.FIELDS))
+    assert emitted.to_dict()["properties"] == load_schema(stream.name)["properties"]
+
+
+def test_target_crm_writes_back_the_contracts_scores() -> None:
+    from tap_crm_msi.writeback import fields
+
+    assert contract.score_fields() == fields.SCORE_FIELDS
+    assert tuple(fields.SALESFORCE_FIELDS) == fields.SCORE_FIELDS
+    assert tuple(fields.DYNAMICS_ATTRIBUTES) == fields.SCORE_FIELDS
+    assert {"msiLastInterestingMomentDate"} == fields.DATE_FIELDS
+    assert {"priority", "relativeUrgency", "relativeScore"} == fields.NUMBER_FIELDS

@@ -1,9 +1,15 @@
-"""The stream contract: JSON Schemas of the five streams, in Marketo's field names.
+"""The stream contracts: JSON Schemas of the streams the two connector packages pass each other,
+in Marketo's field names.
 
-The schemas are CRM-neutral: the Salesforce and Dynamics streams emit exactly these shapes, and
-target-marketo-msi reads them. Everything either side needs to know about a stream is in its
-schema, as JSON Schema extension keywords (validators ignore them; the Singer SDK passes them
-through in SCHEMA messages, though a catalog round-trip drops them, so code reads them here):
+- Forward, CRM -> Marketo: the five streams of `STREAM_NAMES`. They are CRM-neutral: the
+  Salesforce and Dynamics streams of tap-crm-msi emit exactly these shapes, and
+  target-marketo-msi reads them.
+- Back, Marketo -> CRM: `lead_scores` (`SCORES_STREAM`), MSI's scores per lead, which
+  tap-marketo-msi emits and target-crm-msi writes back to the CRM record the lead names.
+
+Everything either side needs to know about a stream is in its schema, as JSON Schema extension
+keywords (validators ignore them; the Singer SDK passes them through in SCHEMA messages, though a
+catalog round-trip drops them, so code reads them here):
 
 - `x-key-properties`: the Singer key properties, the record's identity.
 - `x-replication-key`: the replication key.
@@ -15,6 +21,7 @@ through in SCHEMA messages, though a catalog round-trip drops them, so code read
 - per property, `x-id: true`: the value is a CRM record id (checked and normalised as one).
 - per property, `x-marketo-field`: the Marketo field a contract field goes to when its name
   differs, or null when it steers the target and is never sent to Marketo.
+- per property, `x-msi-score: true` (lead_scores): one of the scores MSI computes.
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-# The order MSI needs: a parent before its children.
+# The forward streams, in the order MSI needs: a parent before its children.
 STREAM_NAMES: tuple[str, ...] = (
     "sales_persons",
     "companies",
@@ -33,13 +40,16 @@ STREAM_NAMES: tuple[str, ...] = (
     "opportunities",
     "opportunity_roles",
 )
-REPLICATION_KEY = "_crm_modified_at"
+REPLICATION_KEY = "_crm_modified_at"  # the forward streams'
+# The stream back: MSI's scores, from Marketo to the CRM.
+SCORES_STREAM = "lead_scores"
+CONTRACT_STREAMS: tuple[str, ...] = (*STREAM_NAMES, SCORES_STREAM)
 
 
 @cache
 def _load(name: str) -> dict[str, Any]:
-    if name not in STREAM_NAMES:
-        raise KeyError(f"unknown stream {name!r}; the contract has {', '.join(STREAM_NAMES)}")
+    if name not in CONTRACT_STREAMS:
+        raise KeyError(f"unknown stream {name!r}; the contract has {', '.join(CONTRACT_STREAMS)}")
     text = resources.files(__package__).joinpath(f"{name}.json").read_text(encoding="utf-8")
     return json.loads(text)
 
@@ -52,6 +62,11 @@ def load_schema(name: str) -> dict[str, Any]:
 def key_properties(name: str) -> list[str]:
     """The Singer key properties of stream `name`."""
     return list(_load(name)["x-key-properties"])
+
+
+def replication_key(name: str) -> str:
+    """The replication key of stream `name`."""
+    return _load(name)["x-replication-key"]
 
 
 def parents(name: str) -> dict[str, str]:
@@ -97,3 +112,8 @@ def company_fields() -> tuple[str, ...]:
     """The lead fields that are company fields in Marketo (a lead linked to a company takes
     them from the company and refuses them itself)."""
     return tuple(_load("leads")["x-company-fields"])
+
+
+def score_fields() -> tuple[str, ...]:
+    """The scores MSI computes, as `lead_scores` names them (in its order)."""
+    return tuple(f for f, prop in _properties(SCORES_STREAM).items() if prop.get("x-msi-score"))

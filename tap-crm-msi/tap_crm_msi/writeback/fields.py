@@ -1,6 +1,7 @@
 """Which CRM field receives which MSI score, and the one written form of each value.
 
-Marketo field names are the `lead_scores` stream's. The Salesforce names default to the seed
+Marketo field names are the `lead_scores` contract's (msi_common.contract), which also says
+which fields are scores and of what type. The Salesforce names default to the seed
 documents' and are checked against `describe` (orgs with the MSI package carry the `mkto_si__`
 namespace); the Dynamics attribute names are a setting whose defaults are documented in the
 README. Values are normalised once, so "what we last wrote" compares like with like.
@@ -12,17 +13,10 @@ import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
+from msi_common import contract
 from tap_crm_msi.errors import CrmError
 
-SCORE_FIELDS = (
-    "msiLastInterestingMomentType",
-    "msiLastInterestingMomentDate",
-    "msiLastInterestingMomentDesc",
-    "msiLastInterestingMomentSource",
-    "priority",
-    "relativeUrgency",
-    "relativeScore",
-)
+SCORE_FIELDS = contract.score_fields()
 
 SALESFORCE_FIELDS: dict[str, str] = {
     "msiLastInterestingMomentType": "Last_Interesting_Moment_Type__c",
@@ -44,8 +38,9 @@ DYNAMICS_ATTRIBUTES: dict[str, str] = {
     "relativeUrgency": "msi_urgency",
     "relativeScore": "msi_relativescore",
 }
-DATE_FIELDS = frozenset({"msiLastInterestingMomentDate"})
-NUMBER_FIELDS = frozenset({"priority", "relativeUrgency", "relativeScore"})
+_SCORES = contract.load_schema(contract.SCORES_STREAM)["properties"]
+DATE_FIELDS = frozenset(f for f in SCORE_FIELDS if _SCORES[f].get("format") == "date-time")
+NUMBER_FIELDS = frozenset(f for f in SCORE_FIELDS if {"integer", "number"} & {*_SCORES[f]["type"]})
 
 
 class FieldNotFoundError(CrmError):

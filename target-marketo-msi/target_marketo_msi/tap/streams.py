@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from singer_sdk import typing as th
 from singer_sdk.exceptions import FatalAPIError
 
-from msi_common.contract import company_fields
+from msi_common import contract
 from target_marketo_msi.marketo.errors import StopRun
 from target_marketo_msi.sdk_compat import StateCheckpointStream
 from target_marketo_msi.tap.csvstream import CONVERTERS
@@ -57,7 +57,7 @@ _JSON_TYPES: dict[str, th.JSONTypeHelper] = {
 # JSON Schema type -> the csvstream converter for a CSV cell of that type.
 _CONVERTED = (("integer", "integer"), ("number", "float"), ("boolean", "boolean"))
 # Company-type lead fields: on a lead linked to a company they are the company's values.
-COMPANY_FIELDS = company_fields()
+COMPANY_FIELDS = contract.company_fields()
 
 
 class MarketoLeadStream(StateCheckpointStream):
@@ -322,33 +322,22 @@ class MarketoLeadStream(StateCheckpointStream):
 
 
 class LeadScoresStream(MarketoLeadStream):
-    """MSI's computed fields per lead that has an externalPersonId, emitted when they change."""
+    """MSI's computed fields per lead that has an externalPersonId, emitted when they change.
 
-    name = "lead_scores"
-    primary_keys: ClassVar[list[str]] = ["externalPersonId"]
-    replication_key = "updatedAt"
+    Name, keys and fields are the `lead_scores` contract's (msi_common.contract), which
+    target-crm-msi reads: every property is the Marketo field of the same name (unless
+    remapped) and must exist in describe2.
+    """
+
+    name = contract.SCORES_STREAM
+    primary_keys: ClassVar[list[str]] = contract.key_properties(contract.SCORES_STREAM)
+    replication_key = contract.replication_key(contract.SCORES_STREAM)
     field_map_setting = "lead_scores_field_map"
 
-    SCORE_FIELDS = (
-        "msiLastInterestingMomentType",
-        "msiLastInterestingMomentDate",
-        "msiLastInterestingMomentDesc",
-        "msiLastInterestingMomentSource",
-        "priority",
-        "relativeUrgency",
-        "relativeScore",
-    )
-    FIELDS = (
-        ("externalPersonId", "externalPersonId", th.StringType(), True),
-        ("id", "id", th.IntegerType(), True),
-        ("msiLastInterestingMomentType", "msiLastInterestingMomentType", th.StringType(), True),
-        ("msiLastInterestingMomentDate", "msiLastInterestingMomentDate", th.DateTimeType(), True),
-        ("msiLastInterestingMomentDesc", "msiLastInterestingMomentDesc", th.StringType(), True),
-        ("msiLastInterestingMomentSource", "msiLastInterestingMomentSource", th.StringType(), True),
-        ("priority", "priority", th.IntegerType(), True),
-        ("relativeUrgency", "relativeUrgency", th.IntegerType(), True),
-        ("relativeScore", "relativeScore", th.IntegerType(), True),
-        ("updatedAt", "updatedAt", th.DateTimeType(), True),
+    SCORE_FIELDS = contract.score_fields()
+    FIELDS = tuple(
+        (prop, prop, th.CustomType(schema), True)
+        for prop, schema in contract.load_schema(contract.SCORES_STREAM)["properties"].items()
     )
 
     def wanted(self, record: dict[str, Any]) -> bool:
