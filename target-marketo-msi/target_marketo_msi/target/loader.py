@@ -223,49 +223,37 @@ class Loader:
             # Children may count on these parents, as they would in a real run.
             self.ledger.mark_loaded(spec.stream, [i.key for i in items])
             return
+
+        def send_one(part: list[PendingRecord], sent: list[dict[str, Any]]) -> None:
+            try:
+                results = self.client.sync(path, {**body, "input": sent})
+            except (StopRun, MarketoAuthError, RetriesExhausted):
+                raise
+            except MarketoError as exc:
+                # A response-level error caused by one record (718: unknown
+                # externalSalesPersonId) fails the whole call: split until the culprit stands
+                # alone, load the rest.
+                if len(part) == 1:
+                    self.reject(part[0], exc.code, exc.message)
+                    return
+                middle = len(part) // 2
+                send_one(part[:middle], sent[:middle])
+                send_one(part[middle:], sent[middle:])
+                return
+            handle(part, sent, results)
+            self.log_progress()
+
         workers = max(1, min(len(groups), self.client.limiter.settings.max_concurrent))
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"mkto-{spec.stream}")
         try:
             futures = [
-                pool.submit(
-                    self._send_one,
-                    path,
-                    [items[i] for i in group],
-                    [payloads[i] for i in group],
-                    body,
-                    handle,
-                )
+                pool.submit(send_one, [items[i] for i in group], [payloads[i] for i in group])
                 for group in groups
             ]
             for future in as_completed(futures):
                 future.result()
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
-
-    def _send_one(
-        self,
-        path: str,
-        items: list[PendingRecord],
-        payloads: list[dict[str, Any]],
-        body: dict[str, Any],
-        handle: Handler,
-    ) -> None:
-        try:
-            results = self.client.sync(path, {**body, "input": payloads})
-        except (StopRun, MarketoAuthError, RetriesExhausted):
-            raise
-        except MarketoError as exc:
-            # A response-level error caused by one record (718: unknown externalSalesPersonId)
-            # fails the whole call: split until the culprit stands alone, load the rest.
-            if len(items) == 1:
-                self.reject(items[0], exc.code, exc.message)
-                return
-            middle = len(items) // 2
-            self._send_one(path, items[:middle], payloads[:middle], body, handle)
-            self._send_one(path, items[middle:], payloads[middle:], body, handle)
-            return
-        handle(items, payloads, results)
-        self.log_progress()
 
     # Settling -------------------------------------------------------------------------------
     def settled(self, item: PendingRecord, outcome: str) -> None:
