@@ -24,7 +24,7 @@ from urllib.parse import quote
 
 import msgspec
 import requests
-from _common import serve, trusting_session
+from _common import access_token, serve, trusting_session
 
 SOQL_FIELDS = {
     "Lead": "Id, Email, FirstName, LastName, OwnerId, Title, Phone, MobilePhone, Company, "
@@ -88,15 +88,7 @@ Run = tuple[str, Callable[[], tuple[int, int, int]]]
 
 
 def salesforce_runs(http: requests.Session, info: dict[str, Any]) -> list[Run]:
-    token = http.post(
-        info["base_url"] + "/services/oauth2/token",
-        data={
-            "grant_type": "client_credentials",
-            "client_id": info["client_id"],
-            "client_secret": info["client_secret"],
-        },
-        timeout=30,
-    ).json()["access_token"]
+    token = access_token(http, "salesforce", info)
     headers = {"Authorization": f"Bearer {token}", "Sforce-Query-Options": "batchSize=2000"}
     base = f"{info['base_url']}/services/data/{info['api_version']}"
     decoder = msgspec.json.Decoder(SoqlPage)
@@ -115,16 +107,7 @@ def salesforce_runs(http: requests.Session, info: dict[str, Any]) -> list[Run]:
 
 
 def dynamics_runs(http: requests.Session, info: dict[str, Any]) -> list[Run]:
-    token = http.post(
-        f"{info['authority']}/oauth2/v2.0/token",
-        data={
-            "grant_type": "client_credentials",
-            "client_id": info["client_id"],
-            "client_secret": info["client_secret"],
-            "scope": info["scope"],
-        },
-        timeout=30,
-    ).json()["access_token"]
+    token = access_token(http, "dynamics", info)
     headers = {"Authorization": f"Bearer {token}", "Prefer": ODATA_PREFER}
     decoder = msgspec.json.Decoder(ODataPage)
 

@@ -12,16 +12,12 @@ and once as a change-tracking initial load. Prints records/s and MB/s per run.
 from __future__ import annotations
 
 import argparse
-import tempfile
 import time
-from pathlib import Path
-from typing import Any
 
 import requests
-from _common import trusting_session
+from _common import access_token, one_service, trusting_session, unlimited
 
 from msi_sandbox.generator import generate
-from msi_sandbox.server import start
 
 NO_LIMITS = {"requests_per_window": 0, "max_concurrent": 0}
 SELECTS = {
@@ -30,21 +26,6 @@ SELECTS = {
     "_originatingleadid_value,modifiedon",
 }
 MAX_PAGES = 10_000
-
-
-def token(session: requests.Session, info: dict[str, Any]) -> str:
-    response = session.post(
-        f"{info['authority']}/oauth2/v2.0/token",
-        data={
-            "grant_type": "client_credentials",
-            "client_id": info["client_id"],
-            "client_secret": info["client_secret"],
-            "scope": info["scope"],
-        },
-        timeout=30,
-    )
-    response.raise_for_status()
-    return response.json()["access_token"]
 
 
 def read_all(
@@ -73,53 +54,43 @@ def main() -> None:
     parser.add_argument("--page-size", type=int, default=5000)
     args = parser.parse_args()
 
-    with tempfile.TemporaryDirectory() as tmp:
-        sandbox = start(Path(tmp), ports={"dynamics": 0}, services=["dynamics"])
-        try:
-            service = sandbox.services["dynamics"]
-            started = time.perf_counter()
-            world = generate(args.size, seed=0)
-            generated = time.perf_counter() - started
-            cpu = time.process_time()
-            service.seed_world(world)
-            seeded = time.perf_counter() - started - generated
-            print(
-                f"world {args.size}: generated in {generated:.1f} s, seeded in {seeded:.1f} s "
-                f"({time.process_time() - cpu:.1f} s CPU)"
-            )
-            service.limits.update(NO_LIMITS)
-            service.apply_limits()
-            info = sandbox.info()["dynamics"]
-            session = trusting_session(str(sandbox.ca_bundle))
-            auth = {"Authorization": f"Bearer {token(session, info)}"}
-            paging = f"odata.maxpagesize={args.page_size}"
-            runs = [
-                ("$select", lambda es: {"$select": SELECTS[es]}, paging),
-                ("all + annotations", lambda es: {}, f'{paging},odata.include-annotations="*"'),
-                (
-                    "track-changes",
-                    lambda es: {"$select": SELECTS[es]},
-                    f"{paging},odata.track-changes",
-                ),
-            ]
-            print(
-                f"{'entity set':<10} {'run':<18} {'rows':>8} {'pages':>6} {'s':>7} "
-                f"{'rows/s':>9} {'MB/s':>6}"
-            )
-            for entity_set in ("leads", "contacts"):
-                for label, params, prefer in runs:
-                    rows, size, pages, seconds = read_all(
-                        session,
-                        f"{info['api_url']}/{entity_set}",
-                        params(entity_set),
-                        {**auth, "Prefer": prefer},
-                    )
-                    print(
-                        f"{entity_set:<10} {label:<18} {rows:>8,} {pages:>6} {seconds:>7.2f} "
-                        f"{rows / seconds:>9,.0f} {size / seconds / 1e6:>6.1f}"
-                    )
-        finally:
-            sandbox.stop()
+    with one_service("dynamics") as (sandbox, service):
+        started = time.perf_counter()
+        world = generate(args.size, seed=0)
+        generated = time.perf_counter() - started
+        cpu = time.process_time()
+        service.seed_world(world)
+        seeded = time.perf_counter() - started - generated
+        print(
+            f"world {args.size}: generated in {generated:.1f} s, seeded in {seeded:.1f} s "
+            f"({time.process_time() - cpu:.1f} s CPU)"
+        )
+        unlimited(service, NO_LIMITS)
+        info = sandbox.info()["dynamics"]
+        session = trusting_session(str(sandbox.ca_bundle))
+        auth = {"Authorization": f"Bearer {access_token(session, 'dynamics', info)}"}
+        paging = f"odata.maxpagesize={args.page_size}"
+        runs = [
+            ("$select", lambda es: {"$select": SELECTS[es]}, paging),
+            ("all + annotations", lambda es: {}, f'{paging},odata.include-annotations="*"'),
+            ("track-changes", lambda es: {"$select": SELECTS[es]}, f"{paging},odata.track-changes"),
+        ]
+        print(
+            f"{'entity set':<10} {'run':<18} {'rows':>8} {'pages':>6} {'s':>7} "
+            f"{'rows/s':>9} {'MB/s':>6}"
+        )
+        for entity_set in ("leads", "contacts"):
+            for label, params, prefer in runs:
+                rows, size, pages, seconds = read_all(
+                    session,
+                    f"{info['api_url']}/{entity_set}",
+                    params(entity_set),
+                    {**auth, "Prefer": prefer},
+                )
+                print(
+                    f"{entity_set:<10} {label:<18} {rows:>8,} {pages:>6} {seconds:>7.2f} "
+                    f"{rows / seconds:>9,.0f} {size / seconds / 1e6:>6.1f}"
+                )
 
 
 if __name__ == "__main__":

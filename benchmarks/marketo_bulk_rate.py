@@ -17,15 +17,11 @@ from __future__ import annotations
 import argparse
 import hashlib
 import resource
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import requests
-from _common import trusting_session
-
-from msi_sandbox.server import start
+from _common import one_service, trusting_session, unlimited
 
 NO_LIMITS = {"calls_per_window": 0, "max_concurrent": 0, "daily_quota": 0}
 FIELDS = ["id", "email", "firstName", "lastName", "title", "company", "createdAt", "updatedAt"]
@@ -157,20 +153,14 @@ def main() -> None:
     parser.add_argument("--chunk-mb", type=int, default=8, help="Range size when downloading")
     args = parser.parse_args()
 
-    with tempfile.TemporaryDirectory() as tmp:
-        sandbox = start(Path(tmp), ports={"marketo": 0}, services=["marketo"])
-        try:
-            service = sandbox.services["marketo"]
-            service.limits.update(NO_LIMITS)
-            service.apply_limits()
-            seeded = seed_leads(service.store, args.leads)
-            print(f"seed: {args.leads:,} leads stored in {seeded:.1f} s")
-            token = service.tokens.issue(service.credentials["client_id"]).value
-            api = Api(service.base_url, token, str(sandbox.ca_bundle))
-            bench_extract(api, args.leads, args.chunk_mb << 20)
-            bench_import(api)
-        finally:
-            sandbox.stop()
+    with one_service("marketo") as (sandbox, service):
+        unlimited(service, NO_LIMITS)
+        seeded = seed_leads(service.store, args.leads)
+        print(f"seed: {args.leads:,} leads stored in {seeded:.1f} s")
+        token = service.tokens.issue(service.credentials["client_id"]).value
+        api = Api(service.base_url, token, str(sandbox.ca_bundle))
+        bench_extract(api, args.leads, args.chunk_mb << 20)
+        bench_import(api)
 
 
 if __name__ == "__main__":

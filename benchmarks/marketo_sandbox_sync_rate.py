@@ -10,16 +10,12 @@ and prints calls/s and records/s for each. The sandbox must never be what limits
 from __future__ import annotations
 
 import argparse
-import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
-from _common import trusting_session
-
-from msi_sandbox.server import start
+from _common import access_token, one_service, trusting_session, unlimited
 
 BATCH = 300
 NO_LIMITS = {"calls_per_window": 0, "max_concurrent": 0, "daily_quota": 0}
@@ -70,37 +66,24 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="concurrent client threads")
     args = parser.parse_args()
 
-    with tempfile.TemporaryDirectory() as tmp:
-        sandbox = start(Path(tmp), ports={"marketo": 0}, services=["marketo"], use_tls=True)
-        try:
-            info = sandbox.info()["marketo"]
-            ca = str(sandbox.ca_bundle)
-            with trusting_session(ca) as admin:
-                admin.put(f"{info['base_url']}/_sandbox/limits", json=NO_LIMITS, timeout=30)
-                token = admin.get(
-                    f"{info['base_url']}/identity/oauth/token",
-                    params={
-                        "grant_type": "client_credentials",
-                        "client_id": info["client_id"],
-                        "client_secret": info["client_secret"],
-                    },
-                    timeout=30,
-                ).json()["access_token"]
+    with one_service("marketo") as (sandbox, service):
+        unlimited(service, NO_LIMITS)
+        info = sandbox.info()["marketo"]
+        ca = str(sandbox.ca_bundle)
+        with trusting_session(ca) as session:
+            token = access_token(session, "marketo", info)
+        print(
+            f"marketo sandbox sync rate: {args.calls} calls x {BATCH} leads per phase, "
+            f"{args.threads} client thread(s), TLS on loopback"
+        )
+        for phase in ("create", "update"):
+            elapsed = run_phase(info["base_url"], token, ca, args.calls, args.threads, phase)
+            calls_s = args.calls / elapsed
             print(
-                f"marketo sandbox sync rate: {args.calls} calls x {BATCH} leads per phase, "
-                f"{args.threads} client thread(s), TLS on loopback"
+                f"  {phase:6}: {elapsed:6.2f} s  {calls_s:7.1f} calls/s  "
+                f"{calls_s * BATCH:9.0f} records/s  ({1000 / calls_s:.1f} ms/call)"
             )
-            for phase in ("create", "update"):
-                elapsed = run_phase(info["base_url"], token, ca, args.calls, args.threads, phase)
-                calls_s = args.calls / elapsed
-                print(
-                    f"  {phase:6}: {elapsed:6.2f} s  {calls_s:7.1f} calls/s  "
-                    f"{calls_s * BATCH:9.0f} records/s  ({1000 / calls_s:.1f} ms/call)"
-                )
-            leads = sandbox.services["marketo"].store.count("leads")
-            print(f"  leads stored: {leads}")
-        finally:
-            sandbox.stop()
+        print(f"  leads stored: {service.store.count('leads')}")
 
 
 if __name__ == "__main__":

@@ -11,15 +11,12 @@ run, pages, records, seconds and records/s. The sandbox must never be what limit
 from __future__ import annotations
 
 import argparse
-import tempfile
 import time
-from pathlib import Path
 
 import requests
-from _common import trusting_session
+from _common import access_token, one_service, trusting_session
 
 from msi_sandbox.generator import generate
-from msi_sandbox.server import start
 
 API = "/services/data/v60.0"
 FIELDS = [
@@ -80,40 +77,26 @@ def main() -> None:
     parser.add_argument("--fields", type=int, default=len(FIELDS))
     args = parser.parse_args()
     fields = ", ".join(FIELDS[: args.fields])
-    with tempfile.TemporaryDirectory() as tmp:
-        sandbox = start(Path(tmp), ports={"salesforce": 0}, services=["salesforce"])
-        try:
-            service = sandbox.services["salesforce"]
-            world = generate(args.size, 0)
-            started = time.perf_counter()
-            service.seed_world(world)
-            seeded = time.perf_counter() - started
-            rows = sum(world.counts().values())
-            print(f"seed {args.size}: {rows:,} rows in {seeded:.1f} s")
-            info = sandbox.info()["salesforce"]
-            http = trusting_session(str(sandbox.ca_bundle))
-            token = http.post(
-                info["base_url"] + "/services/oauth2/token",
-                data={
-                    "grant_type": "client_credentials",
-                    "client_id": info["client_id"],
-                    "client_secret": info["client_secret"],
-                },
-                timeout=30,
-            ).json()["access_token"]
-            http.headers["Authorization"] = f"Bearer {token}"
-            print(f"{'run':<24} {'pages':>6} {'records':>9} {'seconds':>8} {'records/s':>10}")
-            for sobject in ("Lead", "Contact"):
-                soql = f"SELECT {fields} FROM {sobject} ORDER BY SystemModstamp"
-                for label, run in (("REST query", _page_through), ("Bulk 2.0 query", _bulk)):
-                    pages, records, seconds = run(http, info["base_url"], soql)
-                    name = f"{label} {sobject}"
-                    print(
-                        f"{name:<24} {pages:>6} {records:>9,} {seconds:>8.2f}"
-                        f" {records / seconds:>10,.0f}"
-                    )
-        finally:
-            sandbox.stop()
+    with one_service("salesforce") as (sandbox, service):
+        world = generate(args.size, 0)
+        started = time.perf_counter()
+        service.seed_world(world)
+        seeded = time.perf_counter() - started
+        rows = sum(world.counts().values())
+        print(f"seed {args.size}: {rows:,} rows in {seeded:.1f} s")
+        info = sandbox.info()["salesforce"]
+        http = trusting_session(str(sandbox.ca_bundle))
+        http.headers["Authorization"] = f"Bearer {access_token(http, 'salesforce', info)}"
+        print(f"{'run':<24} {'pages':>6} {'records':>9} {'seconds':>8} {'records/s':>10}")
+        for sobject in ("Lead", "Contact"):
+            soql = f"SELECT {fields} FROM {sobject} ORDER BY SystemModstamp"
+            for label, run in (("REST query", _page_through), ("Bulk 2.0 query", _bulk)):
+                pages, records, seconds = run(http, info["base_url"], soql)
+                name = f"{label} {sobject}"
+                print(
+                    f"{name:<24} {pages:>6} {records:>9,} {seconds:>8.2f}"
+                    f" {records / seconds:>10,.0f}"
+                )
 
 
 if __name__ == "__main__":

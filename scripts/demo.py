@@ -19,6 +19,7 @@ from typing import Any
 import requests
 import yaml
 
+from msi_sandbox.background import serve_in_background
 from msi_sandbox.server import environment_variables
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -113,35 +114,17 @@ def start_sandbox() -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
     shutil.rmtree(CONNECTOR_STATE_DIR, ignore_errors=True)
     WAREHOUSE_FILE.unlink(missing_ok=True)
     SANDBOX_DIR.mkdir(parents=True)
-    log = (DEMO_DIR / "sandbox.log").open("wb")
-    process = subprocess.Popen(
-        [
-            str(BIN / "msi-sandbox"),
-            "serve",
-            "--data-dir",
-            str(SANDBOX_DIR),
-            "--marketo-port",
-            "0",
-            "--salesforce-port",
-            "0",
-            "--dynamics-port",
-            "0",
-            "--size",
-            "small",
-            "--seed",
-            str(DEMO_SEED),
-        ],
-        cwd=ROOT,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    info_path = SANDBOX_DIR / "sandbox.json"
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    while not info_path.exists():
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"the sandbox did not start; see {DEMO_DIR / 'sandbox.log'}")
-        time.sleep(0.2)
-    info = json.loads(info_path.read_text())
+    log_path = DEMO_DIR / "sandbox.log"
+    ports = ["--marketo-port", "0", "--salesforce-port", "0", "--dynamics-port", "0"]
+    try:
+        process, info = serve_in_background(
+            SANDBOX_DIR,
+            [*ports, "--size", "small", "--seed", str(DEMO_SEED)],
+            timeout_s=STARTUP_TIMEOUT_S,
+            output=log_path.open("wb"),
+        )
+    except RuntimeError as exc:
+        raise RuntimeError(f"{exc}; see {log_path}") from exc
     say("sandbox running: " + ", ".join(f"{n} {info[n]['base_url']}" for n in services(info)))
     return process, info
 

@@ -1,13 +1,20 @@
 """Plugin settings several test folders build alike: the connection of each plugin to its
-sandbox service, and where a target writes its state, rejects and summary.
+sandbox service (msi_common.testing's, for the `sandbox` fixture's handle), where a target
+writes its state, rejects and summary, and a target's settings for the SDK's standard tests.
 
 tests/ is on sys.path as the root conftest's folder, so every test folder imports this module.
 """
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Any
+
+from msi_common import testing
+
+# A port nothing listens on: a plugin pointed at it fails on any API call.
+CLOSED_PORT_URL = "https://127.0.0.1:9"
 
 
 def run_outputs(directory: Path | str) -> dict[str, str]:
@@ -20,36 +27,22 @@ def run_outputs(directory: Path | str) -> dict[str, str]:
     }
 
 
+def standard_test_settings(plugin: str, **settings: Any) -> dict[str, Any]:
+    """A target's settings for the SDK's standard tests: credentials no API sees, outputs in a
+    fresh temporary folder, and `settings` (its URL: CLOSED_PORT_URL, so no call is made)."""
+    return {
+        "client_id": "sdk-standard-tests",
+        "client_secret": "unused",
+        **run_outputs(tempfile.mkdtemp(prefix=f"{plugin}-sdk-")),
+        **settings,
+    }
+
+
 def marketo_connection(sandbox: Any) -> dict[str, Any]:
     """Connection settings of target-marketo-msi and tap-marketo-msi for the sandbox's Marketo."""
-    info = sandbox.info["marketo"]
-    return {
-        "base_url": info["base_url"],
-        "client_id": info["client_id"],
-        "client_secret": info["client_secret"],
-        "ca_bundle": sandbox.ca_bundle,
-    }
+    return testing.marketo_connection(sandbox.info, sandbox.ca_bundle)
 
 
 def crm_connection(sandbox: Any, crm: str) -> dict[str, Any]:
     """Connection settings for `crm` ("salesforce" or "dynamics") in the running sandbox."""
-    info = sandbox.info[crm]
-    common = {
-        "crm": crm,
-        "client_id": info["client_id"],
-        "client_secret": info["client_secret"],
-        "ca_bundle": sandbox.ca_bundle,
-    }
-    if crm == "salesforce":
-        return {
-            **common,
-            "login_url": info["base_url"],
-            "api_version": info["api_version"].lstrip("v"),
-        }
-    return {
-        **common,
-        "org_url": info["base_url"],
-        "authority": info["authority"],
-        "tenant_id": info["tenant_id"],
-        "scope": info["scope"],
-    }
+    return testing.crm_connection(crm, sandbox.info, sandbox.ca_bundle)

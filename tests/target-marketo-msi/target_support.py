@@ -12,15 +12,11 @@ from typing import Any
 
 from plugin_settings import marketo_connection, run_outputs
 
-from msi_common.contract import STREAM_NAMES, key_properties, load_schema
+from msi_common import testing
+from msi_common.contract import STREAM_NAMES
 from target_marketo_msi.target.target import TargetMarketoMsi
 
-ROLE_NAMES = ("Decision Maker", "Evaluator", "Influencer", "Technical Buyer")
-
-
-def sf_id(prefix: str, n: int) -> str:
-    """An 18-character Salesforce-looking id (the checksum suffix is not needed here)."""
-    return f"{prefix}{n:012d}AAA"
+sf_id = testing.sf_id  # the tests' own records take ids alike
 
 
 def target_config(sandbox: Any, tmp_path: Path, **overrides: Any) -> dict[str, Any]:
@@ -36,15 +32,7 @@ def target_config(sandbox: Any, tmp_path: Path, **overrides: Any) -> dict[str, A
 
 
 def schema_messages(streams: Iterable[str] = STREAM_NAMES) -> list[dict[str, Any]]:
-    return [
-        {
-            "type": "SCHEMA",
-            "stream": name,
-            "schema": load_schema(name),
-            "key_properties": key_properties(name),
-        }
-        for name in streams
-    ]
+    return [testing.schema_message(name) for name in streams]
 
 
 def record_messages(stream: str, records: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
@@ -146,82 +134,9 @@ class World:
         return out
 
 
-def make_world(
-    sales_persons: int = 5,
-    companies: int = 10,
-    leads: int = 30,
-    opportunities: int = 8,
-    roles_per_opportunity: int = 2,
-    start: int = 1,
-) -> World:
-    crm = {"_crm": "salesforce", "_crm_modified_at": "2026-01-01T00:00:00Z"}
-    world = World()
-    for i in range(start, start + sales_persons):
-        world.sales_persons.append(
-            {
-                "externalSalesPersonId": sf_id("005", i),
-                "email": f"rep{i}@example.com",
-                "firstName": f"Rep{i}",
-                "lastName": "Seller",
-                "_crm_object": "User",
-                **crm,
-            }
-        )
-    owners = [p["externalSalesPersonId"] for p in world.sales_persons]
-    for j in range(start, start + companies):
-        world.companies.append(
-            {
-                "externalCompanyId": sf_id("001", j),
-                "company": f"Company {j}",
-                "externalSalesPersonId": owners[j % len(owners)],
-                "industry": "Software",
-                "_crm_object": "Account",
-                **crm,
-            }
-        )
-    accounts = [c["externalCompanyId"] for c in world.companies]
-    for k in range(start, start + leads):
-        world.leads.append(
-            {
-                "externalPersonId": sf_id("003", k),
-                "email": f"person{k}@example.com",
-                "firstName": f"Person{k}",
-                "lastName": "Buyer",
-                "externalSalesPersonId": owners[k % len(owners)],
-                "externalCompanyId": accounts[k % len(accounts)],
-                "title": "Engineer",
-                "personType": "contact",
-                "_crm_object": "Contact",
-                **crm,
-            }
-        )
-    people = [p["externalPersonId"] for p in world.leads]
-    for m in range(start, start + opportunities):
-        opp_id = sf_id("006", m)
-        world.opportunities.append(
-            {
-                "externalOpportunityId": opp_id,
-                "name": f"Deal {m}",
-                "externalCompanyId": accounts[m % len(accounts)],
-                "externalSalesPersonId": owners[m % len(owners)],
-                "amount": 1000.0 + m,
-                "stage": "Prospecting",
-                "_crm_object": "Opportunity",
-                **crm,
-            }
-        )
-        for r in range(roles_per_opportunity):
-            world.opportunity_roles.append(
-                {
-                    "externalOpportunityId": opp_id,
-                    "externalPersonId": people[(m * roles_per_opportunity + r) % len(people)],
-                    "role": ROLE_NAMES[r % len(ROLE_NAMES)],
-                    "isPrimary": r == 0,
-                    "_crm_object": "OpportunityContactRole",
-                    **crm,
-                }
-            )
-    return world
+def make_world(**counts: int) -> World:
+    """msi_common.testing's contract world (`counts`: its arguments), as a World."""
+    return World(**testing.contract_world(**counts))
 
 
 def assert_marketo_matches(sandbox: Any, world: World) -> None:

@@ -11,42 +11,16 @@ from typing import Any
 import requests
 from plugin_settings import crm_connection, run_outputs
 
+from msi_common.contract import SCORES_STREAM
+from msi_common.testing import schema_message
+from msi_sandbox.dynamics.schema import DEFAULT_MSI_ATTRIBUTES
+from msi_sandbox.salesforce.schema import MSI_FIELDS as SALESFORCE_MSI_FIELDS
 from tap_crm_msi.writeback.target import TargetCrmMsi
 
 FAST = {"backoff_factor": 0.01, "bulk_poll_seconds": 0.05, "max_tries": 4}
-SCORE_SCHEMA = {
-    "type": "object",
-    "properties": {
-        "externalPersonId": {"type": ["string", "null"]},
-        "id": {"type": ["integer", "null"]},
-        "msiLastInterestingMomentType": {"type": ["string", "null"]},
-        "msiLastInterestingMomentDate": {"type": ["string", "null"], "format": "date-time"},
-        "msiLastInterestingMomentDesc": {"type": ["string", "null"]},
-        "msiLastInterestingMomentSource": {"type": ["string", "null"]},
-        "priority": {"type": ["integer", "null"]},
-        "relativeUrgency": {"type": ["integer", "null"]},
-        "relativeScore": {"type": ["integer", "null"]},
-        "updatedAt": {"type": ["string", "null"], "format": "date-time"},
-    },
-}
-SF_FIELDS = (
-    "Last_Interesting_Moment_Type__c",
-    "Last_Interesting_Moment_Date__c",
-    "Last_Interesting_Moment_Desc__c",
-    "Last_Interesting_Moment_Source__c",
-    "Priority__c",
-    "Urgency_Value__c",
-    "Relative_Score_Value__c",
-)
-DYN_FIELDS = (
-    "msi_lastinterestingmomenttype",
-    "msi_lastinterestingmomentdate",
-    "msi_lastinterestingmomentdesc",
-    "msi_lastinterestingmomentsource",
-    "msi_priority",
-    "msi_urgency",
-    "msi_relativescore",
-)
+# Where the sandbox CRMs keep the MSI scores (the connector's defaults write there).
+SF_FIELDS = tuple(name for name, *_ in SALESFORCE_MSI_FIELDS)
+DYN_FIELDS = tuple(DEFAULT_MSI_ATTRIBUTES.values())
 # What every write moves besides the written fields.
 SF_STAMPS = ("LastModifiedDate", "SystemModstamp")
 DYN_STAMPS = ("versionnumber",)  # modifiedon too, but in whole seconds: it may not move
@@ -78,17 +52,9 @@ def score(external_id: str, n: int, **fields: Any) -> dict[str, Any]:
     return record
 
 
-def singer_lines(records: list[dict[str, Any]], stream: str = "lead_scores") -> list[str]:
-    lines = [
-        json.dumps(
-            {
-                "type": "SCHEMA",
-                "stream": stream,
-                "schema": SCORE_SCHEMA,
-                "key_properties": ["externalPersonId"],
-            }
-        )
-    ]
+def singer_lines(records: list[dict[str, Any]], stream: str = SCORES_STREAM) -> list[str]:
+    """`records` as a stream of the lead_scores contract, then a STATE."""
+    lines = [json.dumps({**schema_message(SCORES_STREAM), "stream": stream})]
     lines += [json.dumps({"type": "RECORD", "stream": stream, "record": r}) for r in records]
     lines.append(json.dumps({"type": "STATE", "value": {"bookmarks": {stream: {"n": 1}}}}))
     return lines
