@@ -25,6 +25,14 @@ from msi_sandbox.server import environment_variables
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MELTANO = Path(sys.executable).parent / "meltano"
 CHUNK = 300  # Marketo's filterValues limit per call
+# Per Marketo object read back: marketorestpython's method and the field its filter matches.
+READS = {
+    "leads": ("get_multiple_leads_by_filter_type", "externalPersonId"),
+    "companies": ("get_companies", "externalCompanyId"),
+    "opportunities": ("get_opportunities", "externalOpportunityId"),
+    "opportunity_roles": ("get_opportunity_roles", "externalOpportunityId"),
+    "sales_persons": ("get_sales_persons", "externalSalesPersonId"),
+}
 
 
 @pytest.fixture(scope="module")
@@ -92,11 +100,14 @@ class MarketoView:
         )
         self.mc.host = info["base_url"]  # the client otherwise builds <munchkin>.mktorest.com
 
-    def fetch(self, method: str, filter_type: str, values: Iterable[str], **kw: Any) -> list[dict]:
+    def fetch(self, obj: str, values: Iterable[str], *fields: str) -> list[dict]:
+        """The `obj` records whose filter field is one of `values`: that field and `fields`."""
+        method, filter_type = READS[obj]
+        wanted = ",".join((filter_type, *fields))
         found: list[dict] = []
         for chunk in chunks(values):
             found += self.mc.execute(
-                method=method, filterType=filter_type, filterValues=chunk, **kw
+                method=method, filterType=filter_type, filterValues=chunk, fields=wanted
             )
         return found
 
@@ -143,40 +154,25 @@ def test_meltano_job_loads_every_object_with_its_links(
     marketo = MarketoView(sandbox)
 
     people = marketo.fetch(
-        "get_multiple_leads_by_filter_type",
-        "externalPersonId",
-        source["people"],
-        fields="id,email,externalPersonId,externalCompanyId,externalSalesPersonId",
+        "leads", source["people"], "id", "email", "externalCompanyId", "externalSalesPersonId"
     )
-    companies = marketo.fetch(
-        "get_companies",
-        "externalCompanyId",
-        source["accounts"],
-        fields="externalCompanyId,externalSalesPersonId,company",
-    )
+    companies = marketo.fetch("companies", source["accounts"], "externalSalesPersonId", "company")
     opportunities = marketo.fetch(
-        "get_opportunities",
-        "externalOpportunityId",
+        "opportunities",
         source["opportunities"],
-        fields="externalOpportunityId,externalCompanyId,externalSalesPersonId,name",
+        "externalCompanyId",
+        "externalSalesPersonId",
+        "name",
     )
     roles = marketo.fetch(
-        "get_opportunity_roles",
-        "externalOpportunityId",
-        source["opportunities"],
-        fields="externalOpportunityId,leadId,role,isPrimary",
+        "opportunity_roles", source["opportunities"], "leadId", "role", "isPrimary"
     )
     owner_ids = {
         r["externalSalesPersonId"]
         for r in [*companies, *opportunities, *people]
         if r.get("externalSalesPersonId")
     }
-    sales_persons = marketo.fetch(
-        "get_sales_persons",
-        "externalSalesPersonId",
-        owner_ids,
-        fields="externalSalesPersonId,email",
-    )
+    sales_persons = marketo.fetch("sales_persons", owner_ids, "email")
     owners = lower(owner_ids)
 
     # Nothing lost: each CRM record is in Marketo or in the rejects file, with its reason.

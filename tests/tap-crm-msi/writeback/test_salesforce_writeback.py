@@ -37,14 +37,14 @@ def pick(sandbox: Any) -> dict[str, list[str]]:
     return {"leads": open_leads[:3], "contacts": list(contacts)[5:7], "converted": converted[:1]}
 
 
-def test_scores_land_on_exactly_the_named_records(salesforce: Any, tmp_path: Path) -> None:
-    chosen = pick(salesforce)
-    leads_before, contacts_before = people(salesforce)
+def test_scores_land_on_exactly_the_named_records(seeded_salesforce: Any, tmp_path: Path) -> None:
+    chosen = pick(seeded_salesforce)
+    leads_before, contacts_before = people(seeded_salesforce)
     ids = chosen["leads"] + chosen["contacts"]
     records = [score(i, n) for n, i in enumerate(ids, start=1)]
-    target = run_target(salesforce_config(salesforce, tmp_path), singer_lines(records))
+    target = run_target(salesforce_config(seeded_salesforce, tmp_path), singer_lines(records))
 
-    leads_after, contacts_after = people(salesforce)
+    leads_after, contacts_after = people(seeded_salesforce)
     expected = set(SF_FIELDS) | set(SF_STAMPS)
     assert changed_rows(leads_before, leads_after) == {i: expected for i in chosen["leads"]}
     assert changed_rows(contacts_before, contacts_after) == {
@@ -67,30 +67,30 @@ def test_scores_land_on_exactly_the_named_records(salesforce: Any, tmp_path: Pat
 
 
 def test_second_run_writes_nothing_and_changes_only_what_moved(
-    salesforce: Any, tmp_path: Path
+    seeded_salesforce: Any, tmp_path: Path
 ) -> None:
-    chosen = pick(salesforce)
+    chosen = pick(seeded_salesforce)
     ids = chosen["leads"] + chosen["contacts"]
     records = [score(i, n) for n, i in enumerate(ids, start=1)]
-    config = salesforce_config(salesforce, tmp_path)
+    config = salesforce_config(seeded_salesforce, tmp_path)
     run_target(config, singer_lines(records))
 
-    salesforce.admin("salesforce", "POST", "stats/reset")
-    before = people(salesforce)
+    seeded_salesforce.admin("salesforce", "POST", "stats/reset")
+    before = people(seeded_salesforce)
     again = run_target(config, singer_lines(records))
     assert again.summary["written"] == 0
     assert again.summary["unchanged"] == 5
-    assert api_calls(salesforce, "salesforce", "/services/data") == 0
-    assert people(salesforce) == before
+    assert api_calls(seeded_salesforce, "salesforce", "/services/data") == 0
+    assert people(seeded_salesforce) == before
 
     # Someone edits Priority__c in the CRM; Marketo then moves only the urgency of one lead:
     # only Urgency_Value__c is sent, the hand edit stays.
     lead_id = chosen["leads"][0]
-    salesforce.service("salesforce").store.update("Lead", lead_id, {"Priority__c": 99.0})
+    seeded_salesforce.service("salesforce").store.update("Lead", lead_id, {"Priority__c": 99.0})
     records[0] = {**records[0], "relativeUrgency": 77}
-    leads_before, contacts_before = people(salesforce)
+    leads_before, contacts_before = people(seeded_salesforce)
     third = run_target(config, singer_lines(records))
-    leads_after, contacts_after = people(salesforce)
+    leads_after, contacts_after = people(seeded_salesforce)
     assert changed_rows(leads_before, leads_after) == {lead_id: {"Urgency_Value__c", *SF_STAMPS}}
     assert leads_after[lead_id]["Priority__c"] == 99.0
     assert contacts_before == contacts_after
@@ -99,15 +99,15 @@ def test_second_run_writes_nothing_and_changes_only_what_moved(
 
 @pytest.mark.parametrize(("setting", "lands_on_contact"), [("contact", True), ("report", False)])
 def test_converted_lead_scores_go_to_its_contact_or_are_reported(
-    salesforce: Any, tmp_path: Path, setting: str, lands_on_contact: bool
+    seeded_salesforce: Any, tmp_path: Path, setting: str, lands_on_contact: bool
 ) -> None:
-    (lead_id,) = pick(salesforce)["converted"]
-    leads_before, contacts_before = people(salesforce)
+    (lead_id,) = pick(seeded_salesforce)["converted"]
+    leads_before, contacts_before = people(seeded_salesforce)
     contact_id = leads_before[lead_id]["ConvertedContactId"]
-    config = salesforce_config(salesforce, tmp_path, converted_leads=setting)
+    config = salesforce_config(seeded_salesforce, tmp_path, converted_leads=setting)
     target = run_target(config, singer_lines([score(lead_id, 11)]))
 
-    leads_after, contacts_after = people(salesforce)
+    leads_after, contacts_after = people(seeded_salesforce)
     assert leads_before == leads_after  # a converted lead is never written
     if lands_on_contact:
         assert changed_rows(contacts_before, contacts_after) == {
@@ -116,11 +116,11 @@ def test_converted_lead_scores_go_to_its_contact_or_are_reported(
         assert contacts_after[contact_id]["Priority__c"] == 11.0
         assert (target.summary["written"], target.summary["redirected"]) == (1, 1)
         # The next run goes straight to the contact (no failed lead update first).
-        salesforce.admin("salesforce", "POST", "stats/reset")
+        seeded_salesforce.admin("salesforce", "POST", "stats/reset")
         again = run_target(config, singer_lines([score(lead_id, 12)]))
         assert again.summary["written"] == 1
-        assert contacts_after != people(salesforce)[1]
-        assert api_calls(salesforce, "salesforce", "/services/data") == 1  # one update only
+        assert contacts_after != people(seeded_salesforce)[1]
+        assert api_calls(seeded_salesforce, "salesforce", "/services/data") == 1  # one update only
     else:
         assert contacts_before == contacts_after
         (reject,) = rejects(tmp_path)
@@ -128,11 +128,13 @@ def test_converted_lead_scores_go_to_its_contact_or_are_reported(
         assert contact_id in reject["message"]
 
 
-def test_per_record_errors_are_reported_and_locks_retried(salesforce: Any, tmp_path: Path) -> None:
-    chosen = pick(salesforce)
+def test_per_record_errors_are_reported_and_locks_retried(
+    seeded_salesforce: Any, tmp_path: Path
+) -> None:
+    chosen = pick(seeded_salesforce)
     first, second = chosen["leads"][:2]
     # The first record updated answers UNABLE_TO_LOCK_ROW once, then succeeds.
-    salesforce.admin(
+    seeded_salesforce.admin(
         "salesforce",
         "PUT",
         "record_faults",
@@ -146,9 +148,9 @@ def test_per_record_errors_are_reported_and_locks_retried(salesforce: Any, tmp_p
         score(None, 5),  # type: ignore[arg-type]
         score("00Q5g0000000001ZZZ", 6),  # a checksum that does not match
     ]
-    leads_before, _ = people(salesforce)
-    target = run_target(salesforce_config(salesforce, tmp_path), singer_lines(records))
-    leads_after, _ = people(salesforce)
+    leads_before, _ = people(seeded_salesforce)
+    target = run_target(salesforce_config(seeded_salesforce, tmp_path), singer_lines(records))
+    leads_after, _ = people(seeded_salesforce)
     assert set(changed_rows(leads_before, leads_after)) == {first}
     codes = sorted(r["code"] for r in rejects(tmp_path))
     assert codes == sorted(
@@ -163,24 +165,24 @@ def test_per_record_errors_are_reported_and_locks_retried(salesforce: Any, tmp_p
     assert target.summary["written"] == 1
     assert target.summary["rejects_by_code"]["NOT_LEAD_OR_CONTACT"] == 1
     # The locked record was sent again, alone, in a second composite call.
-    assert api_calls(salesforce, "salesforce", "/services/data/<version>/composite") == 2
+    assert api_calls(seeded_salesforce, "salesforce", "/services/data/<version>/composite") == 2
 
 
-def test_bulk_ingest_above_the_threshold(salesforce: Any, tmp_path: Path) -> None:
-    chosen = pick(salesforce)
+def test_bulk_ingest_above_the_threshold(seeded_salesforce: Any, tmp_path: Path) -> None:
+    chosen = pick(seeded_salesforce)
     ids = chosen["leads"] + chosen["contacts"]
     records = [score(i, n) for n, i in enumerate(ids, start=1)]
     records[1]["msiLastInterestingMomentDesc"] = None  # empties the field (#N/A in the CSV)
-    leads_before, contacts_before = people(salesforce)
-    config = salesforce_config(salesforce, tmp_path, bulk_write_threshold=2)
+    leads_before, contacts_before = people(seeded_salesforce)
+    config = salesforce_config(seeded_salesforce, tmp_path, bulk_write_threshold=2)
     target = run_target(config, singer_lines(records))
-    leads_after, contacts_after = people(salesforce)
+    leads_after, contacts_after = people(seeded_salesforce)
     assert set(changed_rows(leads_before, leads_after)) == set(chosen["leads"])
     assert set(changed_rows(contacts_before, contacts_after)) == set(chosen["contacts"])
     assert leads_after[chosen["leads"][2]]["Relative_Score_Value__c"] == 9.0
     assert leads_after[chosen["leads"][1]]["Last_Interesting_Moment_Desc__c"] is None
-    assert api_calls(salesforce, "salesforce", "/services/data/<version>/jobs/ingest") >= 2
-    assert api_calls(salesforce, "salesforce", "/services/data/<version>/composite") == 0
+    assert api_calls(seeded_salesforce, "salesforce", "/services/data/<version>/jobs/ingest") >= 2
+    assert api_calls(seeded_salesforce, "salesforce", "/services/data/<version>/composite") == 0
     assert target.summary["written"] == 5
 
 
@@ -205,50 +207,52 @@ def test_namespaced_fields_are_found_through_describe(tmp_path: Path) -> None:
 
 
 def test_spent_allowance_stops_without_state_and_the_rerun_finishes(
-    salesforce: Any, tmp_path: Path
+    seeded_salesforce: Any, tmp_path: Path
 ) -> None:
-    leads, contacts = people(salesforce)
+    leads, contacts = people(seeded_salesforce)
     ids = [i for i, r in leads.items() if not r["IsConverted"]] + list(contacts)[:100]
     records = [score(i, n) for n, i in enumerate(ids, start=1)]
-    config = salesforce_config(salesforce, tmp_path, daily_api_share=1.0)
+    config = salesforce_config(seeded_salesforce, tmp_path, daily_api_share=1.0)
     # Two describes and one composite call of 200 records, then the org's allowance is spent.
-    salesforce.admin("salesforce", "PUT", "limits", json={"daily_api_requests": 3})
+    seeded_salesforce.admin("salesforce", "PUT", "limits", json={"daily_api_requests": 3})
     with pytest.raises(RunStoppedError) as stop:
         run_target(config, singer_lines(records))
     assert stop.value.exit_code == 3
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert (summary["status"], summary["written"]) == ("stopped", 200)
 
-    salesforce.admin("salesforce", "PUT", "limits", json={"daily_api_requests": 100_000})
+    seeded_salesforce.admin("salesforce", "PUT", "limits", json={"daily_api_requests": 100_000})
     rerun = run_target(config, singer_lines(records))
     assert (rerun.summary["written"], rerun.summary["unchanged"]) == (len(ids) - 200, 200)
     assert rerun.states  # this time the state goes out
-    after_leads, after_contacts = people(salesforce)
+    after_leads, after_contacts = people(seeded_salesforce)
     assert all(after_leads[i]["Priority__c"] is not None for i in ids if i in after_leads)
     assert all(after_contacts[i]["Priority__c"] is not None for i in ids if i in after_contacts)
 
 
-def test_expired_session_mid_run_is_renewed(salesforce: Any, tmp_path: Path) -> None:
-    lead_id = pick(salesforce)["leads"][0]
-    salesforce.admin(
+def test_expired_session_mid_run_is_renewed(seeded_salesforce: Any, tmp_path: Path) -> None:
+    lead_id = pick(seeded_salesforce)["leads"][0]
+    seeded_salesforce.admin(
         "salesforce",
         "PUT",
         "faults",
         json={"errors": [{"code": "INVALID_SESSION_ID", "nth": 1, "path": "composite"}]},
     )
-    target = run_target(salesforce_config(salesforce, tmp_path), singer_lines([score(lead_id, 3)]))
+    target = run_target(
+        salesforce_config(seeded_salesforce, tmp_path), singer_lines([score(lead_id, 3)])
+    )
     assert target.summary["written"] == 1
-    assert people(salesforce)[0][lead_id]["Priority__c"] == 3.0
-    assert api_calls(salesforce, "salesforce", "/services/oauth2/token") == 2
+    assert people(seeded_salesforce)[0][lead_id]["Priority__c"] == 3.0
+    assert api_calls(seeded_salesforce, "salesforce", "/services/oauth2/token") == 2
 
 
-def test_a_mapped_field_the_org_lacks_fails_the_run(salesforce: Any, tmp_path: Path) -> None:
-    lead_id = pick(salesforce)["leads"][0]
-    before = people(salesforce)
+def test_a_mapped_field_the_org_lacks_fails_the_run(seeded_salesforce: Any, tmp_path: Path) -> None:
+    lead_id = pick(seeded_salesforce)["leads"][0]
+    before = people(seeded_salesforce)
     config = salesforce_config(
-        salesforce, tmp_path, salesforce_field_map={"priority": "MSI_Priority__c"}
+        seeded_salesforce, tmp_path, salesforce_field_map={"priority": "MSI_Priority__c"}
     )
     with pytest.raises(FieldNotFoundError, match="MSI_Priority__c"):
         run_target(config, singer_lines([score(lead_id, 3)]))
-    assert people(salesforce) == before
+    assert people(seeded_salesforce) == before
     assert rejects(tmp_path) == []  # a setting to fix, not thousands of rejected records

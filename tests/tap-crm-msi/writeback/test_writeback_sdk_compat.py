@@ -7,14 +7,9 @@ changes what it does, these fail.
 
 from __future__ import annotations
 
-import contextlib
-import io
-import json
-from typing import Any, ClassVar
-
 from singer_sdk import typing as th
 from singer_sdk.sinks import BatchSink
-from singer_sdk.target_base import Target
+from sink_receives import sink_receives
 
 from tap_crm_msi.sdk_compat import TextTimestampsSink
 from tap_crm_msi.writeback.sinks import ScoreSink
@@ -42,37 +37,14 @@ RECORDS = [
 DATE_TIMES = ("msiLastInterestingMomentDate", "updatedAt")
 
 
-class _SdkSink(BatchSink):
-    received: ClassVar[list[dict[str, Any]]] = []
-
-    def process_record(self, record: dict[str, Any], context: dict) -> None:
-        self.received.append(dict(record))
-
-    def process_batch(self, context: dict) -> None:
-        pass
-
-
-class _TextSink(TextTimestampsSink, _SdkSink):
-    received: ClassVar[list[dict[str, Any]]] = []
-
-
-def _received(sink_class: type[_SdkSink]) -> list[dict[str, Any]]:
-    class PinTarget(Target):
-        name = "pin-target"
-        config_jsonschema = th.PropertiesList().to_dict()
-        default_sink_class = sink_class
-
-    sink_class.received = []
-    lines = [{"type": "SCHEMA", "stream": "lead_scores", "schema": SCHEMA, "key_properties": []}]
-    lines += [{"type": "RECORD", "stream": "lead_scores", "record": r} for r in RECORDS]
-    target = PinTarget(config={}, parse_env_config=False, validate_config=False)
-    with contextlib.redirect_stdout(io.StringIO()):
-        target.listen(io.StringIO("".join(json.dumps(line) + "\n" for line in lines)))
-    return sink_class.received
+MESSAGES = [
+    {"type": "SCHEMA", "stream": "lead_scores", "schema": SCHEMA, "key_properties": []},
+    *({"type": "RECORD", "stream": "lead_scores", "record": r} for r in RECORDS),
+]
 
 
 def test_date_times_stay_text_and_nothing_else_differs() -> None:
-    sdk, ours = _received(_SdkSink), _received(_TextSink)
+    sdk, ours = sink_receives(MESSAGES), sink_receives(MESSAGES, TextTimestampsSink)
     assert len(sdk) == len(ours) == len(RECORDS)
     for sdk_record, our_record, sent in zip(sdk, ours, RECORDS, strict=True):
         # What the SDK does to date-times (and what the override must keep from happening).

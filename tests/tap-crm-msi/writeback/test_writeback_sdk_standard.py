@@ -6,23 +6,14 @@ nothing. The CRM URL is a closed port: any Salesforce call would fail the test.
 
 from __future__ import annotations
 
-import tempfile
-
-from plugin_settings import run_outputs
+from plugin_settings import CLOSED_PORT_URL, standard_test_settings
 from singer_sdk.testing import get_target_test_class
 
 from tap_crm_msi.writeback.target import TargetCrmMsi
 
-STATE_DIR = tempfile.mkdtemp(prefix="target-crm-msi-sdk-")
-
 TestTargetCrmMsi = get_target_test_class(
     TargetCrmMsi,
-    config={
-        "crm": "salesforce",
-        "login_url": "https://127.0.0.1:9",
-        "client_id": "sdk-standard-tests",
-        "client_secret": "unused",
-        "max_tries": 1,
-        **run_outputs(STATE_DIR),
-    },
+    config=standard_test_settings(
+        "target-crm-msi", crm="salesforce", login_url=CLOSED_PORT_URL, max_tries=1
+    ),
 )

@@ -18,6 +18,7 @@ import pytest
 from singer_sdk import typing as th
 from singer_sdk.sinks import BatchSink
 from singer_sdk.target_base import Target
+from sink_receives import sink_receives
 
 from target_marketo_msi.sdk_compat import MaxRecordAgeHookTarget, TextTimestampsSink
 from target_marketo_msi.target.sinks import MarketoObjectSink
@@ -28,10 +29,6 @@ SCHEMA = th.PropertiesList(
     th.Property("updatedAt", th.DateTimeType),
     th.Property("createdAt", th.DateTimeType),
 ).to_dict()
-
-
-def _lines(*messages: dict[str, Any]) -> io.StringIO:
-    return io.StringIO("".join(json.dumps(m) + "\n" for m in messages))
 
 
 def _schema(stream: str = "people") -> dict[str, Any]:
@@ -125,35 +122,9 @@ def test_the_marketo_target_flushes_everything_in_the_hook() -> None:
 
 
 # Date-times as text ------------------------------------------------------------------------------
-class _SdkSink(BatchSink):
-    received: ClassVar[list[dict[str, Any]]] = []
-
-    def process_record(self, record: dict[str, Any], context: dict) -> None:
-        self.received.append(dict(record))
-
-    def process_batch(self, context: dict) -> None:
-        pass
-
-
-class _TextSink(TextTimestampsSink, _SdkSink):
-    received: ClassVar[list[dict[str, Any]]] = []
-
-
-def _received(sink_class: type[_SdkSink]) -> list[dict[str, Any]]:
-    class PinTarget(Target):
-        name = "pin-target"
-        config_jsonschema = th.PropertiesList().to_dict()
-        default_sink_class = sink_class
-
-    sink_class.received = []
-    target = PinTarget(config={}, parse_env_config=False, validate_config=False)
-    with contextlib.redirect_stdout(io.StringIO()):
-        target.listen(_lines(_schema(), _record(1), _record(2)))
-    return sink_class.received
-
-
 def test_date_times_stay_text_and_nothing_else_differs() -> None:
-    sdk, ours = _received(_SdkSink), _received(_TextSink)
+    messages = [_schema(), _record(1), _record(2)]
+    sdk, ours = sink_receives(messages), sink_receives(messages, TextTimestampsSink)
     assert len(sdk) == len(ours) == 2
     for i, (sdk_record, our_record) in enumerate(zip(sdk, ours, strict=True), start=1):
         sent = _record(i)["record"]

@@ -7,21 +7,11 @@ closed port: any Marketo call would fail the test, which proves none is made for
 
 from __future__ import annotations
 
-import tempfile
-
-from plugin_settings import run_outputs
+from plugin_settings import CLOSED_PORT_URL, standard_test_settings
 from singer_sdk.testing import get_target_test_class
 
 from target_marketo_msi.target.target import TargetMarketoMsi
 
-STATE_DIR = tempfile.mkdtemp(prefix="target-marketo-msi-sdk-")
-
 TestTargetMarketoMsi = get_target_test_class(
-    TargetMarketoMsi,
-    config={
-        "base_url": "https://127.0.0.1:9",
-        "client_id": "sdk-standard-tests",
-        "client_secret": "unused",
-        **run_outputs(STATE_DIR),
-    },
+    TargetMarketoMsi, config=standard_test_settings("target-marketo-msi", base_url=CLOSED_PORT_URL)
 )

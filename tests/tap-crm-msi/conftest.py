@@ -1,4 +1,5 @@
-"""Fixtures for target-crm-msi tests: the sandbox CRMs seeded with the small world."""
+"""Fixtures for the tap-crm-msi and target-crm-msi tests: the sandbox CRMs seeded with the small
+world (helpers live in tap/tap_crm_helpers.py and writeback/writeback_support.py)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,12 @@ import pytest
 
 
 @pytest.fixture
-def salesforce(sandbox: Any) -> Any:
+def seeded_salesforce(sandbox: Any) -> Any:
     """The sandbox with Salesforce holding the small world (seed 3), stats at zero."""
     return sandbox.seeded("salesforce")
 
 
 @pytest.fixture
-def dynamics(sandbox: Any) -> Any:
+def seeded_dynamics(sandbox: Any) -> Any:
     """The sandbox with Dynamics holding the small world (seed 3), stats at zero."""
     return sandbox.seeded("dynamics")
