@@ -4,9 +4,8 @@ singer-sdk has no public hooks for its per-record work, and the tap's record pat
 of it that do nothing for these streams: that made the tap about 40% faster. The overrides here
 are the only uses of private SDK members in the package (tests/test_sdk_private_members.py checks
 that). Each one says which SDK behaviour it must match, and a test holds it to the SDK's own
-output for the same input (tests/tap-crm-msi/tap/test_record_output.py,
-tests/tap-crm-msi/writeback/test_writeback_sdk_compat.py), so an SDK upgrade that changes that
-behaviour fails a test instead of changing the output.
+output for the same input (tests/tap-crm-msi/tap/test_record_output.py), so an SDK upgrade that
+changes that behaviour fails a test instead of changing the output.
 """
 
 from __future__ import annotations
@@ -19,7 +18,6 @@ from singer_sdk.helpers._util import utc_now
 from singer_sdk.helpers.conform import TypeConformanceLevel
 from singer_sdk.mapper import SameRecordTransform
 from singer_sdk.singerlib import RecordMessage
-from singer_sdk.sinks import Sink
 from typing_extensions import override
 
 if TYPE_CHECKING:
@@ -93,14 +91,3 @@ class FastRecordStream(Stream):
             )
         )
         self.state_manager.is_flushed = False
-
-
-class TextTimestampsSink(Sink):
-    """A sink that receives date-time values as the ISO text they came as."""
-
-    @override
-    def _parse_timestamps_in_record(self, record: dict, schema: dict, treatment: Any) -> None:
-        """Leaves date-time strings as the text they came as (`fields.utc_text` reads it), where
-        the SDK would parse them into `datetime` objects before `preprocess_record`."""
-        # The SDK's hook also warns once per field missing from the schema; any stream is
-        # accepted here, so that warning is left out with the parse.

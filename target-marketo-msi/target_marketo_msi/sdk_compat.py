@@ -9,10 +9,7 @@ SDK upgrade that changes that behaviour fails a test instead of changing what th
 
 from __future__ import annotations
 
-from typing import Any
-
 from singer_sdk import Stream
-from singer_sdk.sinks import Sink
 from singer_sdk.target_base import Target
 from typing_extensions import override
 
@@ -41,14 +38,3 @@ class MaxRecordAgeHookTarget(Target):
         if self._max_record_age_in_minutes > self._MAX_RECORD_AGE_IN_MINUTES:
             self.before_max_age_drain()
         super()._handle_max_record_age()
-
-
-class TextTimestampsSink(Sink):
-    """A sink that receives date-time values as the ISO text they came as."""
-
-    @override
-    def _parse_timestamps_in_record(self, record: dict, schema: dict, treatment: Any) -> None:
-        """Leaves date-time strings as the text Marketo wants, where the SDK would parse them
-        into `datetime` objects before `preprocess_record`."""
-        # The SDK's hook also warns once per record field missing from the schema; that warning
-        # goes with the parse.

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 from singer_sdk.sinks import BatchSink
 
+from msi_common.sdk_compat import TextTimestampsSink
 from tap_crm_msi.errors import ApiAllowanceExhausted
-from tap_crm_msi.sdk_compat import TextTimestampsSink
 from tap_crm_msi.writeback.writer import ID_FIELD
 
 if TYPE_CHECKING:

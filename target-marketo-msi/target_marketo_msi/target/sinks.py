@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from singer_sdk.sinks import BatchSink
 from singer_sdk.sinks.core import BaseJSONSchemaValidator
 
-from target_marketo_msi.sdk_compat import TextTimestampsSink
+from msi_common.sdk_compat import TextTimestampsSink
 from target_marketo_msi.target.record_validator import FlatRecordValidator
 
 if TYPE_CHECKING:

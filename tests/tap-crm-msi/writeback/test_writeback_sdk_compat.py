@@ -11,7 +11,7 @@ from singer_sdk import typing as th
 from singer_sdk.sinks import BatchSink
 from sink_receives import sink_receives
 
-from tap_crm_msi.sdk_compat import TextTimestampsSink
+from msi_common.sdk_compat import TextTimestampsSink
 from tap_crm_msi.writeback.sinks import ScoreSink
 
 SCHEMA = th.PropertiesList(

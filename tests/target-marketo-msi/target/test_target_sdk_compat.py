@@ -20,7 +20,8 @@ from singer_sdk.sinks import BatchSink
 from singer_sdk.target_base import Target
 from sink_receives import sink_receives
 
-from target_marketo_msi.sdk_compat import MaxRecordAgeHookTarget, TextTimestampsSink
+from msi_common.sdk_compat import TextTimestampsSink
+from target_marketo_msi.sdk_compat import MaxRecordAgeHookTarget
 from target_marketo_msi.target.sinks import MarketoObjectSink
 from target_marketo_msi.target.target import TargetMarketoMsi
 
