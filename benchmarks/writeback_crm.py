@@ -2,11 +2,21 @@
 
 Starts the Salesforce and Dynamics stand-ins in their own process (`msi-sandbox serve`,
 loopback, TLS, the `medium` world: 50,000 leads and 50,000 contacts), then feeds the target,
-in this process, lead_scores records for half leads and half contacts, and prints records/s and
-API calls per 1,000 records for each write path, then the cost of an identical second run
-(which should write nothing and call nothing). Target and sandbox share the machine's 2 cores.
+in this process, lead_scores records for half leads and half contacts. Target and sandbox share
+the machine's 2 cores. Two scenarios (`--scenario`, both by default):
+
+- `first-run` (runs first, on the world as generated, where no person has scores in the CRM):
+  the first write-back of a run where `--scored-share` (5%) of the people have MSI scores and
+  the rest are null in Marketo as in the CRM; then the same input again through a fresh worker
+  (an empty `state_dir`). Prints the records written, the CRM calls (all; reads among them),
+  Marketo calls (none: the target reads a Singer stream, Marketo is tap-marketo-msi's side) and
+  seconds.
+- `paths`: records/s and API calls per 1,000 records for each write path, every record
+  changed, then the cost of an identical second run (which should write nothing and call
+  nothing).
 
     .venv/bin/python benchmarks/writeback_crm.py [--records 50000] [--crm salesforce dynamics]
+        [--scenario first-run paths] [--scored-share 0.05]
 """
 
 from __future__ import annotations
@@ -25,8 +35,11 @@ from typing import Any
 
 from _common import crm_connection, serve, trusting_session
 
+from msi_common.contract import SCORES_STREAM
+from msi_common.testing import schema_message
 from tap_crm_msi.writeback.target import TargetCrmMsi
 
+SCENARIOS = ("first-run", "paths")
 OBJECTS = {"salesforce": (("Lead", "Id"), ("Contact", "Id")),
            "dynamics": (("lead", "leadid"), ("contact", "contactid"))}  # fmt: skip
 
@@ -80,6 +93,55 @@ def singer_input(ids: list[str], generation: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+def scored_input(ids: list[str], share: float) -> tuple[str, int]:
+    """The lead_scores contract's input: `share` of the people scored, evenly spread, the rest
+    with every score field null (as tap-marketo-msi emits a linked person MSI has not scored).
+    Returns the text and how many people are scored."""
+    step = max(1, round(1 / share)) if share > 0 else 0
+    lines = [json.dumps(schema_message(SCORES_STREAM))]
+    scored = 0
+    for n, external_id in enumerate(ids):
+        record: dict[str, Any] = {"externalPersonId": external_id, "id": n + 1,
+                                  "updatedAt": "2026-03-01T10:00:00Z"}  # fmt: skip
+        if step and n % step == 0:
+            scored += 1
+            record |= {
+                "msiLastInterestingMomentType": "Web",
+                "msiLastInterestingMomentDate": f"2026-03-0{1 + n % 9}T10:00:00Z",
+                "msiLastInterestingMomentDesc": f"Visited Web Page: /pricing/{n}",
+                "msiLastInterestingMomentSource": "Web Page",
+                "priority": n % 100, "relativeUrgency": (n * 7) % 100,
+                "relativeScore": (n * 3) % 100}  # fmt: skip
+        else:
+            record |= dict.fromkeys(
+                ("msiLastInterestingMomentType", "msiLastInterestingMomentDate",
+                 "msiLastInterestingMomentDesc", "msiLastInterestingMomentSource",
+                 "priority", "relativeUrgency", "relativeScore"))  # fmt: skip
+        lines.append(json.dumps({"type": "RECORD", "stream": SCORES_STREAM, "record": record}))
+    return "\n".join(lines) + "\n", scored
+
+
+def report_first_run(label: str, records: int, seconds: float, summary: dict[str, Any]) -> None:
+    calls, reads = summary["calls"], summary.get("reads", 0)
+    print(
+        f"{label:<48} {records:>7} rec {seconds:>8.1f} s  CRM writes={summary['written']} "
+        f"CRM calls={calls} (reads={reads}, other={calls - reads}) Marketo calls=0  "
+        f"unchanged={summary['unchanged']} rejected={summary['rejected']}",
+        flush=True,
+    )
+
+
+def first_run(crm: str, info: dict[str, Any], ca: str, ids: list[str], tmp: Path, share: float
+              ) -> None:  # fmt: skip
+    text, scored = scored_input(ids, share)
+    print(f"{crm}: {len(ids)} people in the input, {scored} scored ({share:.0%})", flush=True)
+    for label, state in (("first write-back", "first"),
+                         ("same input, fresh worker (empty state_dir)", "fresh")):  # fmt: skip
+        config = config_for(crm, info, ca, tmp / f"{crm}-{state}")
+        seconds, summary = run(config, text)
+        report_first_run(f"{crm} {label}", len(ids), seconds, summary)
+
+
 def run(config: dict[str, Any], text: str) -> tuple[float, dict[str, Any]]:
     target = TargetCrmMsi(config=config, parse_env_config=False)
     logging.getLogger("singer_sdk.metrics").setLevel(logging.WARNING)  # the SDK sets it up
@@ -104,6 +166,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=50_000)
     parser.add_argument("--crm", nargs="+", default=["salesforce", "dynamics"])
+    parser.add_argument(
+        "--scenario", nargs="+", choices=SCENARIOS, default=list(SCENARIOS),
+        help="first-run (5%% scored, the first write-back and a fresh worker) and/or paths "
+        "(every record changed, per write path)")  # fmt: skip
+    parser.add_argument("--scored-share", type=float, default=0.05,
+                        help="first-run: share of the people with scores")  # fmt: skip
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     with tempfile.TemporaryDirectory(prefix="writeback-bench-") as tmp:
@@ -116,6 +184,10 @@ def main() -> None:
             ca = info["ca_bundle"]
             for crm in args.crm:
                 ids = person_ids(crm, info, ca, args.records)
+                if "first-run" in args.scenario:  # on the world as generated: no scores yet
+                    first_run(crm, info, ca, ids, Path(tmp), args.scored_share)
+                if "paths" not in args.scenario:
+                    continue
                 # Bulk above 2,000 records a pass (the default); below, so a small run uses it.
                 bulk = {"bulk_write_threshold": max(1, min(2000, len(ids) - 1))}
                 paths = (
