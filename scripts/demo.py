@@ -64,10 +64,10 @@ CRM_PEOPLE = {
         "objects": ("lead", "contact"),
         "id": ("leadid", "contactid"),
         "fields": (
-            "msi_lastinterestingmomenttype",
-            "msi_priority",
-            "msi_urgency",
-            "msi_relativescore",
+            "mkt_lastinterestingmomenttype",
+            "mkt_priority",
+            "mkt_urgency",
+            "mkt_relativescore",
         ),
     },
 }

@@ -104,7 +104,7 @@ def attribute_record(entity: Entity, attr: Attribute) -> dict[str, Any]:
         "IsValidForRead": True,
         "IsValidForCreate": not attr.read_only,
         "IsValidForUpdate": not attr.read_only and attr.name != entity.primary_id,
-        "IsCustomAttribute": logical.startswith("msi_"),
+        "IsCustomAttribute": attr.custom,
     }
     if attr.lookup:
         record["Targets"] = list(attr.lookup.targets)

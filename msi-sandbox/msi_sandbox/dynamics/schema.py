@@ -3,7 +3,9 @@
 Attribute names are Dataverse logical names, so OData queries translate straight to SQL. A lookup
 attribute (`_ownerid_value`) is stored with two companion columns holding the target's logical
 name and primary name, which is what the lookup annotations show without a join. The MSI score
-attributes on lead and contact have configurable names (option `msi_attributes`).
+attributes on lead and contact are the Marketo solution's `mkt_` attributes, spelled as one
+language version of Adobe's "Default Dynamics Field Mapping" page spells them (option
+`msi_attribute_spelling`), each renamable (option `msi_attributes`).
 """
 
 from __future__ import annotations
@@ -34,22 +36,53 @@ EDM_KINDS = {
     "Edm.Date": TEXT,
 }
 
-# The MSI fields Marketo computes, and the Dynamics attribute each is written back to by default.
+# The MSI fields Marketo computes and the lead/contact attribute each lives in, as Adobe's
+# "Default Dynamics Field Mapping" page (Marketo's CRM sync docs) lists the Marketo solution's
+# attributes; its English version spells the source "interresting" (sic).
 DEFAULT_MSI_ATTRIBUTES: dict[str, str] = {
-    "msiLastInterestingMomentType": "msi_lastinterestingmomenttype",
-    "msiLastInterestingMomentDate": "msi_lastinterestingmomentdate",
-    "msiLastInterestingMomentDesc": "msi_lastinterestingmomentdesc",
-    "msiLastInterestingMomentSource": "msi_lastinterestingmomentsource",
-    "priority": "msi_priority",
-    "relativeUrgency": "msi_urgency",
-    "relativeScore": "msi_relativescore",
+    "msiLastInterestingMomentType": "mkt_lastinterestingmomenttype",
+    "msiLastInterestingMomentDate": "mkt_lastinterestingmomentdate",
+    "msiLastInterestingMomentDesc": "mkt_lastinterestingmomentdesc",
+    "msiLastInterestingMomentSource": "mkt_leadinterrestingmomentsource",
+    "priority": "mkt_priority",
+    "relativeUrgency": "mkt_urgency",
+    "relativeScore": "mkt_relativescore",
 }
+# The page's other language versions spell some differently (logical names are lower case, so
+# only the letters count): option `msi_attribute_spelling` serves an org that looks like one.
+MSI_SPELLINGS: dict[str, dict[str, str]] = {
+    "en": {},  # also the Korean version
+    # The French, Japanese and Chinese versions: "interesting".
+    "fr": {"msiLastInterestingMomentSource": "mkt_leadinterestingmomentsource"},
+    # The German version: "Interested" twice (it also names mkt_priority for the urgency, which
+    # no org can have twice, so the urgency keeps mkt_urgency here).
+    "de": {
+        "msiLastInterestingMomentDesc": "mkt_lastinterestedmomentdesc",
+        "msiLastInterestingMomentSource": "mkt_leadinterestedmomentsource",
+    },
+}
+DEFAULT_SPELLING = "en"
+# Person Score, which the page lists on contact only; Marketo's own, not an MSI score.
+LEAD_SCORE_ATTRIBUTE = "mkt_leadscore"
+# Types: the page gives none; these follow what Marketo's fields hold (lead_scores contract).
 MSI_EDM = {
     "msiLastInterestingMomentDate": "Edm.DateTimeOffset",
     "priority": "Edm.Int32",
     "relativeUrgency": "Edm.Int32",
     "relativeScore": "Edm.Int32",
 }
+
+
+def msi_attribute_names(
+    spelling: str | None = None, renamed: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """Marketo MSI field -> lead/contact attribute, in `spelling` (default "en"), then renamed."""
+    spelling = spelling or DEFAULT_SPELLING
+    if spelling not in MSI_SPELLINGS:
+        raise ValueError(
+            f"msi_attribute_spelling: one of {sorted(MSI_SPELLINGS)}, not {spelling!r}"
+        )
+    return {**DEFAULT_MSI_ATTRIBUTES, **MSI_SPELLINGS[spelling], **(renamed or {})}
 
 
 @functools.lru_cache(maxsize=1 << 16)
@@ -82,6 +115,7 @@ class Attribute:
     options: Mapping[int, str] | None = None  # option set labels
     lookup: Lookup | None = None
     money: bool = False
+    custom: bool = False  # a solution's attribute (IsCustomAttribute)
 
     @property
     def kind(self) -> str:
@@ -229,12 +263,18 @@ def _person() -> tuple[Attribute, ...]:
 
 
 def _msi(names: Mapping[str, str]) -> tuple[Attribute, ...]:
-    return tuple(_a(attr, MSI_EDM.get(field, "Edm.String")) for field, attr in names.items())
+    return tuple(
+        _a(attr, MSI_EDM.get(field, "Edm.String"), custom=True) for field, attr in names.items()
+    )
 
 
-def build_entities(msi_attributes: Mapping[str, str] | None = None) -> dict[str, Entity]:
-    """Every served entity by logical name, with the MSI attributes under the given names."""
-    msi = _msi({**DEFAULT_MSI_ATTRIBUTES, **(msi_attributes or {})})
+def build_entities(
+    msi_attributes: Mapping[str, str] | None = None, spelling: str | None = None
+) -> dict[str, Entity]:
+    """Every served entity by logical name, with the MSI attributes in `spelling`, renamed by
+    `msi_attributes`."""
+    msi = _msi(msi_attribute_names(spelling, msi_attributes))
+    lead_score = _a(LEAD_SCORE_ATTRIBUTE, "Edm.Int32", custom=True)
     entities = [
         _entity(
             "systemuser",
@@ -316,6 +356,7 @@ def build_entities(msi_attributes: Mapping[str, str] | None = None) -> dict[str,
             ),
             *_state(STATE_ACTIVE, STATUS_ACTIVE),
             *msi,
+            lead_score,
         ),
         _entity(
             "opportunity",

@@ -3,8 +3,10 @@
 Limits (changeable with PUT /_sandbox/limits): service protection per user (client id) of
 `requests_per_window` calls in `window_seconds` and `max_concurrent` calls in flight, both
 answered with 429 and `Retry-After`; `change_tracking_token_seconds` (delta token lifetime);
-`max_batch_operations`; `token_lifetime` of access tokens. Options: `msi_attributes` maps
-Marketo's MSI field names to the lead/contact attribute names (see schema.DEFAULT_MSI_ATTRIBUTES).
+`max_batch_operations`; `token_lifetime` of access tokens. Options: `msi_attribute_spelling`
+("en", the default, "fr" or "de") picks how the Marketo solution's lead/contact MSI attributes are
+spelled (the language versions of Adobe's "Default Dynamics Field Mapping" page differ; see
+schema.MSI_SPELLINGS); `msi_attributes` renames any of them (Marketo field -> attribute).
 """
 
 from __future__ import annotations
@@ -39,7 +41,9 @@ class DynamicsService(SandboxService):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         # The entities (and so the tables the base class creates) depend on the options.
         options = kwargs.get("options") or {}
-        self.entities = build_entities(options.get("msi_attributes"))
+        self.entities = build_entities(
+            options.get("msi_attributes"), options.get("msi_attribute_spelling")
+        )
         self.entity_sets = by_entity_set(self.entities)
         self.tables = build_tables(self.entities)
         self.tenant_id = guid("tenant", kwargs.get("seed", 0))
@@ -81,6 +85,7 @@ class DynamicsService(SandboxService):
             "scope": f"{self.entra.resource}/.default",
             "api_url": self.api_base,
             "msal": {"instance_discovery": False, "validate_authority": False},
+            "msi_attribute_spelling": self.options.get("msi_attribute_spelling") or "en",
         }
 
     def application_user_row(self) -> dict[str, Any]:

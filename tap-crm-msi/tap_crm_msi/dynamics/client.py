@@ -110,6 +110,14 @@ class DynamicsClient(BaseCrmClient):
         response.encoding = "utf-8"
         return odata_batch.decode(response.headers.get("Content-Type", ""), response.text)
 
+    def attributes(self, logical_name: str) -> list[dict[str, Any]]:
+        """The table's attribute definitions (LogicalName, AttributeType, IsValidForUpdate)."""
+        url = (
+            f"{self.base}/EntityDefinitions(LogicalName='{logical_name}')/Attributes?"
+            "$select=LogicalName,AttributeType,IsValidForUpdate"
+        )
+        return list(self.get_json(url).get("value", []))
+
     def option_labels(self, logical_name: str) -> dict[str, dict[int, str]]:
         """attribute -> {option value: label} for the table's option sets (read once a run)."""
         if logical_name not in self._labels:

@@ -3,13 +3,17 @@
 `If-Match: *` makes each PATCH an update only: a missing record answers 404 instead of being
 created. A GUID does not say whether it is a lead or a contact, so each id is tried on the
 entities of `dynamics_entities` in order (lead, then contact) and where it was found is
-remembered. Throttled operations (429, honouring Retry-After) and server errors are sent again,
-alone, under the connectors' retry policy (`max_tries`, `backoff_factor`, ...); anything else is
-rejected with Dataverse's error code.
+remembered. Each entity's score attributes are found in its attribute metadata (the Marketo
+solution's `mkt_` attributes under any known spelling, or those `dynamics_attribute_map` names)
+and remembered for `describe_cache_hours`. Throttled operations (429, honouring Retry-After) and
+server errors are sent again, alone, under the connectors' retry policy (`max_tries`,
+`backoff_factor`, ...); anything else is rejected with Dataverse's error code.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -17,7 +21,7 @@ from typing import Any
 from msi_common.retry import Resend, RetryPolicy, RetrySettings, retry_after
 from tap_crm_msi.dynamics.batch import BatchAnswer, BatchOperation
 from tap_crm_msi.dynamics.client import DynamicsClient
-from tap_crm_msi.writeback.fields import dynamics_values
+from tap_crm_msi.writeback.fields import DynamicsAttributes
 from tap_crm_msi.writeback.report import WriteReport
 from tap_crm_msi.writeback.writer import InvalidIdError, Item, ScoreWriter
 
@@ -40,6 +44,8 @@ class DynamicsWriter(ScoreWriter):
         if unknown:
             raise ValueError(f"dynamics_entities: only lead and contact, not {sorted(unknown)}")
         self.batch_size = min(int(config["dynamics_batch_size"]), MAX_BATCH)
+        self.attributes_cache_s = float(config.get("describe_cache_hours", 24)) * 3600
+        self._attributes: dict[str, DynamicsAttributes] = {}
         self.retry = RetryPolicy(
             RetrySettings.from_config(config), logger=self.logger, name="Dataverse $batch"
         )
@@ -56,8 +62,24 @@ class DynamicsWriter(ScoreWriter):
     def default_target(self, source: str) -> str:
         return f"{self.entities[0]}/{source}"
 
+    def attributes(self, entity: str) -> DynamicsAttributes:
+        """The entity's score attributes: its metadata, remembered for `describe_cache_hours`."""
+        if entity not in self._attributes:
+            settings = json.dumps(self.mapping, sort_keys=True)
+            key = f"attributes/{entity}/{hashlib.sha256(settings.encode()).hexdigest()[:12]}"
+            cached = self.memory.fact(key, self.attributes_cache_s)
+            if cached is not None:
+                found = DynamicsAttributes(cached)
+            else:
+                found = DynamicsAttributes.from_metadata(
+                    entity, self.client.attributes(entity), self.mapping
+                )
+                self.memory.set_fact(key, found.as_json())
+            self._attributes[entity] = found
+        return self._attributes[entity]
+
     def convert(self, item: Item) -> dict[str, Any]:
-        return dynamics_values(item.values, self.mapping)
+        return self.attributes(item.object).convert(item.values)
 
     # Sending -------------------------------------------------------------------------------
     def apply(self, items: list[Item]) -> None:

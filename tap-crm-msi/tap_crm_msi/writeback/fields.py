@@ -3,14 +3,16 @@
 Marketo field names are the `lead_scores` contract's (msi_common.contract), which also says
 which fields are scores and of what type. The Salesforce names default to the seed
 documents' and are checked against `describe` (orgs with the MSI package carry the `mkto_si__`
-namespace); the Dynamics attribute names are a setting whose defaults are documented in the
-README. Values are normalised once, so "what we last wrote" compares like with like.
+namespace). The Dynamics attributes are found in the environment's attribute metadata: the
+Marketo solution's `mkt_` attributes, under any spelling Adobe's pages give them
+(`DYNAMICS_CANDIDATES`), unless `dynamics_attribute_map` names one. Values are normalised once,
+so "what we last wrote" compares like with like.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from msi_common import contract
@@ -29,14 +31,40 @@ SALESFORCE_FIELDS: dict[str, str] = {
 }
 MSI_NAMESPACE = "mkto_si"
 
-DYNAMICS_ATTRIBUTES: dict[str, str] = {
-    "msiLastInterestingMomentType": "msi_lastinterestingmomenttype",
-    "msiLastInterestingMomentDate": "msi_lastinterestingmomentdate",
-    "msiLastInterestingMomentDesc": "msi_lastinterestingmomentdesc",
-    "msiLastInterestingMomentSource": "msi_lastinterestingmomentsource",
-    "priority": "msi_priority",
-    "relativeUrgency": "msi_urgency",
-    "relativeScore": "msi_relativescore",
+# The Marketo solution's lead/contact attribute for each score, as Adobe's "Default Dynamics
+# Field Mapping" page lists it: first its English version's name (the source's "interresting" is
+# the page's), then the other language versions' spellings (fr/ja/zh: "interesting"; de:
+# "Interested"). Logical names are lower case; the first one the entity has is used.
+DYNAMICS_CANDIDATES: dict[str, tuple[str, ...]] = {
+    "msiLastInterestingMomentType": ("mkt_lastinterestingmomenttype",),
+    "msiLastInterestingMomentDate": ("mkt_lastinterestingmomentdate",),
+    "msiLastInterestingMomentDesc": (
+        "mkt_lastinterestingmomentdesc",
+        "mkt_lastinterestedmomentdesc",
+    ),
+    "msiLastInterestingMomentSource": (
+        "mkt_leadinterrestingmomentsource",
+        "mkt_leadinterestingmomentsource",
+        "mkt_leadinterestedmomentsource",
+    ),
+    "priority": ("mkt_priority",),
+    "relativeUrgency": ("mkt_urgency",),
+    "relativeScore": ("mkt_relativescore",),
+}
+AUTO = "auto"  # a dynamics_attribute_map value: find the attribute among the candidates
+# The setting's default: every score, each attribute found in the environment's metadata.
+DYNAMICS_ATTRIBUTES: dict[str, str] = dict.fromkeys(DYNAMICS_CANDIDATES, AUTO)
+# AttributeType -> how a value is written; other types (option sets, lookups, ...) cannot take
+# a score as Marketo gives it.
+DYNAMICS_TYPES = {
+    "String": "text",
+    "Memo": "text",
+    "DateTime": "datetime",
+    "Integer": "whole",
+    "BigInt": "whole",
+    "Decimal": "number",
+    "Double": "number",
+    "Money": "number",
 }
 _SCORES = contract.load_schema(contract.SCORES_STREAM)["properties"]
 DATE_FIELDS = frozenset(f for f in SCORE_FIELDS if _SCORES[f].get("format") == "date-time")
@@ -133,15 +161,61 @@ def _find(fields: Mapping[str, Any], name: str, namespace: str) -> Mapping[str, 
     return next((fields[c] for c in candidates if c in fields), None)
 
 
-def dynamics_values(values: Mapping[str, Any], mapping: Mapping[str, str]) -> dict[str, Any]:
-    """Marketo-named values -> {Dataverse attribute: written value}."""
-    out: dict[str, Any] = {}
-    for marketo, value in values.items():
-        if marketo in DATE_FIELDS:
-            out[mapping[marketo]] = utc_text(value)
-        elif marketo in NUMBER_FIELDS:
-            # The score attributes are whole numbers (Edm.Int32) in Dataverse.
-            out[mapping[marketo]] = number(value, whole=True)
-        else:
-            out[mapping[marketo]] = text(value)
-    return out
+def dynamics_candidates(marketo: str, setting: str | None) -> tuple[str, ...]:
+    """The attributes looked for, in order: the one the setting names, else the known ones."""
+    if setting and setting.strip().lower() != AUTO:
+        return (setting.strip().lower(),)
+    return DYNAMICS_CANDIDATES.get(marketo, ())
+
+
+class DynamicsAttributes:
+    """Marketo score field -> Dataverse attribute of one entity (logical name, AttributeType)."""
+
+    def __init__(self, attributes: Mapping[str, Sequence[str]]) -> None:
+        self.names = {marketo: str(spec[0]) for marketo, spec in attributes.items()}
+        self.types = {marketo: str(spec[1]) for marketo, spec in attributes.items()}
+
+    @classmethod
+    def from_metadata(
+        cls, entity: str, metadata: Sequence[Mapping[str, Any]], mapping: Mapping[str, str]
+    ) -> DynamicsAttributes:
+        """Each mapped field's attribute among the entity's updatable attributes, or stop."""
+        found = {
+            str(a["LogicalName"]).lower(): a
+            for a in metadata
+            if a.get("LogicalName") and a.get("IsValidForUpdate", True)
+        }
+        resolved: dict[str, tuple[str, str]] = {}
+        for marketo, setting in mapping.items():
+            candidates = dynamics_candidates(marketo, setting)
+            spec = next((found[c] for c in candidates if c in found), None)
+            if spec is None:
+                looked = ", ".join(candidates) or "no known attribute"
+                raise FieldNotFoundError(
+                    f"{entity} has no updatable attribute for {marketo} (looked for {looked}); "
+                    "name it in dynamics_attribute_map"
+                )
+            kind = str(spec.get("AttributeType") or "String")
+            if kind not in DYNAMICS_TYPES:
+                raise FieldNotFoundError(
+                    f"{entity}.{spec['LogicalName']} is a {kind} attribute, which cannot hold "
+                    f"{marketo}; name another in dynamics_attribute_map"
+                )
+            resolved[marketo] = (str(spec["LogicalName"]), kind)
+        return cls(resolved)
+
+    def as_json(self) -> dict[str, list[str]]:
+        return {m: [self.names[m], self.types[m]] for m in self.names}
+
+    def convert(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        """Marketo-named values -> {Dataverse attribute: written value}."""
+        out: dict[str, Any] = {}
+        for marketo, value in values.items():
+            name, how = self.names[marketo], DYNAMICS_TYPES[self.types[marketo]]
+            if how == "datetime":
+                out[name] = utc_text(value)
+            elif how in ("whole", "number"):
+                out[name] = number(value, whole=how == "whole")
+            else:  # text; a date as the UTC text every other write uses
+                out[name] = text(utc_text(value) if marketo in DATE_FIELDS else value)
+        return out

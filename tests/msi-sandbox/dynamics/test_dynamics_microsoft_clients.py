@@ -59,10 +59,10 @@ def test_dataverse_client_pages_a_filtered_query(client: DataverseClient, dyn: A
 def test_dataverse_client_create_update_get_delete(client: DataverseClient, dyn: Any) -> None:
     contact_id = client.records.create("contact", {"firstname": "Dataverse", "lastname": "Client"})
     assert dyn.get(f"contacts({contact_id})").json()["fullname"] == "Dataverse Client"
-    client.records.update("contact", contact_id, {"msi_priority": 3})
-    record = client.records.retrieve("contact", contact_id, select=["msi_priority", "fullname"])
+    client.records.update("contact", contact_id, {"mkt_priority": 3})
+    record = client.records.retrieve("contact", contact_id, select=["mkt_priority", "fullname"])
     assert record is not None
-    assert record["msi_priority"] == 3
+    assert record["mkt_priority"] == 3
     client.records.delete("contact", contact_id)
     assert dyn.get(f"contacts({contact_id})").status_code == 404
 
@@ -80,9 +80,9 @@ def test_dataverse_client_bulk_update_uses_update_multiple(
 
     monkeypatch.setattr(web_api, "update_multiple", spy)
     ids = [guid("lead", k) for k in (20, 21, 22)]
-    client.records.update("lead", ids, {"msi_relativescore": 55})
+    client.records.update("lead", ids, {"mkt_relativescore": 55})
     assert seen == [3]
-    assert all(dyn.get(f"leads({i})").json()["msi_relativescore"] == 55 for i in ids)
+    assert all(dyn.get(f"leads({i})").json()["mkt_relativescore"] == 55 for i in ids)
 
 
 def test_dataverse_client_sees_dataverse_errors(client: DataverseClient) -> None:

@@ -37,7 +37,7 @@ def test_select_unknown_property_is_rejected(dyn: Any) -> None:
 
 def test_no_select_returns_every_attribute(dyn: Any) -> None:
     row = _rows(dyn, "contacts", **{"$top": "1"})[0]
-    assert {"fullname", "emailaddress1", "_parentcustomerid_value", "msi_priority"} <= set(row)
+    assert {"fullname", "emailaddress1", "_parentcustomerid_value", "mkt_priority"} <= set(row)
     assert not any("@type" in k for k in row)  # storage companions never leak
 
 
@@ -287,6 +287,34 @@ def test_entity_definitions(dyn: Any) -> None:
     ).json()["value"]
     assert {"lead", "contact", "connection"} <= {e["LogicalName"] for e in tracked}
     assert dyn.get("EntityDefinitions(LogicalName='nope')").status_code == 404
+
+
+def test_attribute_metadata_lists_the_marketo_solutions_attributes(dyn: Any) -> None:
+    """What Adobe's "Default Dynamics Field Mapping" page lists, as Dataverse describes it."""
+    documented = {
+        "mkt_lastinterestingmomenttype": "String",
+        "mkt_lastinterestingmomentdate": "DateTime",
+        "mkt_lastinterestingmomentdesc": "String",
+        "mkt_leadinterrestingmomentsource": "String",  # sic, as the page spells it
+        "mkt_priority": "Integer",
+        "mkt_urgency": "Integer",
+        "mkt_relativescore": "Integer",
+    }
+    select = {"$select": "LogicalName,AttributeType,IsValidForUpdate,IsCustomAttribute"}
+    for entity, extra in (("lead", {}), ("contact", {"mkt_leadscore": "Integer"})):
+        attrs = dyn.get(f"EntityDefinitions(LogicalName='{entity}')/Attributes", params=select)
+        assert attrs.status_code == 200, attrs.text
+        mkt = {a["LogicalName"]: a for a in attrs.json()["value"] if a["LogicalName"][:4] == "mkt_"}
+        assert {n: a["AttributeType"] for n, a in mkt.items()} == {**documented, **extra}
+        assert all(a["IsValidForUpdate"] and a["IsCustomAttribute"] for a in mkt.values())
+        standard = [a for a in attrs.json()["value"] if a["LogicalName"] == "firstname"]
+        assert [a["IsCustomAttribute"] for a in standard] == [False]
+    one = dyn.get(
+        "EntityDefinitions(LogicalName='lead')/Attributes(LogicalName='mkt_priority')",
+        params={"$select": "AttributeType"},
+    ).json()
+    assert one["AttributeType"] == "Integer"
+    assert one["@odata.type"] == "#Microsoft.Dynamics.CRM.IntegerAttributeMetadata"
 
 
 def test_filter_date_literal_on_a_date_attribute(dyn: Any) -> None:

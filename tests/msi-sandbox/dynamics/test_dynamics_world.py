@@ -7,7 +7,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from msi_sandbox.dynamics.schema import guid
+import pytest
+
+from msi_sandbox.dynamics.schema import guid, msi_attribute_names
 from msi_sandbox.dynamics.service import DynamicsService
 from msi_sandbox.generator import generate
 
@@ -105,11 +107,37 @@ def test_msi_attribute_names_are_configurable(tmp_path: Path) -> None:
     names = {"priority": "mkto_priority", "relativeScore": "mkto_relativescore"}
     service = DynamicsService(tmp_path, options={"msi_attributes": names})
     lead = service.entities["lead"]
-    assert {"mkto_priority", "mkto_relativescore", "msi_urgency"} <= set(lead.attributes)
-    assert "msi_priority" not in lead.attributes
+    assert {"mkto_priority", "mkto_relativescore", "mkt_urgency"} <= set(lead.attributes)
+    assert "mkt_priority" not in lead.attributes
     assert lead.attributes["mkto_priority"].edm == "Edm.Int32"
     service.seed_world(generate("small", 1))
     assert service.store.count("lead") == 150
+
+
+@pytest.mark.parametrize(
+    ("spelling", "desc", "source"),
+    [
+        ("en", "mkt_lastinterestingmomentdesc", "mkt_leadinterrestingmomentsource"),
+        ("fr", "mkt_lastinterestingmomentdesc", "mkt_leadinterestingmomentsource"),
+        ("de", "mkt_lastinterestedmomentdesc", "mkt_leadinterestedmomentsource"),
+    ],
+)
+def test_msi_attribute_spelling_follows_a_language_version(
+    tmp_path: Path, spelling: str, desc: str, source: str
+) -> None:
+    service = DynamicsService(tmp_path, options={"msi_attribute_spelling": spelling})
+    for entity in ("lead", "contact"):
+        attributes = service.entities[entity].attributes
+        assert {desc, source, "mkt_priority", "mkt_urgency", "mkt_relativescore"} <= set(attributes)
+        assert attributes["mkt_lastinterestingmomentdate"].edm == "Edm.DateTimeOffset"
+    assert msi_attribute_names(spelling)["msiLastInterestingMomentSource"] == source
+    assert "mkt_leadscore" in service.entities["contact"].attributes
+    assert "mkt_leadscore" not in service.entities["lead"].attributes  # the page: contact only
+
+
+def test_unknown_msi_attribute_spelling_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="msi_attribute_spelling"):
+        DynamicsService(tmp_path, options={"msi_attribute_spelling": "xx"})
 
 
 def test_mutate_changes_the_world_and_reports_ids(dyn: Any) -> None:

@@ -23,13 +23,13 @@ def test_patch_updates_and_moves_modifiedon_and_version(dyn: Any) -> None:
     before = _lead(dyn, lead_id)
     response = dyn.patch(
         f"leads({lead_id})",
-        {"msi_priority": 4, "msi_lastinterestingmomenttype": "Web", "firstname": "Zoë"},
+        {"mkt_priority": 4, "mkt_lastinterestingmomenttype": "Web", "firstname": "Zoë"},
     )
     assert response.status_code == 204, response.text
     assert response.headers["OData-EntityId"] == f"{dyn.api}/leads({lead_id})"
     after = _lead(dyn, lead_id)
-    assert after["msi_priority"] == 4
-    assert after["msi_lastinterestingmomenttype"] == "Web"
+    assert after["mkt_priority"] == 4
+    assert after["mkt_lastinterestingmomenttype"] == "Web"
     assert after["fullname"] == f"Zoë {before['lastname']}"  # computed, as Dataverse does
     assert after["modifiedon"] > before["modifiedon"]
     assert after["versionnumber"] > before["versionnumber"]
@@ -106,7 +106,7 @@ def test_write_errors(dyn: Any) -> None:
         ({"nosuch": 1}, "does not exist on type 'Microsoft.Dynamics.CRM.lead'"),
         ({"_ownerid_value": guid("team", 0)}, "Use Navigation properties"),
         ({"statecode": "open"}, "Cannot convert the literal"),
-        ({"msi_priority": 1.5}, "Cannot convert the literal"),
+        ({"mkt_priority": 1.5}, "Cannot convert the literal"),
         ({"statuscode": 99}, "outside the valid range"),
         ({"ownerid@odata.bind": f"/systemusers({uuid.uuid4()})"}, "Does Not Exist"),
     ]
@@ -133,23 +133,23 @@ def test_delete_removes_the_record_and_its_connections(dyn: Any, small_world: An
 def test_update_multiple_is_atomic(dyn: Any) -> None:
     ids = [guid("lead", k) for k in range(3)]
     targets = [
-        {"@odata.type": "Microsoft.Dynamics.CRM.lead", "leadid": i, "msi_urgency": 7} for i in ids
+        {"@odata.type": "Microsoft.Dynamics.CRM.lead", "leadid": i, "mkt_urgency": 7} for i in ids
     ]
     url = "leads/Microsoft.Dynamics.CRM.UpdateMultiple"
     ok = dyn.request("POST", url, headers=JSON, data=json.dumps({"Targets": targets}))
     assert ok.status_code == 204, ok.text
-    assert all(_lead(dyn, i)["msi_urgency"] == 7 for i in ids)
-    broken = [{**t, "msi_urgency": 9} for t in targets]
+    assert all(_lead(dyn, i)["mkt_urgency"] == 7 for i in ids)
+    broken = [{**t, "mkt_urgency": 9} for t in targets]
     broken.append(
         {
             "@odata.type": "Microsoft.Dynamics.CRM.lead",
             "leadid": str(uuid.uuid4()),
-            "msi_urgency": 9,
+            "mkt_urgency": 9,
         }
     )
     failed = dyn.request("POST", url, headers=JSON, data=json.dumps({"Targets": broken}))
     assert failed.status_code == 404
-    assert all(_lead(dyn, i)["msi_urgency"] == 7 for i in ids)  # nothing applied
+    assert all(_lead(dyn, i)["mkt_urgency"] == 7 for i in ids)  # nothing applied
     untyped = dyn.request(
         "POST", url, headers=JSON, data=json.dumps({"Targets": [{"leadid": ids[0]}]})
     )

@@ -8,6 +8,7 @@ from typing import Any
 
 from tap_crm_msi.dynamics import batch as odata_batch
 from tap_crm_msi.writeback.dynamics import DynamicsWriter
+from tap_crm_msi.writeback.fields import DYNAMICS_CANDIDATES
 from tap_crm_msi.writeback.report import WriteReport
 from tap_crm_msi.writeback.target import TargetCrmMsi
 
@@ -18,14 +19,14 @@ CONTACT = "22222222-2222-4222-8222-222222222222"
 def test_encode_then_decode_round_trip() -> None:
     ops = [
         odata_batch.BatchOperation(
-            "PATCH", f"leads({LEAD})", {"msi_priority": 3}, {"If-Match": "*"}
+            "PATCH", f"leads({LEAD})", {"mkt_priority": 3}, {"If-Match": "*"}
         )
     ]
     content_type, body = odata_batch.encode(ops, "https://org.example/api/data/v9.2")
     text = body.decode()
     assert f"PATCH https://org.example/api/data/v9.2/leads({LEAD}) HTTP/1.1" in text
     assert "If-Match: *" in text
-    assert '{"msi_priority":3}' in text
+    assert '{"mkt_priority":3}' in text
     boundary = content_type.split("boundary=")[1]
     answer = (
         f"--{boundary}\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n"
@@ -47,6 +48,15 @@ class FakeClient:
         self.script = script
         self.sent: list[list[str]] = []
         self.calls = 0
+        self.metadata_reads: list[str] = []
+
+    def attributes(self, entity: str) -> list[dict[str, Any]]:
+        """Both entities carry the Marketo solution's attributes as Adobe's page names them."""
+        self.metadata_reads.append(entity)
+        return [
+            {"LogicalName": names[0], "AttributeType": "String", "IsValidForUpdate": True}
+            for names in DYNAMICS_CANDIDATES.values()
+        ]
 
     def batch(self, operations: list[odata_batch.BatchOperation]) -> list[odata_batch.BatchAnswer]:
         self.calls += 1
@@ -98,6 +108,7 @@ def test_throttled_operation_is_resent_and_404_moves_to_contact(tmp_path: Path) 
         [f"leads({LEAD})"],
     ]
     assert (w.report.counts["written"], w.report.counts["redirected"]) == (2, 1)
+    assert fake.metadata_reads == ["lead", "contact"]  # each entity's attributes, once
     # Remembered: the same values again need no call.
     w.write("lead_scores", [{"externalPersonId": CONTACT, "priority": 6}])
     assert fake.calls == 3

@@ -48,9 +48,9 @@ def test_scores_land_on_exactly_the_named_records(seeded_dynamics: Any, tmp_path
     assert changed_rows(leads_before, leads_after) == {i: expected for i in leads}
     assert changed_rows(contacts_before, contacts_after) == {i: expected for i in contacts}
     row = contacts_after[contacts[1]]
-    assert row["msi_lastinterestingmomentdesc"] == "Visited Web Page: /pricing/5"
-    assert row["msi_lastinterestingmomentdate"] == "2026-03-06T10:05:00Z"
-    assert (row["msi_priority"], row["msi_urgency"], row["msi_relativescore"]) == (5, 35, 15)
+    assert row["mkt_lastinterestingmomentdesc"] == "Visited Web Page: /pricing/5"
+    assert row["mkt_lastinterestingmomentdate"] == "2026-03-06T10:05:00Z"
+    assert (row["mkt_priority"], row["mkt_urgency"], row["mkt_relativescore"]) == (5, 35, 15)
     # The missing id was looked for as lead and contact, and created as neither.
     (reject,) = rejects(tmp_path)
     assert reject["record"]["externalPersonId"] == MISSING
@@ -76,7 +76,7 @@ def test_second_run_writes_nothing_and_knows_contacts(seeded_dynamics: Any, tmp_
     third = run_target(config, singer_lines(records))
     leads_after, contacts_after = people(seeded_dynamics)
     assert changed_rows(before[1], contacts_after) == {
-        contacts[1]: {"msi_relativescore", "msi_priority", *DYN_STAMPS}
+        contacts[1]: {"mkt_relativescore", "mkt_priority", *DYN_STAMPS}
     }
     assert before[0] == leads_after
     assert (third.summary["written"], third.summary["redirected"]) == (1, 0)
@@ -94,20 +94,21 @@ def test_throttled_batch_waits_for_retry_after(seeded_dynamics: Any, tmp_path: P
     )
     assert time.monotonic() - started >= 1.0  # Retry-After: 1, though backoff_factor is 0.01
     assert target.summary["written"] == 1
-    assert people(seeded_dynamics)[0][leads[0]]["msi_priority"] == 1
+    assert people(seeded_dynamics)[0][leads[0]]["mkt_priority"] == 1
 
 
 def test_attribute_names_are_a_setting(seeded_dynamics: Any, tmp_path: Path) -> None:
     leads, _ = chosen(seeded_dynamics)
     before = people(seeded_dynamics)[0]
-    # Only two score fields mapped: the others are never touched.
+    # Only two score fields mapped (names as the org has them, in any case): the others are
+    # never touched.
     config = dynamics_config(
         seeded_dynamics,
         tmp_path,
-        dynamics_attribute_map={"priority": "msi_priority", "relativeScore": "msi_relativescore"},
+        dynamics_attribute_map={"priority": "mkt_Priority", "relativeScore": "mkt_relativescore"},
     )
     run_target(config, singer_lines([score(leads[0], 42)]))
     after = people(seeded_dynamics)[0]
     assert changed_rows(before, after) == {
-        leads[0]: {"msi_priority", "msi_relativescore", *DYN_STAMPS}
+        leads[0]: {"mkt_priority", "mkt_relativescore", *DYN_STAMPS}
     }
