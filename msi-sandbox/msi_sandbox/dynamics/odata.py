@@ -1,5 +1,10 @@
 """The OData query subset Dataverse clients use: $filter, $select and $orderby.
 
+Besides comparisons, `and`/`or`/`not` and contains/startswith/endswith, `$filter` takes the
+Dataverse query function `Microsoft.Dynamics.CRM.In(PropertyName='name',PropertyValues=['a','b'])`
+with literal parameters (values are strings, Collection(Edm.String), converted to the property's
+type); parameter aliases (`@p1`) are not supported.
+
 `$filter` is parsed into a small tree that is either translated to SQL over the store (entity
 sets) or evaluated in Python (EntityDefinitions metadata). Property names are case-sensitive and
 literals are type-checked against the property's Edm type, both as Dataverse does, so a client
@@ -26,6 +31,8 @@ COMPARISONS = {
 }
 SWAPPED = {"eq": "eq", "ne": "ne", "gt": "lt", "ge": "le", "lt": "gt", "le": "ge"}
 FUNCTIONS = ("contains", "startswith", "endswith")
+IN_FUNCTION = "Microsoft.Dynamics.CRM.In"
+GUID_TEXT = re.compile(r"\{?[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}\}?")
 LIKE_PATTERNS = {"contains": "%{}%", "startswith": "{}%", "endswith": "%{}"}
 
 _TOKEN = re.compile(
@@ -40,6 +47,9 @@ _TOKEN = re.compile(
   | (?P<lparen>\()
   | (?P<rparen>\))
   | (?P<comma>,)
+  | (?P<equals>=)
+  | (?P<lbracket>\[)
+  | (?P<rbracket>\])
     """,
     re.VERBOSE,
 )
@@ -88,6 +98,14 @@ class Function:
 
 
 @dataclass(frozen=True)
+class InList:
+    """`Microsoft.Dynamics.CRM.In`: the property's value is one of `values` (strings)."""
+
+    field: str
+    values: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class BoolOp:
     op: str  # "and" | "or"
     left: Node
@@ -99,7 +117,7 @@ class Not:
     operand: Node
 
 
-Node = Compare | Function | BoolOp | Not
+Node = Compare | Function | InList | BoolOp | Not
 
 
 @dataclass(frozen=True)
@@ -212,7 +230,42 @@ class _Parser:
             return node
         if tok is not None and tok.kind == "name" and tok.text in FUNCTIONS:
             return self.function()
+        if tok is not None and tok.kind == "name" and tok.text == IN_FUNCTION:
+            return self.in_function()
         return self.comparison()
+
+    def in_function(self) -> Node:
+        """`Microsoft.Dynamics.CRM.In(PropertyName='name',PropertyValues=['a','b'])`."""
+        self.take("name")
+        self.take("lparen")
+        params: dict[str, Any] = {}
+        for position in range(2):
+            if position:
+                self.take("comma")
+            name = self.take("name").text
+            self.take("equals")
+            if name == "PropertyValues":
+                self.take("lbracket")
+                values = [self._string()]
+                while (tok := self.peek()) is not None and tok.kind == "comma":
+                    self.take("comma")
+                    values.append(self._string())
+                self.take("rbracket")
+                params[name] = tuple(values)
+            elif name == "PropertyName":
+                params[name] = self._string()
+            else:
+                raise bad_query(f"The function '{IN_FUNCTION}' has no parameter '{name}'.")
+        self.take("rparen")
+        if set(params) != {"PropertyName", "PropertyValues"}:
+            raise bad_query(f"'{IN_FUNCTION}' needs PropertyName and PropertyValues.")
+        return InList(params["PropertyName"], params["PropertyValues"])
+
+    def _string(self) -> str:
+        literal = _literal(self.take(), self.text)
+        if literal.kind != "string":
+            raise bad_query(f"'{IN_FUNCTION}' takes string literals in '{self.text}'.")
+        return literal.value
 
     def function(self) -> Node:
         name = self.take("name").text
@@ -270,6 +323,11 @@ def check_types(node: Node, fields: Mapping[str, str], type_name: str) -> None:
         check_types(node.right, fields, type_name)
     elif isinstance(node, Not):
         check_types(node.operand, fields, type_name)
+    elif isinstance(node, InList):
+        if node.field not in fields:
+            raise _unknown(node.field, type_name)
+        for value in node.values:
+            _in_value(value, fields[node.field])
     else:
         edm = fields.get(node.field)
         if edm is None:
@@ -288,6 +346,19 @@ def check_types(node: Node, fields: Mapping[str, str], type_name: str) -> None:
                 "A binary operator with incompatible types was detected. Found operand types "
                 f"'{edm}' and '{LITERAL_EDM[kind]}' for operator kind '{op_name}'."
             )
+
+
+def _in_value(value: str, edm: str) -> Any:
+    """An `In` value (a string) as the store holds values of `edm`, or Dataverse's error."""
+    if edm == "Edm.String":
+        return value
+    if edm == "Edm.Guid" and GUID_TEXT.fullmatch(value):
+        return value.strip("{}").lower()
+    if edm in ("Edm.Int32", "Edm.Int64") and re.fullmatch(r"-?\d+", value):
+        return int(value)
+    if edm in ("Edm.Int32", "Edm.Int64", "Edm.Guid"):
+        raise bad_query(f"'{value}' is not a valid {edm} value for '{IN_FUNCTION}'.")
+    raise bad_query(f"'{IN_FUNCTION}' on an {edm} property is not supported by the sandbox.")
 
 
 def _stored(literal: Literal, edm: str) -> Any:
@@ -313,6 +384,10 @@ def to_sql(node: Node, fields: Mapping[str, str]) -> tuple[str, list[Any]]:
         return f"(NOT {inner})", params
     column = f'"{node.field}"'
     edm = fields[node.field]
+    if isinstance(node, InList):
+        values = [_in_value(value, edm) for value in node.values]
+        collate = " COLLATE NOCASE" if edm == "Edm.String" else ""
+        return f"{column}{collate} IN ({', '.join('?' * len(values))})", values
     if isinstance(node, Function):
         escaped = re.sub(r"([%_\\])", r"\\\1", node.literal.value)
         return f"{column} LIKE ? ESCAPE '\\'", [LIKE_PATTERNS[node.name].format(escaped)]
@@ -331,6 +406,11 @@ def evaluate(node: Node, record: Mapping[str, Any], fields: Mapping[str, str]) -
     if isinstance(node, Not):
         return not evaluate(node.operand, record, fields)
     value = record.get(node.field)
+    if isinstance(node, InList):
+        wanted = [_in_value(v, fields[node.field]) for v in node.values]
+        if isinstance(value, str):
+            return value.lower() in {str(w).lower() for w in wanted}
+        return value in wanted
     if isinstance(node, Function):
         if value is None:
             return False

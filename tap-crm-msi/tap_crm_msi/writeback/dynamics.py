@@ -8,6 +8,13 @@ solution's `mkt_` attributes under any known spelling, or those `dynamics_attrib
 and remembered for `describe_cache_hours`. Throttled operations (429, honouring Retry-After) and
 server errors are sent again, alone, under the connectors' retry policy (`max_tries`,
 `backoff_factor`, ...); anything else is rejected with Dataverse's error code.
+
+What the records hold is read before writing (see writer.py) by `GET leads?$select=<id and the
+mapped attributes>&$filter=Microsoft.Dynamics.CRM.In(PropertyName='leadid',PropertyValues=[...])`
+operations, `IDS_PER_READ` ids each, `READS_PER_BATCH` of them in one `$batch` call (a URL inside
+`$batch` may be 64 KB, outside 32 KB). The ids not found on the first entity are read on the
+next, so the read also says whether a GUID is a lead or a contact (no 404 probe); one found on
+neither is rejected with Dataverse's "does not exist" code without a write.
 """
 
 from __future__ import annotations
@@ -17,10 +24,12 @@ import json
 import re
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import quote
 
 from msi_common.retry import Resend, RetryPolicy, RetrySettings, retry_after
 from tap_crm_msi.dynamics.batch import BatchAnswer, BatchOperation
 from tap_crm_msi.dynamics.client import DynamicsClient
+from tap_crm_msi.errors import CrmError
 from tap_crm_msi.writeback.fields import DynamicsAttributes
 from tap_crm_msi.writeback.report import WriteReport
 from tap_crm_msi.writeback.writer import InvalidIdError, Item, ScoreWriter
@@ -28,6 +37,11 @@ from tap_crm_msi.writeback.writer import InvalidIdError, Item, ScoreWriter
 GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 ENTITY_SETS = {"lead": "leads", "contact": "contacts"}
 MAX_BATCH = 1000
+# Reads: `'<GUID>',` is 43 characters URL-encoded, so 1,000 ids keep a GET within the 64 KB a
+# URL inside $batch may have; 10 such reads a call answer at most 10,000 rows.
+IDS_PER_READ = 1000
+READS_PER_BATCH = 10
+DOES_NOT_EXIST = "0x80040217"  # Dataverse's code for a record that is not there
 
 
 class DynamicsWriter(ScoreWriter):
@@ -80,6 +94,79 @@ class DynamicsWriter(ScoreWriter):
 
     def convert(self, item: Item) -> dict[str, Any]:
         return self.attributes(item.object).convert(item.values)
+
+    # Reading -------------------------------------------------------------------------------
+    def crm_fields(self, sobject: str) -> dict[str, str]:
+        return self.attributes(sobject).names
+
+    def read_current(self, items: list[Item]) -> dict[str, dict[str, Any]]:
+        """Each id read on its remembered (else first) entity, then on the next ones."""
+        found: dict[str, dict[str, Any]] = {}
+        pending = list(items)
+        while pending:
+            by_entity: dict[str, list[Item]] = {}
+            for item in pending:
+                untried = [e for e in (item.object, *self.entities) if e not in item.tried]
+                if untried:
+                    by_entity.setdefault(untried[0], []).append(item)
+                else:
+                    tried = " or ".join(sorted(item.tried))
+                    self.failed(item, DOES_NOT_EXIST, f"no {tried} has this id")
+            pending = []
+            for entity, group in by_entity.items():
+                rows = self._read_rows(entity, [item.source for item in group])
+                for item in group:
+                    item.tried.add(entity)
+                    if item.source not in rows:
+                        pending.append(item)
+                        continue
+                    if entity != item.object:
+                        self.retarget(item, f"{entity}/{item.source}")
+                    found[item.target] = rows[item.source]
+        return found
+
+    def _read_rows(self, entity: str, ids: list[str]) -> dict[str, dict[str, Any]]:
+        """{id: row} of the `entity` records among `ids`, read in `$batch` calls of GETs."""
+        key = f"{entity}id"  # a standard table's primary key: <logical name>id
+        select = ",".join(dict.fromkeys([key, *self.crm_fields(entity).values()]))
+        ids = list(dict.fromkeys(ids))
+        reads = []
+        for start in range(0, len(ids), IDS_PER_READ):
+            values = ",".join(f"'{guid}'" for guid in ids[start : start + IDS_PER_READ])
+            where = f"Microsoft.Dynamics.CRM.In(PropertyName='{key}',PropertyValues=[{values}])"
+            url = f"{ENTITY_SETS[entity]}?$select={select}&$filter={quote(where, safe=',()')}"
+            reads.append(BatchOperation("GET", url))
+        rows: dict[str, dict[str, Any]] = {}
+
+        def attempt(pending: list[BatchOperation]) -> None:
+            again: list[BatchOperation] = []
+            waits: list[float] = []
+            for start in range(0, len(pending), READS_PER_BATCH):
+                chunk = pending[start : start + READS_PER_BATCH]
+                answers = self.client.batch(chunk)
+                for index, read in enumerate(chunk):
+                    answer = answers[index] if index < len(answers) else None
+                    if answer is None or answer.status == 429 or answer.status >= 500:
+                        again.append(read)
+                        waits.append(_retry_after(answer) or 0.0)
+                        continue
+                    if answer.status >= 300:
+                        code, message = answer.error
+                        raise CrmError(f"Dataverse read of {entity}: {code} {message}")
+                    body = answer.body or {}
+                    pages = [body.get("value", [])]
+                    if body.get("@odata.nextLink"):
+                        pages += (page for page, _ in self.client.pages(body["@odata.nextLink"]))
+                    for page in pages:
+                        rows.update((str(row[key]).lower(), row) for row in page)
+            if again:
+                raise Resend(again, f"{len(again)} reads throttled", min_wait=max(waits))
+
+        with self.reading():
+            if self.retry.run_batch(attempt, reads):
+                tries = self.retry.settings.max_tries
+                raise CrmError(f"Dataverse reads of {entity} still throttled after {tries} tries")
+        return rows
 
     # Sending -------------------------------------------------------------------------------
     def apply(self, items: list[Item]) -> None:

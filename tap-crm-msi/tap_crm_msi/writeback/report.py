@@ -1,5 +1,8 @@
 """What the write-back did: counts per outcome, this run's rejects, the closing line.
 
+Besides the outcomes, the summary has `calls` (every CRM API call), `reads` (those of them that
+read what the CRM holds before writing) and `records_read` (records whose values were read).
+
 Rejects and the summary file are written as every MSI target writes them (`msi_common.reports`):
 one JSON line per refused record (stream, code, message, record, at).
 """
@@ -46,6 +49,10 @@ def render_line(data: dict[str, Any]) -> str:
     """One closing line for the log."""
     counts = " ".join(f"{o}={data[o]}" for o in OUTCOMES)
     codes = ", ".join(f"{c}: {n}" for c, n in sorted(data["rejects_by_code"].items()))
-    return f"write-back {data.get('crm', '')}: {counts} calls={data.get('calls', 0)}" + (
+    calls = (
+        f"calls={data.get('calls', 0)} reads={data.get('reads', 0)} "
+        f"records_read={data.get('records_read', 0)}"
+    )
+    return f"write-back {data.get('crm', '')}: {counts} {calls}" + (
         f" (rejects by code: {codes})" if codes else ""
     )

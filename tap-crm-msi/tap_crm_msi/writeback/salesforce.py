@@ -5,6 +5,15 @@ updated (CANNOT_UPDATE_CONVERTED_LEAD): its scores go to its ConvertedContactId 
 later runs), or are reported when `converted_leads` is `report`. UNABLE_TO_LOCK_ROW is retried
 (`lock_retries` more rounds, waiting as the retry policy does); every other per-record error is
 rejected with its status code.
+
+What the records hold is read by SOQL `WHERE Id IN (...)` over the mapped fields (a lead's
+IsConverted and ConvertedContactId in the same query, so a converted lead goes to its contact
+without a failed update first): REST `query` with ids in chunks that keep the URI within
+Salesforce's 16,384 bytes, or, above `bulk_read_threshold` ids of an object, Bulk API 2.0 query
+jobs with the ids in chunks that keep the SOQL within its 100,000 characters (about three calls
+a job for 4,000 records, against ten REST queries). When the ids are a good share of the
+object's records (`SELECT COUNT()` says how many) and one job over the whole object costs fewer
+calls than the chunks, that one job is read instead and the rows kept are the ids'.
 """
 
 from __future__ import annotations
@@ -14,7 +23,8 @@ import dataclasses
 import hashlib
 import io
 import json
-from collections.abc import Mapping
+import math
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from msi_common.retry import Resend, RetryPolicy, RetrySettings
@@ -30,6 +40,16 @@ LOCKED = "UNABLE_TO_LOCK_ROW"
 CONVERTED = "CANNOT_UPDATE_CONVERTED_LEAD"
 CSV_NULL = "#N/A"  # Bulk API: empties a field (an empty cell leaves it unchanged)
 IDS_PER_QUERY = 200
+# Reads: `'<18 characters>',` is 27 characters URL-encoded, so 400 ids and the mapped fields
+# stay near 11 KB of URI (Salesforce allows 16,384 bytes of URI and headers); in a Bulk API 2.0
+# query (SOQL in the body) 21 characters, so 4,000 ids stay within SOQL's 100,000 characters.
+READ_IDS_PER_QUERY = 400
+READ_IDS_PER_BULK_QUERY = 4000
+# One Bulk job over the whole object instead of chunks of ids only when the ids are at least
+# this share of its records: at most ten rows downloaded for each one needed.
+WHOLE_OBJECT_SHARE = 0.1
+CONVERSION_FIELDS = ("IsConverted", "ConvertedContactId")
+SUFFIX_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"  # an 18-character id's last three
 
 
 class SalesforceWriter(ScoreWriter):
@@ -42,6 +62,7 @@ class SalesforceWriter(ScoreWriter):
         super().__init__(config, report)
         self.namespace = str(config["msi_namespace"])
         self.bulk_threshold = int(config["bulk_write_threshold"])
+        self.bulk_read_threshold = int(config["bulk_read_threshold"])
         # Locked rows: `lock_retries` more rounds, waiting as every other retry does.
         lock_rounds = RetrySettings.from_config(config)
         lock_rounds = dataclasses.replace(lock_rounds, max_tries=int(config["lock_retries"]) + 1)
@@ -56,7 +77,7 @@ class SalesforceWriter(ScoreWriter):
 
     def source_key(self, external_id: str) -> str:
         try:
-            record_id = to_18(external_id.strip())
+            record_id = _checked(to_18(external_id.strip()))
         except ValueError:
             record_id = None
         if not record_id:
@@ -88,6 +109,74 @@ class SalesforceWriter(ScoreWriter):
 
     def convert(self, item: Item) -> dict[str, Any]:
         return self.fields(item.object).convert(item.values)
+
+    def crm_fields(self, sobject: str) -> dict[str, str]:
+        return self.fields(sobject).names
+
+    # Reading -------------------------------------------------------------------------------
+    def read_current(self, items: list[Item]) -> dict[str, dict[str, Any]]:
+        found: dict[str, dict[str, Any]] = {}
+        leads = [item for item in items if item.object == "Lead"]
+        contacts = [item for item in items if item.object == "Contact"]
+        rows = self._read("Lead", [i.record_id for i in leads], CONVERSION_FIELDS)
+        for item in leads:
+            row = rows.get(item.record_id)
+            if row is None:
+                continue
+            if str(row.get("IsConverted")).lower() != "true":
+                found[item.target] = row
+                continue
+            contact = to_18(row["ConvertedContactId"]) if row.get("ConvertedContactId") else None
+            if contact and self.redirect_converted:
+                self.retarget(item, f"Contact/{contact}")
+                contacts.append(item)
+            else:
+                where = f" (its contact is {contact})" if contact else ""
+                self.failed(item, CONVERTED, f"the lead was converted{where}")
+        rows = self._read("Contact", [i.record_id for i in contacts])
+        for item in contacts:
+            if item.record_id in rows:
+                found[item.target] = rows[item.record_id]
+        return found
+
+    def _read(
+        self, sobject: str, ids: list[str], extra: tuple[str, ...] = ()
+    ) -> dict[str, dict[str, Any]]:
+        """{18-character id: row} of the records among `ids` that exist."""
+        ids = list(dict.fromkeys(ids))
+        if not ids:
+            return {}
+        columns = ", ".join(dict.fromkeys(["Id", *extra, *self.fields(sobject).names.values()]))
+        select = f"SELECT {columns} FROM {sobject}"
+        wanted = set(ids)
+        rows: dict[str, dict[str, Any]] = {}
+        with self.reading():
+            for page in self._read_pages(sobject, select, ids):
+                for row in page:
+                    record_id = str(to_18(row["Id"]))
+                    if record_id in wanted:
+                        rows[record_id] = row
+        return rows
+
+    def _read_pages(self, sobject: str, select: str, ids: list[str]) -> Iterator[list[dict]]:
+        """Pages of rows holding the ids' records: REST queries, or Bulk API 2.0 query jobs of
+        chunks of ids or of the whole object, whichever costs fewest calls."""
+        bulk = bool(self.bulk_read_threshold) and len(ids) > self.bulk_read_threshold
+        size = READ_IDS_PER_BULK_QUERY if bulk else READ_IDS_PER_QUERY
+        chunks = [ids[start : start + size] for start in range(0, len(ids), size)]
+        if not bulk:
+            for chunk in chunks:
+                soql = f"{select} WHERE Id IN ({_quoted(chunk)})"
+                yield from (page for _, page in self.client.query_pages(soql))
+            return
+        total, _ = next(self.client.query_pages(f"SELECT COUNT() FROM {sobject}"))
+        pages = max(1, math.ceil(total / self.client.bulk_max_records))
+        # A job: create, poll, and a call per page of results (a chunk's fit in one).
+        if 2 + pages < 3 * len(chunks) and len(ids) >= WHOLE_OBJECT_SHARE * total:
+            yield from self.client.bulk_query(select)
+            return
+        for chunk in chunks:
+            yield from self.client.bulk_query(f"{select} WHERE Id IN ({_quoted(chunk)})")
 
     # Sending -------------------------------------------------------------------------------
     def apply(self, items: list[Item]) -> None:
@@ -187,6 +276,30 @@ class SalesforceWriter(ScoreWriter):
                 self.failed(item, CONVERTED, f"the lead was converted{where}")
         if moved:
             self.deliver(moved)
+
+
+def _quoted(ids: list[str]) -> str:
+    return ",".join(f"'{record_id}'" for record_id in ids)
+
+
+def _checked(record_id: str | None) -> str | None:
+    """An 18-character id in its canonical case, read from its suffix (which says which of the
+    first 15 characters are upper case), or None when the suffix cannot be that id's: such an
+    id would fail the whole `WHERE Id IN (...)` read it is part of, not only its own record."""
+    if not record_id or len(record_id) != 18 or not record_id.isalnum():
+        return None
+    chars = list(record_id[:15])
+    for block, code in enumerate(record_id[15:].upper()):
+        bits = SUFFIX_ALPHABET.find(code)
+        if bits < 0:
+            return None
+        for position in range(5):
+            char = chars[block * 5 + position]
+            upper = bool(bits & (1 << position))
+            if upper and not char.isalpha():
+                return None
+            chars[block * 5 + position] = char.upper() if upper else char.lower()
+    return "".join(chars) + record_id[15:].upper()
 
 
 def _cell(changes: Mapping[str, Any], column: str) -> str:

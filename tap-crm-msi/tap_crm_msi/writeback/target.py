@@ -71,7 +71,23 @@ OWN_SETTINGS = th.PropertiesList(
         description="Above this many changed records in a pass, a Bulk API 2.0 ingest job "
         "is used instead of composite/sobjects (0: never).",
     ),
+    th.Property(
+        "bulk_read_threshold",
+        th.IntegerType,
+        default=2000,
+        description="Above this many records of an object to read (records the write memory "
+        "does not know, or a full check), Bulk API 2.0 query jobs of 4,000 ids read them "
+        "instead of REST queries of 400 (0: never).",
+    ),
     settings.DESCRIBE_CACHE_HOURS,
+    th.Property(
+        "full_check_hours",
+        th.NumberType,
+        default=24,
+        description="How often a run ignores what it remembers and reads the CRM's values of "
+        "every record in its input first, so a score changed in the CRM by hand is written "
+        "again (0: every run). Records the memory does not know are always read.",
+    ),
     th.Property(
         "converted_leads",
         th.StringType,
@@ -169,15 +185,17 @@ class TargetCrmMsi(Target):
         """Close the memory and the rejects file; log and save the summary."""
         if self.summary is not None:
             return self.summary
-        calls = self._writer.calls if self._writer is not None else 0
+        writer = self._writer
         data = self.report.as_dict(
             crm=self.config.get("crm"),
-            calls=calls,
+            calls=writer.calls if writer is not None else 0,
+            reads=writer.read_calls if writer is not None else 0,
+            records_read=writer.records_read if writer is not None else 0,
             status=self._status,
             stop_reason=self._stop_reason,
         )
-        if self._writer is not None:
-            self._writer.close()
+        if writer is not None:
+            writer.close(completed=self._status == "ok")
         self.report.close()
         self.logger.info(render_line(data))
         if self.config.get("summary_path"):

@@ -1,15 +1,22 @@
 """The CRM-neutral half of the write-back: ids, what changed, outcomes. One subclass per CRM.
 
 A batch of `lead_scores` records becomes items (source id, target record, values); only the
-fields whose value differs from what this target last wrote to that record are sent, and only
-fields the record carries (a stream with fewer fields touches fewer). Subclasses send the
-changes and report each item as written or rejected with the CRM's own error code.
+fields whose value differs from what the CRM holds are sent, and only fields the record carries
+(a stream with fewer fields touches fewer). What the CRM holds is what this target last wrote or
+read there (the write memory); where the memory does not know a record's fields (the first run,
+a lost or fresh state, a record never written), or a full check is due (`full_check_hours`), the
+items' records are read first with the CRM's cheapest batched read (`read_current`), and what
+was read seeds the memory, so the comparison is the same either way and is made in the written
+form (`convert`): a null in Marketo against a null in the CRM is no change. Subclasses read and
+send, and report each item as written or rejected with the CRM's own error code.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -40,6 +47,7 @@ class Item:
     values: dict[str, Any]  # Marketo-named score values the record carries
     changes: dict[str, Any] = field(default_factory=dict)  # CRM-named values to send
     tried: set[str] = field(default_factory=set)  # objects already tried (Dynamics)
+    settled: bool = False  # rejected: nothing more is done with it
 
     @property
     def object(self) -> str:
@@ -63,11 +71,16 @@ class ScoreWriter:
         self.logger = logging.getLogger(f"target_crm_msi.{self.crm}")
         self.client = self.client_type(dict(config))
         self.mapping: dict[str, str] = dict(config[self.mapping_setting])
+        self.full_check_s = float(config["full_check_hours"]) * 3600
         self._memory: WriteMemory | None = None
+        self._full_check: bool | None = None  # decided once a run, when first needed
+        self._started = time.time()
+        self.read_calls = 0  # API calls that read what the CRM holds (part of `calls`)
+        self.records_read = 0  # records whose current values were read
 
     @property
     def calls(self) -> int:
-        """API calls made so far."""
+        """API calls made so far (reads included)."""
         return self.client.calls
 
     # Subclass hooks ------------------------------------------------------------------------
@@ -88,6 +101,18 @@ class ScoreWriter:
 
     def apply(self, items: list[Item]) -> None:
         """Send the items' changes; call `succeeded` / `failed` for every item."""
+        raise NotImplementedError
+
+    def read_current(self, items: list[Item]) -> dict[str, dict[str, Any]]:
+        """What the CRM holds in the mapped fields of the items' records: {target: {CRM field:
+        value as read}}, with batched reads made inside `reading()`. Records not found are left
+        out (their writes then answer with the CRM's own error). May `retarget` an item whose
+        scores belong to another record (its values are then read there), or reject it
+        (`failed`) when it can be written nowhere."""
+        raise NotImplementedError
+
+    def crm_fields(self, sobject: str) -> dict[str, str]:
+        """Marketo score field -> the CRM field of `sobject` that receives it."""
         raise NotImplementedError
 
     # Shared flow ---------------------------------------------------------------------------
@@ -117,22 +142,80 @@ class ScoreWriter:
             latest[source] = Item(stream, record, source, target, values)
         self.deliver(list(latest.values()))
 
+    @property
+    def full_check(self) -> bool:
+        """Whether this run reads every record it considers, whatever the memory knows."""
+        if self._full_check is None:
+            self._full_check = self.memory.full_check_due(self.full_check_s)
+        return self._full_check
+
     def deliver(self, items: list[Item]) -> None:
-        """Send what changed since the last write to each item's target."""
+        """Send to each item's target the fields whose value differs from what it holds."""
+        converted = self._converted(items)
+        known = self.memory.known(item.target for item, _ in converted)
+        unknown = [
+            item
+            for item, values in converted
+            if self.full_check or not values.keys() <= known.get(item.target, {}).keys()
+        ]
+        if unknown:
+            targets = {id(item): item.target for item in unknown}
+            self.learn(unknown)
+            moved = [i for i in unknown if not i.settled and i.target != targets[id(i)]]
+            kept = [
+                (item, values)
+                for item, values in converted
+                if not item.settled and item.target == targets.get(id(item), item.target)
+            ]
+            converted = kept + self._converted(moved)  # moved: in the new object's form
+            known = self.memory.known(item.target for item, _ in converted)
         todo = []
-        for item in items:
-            try:
-                converted = self.convert(item)
-            except (TypeError, ValueError) as exc:
-                self.failed(item, "INVALID_VALUE", f"a score value cannot be written: {exc}")
-                continue
-            item.changes = self.memory.changes(item.target, converted)
+        for item, values in converted:
+            last = known.get(item.target, {})
+            item.changes = {k: v for k, v in values.items() if k not in last or last[k] != v}
             if item.changes:
                 todo.append(item)
             else:
                 self.report.add("unchanged")
         if todo:
             self.apply(todo)
+
+    def _converted(self, items: list[Item]) -> list[tuple[Item, dict[str, Any]]]:
+        """The items with their values in written form; those that cannot be are rejected."""
+        out = []
+        for item in items:
+            try:
+                out.append((item, self.convert(item)))
+            except (TypeError, ValueError) as exc:
+                self.failed(item, "INVALID_VALUE", f"a score value cannot be written: {exc}")
+        return out
+
+    def learn(self, items: list[Item]) -> None:
+        """Read what the CRM holds for the items' records and remember it as if written."""
+        current = self.read_current(items)
+        self.records_read += len(current)
+        seen = []
+        for target, row in current.items():
+            try:
+                seen.append((target, self.written_form(target, row)))
+            except (TypeError, ValueError) as exc:  # not comparable: written in full
+                self.logger.warning("%s: the CRM's values cannot be compared: %s", target, exc)
+        self.memory.remember(seen)
+
+    def written_form(self, target: str, row: Mapping[str, Any]) -> dict[str, Any]:
+        """A record's mapped fields as read, in the form `convert` writes them."""
+        sobject = target.split("/", 1)[0]
+        values = {m: row[c] for m, c in self.crm_fields(sobject).items() if c in row}
+        return self.convert(Item("", {}, "", target, values))
+
+    @contextmanager
+    def reading(self) -> Iterator[None]:
+        """Counts the API calls made inside as reads."""
+        before = self.client.calls
+        try:
+            yield
+        finally:
+            self.read_calls += self.client.calls - before
 
     def retarget(self, item: Item, target: str) -> None:
         """The item's scores belong to another record from now on (and on later runs)."""
@@ -145,9 +228,13 @@ class ScoreWriter:
         self.report.add("written", len(items))
 
     def failed(self, item: Item, code: str, message: str) -> None:
+        item.settled = True
         self.report.reject(item.stream, item.record, code, f"{item.target}: {message}")
 
-    def close(self) -> None:
+    def close(self, *, completed: bool = False) -> None:
+        """Close the memory; a `completed` run that made a full check records it."""
         if self._memory is not None:
+            if completed and self._full_check:
+                self._memory.set_full_check(self._started)
             self._memory.close()
             self._memory = None

@@ -213,8 +213,9 @@ def test_spent_allowance_stops_without_state_and_the_rerun_finishes(
     ids = [i for i, r in leads.items() if not r["IsConverted"]] + list(contacts)[:100]
     records = [score(i, n) for n, i in enumerate(ids, start=1)]
     config = salesforce_config(seeded_salesforce, tmp_path, daily_api_share=1.0)
-    # Two describes and one composite call of 200 records, then the org's allowance is spent.
-    seeded_salesforce.admin("salesforce", "PUT", "limits", json={"daily_api_requests": 3})
+    # Two describes, a read of the leads' and of the contacts' values (nothing is remembered
+    # yet) and one composite call of 200 records, then the org's allowance is spent.
+    seeded_salesforce.admin("salesforce", "PUT", "limits", json={"daily_api_requests": 5})
     with pytest.raises(RunStoppedError) as stop:
         run_target(config, singer_lines(records))
     assert stop.value.exit_code == 3

@@ -15,6 +15,8 @@ from msi_common.contract import SCORES_STREAM
 from msi_common.testing import schema_message
 from msi_sandbox.dynamics.schema import DEFAULT_MSI_ATTRIBUTES
 from msi_sandbox.salesforce.schema import MSI_FIELDS as SALESFORCE_MSI_FIELDS
+from tap_crm_msi.writeback.dynamics import DynamicsWriter
+from tap_crm_msi.writeback.report import WriteReport
 from tap_crm_msi.writeback.target import TargetCrmMsi
 
 FAST = {"backoff_factor": 0.01, "bulk_poll_seconds": 0.05, "max_tries": 4}
@@ -120,3 +122,21 @@ class StandaloneHandle:
         response = self.session.request(method, url, timeout=60, **kwargs)
         response.raise_for_status()
         return response
+
+
+def with_defaults(config: dict[str, Any]) -> dict[str, Any]:
+    """`config` as the target hands it to its writer: every declared default filled in."""
+    properties = TargetCrmMsi.config_jsonschema["properties"]
+    defaults = {name: spec["default"] for name, spec in properties.items() if "default" in spec}
+    return {**defaults, **config}
+
+
+def dynamics_attributes(sandbox: Any, tmp_path: Path) -> dict[str, dict[str, str]]:
+    """entity -> {Marketo score field: attribute}, as the writer finds them in the org (with its
+    own state, under `tmp_path`): tests never name the org's attributes themselves."""
+    config = with_defaults(dynamics_config(sandbox, tmp_path / "attributes"))
+    writer = DynamicsWriter(config, WriteReport(None))
+    try:
+        return {entity: dict(writer.attributes(entity).names) for entity in ("lead", "contact")}
+    finally:
+        writer.close()
