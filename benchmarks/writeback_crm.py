@@ -124,7 +124,7 @@ def scored_input(ids: list[str], share: float) -> tuple[str, int]:
 def report_first_run(label: str, records: int, seconds: float, summary: dict[str, Any]) -> None:
     calls, reads = summary["calls"], summary.get("reads", 0)
     print(
-        f"{label:<48} {records:>7} rec {seconds:>8.1f} s  CRM writes={summary['written']} "
+        f"{label:<56} {records:>7} rec {seconds:>8.1f} s  CRM writes={summary['written']} "
         f"CRM calls={calls} (reads={reads}, other={calls - reads}) Marketo calls=0  "
         f"unchanged={summary['unchanged']} rejected={summary['rejected']}",
         flush=True,
