@@ -1,4 +1,5 @@
-"""Lead rules shared by the REST endpoints and the bulk import: one home for dedupe and links.
+"""Lead rules shared by the REST endpoints and the bulk import and extract: one home for dedupe,
+links and what a lead's fields read (`lead_values`, company fields from a linked company).
 
 Leads differ from the other lead-database objects: they dedupe on a `lookupField` (default
 `email`), a repeated key in one call updates the lead the earlier record created, results carry
@@ -9,7 +10,8 @@ change only through MSI activity (the `/_sandbox/msi-activity` admin operation h
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 from msi_sandbox.generator import World
@@ -35,6 +37,7 @@ if TYPE_CHECKING:
 LEAD_ACTIONS = ("createOrUpdate", "createOnly", "updateOnly", "createDuplicate")
 BY_NAME = {f.name: f for f in LEAD_FIELDS}
 COMPANY_FIELDS = tuple(f.name for f in LEAD_FIELDS if f.company_field)
+BOOLEAN_FIELDS = frozenset(f.name for f in LEAD_FIELDS if f.data_type == "boolean")
 SEARCHABLE = tuple(f.name for f in LEAD_FIELDS if f.searchable)
 # The spec's MSI table names these for leads, but Marketo itself does not require them: enforced
 # on create only when the service option `require_msi_links` is set.
@@ -204,33 +207,106 @@ def _missing_id() -> int:
     raise missing("id")
 
 
-def with_company_fields(
-    service: MarketoService, rows: list[dict[str, Any]]
-) -> list[dict[str, Any]]:
-    """Leads linked to a company read their company-type fields from it."""
-    companies = find_by(
-        service.store, "companies", "externalCompanyId", (r.get("externalCompanyId") for r in rows)
-    )
-    for row in rows:
-        company = companies.get(row.get("externalCompanyId"))
-        if company:
-            row.update({name: company[0].get(name) for name in COMPANY_FIELDS})
+# Reading leads: one source for the REST answers and the bulk export ---------------------------
+def lead_values(
+    service: MarketoService,
+    fields: Sequence[str],
+    where: str = "",
+    params: Sequence[Any] = (),
+    *,
+    limit: int | None = None,
+    offset: int = 0,
+) -> list[tuple[Any, ...]]:
+    """Leads' values for `fields` as Marketo reports them, in id order, a tuple per lead.
+
+    The one source of what a lead's fields hold: leads.json and lead/{id}.json answer with these
+    values and the bulk export writes them (its file's rendering of them is its own). A lead
+    linked to a company (its externalCompanyId names one) has that company's values for its
+    company-type fields, as in Marketo. Booleans come back as bool, numbers as stored, datetimes
+    as `...Z` text, nulls as None. `where` is SQL over the leads table, with `params`.
+
+    Fast enough for the export's million leads: rows are plain tuples, and only those that need
+    it (booleans to decode, a company to read from) are rebuilt.
+    """
+    from_company = [i for i, name in enumerate(fields) if name in COMPANY_FIELDS]
+    flags = [i for i, name in enumerate(fields) if name in BOOLEAN_FIELDS]
+    columns = [*fields, "externalCompanyId"] if from_company else list(fields)
+    names = ", ".join(f'"{c}"' for c in columns)
+    sql = f'SELECT {names} FROM "leads"'
+    if where:
+        sql += f" WHERE {where}"
+    sql += ' ORDER BY "id"'
+    if limit is not None:
+        sql += f" LIMIT {int(limit)} OFFSET {int(offset)}"
+    cursor = service.store.connect().cursor()
+    cursor.row_factory = None  # plain tuples
+    rows = cursor.execute(sql, tuple(params)).fetchall()
+    if from_company:
+        rows = _company_values(service, rows, fields, from_company)
+    if flags:
+        rows = [_booleans(row, flags) for row in rows]
     return rows
+
+
+def _company_values(
+    service: MarketoService, rows: list[tuple[Any, ...]], fields: Sequence[str], at: list[int]
+) -> list[tuple[Any, ...]]:
+    """`rows` (`fields`, then externalCompanyId) with the fields at positions `at` of each lead
+    linked to a company taken from that company; the externalCompanyId column is dropped."""
+    width = len(fields)
+    names = [fields[i] for i in at]
+    found = find_by(
+        service.store, "companies", "externalCompanyId", {r[width] for r in rows}, names
+    )
+    if not found:
+        return [row[:width] for row in rows]
+    # A linked lead's values are picked from `row + company` in one C call.
+    companies = {key: tuple(matches[0][n] for n in names) for key, matches in found.items()}
+    order = list(range(width))
+    for j, i in enumerate(at):
+        order[i] = width + 1 + j
+    pick = itemgetter(*order) if width > 1 else lambda r: (r[order[0]],)
+    get = companies.get
+    return [
+        row[:width] if (company := get(row[width])) is None else pick(row + company) for row in rows
+    ]
+
+
+def _booleans(row: tuple[Any, ...], at: list[int]) -> tuple[Any, ...]:
+    """`row` with the stored 0/1 at positions `at` as bool."""
+    if all(row[i] is None for i in at):
+        return row
+    values = list(row)
+    for i in at:
+        if values[i] is not None:
+            values[i] = bool(values[i])
+    return tuple(values)
 
 
 def get_leads(
     service: MarketoService, params: dict[str, str]
 ) -> tuple[list[dict[str, Any]], str | None]:
-    return objects.query(service, objects.LEADS, params, overlay=with_company_fields)
+    return objects.query(service, objects.LEADS, params, read=_lead_records)
+
+
+def _lead_records(
+    service: MarketoService,
+    fields: list[str],
+    where: str,
+    params: list[Any],
+    limit: int,
+    offset: int,
+) -> list[dict[str, Any]]:
+    rows = lead_values(service, fields, where, params, limit=limit, offset=offset)
+    return [dict(zip(fields, row, strict=True)) for row in rows]
 
 
 def get_lead(service: MarketoService, lead_id: int, fields: list[str]) -> list[dict[str, Any]]:
     for name in fields:
         if name not in BY_NAME:
             raise MarketoApiError("1006", f"Field '{name}' not found")
-    rows = with_company_fields(service, service.store.select("leads", '"id" = ?', (lead_id,)))
     wanted = fields or list(objects.LEADS.default_fields)
-    return [{name: row.get(name) for name in wanted} for row in rows]
+    return _lead_records(service, wanted, '"id" = ?', [lead_id], 1, 0)
 
 
 # MSI activity -------------------------------------------------------------------------------
@@ -305,23 +381,60 @@ _SEED_COLUMNS = (
 )
 
 
-def seed_people(service: MarketoService, world: World) -> None:
-    """The world's leads and contacts as Marketo leads, in one transaction.
+_SEED_SALES_PERSON_COLUMNS = (
+    "externalSalesPersonId",
+    "email",
+    "firstName",
+    "lastName",
+    "title",
+    "phone",
+    "createdAt",
+    "updatedAt",
+)
+_SEED_COMPANY_COLUMNS = (
+    "externalCompanyId",
+    "externalSalesPersonId",
+    "company",
+    "website",
+    "industry",
+    "annualRevenue",
+    "numberOfEmployees",
+    "billingStreet",
+    "billingCity",
+    "billingState",
+    "billingCountry",
+    "billingPostalCode",
+    "mainPhone",
+    "createdAt",
+    "updatedAt",
+)
 
-    Fast for a million people: rows go in as plain tuples (every seeded column is text, so
-    there is nothing to encode) and the lead indexes are rebuilt once after the load.
+
+def seed_people(service: MarketoService, world: World) -> None:
+    """The world's leads and contacts as Marketo leads, in one transaction, with what they link
+    to: its users as sales persons and its accounts as companies (so a contact with an account
+    is a lead linked to a company, whose company fields are the company's).
+
+    Fast for a million people: rows go in as plain tuples (nothing needs encoding) and the lead
+    indexes are rebuilt once after the load.
     """
     ids = _ExternalIds(str(service.options.get("seed_people")))
-    names = ", ".join(f'"{c}"' for c in _SEED_COLUMNS)
-    marks = ", ".join("?" for _ in _SEED_COLUMNS)
     with service.store.transaction() as conn:
+
+        def insert(table: str, columns: tuple[str, ...], rows: Iterable[tuple[Any, ...]]) -> None:
+            names = ", ".join(f'"{c}"' for c in columns)
+            marks = ", ".join("?" for _ in columns)
+            conn.executemany(f'INSERT INTO "{table}" ({names}) VALUES ({marks})', rows)
+
+        insert("salespersons", _SEED_SALES_PERSON_COLUMNS, _sales_persons(world, ids))
+        insert("companies", _SEED_COMPANY_COLUMNS, _companies(world, ids))
         indexes = conn.execute(
             "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'leads' "
             "AND sql IS NOT NULL"
         ).fetchall()
         for name, _sql in indexes:
             conn.execute(f'DROP INDEX "{name}"')
-        conn.executemany(f'INSERT INTO "leads" ({names}) VALUES ({marks})', _people(world, ids))
+        insert("leads", _SEED_COLUMNS, _people(world, ids))
         for _name, sql in indexes:
             conn.execute(sql)
 
@@ -375,3 +488,42 @@ def _people(world: World, ids: _ExternalIds) -> Iterator[tuple[Any, ...]]:
                 created,
                 created if same else to_iso(person["modified"]),
             )
+
+
+def _sales_persons(world: World, ids: _ExternalIds) -> Iterator[tuple[Any, ...]]:
+    """One row per generated user, in `_SEED_SALES_PERSON_COLUMNS` order."""
+    for user in world.users:
+        created = to_iso(user["created"])
+        yield (
+            ids("user", user["key"]),
+            user["email"],
+            user["first_name"],
+            user["last_name"],
+            user["title"],
+            user["phone"],
+            created,
+            to_iso(user["modified"]),
+        )
+
+
+def _companies(world: World, ids: _ExternalIds) -> Iterator[tuple[Any, ...]]:
+    """One row per generated account, in `_SEED_COMPANY_COLUMNS` order."""
+    for account in world.accounts:
+        owner_kind, owner_key = account["owner"]
+        yield (
+            ids("account", account["key"]),
+            ids("user", owner_key) if owner_kind == "user" else None,
+            account["name"],
+            account["website"],
+            account["industry"],
+            account["annual_revenue"],
+            account["employees"],
+            account["billing_street"],
+            account["billing_city"],
+            account["billing_state"],
+            account["billing_country"],
+            account["billing_postal_code"],
+            account["phone"],
+            to_iso(account["created"]),
+            to_iso(account["modified"]),
+        )

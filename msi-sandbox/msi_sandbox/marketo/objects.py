@@ -34,6 +34,10 @@ from msi_sandbox.store import Table
 if TYPE_CHECKING:
     from msi_sandbox.marketo.service import MarketoService
 
+    # Reads one page: (service, fields, SQL where over the object's table, its parameters,
+    # limit, offset) -> each record's values for `fields`, in key order.
+    Reader = Callable[[MarketoService, list[str], str, list[Any], int, int], list[dict[str, Any]]]
+
 MAX_FILTER_MATCHES = 1000  # a get by filter matching more answers 1003
 SYNC_ACTIONS = ("createOrUpdate", "createOnly", "updateOnly")
 DESCRIBE_DATE = "2015-02-03T22:36:23Z"  # when Marketo defined these built-in objects
@@ -201,9 +205,13 @@ def query(
     otype: ObjectType,
     params: Mapping[str, str],
     *,
-    overlay: Callable[[MarketoService, list[dict[str, Any]]], list[dict[str, Any]]] | None = None,
+    read: Reader | None = None,
 ) -> tuple[list[dict[str, Any]], str | None]:
-    """Records matching filterType/filterValues, one page; and the next page's token."""
+    """Records matching filterType/filterValues, one page; and the next page's token.
+
+    `read` fetches the page where an object's values are not simply its stored columns (leads:
+    `leads.lead_values`); by default the stored columns are read.
+    """
     filter_type = params.get("filterType")
     if not filter_type:
         raise MarketoApiError("701", "filterType cannot be blank")
@@ -231,17 +239,21 @@ def query(
         raise MarketoApiError(
             "1003", f"Too many results match the filter ({MAX_FILTER_MATCHES} max)"
         )
-    rows = service.store.select(
-        otype.table.name, where, values, order_by=f'"{otype.table.key}"', limit=size, offset=offset
-    )
-    if overlay is not None:
-        rows = overlay(service, rows)
-    page = []
-    for seq, row in enumerate(rows):
-        record = {name: row.get(name) for name in fields}
-        page.append({"seq": seq, **record} if otype.seq else record)
-    more = offset + len(rows) < matched
-    return page, page_token(offset + len(rows)) if more else None
+    if read is None:
+        rows = service.store.select(
+            otype.table.name,
+            where,
+            values,
+            order_by=f'"{otype.table.key}"',
+            limit=size,
+            offset=offset,
+        )
+        records = [{name: row.get(name) for name in fields} for row in rows]
+    else:
+        records = read(service, fields, where, values, size, offset)
+    page = [{"seq": seq, **r} if otype.seq else r for seq, r in enumerate(records)]
+    more = offset + len(records) < matched
+    return page, page_token(offset + len(records)) if more else None
 
 
 def query_by_keys(service: MarketoService, otype: ObjectType, body: Any) -> list[dict[str, Any]]:

@@ -9,8 +9,9 @@ What callers can rely on (see rest.py, leads.py, objects.py for the rules):
   daily_quota -> 607, max_batch, max_body_bytes -> 413, max_uri_bytes -> 414.
   Identity calls are not limited. GET /rest/v1/stats/usage.json reports counted calls.
 - Options: `seed_people` (true or "salesforce") loads the generated leads and contacts as
-  Marketo leads; `api_user` names the token's scope; `require_msi_links` makes lead creation
-  need externalPersonId/externalSalesPersonId/externalCompanyId (MSI's table; Marketo doesn't).
+  Marketo leads, with the users and accounts they link to as sales persons and companies;
+  `api_user` names the token's scope; `require_msi_links` makes lead creation need
+  externalPersonId/externalSalesPersonId/externalCompanyId (MSI's table; Marketo doesn't).
 - Admin: POST /_sandbox/msi-activity {"leadIds"|"externalPersonIds"|"count","seed"} gives
   leads a new interesting moment and scores, and moves their updatedAt.
 """
@@ -169,7 +170,8 @@ class MarketoService(SandboxService):
 
     # World and admin operations ---------------------------------------------------------------
     def seed_world(self, world: World) -> None:
-        """Marketo starts empty (the forward sync fills it) unless `seed_people` is set."""
+        """Marketo starts empty (the forward sync fills it) unless `seed_people` is set: then it
+        holds the world's people and the sales persons and companies they link to."""
         if self.options.get("seed_people"):
             leads.seed_people(self, world)
 

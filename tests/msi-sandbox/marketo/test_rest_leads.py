@@ -283,6 +283,15 @@ def test_seed_people_loads_leads_and_contacts(
     service = MarketoService(tmp_path, options={"seed_people": crm})
     service.seed_world(world)
     assert service.store.count("leads") == len(world.leads) + len(world.contacts)
+    # What the people link to is there: the users as sales persons, the accounts as companies.
+    persons = {r["externalSalesPersonId"] for r in service.store.select("salespersons")}
+    companies = service.store.select("companies")
+    assert (len(persons), len(companies)) == (len(world.users), len(world.accounts))
+    assert all(c["company"] and c["website"] for c in companies)
+    links = {r["externalCompanyId"] for r in service.store.select("leads")} - {None}
+    assert links
+    assert links <= {c["externalCompanyId"] for c in companies}
+    assert {c["externalSalesPersonId"] for c in companies} - {None} <= persons
     sample = service.store.select("leads", limit=1)[0]
     assert sample["externalPersonId"]
     assert sample["createdAt"].endswith("Z")
@@ -294,4 +303,4 @@ def test_seed_people_loads_leads_and_contacts(
         assert len(sample["externalPersonId"]) == id_length
     empty = MarketoService(tmp_path / "plain")
     empty.seed_world(world)
-    assert empty.store.count("leads") == 0
+    assert empty.store.count("leads") == empty.store.count("companies") == 0
