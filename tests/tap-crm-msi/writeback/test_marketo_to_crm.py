@@ -48,15 +48,17 @@ def crm_rows(sandbox: Any, crm: str) -> dict[str, dict[str, Any]]:
     return rows
 
 
-def person_ids(rows: dict[str, dict[str, Any]], crm: str) -> list[str]:
-    """Three leads and three contacts (Salesforce: leads not converted)."""
+def person_ids(rows: dict[str, dict[str, Any]], crm: str, each: int = 3) -> list[str]:
+    """`each` leads then `each` contacts (Salesforce: leads not converted)."""
     leads = [i for i, r in rows.items() if "leadid" in r or (r.get("Id", "")[:3] == "00Q"
              and not r["IsConverted"])]  # fmt: skip
     contacts = [i for i, r in rows.items() if "contactid" in r or r.get("Id", "")[:3] == "003"]
-    return leads[:3] + contacts[:3]
+    return leads[:each] + contacts[:each]
 
 
-def put_marketo_leads(sandbox: Any, external_ids: list[str]) -> None:
+def put_marketo_leads(sandbox: Any, external_ids: list[str], unscored: list[str] = ()) -> None:
+    """Scored Marketo leads linked to `external_ids` (ids 1..n), an unlinked one, and linked
+    leads MSI has not scored (all score fields null, as the CRM holds them)."""
     when = (dt.datetime.now(dt.UTC) - dt.timedelta(days=3)).strftime(ISO)
     rows = []
     for n, external_id in enumerate([*external_ids, None], start=1):
@@ -74,6 +76,16 @@ def put_marketo_leads(sandbox: Any, external_ids: list[str]) -> None:
                 "priority": n,
                 "relativeUrgency": 10 + n,
                 "relativeScore": 20 + n,
+                "createdAt": when,
+                "updatedAt": when,
+            }
+        )
+    for n, external_id in enumerate(unscored, start=len(rows) + 1):
+        rows.append(
+            {
+                "id": n,
+                "email": f"person{n}@example.com",
+                "externalPersonId": external_id,
                 "createdAt": when,
                 "updatedAt": when,
             }
@@ -115,14 +127,27 @@ def test_msi_activity_reaches_exactly_the_right_crm_records(
 ) -> None:
     _, fields, stamps, make_config, calls_prefix = CRMS[crm]
     sandbox.admin(crm, "POST", "seed", json={"size": "small", "seed": 3})
-    ids = person_ids(crm_rows(sandbox, crm), crm)
-    put_marketo_leads(sandbox, ids)
+    people = person_ids(crm_rows(sandbox, crm), crm, each=5)
+    ids, unscored = people[:3] + people[5:8], people[3:5] + people[8:]
+    put_marketo_leads(sandbox, ids, unscored)
     config = make_config(sandbox, tmp_path / "target")
 
-    # First cycle: every linked person's scores are copied.
+    # First cycle, with no memory of earlier writes: the scores of the six scored people differ
+    # from the CRM's (empty) and are written; the four people MSI has not scored are null in
+    # Marketo and in the CRM, so their records are read, not written (modstamps stay).
     lines, state = run_tap(sandbox, tmp_path / "tap", None)
+    sandbox.admin(crm, "POST", "stats/reset")
+    seeded = crm_rows(sandbox, crm)
     first = run_target(config, lines)
-    assert (first.summary["received"], first.summary["written"]) == (6, 6)
+    assert (first.summary["received"], first.summary["written"]) == (10, 6)
+    assert first.summary["unchanged"] == 4
+    assert set(changed_rows(seeded, crm_rows(sandbox, crm))) == set(ids)
+    assert first.summary["reads"] >= 1
+    assert first.summary["records_read"] == 10
+
+    # A second worker without the memory file writes nothing: it reads what the CRM holds.
+    fresh = run_target(make_config(sandbox, tmp_path / "fresh-worker"), lines)
+    assert (fresh.summary["written"], fresh.summary["unchanged"]) == (0, 10)
 
     # MSI notices engagement of Marketo leads 2 and 5 (a lead and a contact in the CRM).
     answer = sandbox.admin(
