@@ -19,8 +19,6 @@ neither is rejected with Dataverse's "does not exist" code without a write.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -79,17 +77,15 @@ class DynamicsWriter(ScoreWriter):
     def attributes(self, entity: str) -> DynamicsAttributes:
         """The entity's score attributes: its metadata, remembered for `describe_cache_hours`."""
         if entity not in self._attributes:
-            settings = json.dumps(self.mapping, sort_keys=True)
-            key = f"attributes/{entity}/{hashlib.sha256(settings.encode()).hexdigest()[:12]}"
-            cached = self.memory.fact(key, self.attributes_cache_s)
-            if cached is not None:
-                found = DynamicsAttributes(cached)
-            else:
-                found = DynamicsAttributes.from_metadata(
+            found = self.remembered(
+                f"attributes/{entity}",
+                self.mapping,
+                self.attributes_cache_s,
+                lambda: DynamicsAttributes.from_metadata(
                     entity, self.client.attributes(entity), self.mapping
-                )
-                self.memory.set_fact(key, found.as_json())
-            self._attributes[entity] = found
+                ).as_json(),
+            )
+            self._attributes[entity] = DynamicsAttributes(found)
         return self._attributes[entity]
 
     def convert(self, item: Item) -> dict[str, Any]:

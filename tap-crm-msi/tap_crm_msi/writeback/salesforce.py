@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import hashlib
 import io
-import json
 import math
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -91,20 +89,27 @@ class SalesforceWriter(ScoreWriter):
     def default_target(self, source: str) -> str:
         return f"{OBJECTS[source[:3]]}/{source}"
 
+    def _follow_conversion(self, item: Item, contact: str | None) -> bool:
+        """A converted lead's scores go to its contact (True), or the item is reported."""
+        if contact and self.redirect_converted:
+            self.retarget(item, f"Contact/{contact}")
+            return True
+        where = f" (its contact is {contact})" if contact else ""
+        self.failed(item, CONVERTED, f"the lead was converted{where}")
+        return False
+
     def fields(self, sobject: str) -> SalesforceFields:
         """The object's score fields: describe, remembered for `describe_cache_hours`."""
         if sobject not in self._fields:
-            settings = json.dumps([self.mapping, self.namespace], sort_keys=True)
-            key = f"describe/{sobject}/{hashlib.sha256(settings.encode()).hexdigest()[:12]}"
-            cached = self.memory.fact(key, self.describe_cache_s)
-            if cached is not None:
-                fields = SalesforceFields(cached)
-            else:
-                fields = SalesforceFields.from_describe(
+            found = self.remembered(
+                f"describe/{sobject}",
+                [self.mapping, self.namespace],
+                self.describe_cache_s,
+                lambda: SalesforceFields.from_describe(
                     sobject, self.client.describe(sobject), self.mapping, self.namespace
-                )
-                self.memory.set_fact(key, fields.as_json())
-            self._fields[sobject] = fields
+                ).as_json(),
+            )
+            self._fields[sobject] = SalesforceFields(found)
         return self._fields[sobject]
 
     def convert(self, item: Item) -> dict[str, Any]:
@@ -127,12 +132,8 @@ class SalesforceWriter(ScoreWriter):
                 found[item.target] = row
                 continue
             contact = to_18(row["ConvertedContactId"]) if row.get("ConvertedContactId") else None
-            if contact and self.redirect_converted:
-                self.retarget(item, f"Contact/{contact}")
+            if self._follow_conversion(item, contact):
                 contacts.append(item)
-            else:
-                where = f" (its contact is {contact})" if contact else ""
-                self.failed(item, CONVERTED, f"the lead was converted{where}")
         rows = self._read("Contact", [i.record_id for i in contacts])
         for item in contacts:
             if item.record_id in rows:
@@ -267,13 +268,8 @@ class SalesforceWriter(ScoreWriter):
                         contacts[to_18(row["Id"])] = to_18(row["ConvertedContactId"])  # type: ignore[index]
         moved = []
         for item in items:
-            contact = contacts.get(item.record_id)
-            if contact and self.redirect_converted:
-                self.retarget(item, f"Contact/{contact}")
+            if self._follow_conversion(item, contacts.get(item.record_id)):
                 moved.append(item)
-            else:
-                where = f" (its contact is {contact})" if contact else ""
-                self.failed(item, CONVERTED, f"the lead was converted{where}")
         if moved:
             self.deliver(moved)
 

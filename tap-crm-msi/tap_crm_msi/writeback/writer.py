@@ -13,6 +13,8 @@ send, and report each item as written or rejected with the CRM's own error code.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -216,6 +218,19 @@ class ScoreWriter:
             yield
         finally:
             self.read_calls += self.client.calls - before
+
+    def remembered(
+        self, what: str, settings: Any, max_age_s: float, read: Callable[[], Any]
+    ) -> Any:
+        """A fact about this CRM instance (an object's fields, say), read at most once per
+        `max_age_s` and kept in the write memory, keyed by the settings that shape it."""
+        digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
+        key = f"{what}/{digest}"
+        fact = self.memory.fact(key, max_age_s)
+        if fact is None:
+            fact = read()
+            self.memory.set_fact(key, fact)
+        return fact
 
     def retarget(self, item: Item, target: str) -> None:
         """The item's scores belong to another record from now on (and on later runs)."""
