@@ -37,6 +37,8 @@ PEOPLE_JOB = "marketo-people"
 DELETED_PEOPLE = 5
 # Where meltano.yml's sandbox environment has target-marketo-msi write its summary and rejects.
 SUMMARY_FILE = ROOT / "output" / "sandbox" / "marketo-summary.json"
+# And where it has target-crm-msi write the write-back's summary.
+WRITE_BACK_SUMMARY_FILE = SUMMARY_FILE.with_name("crm-writeback-summary.json")
 DEMO_SEED = 42
 STARTUP_TIMEOUT_S = 180
 # Per CRM: the forward sync into a freshly reset Marketo, then the score write-back.
@@ -226,10 +228,19 @@ def write_back_scores(crm: str, job: str, info: dict[str, Any], env: dict[str, s
     print_scores(
         "CRM records before the write-back:", crm, crm_people(info, crm, person_ids), person_ids
     )
+    WRITE_BACK_SUMMARY_FILE.unlink(missing_ok=True)
     ok = run_job(job, env)
     print_scores(
         "CRM records after the write-back:", crm, crm_people(info, crm, person_ids), person_ids
     )
+    linked = sum(1 for i in changed["leadIds"] if by_id[i].get("externalPersonId"))
+    if WRITE_BACK_SUMMARY_FILE.exists():
+        done = json.loads(WRITE_BACK_SUMMARY_FILE.read_text())
+        print(
+            f"Written: {done['written']} CRM records, against {linked} linked people whose scores"
+            f" MSI changed; {done['unchanged']} read and left alone (same values in the CRM);"
+            f" CRM calls {done['calls']}, {done['reads']} of them reads."
+        )
     print()
     return ok
 
