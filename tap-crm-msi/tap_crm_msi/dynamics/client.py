@@ -46,7 +46,7 @@ class DynamicsClient(BaseCrmClient):
         super().__init__(ca_bundle=config.get("ca_bundle"), retry=RetrySettings.from_config(config))
         self.base = config["org_url"].rstrip("/") + API_PATH
         self.page_size = min(int(config.get("page_size") or 5000), 5000)
-        self.auth = DataverseAuthenticator(config, self.session)
+        self.auth = DataverseAuthenticator(config, self.session, self.policy)
         self._labels: dict[str, dict[str, dict[int, str]]] = {}
         self.session.headers.update(
             {"Accept": "application/json", "OData-MaxVersion": "4.0", "OData-Version": "4.0"}

@@ -3,6 +3,10 @@
 Salesforce token responses carry no `expires_in`: a token is used until a call answers
 401 INVALID_SESSION_ID, then `refresh()` gets a new one (the client does this mid-run too).
 
+The token request retries what is transient (5xx, 429 with `Retry-After`, timeouts, dropped
+connections) under the client's retry policy; refused credentials stop at once, naming the
+settings to check (never their values).
+
 Refresh tokens may rotate: when the token endpoint returns a new `refresh_token`, it is written to
 `refresh_token_file` (mode 0600, JSON `{"refresh_token": ...}`) and read from there on the next
 run in preference to the configured one. Singer has no channel for a tap to change its own config,
@@ -20,17 +24,27 @@ from typing import Any
 import jwt
 import requests
 
+from msi_common.retry import RetriesExhausted, Retryable, RetryPolicy, retry_after
 from tap_crm_msi.auth import BearerAuthenticator
 from tap_crm_msi.errors import AuthError
 
 GRANT_JWT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 FLOWS = ("client_credentials", "refresh_token", "jwt_bearer")
+# The settings each flow's credentials come from: what a refusal asks the operator to check.
+FLOW_SETTINGS = {
+    "client_credentials": "client_id, client_secret",
+    "refresh_token": "refresh_token (or refresh_token_file), client_id, client_secret",
+    "jwt_bearer": "client_id, username, private_key, jwt_audience",
+}
+TRANSIENT_STATUS = frozenset({429, 500, 502, 503, 504})
 
 
 class SalesforceAuthenticator(BearerAuthenticator):
     """Holds the access token and instance URL; adds `Authorization: Bearer` to each request."""
 
-    def __init__(self, config: dict[str, Any], session: requests.Session) -> None:
+    def __init__(
+        self, config: dict[str, Any], session: requests.Session, policy: RetryPolicy
+    ) -> None:
         super().__init__()
         self.flow = config["auth_flow"]
         if self.flow not in FLOWS:
@@ -45,28 +59,45 @@ class SalesforceAuthenticator(BearerAuthenticator):
         self.refresh_token_file = config.get("refresh_token_file")
         self.refresh_token = self._stored_refresh_token() or config.get("refresh_token")
         self.session = session
+        self.policy = policy
         self.instance_url: str | None = config.get("instance_url") or None
 
     # Token lifecycle ----------------------------------------------------------------------------
     def _new_token(self, *, renewing: bool) -> str:
-        response = self.session.post(
-            f"{self.login_url}/services/oauth2/token",
-            data=self._grant_body(),
-            headers={"Accept": "application/json"},
-            timeout=60,
-            verify=self.session.verify,
-        )
-        if response.status_code != 200:
-            raise AuthError(
-                f"Salesforce token request ({self.flow}) refused: {_oauth_error(response)}"
-            )
-        token = response.json()
+        try:
+            token = self.policy.run(self._request_token)
+        except RetriesExhausted as exc:
+            raise AuthError(f"Salesforce token request ({self.flow}) failed: {exc}") from None
         self.instance_url = (token.get("instance_url") or self.instance_url or "").rstrip("/")
         rotated = token.get("refresh_token")
         if rotated and rotated != self.refresh_token:
             self.refresh_token = rotated
             self._store_refresh_token(rotated)
         return token["access_token"]
+
+    def _request_token(self) -> dict[str, Any]:
+        """One token request: the token, a `Retryable` when transient, else AuthError."""
+        response = self.session.post(
+            f"{self.login_url}/services/oauth2/token",
+            data=self._grant_body(),
+            headers={"Accept": "application/json"},
+            timeout=self.policy.settings.request_timeout_seconds,
+            verify=self.session.verify,
+        )
+        if response.status_code in TRANSIENT_STATUS:
+            raise Retryable(
+                f"Salesforce token endpoint answered HTTP {response.status_code}",
+                retry_after=retry_after(response.headers.get("Retry-After")),
+            )
+        if response.status_code != 200:
+            raise AuthError(
+                f"Salesforce token request ({self.flow}) refused: {_oauth_error(response)}; "
+                f"check the {FLOW_SETTINGS[self.flow]} settings"
+            )
+        try:
+            return response.json()
+        except ValueError:  # a 200 cut short is a dropped connection in disguise
+            raise Retryable("Salesforce token answer unreadable") from None
 
     def _grant_body(self) -> dict[str, str]:
         if self.flow == "client_credentials":

@@ -52,7 +52,7 @@ class SalesforceClient(BaseCrmClient):
         self.daily_share = float(config["daily_api_share"])
         self.bulk_poll_s = float(config["bulk_poll_seconds"])
         self.bulk_max_records = int(config.get("bulk_max_records") or 50_000)
-        self.auth = SalesforceAuthenticator(config, self.session)
+        self.auth = SalesforceAuthenticator(config, self.session, self.policy)
         self.api_usage: tuple[int, int] | None = None
         self._stop_reason: str | None = None
 
