@@ -7,6 +7,7 @@ stop at once, naming the settings to check and never their values.
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -47,7 +48,8 @@ def test_a_transient_token_failure_costs_one_more_request(
         plan["drop_path"] = TOKEN_PATHS[crm]
     sandbox.admin(crm, "PUT", "faults", json=plan)
 
-    run = run_tap(CONFIGS[crm](sandbox, max_tries=3, backoff_factor=0.01))
+    # A decimal setting arrives as the SDK parses meltano's config file: a Decimal.
+    run = run_tap(CONFIGS[crm](sandbox, max_tries=3, backoff_factor=Decimal("0.01")))
 
     for stream in reference.records:
         assert sorted(run.ids(stream)) == sorted(reference.ids(stream)), stream
