@@ -119,8 +119,18 @@ OWN_SETTINGS = th.PropertiesList(
         default=1000,
         description="Operations per $batch call (Dataverse allows 1,000).",
     ),
-    th.Property("rejects_path", th.StringType, default="output/crm-rejects.jsonl"),
-    th.Property("summary_path", th.StringType, default="output/crm-writeback-summary.json"),
+    th.Property(
+        "rejects_path",
+        th.StringType,
+        default="output/crm-rejects.jsonl",
+        description="This run's rejects, as JSON Lines with code and message.",
+    ),
+    th.Property(
+        "summary_path",
+        th.StringType,
+        default="output/crm-writeback-summary.json",
+        description="This run's summary (counts, CRM calls, rejects by code), as JSON.",
+    ),
 ).to_dict()
 
 
@@ -145,6 +155,8 @@ class TargetCrmMsi(Target):
     """Writes Marketo Sales Insight scores to CRM leads and contacts, changed values only."""
 
     name = "target-crm-msi"
+    # The distribution it ships in (for --about's version): the tap's package.
+    package_name = "tap-crm-msi"
     default_sink_class = ScoreSink
     config_jsonschema = _config_schema()
 

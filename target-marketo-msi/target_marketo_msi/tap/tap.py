@@ -32,6 +32,8 @@ class TapMarketoMsi(Tap):
     """Singer tap for MSI lead scores and Marketo people."""
 
     name = "tap-marketo-msi"
+    # The distribution it ships in (for --about's version): the target's package.
+    package_name = "target-marketo-msi"
 
     config_jsonschema = th.PropertiesList(
         th.Property(
@@ -40,8 +42,20 @@ class TapMarketoMsi(Tap):
             required=True,
             description="Marketo REST base URL, e.g. https://123-ABC-456.mktorest.com",
         ),
-        th.Property("client_id", th.StringType(), required=True, secret=True),
-        th.Property("client_secret", th.StringType(), required=True, secret=True),
+        th.Property(
+            "client_id",
+            th.StringType(),
+            required=True,
+            secret=True,
+            description="Client id of the LaunchPoint service (Admin > Web Services)",
+        ),
+        th.Property(
+            "client_secret",
+            th.StringType(),
+            required=True,
+            secret=True,
+            description="Client secret of the LaunchPoint service",
+        ),
         settings.CA_BUNDLE,
         th.Property(
             "start_date",
@@ -87,7 +101,13 @@ class TapMarketoMsi(Tap):
             default=5,
             description="Overlap of each run's first window with the last one (late writes)",
         ),
-        th.Property("poll_interval_seconds", th.NumberType(), default=60),
+        th.Property(
+            "poll_interval_seconds",
+            th.NumberType(),
+            default=60,
+            description="Seconds between status checks of an export job (Marketo refreshes "
+            "the status about once a minute)",
+        ),
         th.Property(
             "max_wait_seconds",
             th.NumberType(),
