@@ -50,6 +50,30 @@ REQUEST_TIMEOUT_SECONDS = th.Property(
 )
 RETRY_SETTINGS = (MAX_TRIES, BACKOFF_FACTOR, MAX_BACKOFF_SECONDS, REQUEST_TIMEOUT_SECONDS)
 
+# Marketo's connection (both Marketo plugins) ----------------------------------------------------
+MARKETO_CONNECTION = (
+    th.Property(
+        "base_url",
+        th.StringType,
+        required=True,
+        description="Marketo REST base URL, e.g. https://123-ABC-456.mktorest.com",
+    ),
+    th.Property(
+        "client_id",
+        th.StringType,
+        required=True,
+        secret=True,
+        description="Client id of the LaunchPoint service (Admin > Web Services)",
+    ),
+    th.Property(
+        "client_secret",
+        th.StringType,
+        required=True,
+        secret=True,
+        description="Client secret of the LaunchPoint service",
+    ),
+)
+
 # TLS ---------------------------------------------------------------------------------------------
 CA_BUNDLE = th.Property(
     "ca_bundle",

@@ -36,26 +36,7 @@ class TapMarketoMsi(Tap):
     package_name = "target-marketo-msi"
 
     config_jsonschema = th.PropertiesList(
-        th.Property(
-            "base_url",
-            th.StringType(),
-            required=True,
-            description="Marketo REST base URL, e.g. https://123-ABC-456.mktorest.com",
-        ),
-        th.Property(
-            "client_id",
-            th.StringType(),
-            required=True,
-            secret=True,
-            description="Client id of the LaunchPoint service (Admin > Web Services)",
-        ),
-        th.Property(
-            "client_secret",
-            th.StringType(),
-            required=True,
-            secret=True,
-            description="Client secret of the LaunchPoint service",
-        ),
+        *settings.MARKETO_CONNECTION,
         settings.CA_BUNDLE,
         th.Property(
             "start_date",

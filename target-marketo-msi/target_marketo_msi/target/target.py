@@ -39,12 +39,7 @@ class TargetMarketoMsi(MaxRecordAgeHookTarget):
     _cli_dry_run = False
 
     config_jsonschema = th.PropertiesList(
-        th.Property("base_url", th.StringType, required=True,
-                    description="Marketo REST base, e.g. https://123-ABC-456.mktorest.com"),
-        th.Property("client_id", th.StringType, required=True, secret=True,
-                    description="Client id of the LaunchPoint service (Admin > Web Services)"),
-        th.Property("client_secret", th.StringType, required=True, secret=True,
-                    description="Client secret of the LaunchPoint service"),
+        *settings.MARKETO_CONNECTION,
         settings.CA_BUNDLE,
         *settings.MARKETO_INSTANCE_SETTINGS,  # state_dir, daily_call_budget, the limiter's
         th.Property("batch_size", th.IntegerType, default=300,
