@@ -15,8 +15,6 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, TextIO
 
-SAMPLES_KEPT = 20
-
 
 class RejectsFile:
     """This run's refused records, as JSON Lines at `path` (created on the first), and counts."""
@@ -25,7 +23,6 @@ class RejectsFile:
         self.path = Path(path) if path else None
         self.by_stream: Counter[str] = Counter()
         self.by_code: Counter[str] = Counter()
-        self.samples: list[dict[str, Any]] = []
         self._file: TextIO | None = None
         self._lock = threading.Lock()
         if self.path is not None:
@@ -42,8 +39,6 @@ class RejectsFile:
         with self._lock:
             self.by_stream[stream] += 1
             self.by_code[str(code)] += 1
-            if len(self.samples) < SAMPLES_KEPT:
-                self.samples.append(line)
             if self.path is None:
                 return
             if self._file is None:

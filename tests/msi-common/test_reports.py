@@ -35,8 +35,11 @@ def test_rejects_are_this_runs_json_lines(tmp_path: Path) -> None:
 def test_no_path_counts_without_a_file(tmp_path: Path) -> None:
     rejects = RejectsFile(None)
     rejects.add("leads", {}, "x", "y")
-    assert rejects.total == 1
-    assert rejects.samples[0]["code"] == "x"
+    assert (rejects.total, dict(rejects.by_code), dict(rejects.by_stream)) == (
+        1,
+        {"x": 1},
+        {"leads": 1},
+    )
 
 
 def test_write_back_report_writes_the_same_lines(tmp_path: Path) -> None:
