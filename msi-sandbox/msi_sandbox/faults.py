@@ -1,5 +1,10 @@
 """Fault injection set at run time: latency, errors at a rate or on the Nth call, dropped links.
 
+A fault strikes before the call takes effect (the request is refused or cut, nothing changes) or,
+for `after` rules and `lose_*`, after it: the request is applied, then its answer is replaced by
+the error or lost with the connection. Only the second kind shows whether a retried write is safe
+to repeat.
+
 Each service decides how an injected error looks on its wire (Marketo answers HTTP 200 with an
 error code, Salesforce a JSON error list, Dynamics an OData error); this module only decides
 *when*. Decisions come from one seeded generator, so a run with the same seed and the same call
@@ -24,6 +29,7 @@ class ErrorRule:
     nth: int | None = None
     path: str = ""
     times: int | None = None  # stop after injecting this many times
+    after: bool = False  # apply the request first, then answer the error instead of its result
     matched: int = 0
     injected: int = 0
 
@@ -50,6 +56,9 @@ class FaultConfig:
     drop_rate: float = 0.0
     drop_nth: int | None = None
     drop_path: str = ""
+    lose_rate: float = 0.0
+    lose_nth: int | None = None
+    lose_path: str = ""
     seed: int = 0
 
 
@@ -60,6 +69,13 @@ class Decision:
     latency_s: float = 0.0
     drop: bool = False
     error_code: str | None = None
+    # Faults after the effect: the call is applied, then its answer is lost or replaced.
+    lose: bool = False
+    after_error_code: str | None = None
+
+    @property
+    def after_effect(self) -> bool:
+        return self.lose or self.after_error_code is not None
 
 
 class FaultInjector:
@@ -88,6 +104,9 @@ class FaultInjector:
             drop_rate=_rate(settings, "drop_rate"),
             drop_nth=_count(settings, "drop_nth"),
             drop_path=_pattern(settings, "drop_path"),
+            lose_rate=_rate(settings, "lose_rate"),
+            lose_nth=_count(settings, "lose_nth"),
+            lose_path=_pattern(settings, "lose_path"),
             seed=int(_number(settings, "seed", 0)),
         )
         with self._lock:
@@ -95,7 +114,9 @@ class FaultInjector:
             self._random = random.Random(config.seed)
             self._calls = 0
             self._drop_matched = 0
+            self._lose_matched = 0
             self.dropped = 0
+            self.lost = 0
         return config
 
     def describe(self) -> dict[str, Any]:
@@ -103,6 +124,7 @@ class FaultInjector:
             data = asdict(self.config)
             data["calls"] = self._calls
             data["dropped"] = self.dropped
+            data["lost"] = self.lost
             return data
 
     def decide(self, path: str) -> Decision:
@@ -124,12 +146,24 @@ class FaultInjector:
                     return decision
             # Every matching rule counts the call (so `nth` means the Nth matching call); the
             # first rule that fires decides the error.
+            fired: ErrorRule | None = None
             for rule in config.errors:
                 if not rule.matches(path):
                     continue
                 rule.matched += 1
-                if decision.error_code is None and rule.fires(self._random):
-                    decision.error_code = rule.code
+                if fired is None and rule.fires(self._random):
+                    fired = rule
+            if fired is not None and not fired.after:
+                decision.error_code = fired.code
+                return decision
+            if fired is not None:
+                decision.after_error_code = fired.code
+            elif not config.lose_path or re.search(config.lose_path, path):
+                self._lose_matched += 1
+                nth_hit = config.lose_nth is not None and self._lose_matched == config.lose_nth
+                if nth_hit or (config.lose_rate and self._random.random() < config.lose_rate):
+                    self.lost += 1
+                    decision.lose = True
             return decision
 
 
@@ -140,9 +174,12 @@ _CONFIG_FIELDS = {
     "drop_rate",
     "drop_nth",
     "drop_path",
+    "lose_rate",
+    "lose_nth",
+    "lose_path",
     "seed",
 }
-_RULE_FIELDS = {"code", "rate", "nth", "path", "times"}
+_RULE_FIELDS = {"code", "rate", "nth", "path", "times", "after"}
 
 
 def _number(settings: dict[str, Any], name: str, default: float) -> float:
@@ -199,10 +236,14 @@ def _rule_fields(raw: Any) -> dict[str, Any]:
     times = raw.get("times")
     if times is not None and (isinstance(times, bool) or not isinstance(times, int) or times < 0):
         raise ValueError(f"'times' must be a whole number >= 0, got {times!r}")
+    after = raw.get("after", False)
+    if not isinstance(after, bool):
+        raise ValueError(f"'after' must be true or false, got {after!r}")
     return {
         "code": str(raw["code"]),
         "rate": _rate(raw, "rate"),
         "nth": _count(raw, "nth"),
         "path": _pattern(raw, "path"),
         "times": times,
+        "after": after,
     }

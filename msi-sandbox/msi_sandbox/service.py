@@ -221,6 +221,7 @@ class SandboxService:
         if decision.error_code is not None:
             g.outcome = decision.error_code
             return self.fault_response(decision.error_code)
+        g.after_effect = decision if decision.after_effect else None
         refusal = self.enter_limits()
         if refusal is not None:
             return refusal
@@ -228,6 +229,19 @@ class SandboxService:
         return None
 
     def _after_call(self, response: Response) -> Response:
+        decision = g.get("after_effect")
+        if decision is not None:
+            # The call took effect; its answer never reaches the client as it was.
+            g.after_effect = None
+            if decision.lose:
+                g.outcome = "lost"
+                self._drop_connection()
+                response.close()
+                response = Response(status=500)
+            else:
+                response.close()
+                response = self.fault_response(decision.after_error_code)
+                g.outcome = f"after-{decision.after_error_code}"
         if not g.get("admin", True):
             endpoint = request.url_rule.rule if request.url_rule else "(unknown)"
             outcome = g.get("outcome") or str(response.status_code)

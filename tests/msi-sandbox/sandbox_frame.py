@@ -39,6 +39,12 @@ class EchoService(SandboxService):
         def items() -> Response:
             return json_response({"items": self.store.select("items", order_by='"id"')})
 
+        @app.post("/api/items")
+        def add_item() -> Response:
+            item = request.get_json()
+            self.store.insert_many("items", [item], replace=True)
+            return json_response({"id": item["id"]}, 201)
+
         @app.get("/api/ping")
         def ping() -> Response:
             return json_response({"pong": True})

@@ -115,6 +115,41 @@ def test_drop_path_and_nth_count_only_matching_calls(echo: EchoHandle) -> None:
         echo.get("/api/items")
 
 
+def _stored_ids(echo: EchoHandle) -> list[int]:
+    return [item["id"] for item in echo.get("/api/items").json()["items"]]
+
+
+def test_a_lost_answer_comes_after_the_write_took_effect(echo: EchoHandle) -> None:
+    echo.admin("PUT", "faults", json={"lose_nth": 1, "lose_path": "^/api/items$"})
+    with pytest.raises(requests.ConnectionError):
+        echo.session.post(echo.base_url + "/api/items", json={"id": 7, "name": "x"}, timeout=30)
+    # The client saw nothing, yet the item is stored: only an idempotent retry is safe.
+    assert _stored_ids(echo) == [7]
+    assert echo.admin("GET", "faults").json()["lost"] == 1
+    outcomes = {row["outcome"] for row in echo.admin("GET", "stats").json()["calls"]}
+    assert "lost" in outcomes
+
+
+def test_an_after_rule_applies_the_write_then_answers_the_error(echo: EchoHandle) -> None:
+    plan = {"errors": [{"code": "502", "nth": 1, "path": "items", "after": True}]}
+    echo.admin("PUT", "faults", json=plan).raise_for_status()
+    answer = echo.session.post(echo.base_url + "/api/items", json={"id": 9}, timeout=30)
+    assert answer.status_code == 502
+    assert answer.json() == [{"errorCode": "502", "message": "injected"}]
+    assert _stored_ids(echo) == [9]
+    stats = echo.admin("GET", "stats").json()["calls"]
+    assert {"method": "POST", "endpoint": "/api/items", "outcome": "after-502", "calls": 1} in (
+        stats
+    )
+
+
+def test_a_rule_without_after_refuses_the_write_before_it_lands(echo: EchoHandle) -> None:
+    echo.admin("PUT", "faults", json={"errors": [{"code": "502", "nth": 1, "path": "items"}]})
+    answer = echo.session.post(echo.base_url + "/api/items", json={"id": 9}, timeout=30)
+    assert answer.status_code == 502
+    assert _stored_ids(echo) == []
+
+
 def test_admin_calls_are_never_faulted(echo: EchoHandle) -> None:
     echo.admin("PUT", "faults", json={"drop_rate": 1.0, "errors": [{"code": "500", "rate": 1.0}]})
     for _ in range(3):
@@ -137,6 +172,9 @@ def test_admin_calls_are_never_faulted(echo: EchoHandle) -> None:
         {"latency_ms": -5},
         {"drop_nth": "2"},
         {"drop_rate": 2},
+        {"lose_rate": 1.5},
+        {"lose_nth": 0},
+        {"errors": [{"code": "500", "after": "yes"}]},
         {"latencyMs": 100},
         ["not", "an", "object"],
     ],
