@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 PACKAGES := msi-common msi-sandbox tap-crm-msi target-marketo-msi
 PACKAGE_FILES := $(foreach p,$(PACKAGES),$(p)/pyproject.toml) requirements-dev.txt
 
-.PHONY: install test demo lint format bench clean
+.PHONY: install test demo lint format bench chaos clean
 
 $(STAMP): $(PACKAGE_FILES)
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,10 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/target_marketo_load.py
 	$(BIN)/python benchmarks/writeback_crm.py --records 50000 --crm salesforce dynamics
 	$(BIN)/python benchmarks/tap_marketo_people.py --sizes 100000
+
+# The chaos tests alone (they also run in `make test`), ending with their table.
+chaos: $(STAMP)
+	$(BIN)/pytest -m chaos -q
 
 clean:
 	rm -rf $(VENV) .meltano .sandbox output

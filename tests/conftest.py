@@ -93,3 +93,22 @@ def sandbox(sandbox_session: SandboxHandle) -> SandboxHandle:
     """The session's sandbox, emptied and with default limits and no faults."""
     sandbox_session.reset()
     return sandbox_session
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # The chaos tests' rows go to one file per session (one per xdist-free run), read back below.
+    if "MSI_CHAOS_TABLE" not in os.environ:
+        table = Path(config.rootpath) / ".pytest_cache" / "chaos-table.jsonl"
+        table.parent.mkdir(parents=True, exist_ok=True)
+        table.unlink(missing_ok=True)
+        os.environ["MSI_CHAOS_TABLE"] = str(table)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    from chaos_support import render_table, table_file
+
+    lines = render_table(table_file())
+    if lines:
+        terminalreporter.section("chaos: plugin x fault kinds x records x calls x repeated writes")
+        for line in lines:
+            terminalreporter.write_line(line)
