@@ -2,9 +2,10 @@
 
 The credentials go in the body of the identity call (never the URL, so they never reach access
 logs); the token goes only in the `Authorization` header. A token request that fails for a
-transient reason (5xx, throttling, a timeout, a dropped connection) is retried under the same
-policy as every other call; refused credentials fail at once, naming the settings to check,
-never their values.
+transient reason (5xx, throttling, a timeout, a dropped connection, or one of Marketo's
+transient codes in its error envelope, which its gateway may answer on any path) is retried
+under the same policy as every other call; refused credentials fail at once, naming the
+settings to check, never their values.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from msi_common.retry import (
     RetryPolicy,
     describe,
 )
-from target_marketo_msi.marketo.errors import MarketoAuthError
+from target_marketo_msi.marketo.errors import RETRYABLE_CODES, MarketoAuthError
 from target_marketo_msi.marketo.errors import RetriesExhausted as MarketoRetriesExhausted
 
 IDENTITY_PATH = "/identity/oauth/token"
@@ -104,6 +105,9 @@ class MarketoToken:
             raise Retryable(f"Marketo token request answered HTTP {status}")
         if status == 200 and body is None:
             raise Retryable("Marketo token request: unreadable answer")
+        code = _envelope_code(body)
+        if code in RETRYABLE_CODES:
+            raise Retryable(f"Marketo token request answered {code}")
         if status != 200 or not isinstance(body, dict) or "access_token" not in body:
             raise MarketoAuthError(str(status), self._refusal(status, body))
         return body
@@ -119,6 +123,14 @@ class MarketoToken:
             f"authentication refused (HTTP {status}{': ' + detail if detail else ''}); "
             f"check the {CREDENTIAL_SETTINGS} settings"
         )
+
+
+def _envelope_code(body: Any) -> str | None:
+    """The code of a Marketo `success: false` answer (`{"errors": [{"code": ...}]}`), if any."""
+    if isinstance(body, dict) and body.get("success") is False:
+        errors = body.get("errors") or [{}]
+        return str(errors[0].get("code", "")) if isinstance(errors[0], dict) else None
+    return None
 
 
 def _json_or_none(response: requests.Response) -> Any:

@@ -28,6 +28,8 @@ from msi_common.retry import TRANSPORT_ERRORS, Retryable, RetrySettings
 from target_marketo_msi.marketo.auth import MarketoToken
 from target_marketo_msi.marketo.budget import CallBudget
 from target_marketo_msi.marketo.errors import (
+    AUTH_CODES,
+    RETRYABLE_CODES,
     MarketoError,
     RetriesExhausted,
     StopRun,
@@ -36,20 +38,21 @@ from target_marketo_msi.marketo.limiter import CallLimiter, LimiterSettings
 
 LOGGER = logging.getLogger("target_marketo_msi.marketo.client")
 
-# Codes Marketo documents as transient (rate, concurrency, timeouts, locks, queue full).
-RETRYABLE_CODES = frozenset(
-    {"604", "606", "608", "611", "614", "615", "713", "719", "1016", "1029"}
-)
-AUTH_CODES = frozenset({"601", "602"})
 QUOTA_CODE = "607"
 RATE_CODE = "606"
-RETRYABLE_HTTP = frozenset({500, 502, 503, 504})
+# 429 comes from the gateway in front of Marketo; its Retry-After is honoured.
+RETRYABLE_HTTP = frozenset({429, 500, 502, 503, 504})
 # Longest URI we send as a GET; longer look-ups go as POST ?_method=GET with a form body (414).
 MAX_GET_URI = 7_000
 
 
 def _is_export_quota(error: MarketoError) -> bool:
     return error.code == "1029" and "quota" in error.message.lower()
+
+
+def _is_already_queued(error: MarketoError) -> bool:
+    """1029 "Job already queued": a retried enqueue whose first try took effect; not transient."""
+    return error.code == "1029" and "already queued" in error.message.lower()
 
 
 class InstanceCallCount(Protocol):
@@ -66,6 +69,27 @@ class _Transient(Retryable):
     def __init__(self, error: MarketoError, path: str, **kwargs: Any) -> None:
         super().__init__(f"Marketo {error.code} on {path}: {error.message}", **kwargs)
         self.error = error
+
+
+@dataclasses.dataclass
+class Tries:
+    """How many times one call went out; more than once means its earlier tries failed (and
+    a write among them may have taken effect before its answer was lost)."""
+
+    sent: int = 0
+
+    @property
+    def resent(self) -> int:
+        return max(0, self.sent - 1)
+
+
+@dataclasses.dataclass
+class SyncAnswer:
+    """A sync or delete call's per-record results, in input order, and whether they answer a
+    resend (the call's first tries failed, so what they asked may already be done)."""
+
+    results: list[dict[str, Any]]
+    resent: int = 0
 
 
 class MarketoClient:
@@ -108,6 +132,8 @@ class MarketoClient:
         # Calls per endpoint path and per outcome, for progress lines and the summary.
         self.calls: Counter[str] = Counter()
         self.outcomes: Counter[str] = Counter()
+        # Writes sent again after a failed try, per endpoint path (repeated work, summarised).
+        self.resent: Counter[str] = Counter()
         self._stats_lock = threading.Lock()
 
     @classmethod
@@ -151,31 +177,43 @@ class MarketoClient:
         data: dict[str, Any] | None = None,
         files: dict[str, Any] | None = None,
         raw: bool = False,
+        tries: Tries | None = None,
     ) -> Any:
         """One API call with retries; returns the JSON body (or the text when `raw`).
 
         Raises MarketoError for a response-level error that is not transient, RetriesExhausted
         for a transient one that did not clear, StopRun for the daily quota or budget,
-        MarketoAuthError for refused credentials.
+        MarketoAuthError for refused credentials. `tries`, when given, counts the sends.
         """
         extra_headers: dict[str, str] = {}
         if json is not None:
             # Compact UTF-8, exactly as the batcher measured it against the 1 MB limit.
             data = to_json_bytes(json)  # type: ignore[assignment]
             extra_headers["Content-Type"] = "application/json"
+        tries = tries if tries is not None else Tries()
         try:
             return self._send_with_retries(
-                method, path, extra_headers, raw, params=params, data=data, files=files
+                method, path, extra_headers, raw, tries, params=params, data=data, files=files
             )
         except retry.RetriesExhausted as exc:
             raise _exhausted(exc) from exc
 
     def _send_once(
-        self, method: str, path: str, extra_headers: dict[str, str], raw: bool, **send: Any
+        self,
+        method: str,
+        path: str,
+        extra_headers: dict[str, str],
+        raw: bool,
+        tries: Tries,
+        **send: Any,
     ) -> Any:
         """One try: counted against the budget, through the limiter, its outcome counted."""
         self.budget.take()
         headers = {**self.token.header(), **extra_headers}
+        tries.sent += 1
+        if tries.sent > 1 and _is_write(method, send.get("params")):
+            with self._stats_lock:
+                self.resent[path] += 1
         self.limiter.acquire()
         try:
             response = self.session.request(
@@ -211,18 +249,20 @@ class MarketoClient:
             return StopRun(
                 error.code, f"Marketo's daily bulk export quota is spent: {error.message}"
             )
-        if outcome == "fail":
+        if outcome == "fail" or _is_already_queued(error):
             return error
         if error.code == RATE_CODE:
             # The window is shared with other integrations: wait for a good part of it.
             return _Transient(error, path, min_wait=self.limiter.settings.window_seconds / 4)
-        return _Transient(error, path)
+        return _Transient(error, path, retry_after=error.retry_after)
 
     def _interpret(self, response: requests.Response, raw: bool) -> tuple[str, Any]:
         """('ok', body) or ('retry'|'fail', MarketoError) for one HTTP answer."""
         status = response.status_code
         if status in RETRYABLE_HTTP:
-            return "retry", MarketoError(str(status), f"HTTP {status}")
+            error = MarketoError(str(status), f"HTTP {status}")
+            error.retry_after = retry.retry_after(response.headers.get("Retry-After"))
+            return "retry", error
         if status == 401:
             return "retry", MarketoError("601", "HTTP 401")
         if status != 200:
@@ -251,11 +291,18 @@ class MarketoClient:
         with self._stats_lock:
             return sum(self.calls.values())
 
+    @property
+    def total_resent(self) -> int:
+        """Write calls sent again after a failed try, over the client's life."""
+        with self._stats_lock:
+            return sum(self.resent.values())
+
     # Typed helpers ----------------------------------------------------------------------------
-    def sync(self, path: str, body: dict[str, Any]) -> list[dict[str, Any]]:
-        """POST a sync/delete body; the per-record results in input order."""
-        result = self.request("POST", path, json=body)
-        return list(result.get("result") or [])
+    def sync(self, path: str, body: dict[str, Any]) -> SyncAnswer:
+        """POST a sync/delete body; the per-record results in input order, and the resends."""
+        tries = Tries()
+        result = self.request("POST", path, json=body, tries=tries)
+        return SyncAnswer(list(result.get("result") or []), tries.resent)
 
     def get(self, path: str, params: dict[str, Any]) -> dict[str, Any]:
         """A GET, sent as POST ?_method=GET with a form body when the URI would be too long."""
@@ -316,7 +363,12 @@ class _ResumableDownload:
         self.path = path
         self.chunk_size = chunk_size
         self.received = 0
+        self.total: int | None = None  # the file's size, once an answer has told it
         self.opens = 0
+        # Opens since the download last moved on: only these count against `max_tries`, so a
+        # long file cut many times still completes while a file that never comes fails.
+        self.stalled = 0
+        self._mark = 0
         self.last: MarketoError | None = None
         self._response: requests.Response | None = None
         self._chunks: Iterator[bytes] | None = None
@@ -338,20 +390,29 @@ class _ResumableDownload:
                     return chunk
         except TRANSPORT_ERRORS as exc:
             self.close()
+            if self.total is not None and self.received >= self.total:
+                return b""  # the break came after the last byte
             LOGGER.info("download of %s broke at byte %d; resuming", self.path, self.received)
             self.last = MarketoError("transport", type(exc).__name__)
             raise _Transient(self.last, self.path) from exc
         self.close()
+        if self.total is not None and self.received < self.total:
+            # The body ended early without an error (a proxy closing cleanly): resume it.
+            self.last = MarketoError("transport", f"file ended at byte {self.received}")
+            raise _Transient(self.last, self.path)
         return b""
 
     def _open(self) -> None:
         """One (re)request of the file from the first byte not yet received."""
         client = self.client
-        if self.opens >= client.retry.max_tries and self.last is not None:
+        if self.received > self._mark:  # the last answer moved the download on
+            self._mark, self.stalled = self.received, 0
+        if self.stalled >= client.retry.max_tries and self.last is not None:
             raise RetriesExhausted(
-                self.last.code, f"gave up after {self.opens} attempts: {self.last.message}"
+                self.last.code, f"gave up after {self.stalled} attempts: {self.last.message}"
             )
         self.opens += 1
+        self.stalled += 1
         client.budget.take()
         headers = client.token.header()
         if self.received:
@@ -383,6 +444,7 @@ class _ResumableDownload:
         client._count(self.path, "ok")
         self._response = response
         self._skip = self.received if response.status_code == 200 else 0  # Range ignored
+        self.total = _file_size(response) or self.total
         self._chunks = response.iter_content(self.chunk_size)
 
     def close(self) -> None:
@@ -390,6 +452,22 @@ class _ResumableDownload:
             self._response.close()
         self._response = None
         self._chunks = None
+
+
+def _is_write(method: str, params: Mapping[str, Any] | None) -> bool:
+    """Whether a call may change Marketo: any non-GET but a look-up sent as POST _method=GET."""
+    return method != "GET" and (params or {}).get("_method") != "GET"
+
+
+def _file_size(response: requests.Response) -> int | None:
+    """The whole file's size from a 200's Content-Length or a 206's Content-Range."""
+    if response.headers.get("Content-Encoding", "identity") != "identity":
+        return None  # the lengths count encoded bytes, not the file's
+    if response.status_code == 206:
+        size = response.headers.get("Content-Range", "").rpartition("/")[2]
+    else:
+        size = response.headers.get("Content-Length", "")
+    return int(size) if size.isdigit() else None
 
 
 def _policy(settings: RetrySettings, name: str) -> retry.RetryPolicy:

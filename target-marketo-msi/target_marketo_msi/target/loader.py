@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from msi_common.reports import RejectsFile
-from target_marketo_msi.marketo.client import MarketoClient
+from target_marketo_msi.marketo.client import MarketoClient, SyncAnswer
 from target_marketo_msi.marketo.errors import (
     MarketoAuthError,
     MarketoError,
@@ -37,7 +37,7 @@ from target_marketo_msi.target.fingerprints import FingerprintStore, fingerprint
 from target_marketo_msi.target.ordering import PendingRecord, PendingSet, RunLedger, gate
 from target_marketo_msi.target.resolve import LeadResolver
 from target_marketo_msi.target.strategies import STRATEGIES, ObjectStrategy
-from target_marketo_msi.target.summary import RunSummary
+from target_marketo_msi.target.summary import REPEATED, RunSummary
 from target_marketo_msi.target.validate import jsonable, normalise_ids, unknown_fields
 
 PLAIN_TYPES = frozenset({str, int, float, bool, type(None)})
@@ -62,7 +62,8 @@ class Describe:
     searchable: frozenset[str]
 
 
-Handler = Callable[[list[PendingRecord], list[dict[str, Any]], list[dict[str, Any]]], None]
+# Settles one call's answer: (the items sent, their payloads, Marketo's answer).
+Handler = Callable[[list[PendingRecord], list[dict[str, Any]], SyncAnswer], None]
 
 
 class Loader:
@@ -226,7 +227,7 @@ class Loader:
 
         def send_one(part: list[PendingRecord], sent: list[dict[str, Any]]) -> None:
             try:
-                results = self.client.sync(path, {**body, "input": sent})
+                answer = self.client.sync(path, {**body, "input": sent})
             except (StopRun, MarketoAuthError, RetriesExhausted):
                 raise
             except MarketoError as exc:
@@ -240,7 +241,10 @@ class Loader:
                 send_one(part[:middle], sent[:middle])
                 send_one(part[middle:], sent[middle:])
                 return
-            handle(part, sent, results)
+            if answer.resent:
+                # Sent again after a failed try: the work is repeated (and may have been done).
+                self.count(spec.stream, REPEATED, len(part))
+            handle(part, sent, answer)
             self.log_progress()
 
         workers = max(1, min(len(groups), self.client.limiter.settings.max_concurrent))

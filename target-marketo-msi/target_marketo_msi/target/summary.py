@@ -21,6 +21,12 @@ OUTCOMES = (
     "rejected",
     "not_sent",
 )
+# Records sent again after a failed try (a lost answer, a 5xx, a dropped connection): repeated
+# work, not an outcome of its own, since each such record is also counted in one above.
+REPEATED = "repeated"
+# Leads the bulk import took but flagged (its warnings file): imported, and counted here too.
+WARNED = "warned"
+NOTES = (REPEATED, WARNED)
 
 
 @dataclass
@@ -48,7 +54,14 @@ class RunSummary:
             self.calls[stream] += n
             self.seconds[stream] += seconds
 
-    def as_dict(self, *, total_calls: int, budget_left: int | None, rejects: int) -> dict:
+    def as_dict(
+        self,
+        *,
+        total_calls: int,
+        budget_left: int | None,
+        rejects: int,
+        repeated_writes: int = 0,
+    ) -> dict:
         with self._lock:
             return {
                 "status": self.status,
@@ -57,6 +70,7 @@ class RunSummary:
                 "objects": {
                     stream: {
                         **{o: c.get(o, 0) for o in OUTCOMES},
+                        **{n: c.get(n, 0) for n in NOTES},
                         "calls": self.calls[stream],
                         "seconds": round(self.seconds[stream], 3),
                     }
@@ -64,6 +78,7 @@ class RunSummary:
                 },
                 "would_call": dict(self.would_call),
                 "total_calls": total_calls,
+                "repeated_writes": repeated_writes,
                 "budget_left": budget_left,
                 "rejects": rejects,
             }
@@ -82,7 +97,7 @@ class RunSummary:
 
 def render_table(data: dict[str, Any]) -> str:
     """The closing table, one line per object."""
-    columns = (*OUTCOMES, "calls")
+    columns = (*OUTCOMES, *NOTES, "calls")
     header = f"{'object':<18}" + "".join(f"{c:>10}" for c in columns)
     lines = [header, "-" * len(header)]
     for stream, row in data["objects"].items():
@@ -92,6 +107,7 @@ def render_table(data: dict[str, Any]) -> str:
         lines.append(f"calls a real run would make: {calls}")
     lines.append(
         f"status={data['status']} total_calls={data['total_calls']} "
+        f"repeated_writes={data.get('repeated_writes', 0)} "
         f"budget_left={data['budget_left']} rejects={data['rejects']}"
         + (f" stop_reason={data['stop_reason']}" if data["stop_reason"] else "")
         + (" (dry run: nothing written)" if data["dry_run"] else "")

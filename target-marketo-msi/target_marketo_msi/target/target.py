@@ -149,6 +149,7 @@ class TargetMarketoMsi(MaxRecordAgeHookTarget):
             total_calls=self.client.total_calls,
             budget_left=self.client.budget.remaining(),
             rejects=self.rejects.total,
+            repeated_writes=self.client.total_resent,
         )
         data["calls_by_endpoint"] = dict(self.client.calls)
         data["call_outcomes"] = dict(self.client.outcomes)

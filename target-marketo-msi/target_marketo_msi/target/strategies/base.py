@@ -10,12 +10,19 @@ from target_marketo_msi.marketo.objects import METADATA_PREFIX, ObjectSpec
 from target_marketo_msi.target.validate import Problem, check
 
 if TYPE_CHECKING:
+    from target_marketo_msi.marketo.client import SyncAnswer
     from target_marketo_msi.target.loader import Describe, Loader
     from target_marketo_msi.target.ordering import PendingRecord
 
 NOT_FOUND_CODES = frozenset({"1004", "1013"})
+ALREADY_EXISTS = "1005"
 UPSERT_BODY: dict[str, Any] = {"action": "createOrUpdate", "dedupeBy": "dedupeFields"}
 DELETE_BODY: dict[str, Any] = {"deleteBy": "dedupeFields"}
+
+
+def reason_codes(result: dict[str, Any]) -> set[str]:
+    """The codes of a skipped record's reasons."""
+    return {str(r.get("code")) for r in result.get("reasons") or []}
 
 
 class ObjectStrategy:
@@ -54,10 +61,11 @@ class ObjectStrategy:
         )
 
     def handle_results(
-        self, items: list[PendingRecord], payloads: list[dict], results: list[dict]
+        self, items: list[PendingRecord], payloads: list[dict], answer: SyncAnswer
     ) -> None:
+        """createOrUpdate answers: the same after a resend (a lost create answers "updated")."""
         settled: list[tuple[PendingRecord, str]] = []
-        for item, result in self.pair(items, results):
+        for item, result in self.pair(items, answer.results):
             status = result.get("status")
             if status in ("created", "updated"):
                 settled.append((item, status))
@@ -79,14 +87,17 @@ class ObjectStrategy:
         )
 
     def handle_deletes(
-        self, items: list[PendingRecord], payloads: list[dict], results: list[dict]
+        self, items: list[PendingRecord], payloads: list[dict], answer: SyncAnswer
     ) -> None:
-        for item, result in self.pair(items, results):
+        """Not found is done: nothing is left to delete. In the answer to a resend it is the
+        lost earlier try that deleted the record, so it counts as deleted."""
+        for item, result in self.pair(items, answer.results):
             status = result.get("status")
-            codes = {str(r.get("code")) for r in result.get("reasons") or []}
+            codes = reason_codes(result)
             if status == "deleted" or codes & NOT_FOUND_CODES:
                 self.forget(item)
-                self.loader.settled(item, "deleted" if status == "deleted" else "unchanged")
+                done = status == "deleted" or answer.resent
+                self.loader.settled(item, "deleted" if done else "unchanged")
             else:
                 self.delete_refused(item, result, codes)
 

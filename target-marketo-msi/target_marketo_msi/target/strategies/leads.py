@@ -3,19 +3,25 @@
 Marketo refuses company fields on a lead linked to a company (1021), so those are left out of
 linked leads. Large volumes go through the bulk import; deletes are opt-in (`delete_leads`)
 and go by Marketo's lead id.
+
+Every write is safe to send again: createOrUpdate and updateOnly by id land the same values
+twice, and a createOnly answered "already exists" (1005) is followed by an update by id, so a
+create whose answer was lost is neither doubled nor rejected.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from target_marketo_msi.marketo.client import SyncAnswer
 from target_marketo_msi.marketo.objects import (
     COMPANIES,
     FALLBACK_COMPANY_FIELDS,
     LEADS,
     NOT_COMPANY_FIELDS,
 )
-from target_marketo_msi.target.strategies.base import ObjectStrategy
+from target_marketo_msi.target.strategies.base import ALREADY_EXISTS, ObjectStrategy, reason_codes
+from target_marketo_msi.target.summary import REPEATED, WARNED
 from target_marketo_msi.target.validate import Problem, check_email, check_orphan_contact
 
 if TYPE_CHECKING:
@@ -23,6 +29,7 @@ if TYPE_CHECKING:
     from target_marketo_msi.target.ordering import PendingRecord
 
 CONVERTED = "convertedToExternalPersonId"
+UPDATE_BY_ID: dict[str, Any] = {"action": "updateOnly", "lookupField": "id"}
 
 
 class Leads(ObjectStrategy):
@@ -51,7 +58,12 @@ class Leads(ObjectStrategy):
         threshold = settings.bulk_import_threshold
         if threshold and len(regular) >= threshold and not settings.dry_run:
             self.loader.bulk.load(
-                regular, payloads, on_result=self.settle_imported, on_reject=self.loader.reject
+                regular,
+                payloads,
+                on_result=self.settle_imported,
+                on_reject=self.loader.reject,
+                on_warning=self.imported_with_warning,
+                on_repeated=lambda rows: self.loader.count(self.spec.stream, REPEATED, len(rows)),
             )
             return
         searchable = describe is None or "externalPersonId" in describe.searchable
@@ -67,12 +79,12 @@ class Leads(ObjectStrategy):
             if i.key in ids
         ]
         creates = [(i, p) for i, p in zip(regular, payloads, strict=True) if i.key not in ids]
-        for pairs, body in (
-            (updates, {"action": "updateOnly", "lookupField": "id"}),
-            (creates, {"action": "createOnly"}),
+        for pairs, body, handle in (
+            (updates, UPDATE_BY_ID, self.handle_results),
+            (creates, {"action": "createOnly"}, self.handle_creates),
         ):
             if pairs:
-                self.send([p[0] for p in pairs], [p[1] for p in pairs], body, self.handle_results)
+                self.send([p[0] for p in pairs], [p[1] for p in pairs], body, handle)
 
     def send(
         self, items: list[PendingRecord], payloads: list[dict], body: dict, handle: Handler
@@ -87,9 +99,10 @@ class Leads(ObjectStrategy):
         return (lead_describe.fields & company_describe.fields) - NOT_COMPANY_FIELDS
 
     def handle_results(
-        self, items: list[PendingRecord], payloads: list[dict], results: list[dict]
+        self, items: list[PendingRecord], payloads: list[dict], answer: SyncAnswer
     ) -> None:
         """Lead results carry no seq: they come back in input order."""
+        results = answer.results
         settled: list[tuple[PendingRecord, str]] = []
         ids: list[tuple[str, int]] = []
         for item, result in zip(items, results, strict=False):
@@ -103,6 +116,55 @@ class Leads(ObjectStrategy):
         self.loader.settle_all(settled)
         for item in items[len(results) :]:
             self.loader.reject(item, "no_result", "Marketo returned no result for this record")
+
+    def handle_creates(
+        self, items: list[PendingRecord], payloads: list[dict], answer: SyncAnswer
+    ) -> None:
+        """createOnly answers; a lead that already exists (1005) is updated by id instead.
+
+        After a resend it is the lead our lost try created; otherwise one made since the ids
+        were looked up. Either way it should hold what we meant to write. One that our look-up
+        cannot find by externalPersonId is someone else's lead with that email: rejected.
+        """
+        exists = [
+            n for n, result in enumerate(answer.results) if reason_codes(result) == {ALREADY_EXISTS}
+        ]
+        if not exists:
+            self.handle_results(items, payloads, answer)
+            return
+        taken = set(exists)
+        keep = [n for n in range(len(items)) if n not in taken]
+        self.handle_results(
+            [items[n] for n in keep],
+            [payloads[n] for n in keep],
+            SyncAnswer([answer.results[n] for n in keep if n < len(answer.results)], answer.resent),
+        )
+        ids = self.loader.resolver.resolve([items[n].key for n in exists], refresh=True)
+        updates, bodies = [], []
+        for n in exists:
+            item = items[n]
+            if item.key in ids:
+                updates.append(item)
+                bodies.append({**payloads[n], "id": ids[item.key]})
+            else:
+                self.loader.reject_with_reasons(item, answer.results[n])
+        created = self.handle_results if not answer.resent else self.handle_recreated
+        self.send(updates, bodies, UPDATE_BY_ID, created)
+
+    def handle_recreated(
+        self, items: list[PendingRecord], payloads: list[dict], answer: SyncAnswer
+    ) -> None:
+        """Updates of leads our own lost createOnly made: they count as created."""
+        results = [
+            {**r, "status": "created"} if r.get("status") == "updated" else r
+            for r in answer.results
+        ]
+        self.handle_results(items, payloads, SyncAnswer(results, answer.resent))
+
+    def imported_with_warning(self, item: PendingRecord, reason: str) -> None:
+        """Marketo imported the row but flagged a value: logged and counted, not rejected."""
+        self.loader.count(self.spec.stream, WARNED)
+        self.loader.logger.warning("lead %s imported with a warning: %s", item.key, reason)
 
     def settle_imported(self, item: PendingRecord, result: dict[str, Any]) -> None:
         """A bulk-imported row: Marketo returns no id for it."""
@@ -134,8 +196,9 @@ class Leads(ObjectStrategy):
             else:  # already re-keyed, or never loaded: nothing to move
                 self.loader.settled(item, "unchanged")
 
-        def handle(batch: list[PendingRecord], pls: list[dict], results: list[dict]) -> None:
-            for item, payload, result in zip(batch, pls, results, strict=False):
+        def handle(batch: list[PendingRecord], pls: list[dict], answer: SyncAnswer) -> None:
+            # updateOnly by id lands the same re-key however often it is sent.
+            for item, payload, result in zip(batch, pls, answer.results, strict=False):
                 if result.get("status") == "updated":
                     resolver.forget([item.key])
                     resolver.remember([(payload["externalPersonId"], payload["id"])])
@@ -143,7 +206,7 @@ class Leads(ObjectStrategy):
                 else:
                     self.loader.reject_with_reasons(item, result)
 
-        self.send(updates, payloads, {"action": "updateOnly", "lookupField": "id"}, handle)
+        self.send(updates, payloads, UPDATE_BY_ID, handle)
 
     # Deletes --------------------------------------------------------------------------------
     def delete(self, items: list[PendingRecord]) -> None:

@@ -9,8 +9,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from target_marketo_msi.marketo.client import SyncAnswer
 from target_marketo_msi.marketo.objects import OPPORTUNITY_ROLES
-from target_marketo_msi.target.strategies.base import DELETE_BODY, UPSERT_BODY, ObjectStrategy
+from target_marketo_msi.target.strategies.base import (
+    DELETE_BODY,
+    UPSERT_BODY,
+    ObjectStrategy,
+    reason_codes,
+)
 
 if TYPE_CHECKING:
     from target_marketo_msi.target.loader import Describe
@@ -44,24 +50,20 @@ class OpportunityRoles(ObjectStrategy):
             payloads.append({**self.payload(item.record), "leadId": ids[person]})
         stale: list[PendingRecord] = []
 
-        def handle(batch: list[PendingRecord], pls: list[dict], results: list[dict]) -> None:
+        def handle(batch: list[PendingRecord], pls: list[dict], answer: SyncAnswer) -> None:
             if not refresh:
                 # A cached leadId whose lead is gone (deleted or merged in Marketo): look the
                 # person up again and retry once, rather than rejecting on stale memory.
-                lost = [
-                    (item, result)
-                    for item, result in self.pair(batch, results)
-                    if {str(r.get("code")) for r in result.get("reasons") or []} == {"1004"}
-                ]
+                pairs = self.pair(batch, answer.results)
+                lost = [(i, r) for i, r in pairs if reason_codes(r) == {"1004"}]
                 if lost:
                     stale.extend(item for item, _ in lost)
                     gone = {id(item) for item, _ in lost}
-                    kept = [(i, r) for i, r in self.pair(batch, results) if id(i) not in gone]
-                    batch, results = (
-                        [i for i, _ in kept],
-                        [{**r, "seq": n} for n, (_, r) in enumerate(kept)],
-                    )
-            self.handle_results(batch, pls, results)
+                    kept = [(i, r) for i, r in pairs if id(i) not in gone]
+                    batch = [i for i, _ in kept]
+                    results = [{**r, "seq": n} for n, (_, r) in enumerate(kept)]
+                    answer = SyncAnswer(results, answer.resent)
+            self.handle_results(batch, pls, answer)
 
         loader.send(self.spec, self.spec.sync_path, ready, payloads, UPSERT_BODY, handle)
         if stale:
