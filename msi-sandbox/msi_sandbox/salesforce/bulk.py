@@ -68,6 +68,7 @@ class Job:
     state: str = "Open"
     closed_at: float | None = None
     error_message: str | None = None
+    ends_as: str | None = None  # a job fault's final state ("Failed", "Aborted")
     # query jobs
     columns: list[str] = field(default_factory=list)
     rowids: array = field(default_factory=lambda: array("q"))
@@ -82,7 +83,7 @@ class Job:
         if self.state != "UploadComplete" or self.closed_at is None:
             return self.state
         if time.time() - self.closed_at >= processing_s:
-            self.state = "Failed" if self.error_message else "JobComplete"
+            self.state = self.ends_as or ("Failed" if self.error_message else "JobComplete")
             return self.state
         return "InProgress"
 
@@ -130,6 +131,16 @@ class BulkJobs:
 
     def processing_s(self) -> float:
         return float(self.service.limits["bulk_processing_seconds"])
+
+    def apply_job_fault(self, job: Job) -> None:
+        """A job fault (`PUT /_sandbox/job_faults`) makes the query job end Failed or Aborted
+        instead of JobComplete once it has been processed, as a timed-out or internally failed
+        job, or one an admin aborted in Setup, ends."""
+        ends_as = self.service.job_faults.decide(f"{job.kind}/{job.sobject.name}").error_code
+        if ends_as == "Failed":
+            job.ends_as, job.error_message = ends_as, "INTERNAL_ERROR : Failed to process query"
+        elif ends_as is not None:
+            job.ends_as = ends_as
 
     def info(self, job: Job) -> dict[str, Any]:
         state = job.current_state(self.processing_s())
@@ -260,6 +271,7 @@ def register(app: Flask, service: SalesforceService) -> None:
         job = Job(jobs.new_id(), "query", operation, plan.sobject, version, delimiter, line_ending)
         job.columns, job.rowids = plan.columns, rowids
         job.state, job.closed_at = "UploadComplete", time.time()
+        jobs.apply_job_fault(job)
         info = jobs.info(jobs.add(job))
         info["state"] = "UploadComplete"
         return json_response(info)
@@ -304,6 +316,9 @@ def register(app: Flask, service: SalesforceService) -> None:
             raise ApiError(400, "INVALIDJOBSTATE", f"Query job is not complete: {state}")
         start = _offset(request.args["locator"]) if request.args.get("locator") else 0
         count = int(request.args.get("maxRecords") or DEFAULT_MAX_RECORDS)
+        # Salesforce may cut a results page short of maxRecords (it sizes files itself).
+        cap = int(service.limits["bulk_results_max_records"])
+        count = min(count, cap) if cap > 0 else count
         end = min(start + count, len(job.rowids))
         headers = {
             "Sforce-NumberOfRecords": str(max(end - start, 0)),

@@ -50,6 +50,8 @@ FAULT_MESSAGES = {
     "INVALID_SESSION_ID": "Session expired or invalid",
     "QUERY_TIMEOUT": "Your query request was running for too long.",
 }
+# What a Bulk API 2.0 query job can be made to end as (`PUT /_sandbox/job_faults`).
+JOB_FAULT_STATES = frozenset({"Failed", "Aborted"})
 
 
 class SalesforceService(SandboxService):
@@ -59,6 +61,7 @@ class SalesforceService(SandboxService):
         "daily_api_requests": 100_000,
         "refresh_token_rotation": 0,
         "bulk_processing_seconds": 0.2,
+        "bulk_results_max_records": 0,  # rows per Bulk query results page at most (0: maxRecords)
     }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -69,6 +72,7 @@ class SalesforceService(SandboxService):
         self.bulk_jobs = bulk.BulkJobs(self, self.query_engine)
         super().__init__(*args, **kwargs)
         self.record_faults = FaultInjector(self.seed)
+        self.job_faults = FaultInjector(self.seed)
         self.tokens.prefix = ids.ORG_ID + "!"  # session ids start with the org id
 
     @property
@@ -152,6 +156,7 @@ class SalesforceService(SandboxService):
         self.query_engine.reset()
         self.bulk_jobs.reset()
         self.record_faults.configure({"seed": self.seed})
+        self.job_faults.configure({"seed": self.seed})
         self.auth.reset()
 
     def admin_routes(self, blueprint: Blueprint) -> None:
@@ -161,14 +166,28 @@ class SalesforceService(SandboxService):
             mutator = world.Mutator(self.store, self.objects, int(body.get("seed", self.seed)))
             return json_response(mutator.run(body))
 
-        @blueprint.get("/record_faults")
-        def get_record_faults() -> Response:
-            return json_response(self.record_faults.describe())
+        self._fault_plan_routes(blueprint, "record_faults", None)
+        self._fault_plan_routes(blueprint, "job_faults", JOB_FAULT_STATES)
 
-        @blueprint.put("/record_faults")
-        def put_record_faults() -> Response:
+    def _fault_plan_routes(
+        self, blueprint: Blueprint, name: str, codes: frozenset[str] | None
+    ) -> None:
+        """`GET`/`PUT /_sandbox/{name}`: the fault plan in attribute `name` (`codes`: the only
+        ones it may name)."""
+
+        def get_plan() -> Response:
+            return json_response(getattr(self, name).describe())
+
+        def put_plan() -> Response:
+            plan = request.get_json(force=True) or {}
             try:
-                self.record_faults.configure(request.get_json(force=True) or {})
-            except (TypeError, ValueError) as exc:
+                unknown = {str(r.get("code")) for r in plan.get("errors") or []} - (codes or set())
+                if codes is not None and unknown:
+                    raise ValueError(f"{name} codes are {sorted(codes)}, not {sorted(unknown)}")
+                getattr(self, name).configure(plan)
+            except (AttributeError, TypeError, ValueError) as exc:
                 return json_response({"error": str(exc)}, 400)
-            return json_response(self.record_faults.describe())
+            return json_response(getattr(self, name).describe())
+
+        blueprint.add_url_rule(f"/{name}", f"get_{name}", get_plan, methods=["GET"])
+        blueprint.add_url_rule(f"/{name}", f"put_{name}", put_plan, methods=["PUT"])
