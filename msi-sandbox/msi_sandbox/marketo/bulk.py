@@ -34,6 +34,7 @@ DEFAULT_LIMITS: dict[str, float] = {
     "bulk_extract_daily_quota_bytes": 524_288_000,  # 500 MB/day, 1029 "Export daily quota"
     "bulk_extract_rows_per_second": 0,
     "bulk_extract_updated_at_filter": 1,  # 0: updatedAt/smart list filters answer 1035
+    "bulk_extract_file_cut_bytes": 0,  # >0: each file answer is cut after this many bytes
 }
 
 

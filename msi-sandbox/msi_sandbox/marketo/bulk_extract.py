@@ -6,13 +6,20 @@ key-ordered batches), hashed as it is written, and streamed back from disk in bl
 processing and 10 in the queue (1029 "Too many jobs in queue"), a 500 MB daily allowance that
 resets at midnight US Central time (1029 "Export daily quota ...MB exceeded"), date filters of
 at most 31 days (1003), and filter types some subscriptions lack (1035).
+
+A download can be cut part-way, as a network or a proxy cuts a long transfer: with the limit
+`bulk_extract_file_cut_bytes` set, every file answer (whole or `Range`) sends that many bytes of
+its body and then drops the connection (stats outcome `cut`), so a client must resume with
+`Range` from the byte it reached.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import os
+import socket
 import threading
 import uuid
 from collections.abc import Iterator
@@ -40,6 +47,7 @@ from msi_sandbox.marketo.wire import (
     request_params,
     success,
 )
+from msi_sandbox.service import SOCKET_ENVIRON_KEY
 
 if TYPE_CHECKING:
     from msi_sandbox.marketo.service import MarketoService
@@ -269,24 +277,46 @@ def stream_file(path: Path, first: int, length: int) -> Iterator[bytes]:
             yield block
 
 
-def file_response(job: dict[str, Any]) -> Response:
+def cut_short(blocks: Iterator[bytes], keep: int, sock: socket.socket | None) -> Iterator[bytes]:
+    """The first `keep` bytes of `blocks`, then the connection dropped (a transfer cut part-way).
+
+    The WSGI server writes and flushes each block before it asks for the next, so the bytes
+    kept are on the wire before the socket is shut.
+    """
+    for block in blocks:
+        if len(block) >= keep:
+            yield block[:keep]
+            break
+        keep -= len(block)
+        yield block
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+
+def file_response(job: dict[str, Any], service: MarketoService) -> Response:
+    """The job's file, whole (200) or one `Range` (206), cut short if the limit says so."""
     path = Path(job["file"])
     size = int(job["fileSize"])
     mimetype = delimited.CONTENT_TYPES[job["format"].lower()]
     headers = {"Accept-Ranges": "bytes"}
     range_header = request.headers.get("Range")
-    if range_header is None:
-        headers["Content-Length"] = str(size)
-        return Response(stream_file(path, 0, size), 200, headers=headers, mimetype=mimetype)
-    span = parse_range(range_header, size)
-    if span is None:
-        headers["Content-Range"] = f"bytes */{size}"
-        return Response("Requested Range Not Satisfiable", 416, headers=headers)
-    first, last = span
+    first, last, status = 0, size - 1, 200
+    if range_header is not None:
+        span = parse_range(range_header, size)
+        if span is None:
+            headers["Content-Range"] = f"bytes */{size}"
+            return Response("Requested Range Not Satisfiable", 416, headers=headers)
+        (first, last), status = span, 206
+        headers["Content-Range"] = f"bytes {first}-{last}/{size}"
     length = last - first + 1
-    headers["Content-Range"] = f"bytes {first}-{last}/{size}"
-    headers["Content-Length"] = str(length)
-    return Response(stream_file(path, first, length), 206, headers=headers, mimetype=mimetype)
+    headers["Content-Length"] = str(length)  # the whole answer's length, even when it is cut
+    body = stream_file(path, first, length)
+    cut_after = int(service.limits["bulk_extract_file_cut_bytes"])
+    if 0 < cut_after < length:
+        service.set_outcome("cut")
+        body = cut_short(body, cut_after, request.environ.get(SOCKET_ENVIRON_KEY))
+    return Response(body, status, headers=headers, mimetype=mimetype)
 
 
 def register(app: Flask, service: MarketoService, queue: JobQueue) -> None:
@@ -358,7 +388,7 @@ def register(app: Flask, service: MarketoService, queue: JobQueue) -> None:
         if job is None or job["status"] != COMPLETED or not job.get("file"):
             service.set_outcome("404")
             return Response("Export file not found", 404, mimetype="text/plain")
-        return file_response(job)
+        return file_response(job, service)
 
     @app.get("/bulk/v1/leads/export.json")
     @api_call(service)
