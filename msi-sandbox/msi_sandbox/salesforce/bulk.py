@@ -2,8 +2,10 @@
 
 A query job fixes its row set when it is created (like a REST cursor, see query.py); an ingest
 job applies its rows when the client marks the upload complete, through the same validation
-as composite updates (writes.py). Either reports `InProgress` until `bulk_processing_seconds`
-have passed, then `JobComplete`, so clients exercise their polling.
+as composite updates (writes.py); a job given data in more than one `PUT` is refused at that
+point (400 `INVALIDJOB` "Found multiple contents for job", as Salesforce answers) and stays
+Open. Either reports `InProgress` until `bulk_processing_seconds` have passed, then
+`JobComplete`, so clients exercise their polling.
 
 CSV as Salesforce writes it: a header row, every non-null value in double quotes (quotes
 doubled), null as an empty unquoted cell, datetimes as `2024-05-01T10:00:00.000Z`, the job's
@@ -224,6 +226,14 @@ class BulkJobs:
         job.outcomes = self.writer.update(changes, all_or_none=False)
 
 
+def _multiple_contents(job_id: str) -> str:
+    """Salesforce's refusal to close an ingest job whose data came in more than one `PUT`."""
+    return (
+        f"Found multiple contents for job: <{job_id}>, please 'Close' / 'Abort' / 'Delete' the "
+        "current Job then create a new Job and make sure you only do 'PUT' once on a given Job."
+    )
+
+
 def _locator(offset: int) -> str:
     return base64.b64encode(str(offset).encode()).decode().rstrip("=")
 
@@ -293,6 +303,9 @@ def register(app: Flask, service: SalesforceService) -> None:
             if state == "Aborted" and current not in FINAL_STATES:
                 job.state = "Aborted"
             elif state == "UploadComplete" and kind == "ingest" and current == "Open":
+                if len(job.upload) > 1:
+                    # A job takes one upload; given more it can only be aborted (it stays Open).
+                    raise ApiError(400, "INVALIDJOB", _multiple_contents(job.id))
                 jobs.process_upload(job)
                 job.state, job.closed_at = "UploadComplete", time.time()
                 info = jobs.info(job)
