@@ -13,7 +13,8 @@ import contextlib
 import logging
 import queue
 import threading
-from collections.abc import Callable, Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
 
 import msgspec
@@ -45,6 +46,9 @@ class BaseCrmClient:
             self.retry, logger=self.logger, name=f"{self.name} call", log_level=logging.WARNING
         )
         self.calls = 0  # API calls made, for logs and benchmarks
+        # Records written again per CRM object: a write call tried again after a try whose
+        # answer failed or was lost (it may have taken effect all the same).
+        self.repeated: Counter[str] = Counter()
 
     # Hooks -------------------------------------------------------------------------------------
     def authenticator(self) -> requests.auth.AuthBase | Any:
@@ -68,6 +72,29 @@ class BaseCrmClient:
     def send(self, method: str, url: str, **kwargs: Any) -> requests.Response:
         """One API call with retries; returns a response `check_response` accepted."""
         return self._with_retries(self._send_once, method, url, **kwargs)
+
+    def send_write(
+        self, method: str, url: str, records: Mapping[str, int], **kwargs: Any
+    ) -> requests.Response:
+        """A write call with retries; `records` (CRM object -> records it carries) are counted in
+        `repeated` for each try after the first. Only writes that are safe to repeat (updates to
+        the same values) may go this way: a try that failed may have been applied."""
+        return self.resending(records, self._send_once, method, url, **kwargs)
+
+    def resending(
+        self, records: Mapping[str, int], call: Callable[..., T], *args: Any, **kwargs: Any
+    ) -> T:
+        """`call` under the retry policy, as `send_write` (e.g. several calls that write once)."""
+        tries = 0
+
+        def attempt() -> T:
+            nonlocal tries
+            if tries:
+                self.repeated.update(records)
+            tries += 1
+            return call(*args, **kwargs)
+
+        return self._with_retries(attempt)
 
     def get_json(self, url: str, **kwargs: Any) -> Any:
         """GET a JSON body with retries, read in one piece and decoded by msgspec.

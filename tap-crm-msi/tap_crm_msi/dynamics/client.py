@@ -7,7 +7,7 @@ target tables (user or team, account or contact) and option sets' labels.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -94,16 +94,25 @@ class DynamicsClient(BaseCrmClient):
         return [row for rows, _ in self.pages(self.url(entity_set, **query)) for row in rows]
 
     # Writes (target-crm-msi) ---------------------------------------------------------------------
-    def batch(self, operations: list[odata_batch.BatchOperation]) -> list[odata_batch.BatchAnswer]:
+    def batch(
+        self,
+        operations: list[odata_batch.BatchOperation],
+        *,
+        records: Mapping[str, int] | None = None,
+    ) -> list[odata_batch.BatchAnswer]:
         """One `$batch` call (at most 1,000 operations), each operation answered on its own.
 
-        Throttling of the whole call (429 + Retry-After) is retried by `send`; an operation's
-        own failure comes back in its `BatchAnswer`.
+        Throttling of the whole call (429 + Retry-After), server errors and lost answers are
+        retried: the operations must be safe to repeat (reads, `PATCH` of the same values), as a
+        call whose answer was lost may have been applied. `records` (table -> records the call
+        writes) are counted in `repeated` for each try after the first. An operation's own
+        failure comes back in its `BatchAnswer`.
         """
         content_type, body = odata_batch.encode(operations, self.base)
-        response = self.send(
+        response = self.send_write(
             "POST",
             f"{self.base}/$batch",
+            records or {},
             data=body,
             headers={"Content-Type": content_type, "Prefer": "odata.continue-on-error"},
         )

@@ -20,6 +20,7 @@ neither is rejected with Dataverse's "does not exist" code without a write.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
@@ -168,7 +169,7 @@ class DynamicsWriter(ScoreWriter):
     def apply(self, items: list[Item]) -> None:
         """Send the items; resend only the throttled (429) or failed (5xx) operations."""
         tries = self.retry.settings.max_tries
-        for item in self.retry.run_batch(self._send, items):
+        for item in self.send_rounds(self.retry, self._send, items):
             self.failed(item, "RETRIES_EXHAUSTED", f"still throttled after {tries} tries")
 
     def _send(self, items: list[Item]) -> None:
@@ -178,7 +179,10 @@ class DynamicsWriter(ScoreWriter):
         waits: list[float | None] = []
         for start in range(0, len(items), self.batch_size):
             chunk = items[start : start + self.batch_size]
-            answers = self.client.batch([_operation(item) for item in chunk])
+            answers = self.client.batch(
+                [_operation(item) for item in chunk],
+                records=Counter(item.object for item in chunk),
+            )
             done = []
             for index, item in enumerate(chunk):
                 answer = answers[index] if index < len(answers) else None

@@ -1,7 +1,9 @@
 """What the write-back did: counts per outcome, this run's rejects, the closing line.
 
 Besides the outcomes, the summary has `calls` (every CRM API call), `reads` (those of them that
-read what the CRM holds before writing) and `records_read` (records whose values were read).
+read what the CRM holds before writing), `records_read` (records whose values were read) and
+`repeated` (CRM object -> records sent again after a failed or lost answer: the price of faults,
+each an update to the same values).
 
 Rejects and the summary file are written as every MSI target writes them (`msi_common.reports`):
 one JSON line per refused record (stream, code, message, record, at).
@@ -51,7 +53,8 @@ def render_line(data: dict[str, Any]) -> str:
     codes = ", ".join(f"{c}: {n}" for c, n in sorted(data["rejects_by_code"].items()))
     calls = (
         f"calls={data.get('calls', 0)} reads={data.get('reads', 0)} "
-        f"records_read={data.get('records_read', 0)}"
+        f"records_read={data.get('records_read', 0)} "
+        f"repeated={sum((data.get('repeated') or {}).values())}"
     )
     return f"write-back {data.get('crm', '')}: {counts} {calls}" + (
         f" (rejects by code: {codes})" if codes else ""

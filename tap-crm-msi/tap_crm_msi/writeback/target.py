@@ -203,6 +203,7 @@ class TargetCrmMsi(Target):
             calls=writer.calls if writer is not None else 0,
             reads=writer.read_calls if writer is not None else 0,
             records_read=writer.records_read if writer is not None else 0,
+            repeated=writer.repeated if writer is not None else {},
             status=self._status,
             stop_reason=self._stop_reason,
         )

@@ -17,12 +17,14 @@ import hashlib
 import json
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from msi_common.retry import RetryPolicy
 from tap_crm_msi.writeback.fields import msi_values
 from tap_crm_msi.writeback.memory import WriteMemory, instance_file
 from tap_crm_msi.writeback.report import WriteReport
@@ -79,11 +81,19 @@ class ScoreWriter:
         self._started = time.time()
         self.read_calls = 0  # API calls that read what the CRM holds (part of `calls`)
         self.records_read = 0  # records whose current values were read
+        self._resent: Counter[str] = Counter()  # items sent again after their own failure
 
     @property
     def calls(self) -> int:
         """API calls made so far (reads included)."""
         return self.client.calls
+
+    @property
+    def repeated(self) -> dict[str, int]:
+        """CRM object -> records sent again after a try whose answer failed or was lost (the
+        client's retries of whole calls) or that failed on its own (a locked row, a throttled
+        operation). Every write is an update to the same values, so repeating it is safe."""
+        return dict(sorted((self.client.repeated + self._resent).items()))
 
     # Subclass hooks ------------------------------------------------------------------------
     def instance(self) -> str:
@@ -231,6 +241,22 @@ class ScoreWriter:
             fact = read()
             self.memory.set_fact(key, fact)
         return fact
+
+    def send_rounds(
+        self, policy: RetryPolicy, send: Callable[[list[Item]], None], items: list[Item]
+    ) -> list[Item]:
+        """`policy.run_batch(send, items)`, counting the items of every round after the first
+        as repeated; returns the items still unsettled when the tries are spent."""
+        rounds = 0
+
+        def attempt(pending: list[Item]) -> None:
+            nonlocal rounds
+            if rounds:
+                self._resent.update(item.object for item in pending)
+            rounds += 1
+            send(pending)
+
+        return policy.run_batch(attempt, items)
 
     def retarget(self, item: Item, target: str) -> None:
         """The item's scores belong to another record from now on (and on later runs)."""

@@ -5,6 +5,7 @@ Retry-After, a 404 moved to contact."""
 from __future__ import annotations
 
 import re
+from collections import Counter
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -54,6 +55,7 @@ class FakeClient:
         self.sent: list[list[str]] = []
         self.read: list[tuple[str, list[str]]] = []  # (entity set, ids asked for) per read
         self.calls = 0
+        self.repeated: Counter[str] = Counter()  # whole calls are never retried here
         self.metadata_reads: list[str] = []
 
     def attributes(self, entity: str) -> list[dict[str, Any]]:
@@ -64,7 +66,9 @@ class FakeClient:
             for names in DYNAMICS_CANDIDATES.values()
         ]
 
-    def batch(self, operations: list[odata_batch.BatchOperation]) -> list[odata_batch.BatchAnswer]:
+    def batch(
+        self, operations: list[odata_batch.BatchOperation], *, records: Any = None
+    ) -> list[odata_batch.BatchAnswer]:
         self.calls += 1
         if all(op.method == "GET" for op in operations):
             return [self.answer_read(op.url) for op in operations]
@@ -131,6 +135,7 @@ def test_read_finds_the_contact_and_a_throttled_operation_is_resent(tmp_path: Pa
     assert fake.read == [("leads", [LEAD, CONTACT]), ("contacts", [CONTACT])]
     assert fake.sent == [[f"leads({LEAD})", f"contacts({CONTACT})"], [f"leads({LEAD})"]]
     assert (w.report.counts["written"], w.report.counts["redirected"]) == (2, 1)
+    assert w.repeated == {"lead": 1}  # the throttled lead, sent again
     assert (w.read_calls, w.records_read) == (2, 2)
     assert fake.metadata_reads == ["lead", "contact"]  # each entity's attributes, once
     w.close(completed=True)
