@@ -25,3 +25,8 @@ class ApiAllowanceExhausted(CrmError):
 
 class DeltaTokenExpired(CrmError):
     """A Dataverse change-tracking delta link is no longer valid: read the table afresh."""
+
+
+class BulkJobUnfinished(CrmError):
+    """A Bulk API 2.0 job ended without results (Failed, Aborted) or was given up on after the
+    configured wait: no row of it was read, so the caller may read the same rows another way."""

@@ -18,12 +18,13 @@ import requests
 
 from msi_common.retry import Retryable, RetrySettings
 from tap_crm_msi.client import BaseCrmClient
-from tap_crm_msi.errors import ApiAllowanceExhausted, CrmError
+from tap_crm_msi.errors import ApiAllowanceExhausted, BulkJobUnfinished, CrmError
 from tap_crm_msi.salesforce.auth import SalesforceAuthenticator
 
 DEFAULT_API_VERSION = "62.0"
 RETRYABLE_ERROR_CODES = frozenset({"UNABLE_TO_LOCK_ROW", "SERVER_UNAVAILABLE"})
 BULK_DONE_STATES = frozenset({"JobComplete", "Failed", "Aborted"})
+DEFAULT_BULK_TIMEOUT_S = 3600.0
 
 
 def soql_datetime(value: dt.datetime) -> str:
@@ -52,6 +53,7 @@ class SalesforceClient(BaseCrmClient):
         self.daily_share = float(config["daily_api_share"])
         self.bulk_poll_s = float(config["bulk_poll_seconds"])
         self.bulk_max_records = int(config.get("bulk_max_records") or 50_000)
+        self.bulk_timeout_s = float(config.get("bulk_timeout_seconds") or DEFAULT_BULK_TIMEOUT_S)
         self.auth = SalesforceAuthenticator(config, self.session, self.policy)
         self.api_usage: tuple[int, int] | None = None
         self._stop_reason: str | None = None
@@ -134,14 +136,19 @@ class SalesforceClient(BaseCrmClient):
 
     # Bulk API 2.0 query --------------------------------------------------------------------------
     def bulk_query(self, soql: str, *, include_deleted: bool = False) -> Iterator[list[dict]]:
-        """Rows of a Bulk API 2.0 query job, one list per result set (CSV parsed, '' -> None)."""
+        """Rows of a Bulk API 2.0 query job, one list per result set (CSV parsed, '' -> None).
+
+        A job that ends Failed or Aborted, or is still running after `bulk_timeout_seconds`
+        (then it is aborted), raises `BulkJobUnfinished` before any row is yielded. A job whose
+        creation answer was lost is left behind unread: only the job answered is read.
+        """
         job = self.send(
             "POST",
             f"{self.base}/jobs/query",
             json={"operation": "queryAll" if include_deleted else "query", "query": soql},
         ).json()
         job_url = f"{self.base}/jobs/query/{job['id']}"
-        self._await_bulk_job(job_url, job, "query")
+        self._await_bulk_job(job_url, job, "query", timeout_s=self.bulk_timeout_s)
         locator: str | None = None
         while True:
             params: dict[str, Any] = {"maxRecords": self.bulk_max_records}
@@ -157,18 +164,40 @@ class SalesforceClient(BaseCrmClient):
             if not locator or locator == "null":
                 return
 
-    def _await_bulk_job(self, job_url: str, job: dict[str, Any], kind: str) -> dict[str, Any]:
-        """Poll a Bulk API 2.0 job until it is done (waits grow to bulk_poll_seconds)."""
+    def _await_bulk_job(
+        self, job_url: str, job: dict[str, Any], kind: str, *, timeout_s: float | None = None
+    ) -> dict[str, Any]:
+        """Poll a Bulk API 2.0 job until it is done (waits grow to bulk_poll_seconds).
+
+        With `timeout_s`, a job still running after that long is aborted (so it stops using the
+        org's bulk allowance) and `BulkJobUnfinished` names the setting that bounds the wait.
+        """
         info, state = job, job.get("state")
         wait = min(self.bulk_poll_s, 0.25)
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
         while state not in BULK_DONE_STATES:
+            if deadline is not None and time.monotonic() >= deadline:
+                self._abort_bulk_job(job_url)
+                raise BulkJobUnfinished(
+                    f"Bulk {kind} job {job['id']} still {state} after bulk_timeout_seconds "
+                    f"({timeout_s:g} s); aborted it"
+                )
             time.sleep(wait)
             wait = min(wait * 2, self.bulk_poll_s)
             info = self.send("GET", job_url).json()
             state = info.get("state")
         if state in ("Failed", "Aborted"):
-            raise CrmError(f"Bulk {kind} job {job['id']} {state}: {info.get('errorMessage')}")
+            raise BulkJobUnfinished(
+                f"Bulk {kind} job {job['id']} {state}: {info.get('errorMessage')}"
+            )
         return info
+
+    def _abort_bulk_job(self, job_url: str) -> None:
+        """Ask Salesforce to stop a job we no longer wait for; it may have ended meanwhile."""
+        try:
+            self.send("PATCH", job_url, json={"state": "Aborted"})
+        except CrmError as exc:
+            self.logger.warning("Could not abort the Bulk job: %s", exc)
 
     # Writes (target-crm-msi) ---------------------------------------------------------------------
     def describe(self, sobject: str) -> dict[str, Any]:

@@ -143,7 +143,7 @@ class DynamicsStream(CrmStream):
         state: dict[str, Any],
         delta: str | None,
     ) -> Iterator[dict[str, Any]]:
-        incremental = delta is not None or window.resumed
+        incremental = delta is not None or window.incremental
         url = delta or self.client.url(table.entity_set, select=select)
         emit = self._emitter(table, incremental, window, dedupe=False)
         now = format_ts(dt.datetime.now(dt.UTC))
@@ -179,7 +179,7 @@ class DynamicsStream(CrmStream):
         query = {"select": select, "orderby": f"modifiedon asc,{table.primary_id} asc"}
         if start is not None:
             query["filter"] = f"modifiedon ge {start.strftime('%Y-%m-%dT%H:%M:%SZ')}"
-        emit = self._emitter(table, window.resumed, window, dedupe=True)
+        emit = self._emitter(table, window.incremental, window, dedupe=True)
         pages = self.client.pages(self.client.url(table.entity_set, **query))
         for rows, _ in prefetch(pages):
             for row in rows:

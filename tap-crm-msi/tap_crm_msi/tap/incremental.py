@@ -17,6 +17,7 @@ from typing import Any
 
 SEEN_KEY = "seen"
 BOOKMARK_KEY = "replication_key_value"
+FIRST_READ_KEY = "first_read"  # set while an object's first read is unfinished
 PRUNE_EVERY = 2048  # window entries before the oldest are pruned
 
 
@@ -57,6 +58,14 @@ class OverlapWindow:
         # are news); a `start_date` alone is no previous run, and needs no overlap.
         self.resumed = start is not None if resumed is None else resumed
         self.seen: dict[str, str] = dict(state.get(SEEN_KEY) or {}) if self.resumed else {}
+        # A first read that was interrupted (killed, or stopped at the API allowance) goes on as
+        # a first read: what a first read leaves out (leads converted before it) stays out after
+        # the restart too, so an interrupted first run emits what one whole run would.
+        self.first_read = not self.resumed or bool(state.get(FIRST_READ_KEY))
+        if self.first_read:
+            state[FIRST_READ_KEY] = True
+        else:
+            state.pop(FIRST_READ_KEY, None)
         # The lowest timestamp that can still need emitting; older rows were emitted before.
         overlap = self.overlap if self.resumed else dt.timedelta(0)
         self.floor: str | None = format_ts(parse_ts(start) - overlap) if start else None
@@ -64,6 +73,11 @@ class OverlapWindow:
         self._prune_at = max(PRUNE_EVERY, 2 * len(self.seen))
         self._sorted = False
         self.sorted_input = sorted_input
+
+    @property
+    def incremental(self) -> bool:
+        """Whether a previous run read this object to its end: changes since then are news."""
+        return not self.first_read
 
     @property
     def sorted_input(self) -> bool:
@@ -122,6 +136,7 @@ class OverlapWindow:
         not emitted (skipped, or shaped into nothing) move the bookmark too, and it is ours.
         """
         self.state.pop("progress_markers", None)
+        self.state.pop(FIRST_READ_KEY, None)
         limit = self._window_start()
         if limit is not None:
             self.seen = {k: v for k, v in self.seen.items() if v >= limit}

@@ -3,16 +3,20 @@
 Each SObject is queried `ORDER BY SystemModstamp, Id` from its bookmark minus the overlap window
 (`queryAll` on incremental runs, so deletions arrive as `IsDeleted` rows). When the first page
 says the result is larger than `bulk_threshold`, the read switches to a Bulk API 2.0 query job
-(unordered, so the bookmark then moves only when the object has been read to its end).
+(unordered, so the bookmark then moves only when the object has been read to its end). A job
+that ends without results (Failed, Aborted, or given up on after `bulk_timeout_seconds`) has
+yielded no row: the object is then read with REST paging after all, nothing lost or doubled.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from tap_crm_msi.client import prefetch
+from tap_crm_msi.errors import BulkJobUnfinished
 from tap_crm_msi.salesforce.client import soql_datetime
 from tap_crm_msi.salesforce.ids import to_18
 from tap_crm_msi.tap.mapping import OwnerPolicy, apply_mappings, canonical_ts
@@ -88,13 +92,13 @@ class SalesforceStream(CrmStream):
         sobject = self.sobjects[crm_object]
         window = self.open_window(context)
         soql = self.soql(sobject, window)
-        incremental = window.resumed
+        incremental = window.incremental
         include_deleted = incremental and sobject.deletable
         to_record = self.record_builder(crm_object, incremental)
-        pages = self.client.query_pages(
-            soql + " ORDER BY SystemModstamp ASC, Id ASC", include_deleted=include_deleted
-        )
+        ordered = soql + " ORDER BY SystemModstamp ASC, Id ASC"
+        pages = self.client.query_pages(ordered, include_deleted=include_deleted)
         total, rows = next(pages, (0, []))
+        batches: Iterator[list[dict[str, Any]]] | None = None
         if total > self.bulk_threshold:
             pages.close()
             self.logger.info(
@@ -103,12 +107,13 @@ class SalesforceStream(CrmStream):
                 total,
                 self.bulk_threshold,
             )
-            window.sorted_input = False
-            batches: Iterator[list[dict[str, Any]]] = (
-                [_from_csv(row) for row in batch]
-                for batch in self.client.bulk_query(soql, include_deleted=include_deleted)
-            )
-        else:
+            batches = self._bulk_batches(crm_object, soql, include_deleted)
+            if batches is None:
+                pages = self.client.query_pages(ordered, include_deleted=include_deleted)
+                total, rows = next(pages, (0, []))
+            else:
+                window.sorted_input = False
+        if batches is None:
             batches = _chain_first(rows, prefetch(pages))
         admit = window.admit
         mappings = self.field_mappings.for_object(crm_object)
@@ -125,6 +130,18 @@ class SalesforceStream(CrmStream):
                     record["_sdc_deleted_at"] = ts
                 yield apply_mappings(mappings, row, record) if mappings else record
         window.finish()
+
+    def _bulk_batches(
+        self, crm_object: str, soql: str, include_deleted: bool
+    ) -> Iterator[list[dict[str, Any]]] | None:
+        """The Bulk query job's result sets, or None when the job ended without results."""
+        results = self.client.bulk_query(soql, include_deleted=include_deleted)
+        try:
+            first = next(results, [])
+        except BulkJobUnfinished as exc:
+            self.logger.warning("%s: %s; reading it with REST paging instead", crm_object, exc)
+            return None
+        return ([_from_csv(row) for row in batch] for batch in itertools.chain([first], results))
 
     def record_builder(
         self, crm_object: str, incremental: bool

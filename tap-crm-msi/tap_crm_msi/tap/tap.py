@@ -137,6 +137,13 @@ class TapCrmMsi(Tap):
             description="Longest wait between Bulk job status checks.",
         ),
         th.Property(
+            "bulk_timeout_seconds",
+            th.NumberType,
+            default=3600,
+            description="Longest wait for a Bulk API 2.0 query job to complete; past it the job "
+            "is aborted and the object is read with REST paging instead.",
+        ),
+        th.Property(
             "daily_api_share",
             th.NumberType,
             default=0.8,
