@@ -12,7 +12,7 @@ from typing import Any
 
 from plugin_settings import marketo_connection, run_outputs
 
-from msi_common import testing
+from msi_common import contract, testing
 from msi_common.contract import STREAM_NAMES
 from target_marketo_msi.target.target import TargetMarketoMsi
 
@@ -139,38 +139,107 @@ def make_world(**counts: int) -> World:
     return World(**testing.contract_world(**counts))
 
 
+def _filler(stream: str, name: str, prop: dict[str, Any], n: int) -> Any:
+    """A value for contract field `name` of the `n`th record, of the field's type, distinct per
+    record so a value landing on the wrong record shows."""
+    types = set(prop.get("type") or ())
+    if "boolean" in types:
+        return n % 2 == 0
+    if name == "probability":  # a percentage; Marketo's field is an integer
+        return n % 101
+    if "integer" in types:
+        return 10 + n
+    if "number" in types:
+        return round(1000.25 + n * 1.5, 2)
+    if prop.get("format") == "date":
+        return f"2026-{n % 12 + 1:02d}-{n % 28 + 1:02d}"
+    if name == "website":
+        return f"https://www{n}.example.com"
+    if "phone" in name.lower() or name == "fax":
+        return f"+1 555 {n:07d}"
+    return f"{name} {stream} {n} ü"  # non-ASCII too: it must land as sent
+
+
+def make_full_world(**counts: int) -> World:
+    """A contract world whose records fill every contract field Marketo receives, so a check
+    field by field covers all of them. Every tenth lead is a CRM lead without a company (its
+    company fields are its own in Marketo); the rest are contacts of a company."""
+    world = make_world(**counts)
+    for stream, records in world.streams().items():
+        props = contract.load_schema(stream)["properties"]
+        for n, record in enumerate(records):
+            for name in sent_fields(stream):
+                if name in props and record.get(name) is None:
+                    record[name] = _filler(stream, name, props[name], n)
+    for n, lead in enumerate(world.leads):
+        if n % 10 == 0:
+            lead.update(externalCompanyId=None, personType="lead", _crm_object="Lead")
+    return world
+
+
+# Marketo's tables (the sandbox's dump) per contract stream.
+TABLES = {
+    "sales_persons": "salespersons",
+    "companies": "companies",
+    "leads": "leads",
+    "opportunities": "opportunities",
+    "opportunity_roles": "opportunity_roles",
+}
+
+
+def sent_fields(stream: str) -> list[str]:
+    """The contract fields of `stream` that reach Marketo: all but the target's own metadata
+    (`_...`) and the fields the contract marks never sent."""
+    props = contract.load_schema(stream)["properties"]
+    return [f for f in props if not f.startswith("_") and f not in contract.not_sent(stream)]
+
+
+def _same(prop: dict[str, Any], value: Any) -> Any:
+    """A value as the contract types it (Marketo's store keeps booleans as 0/1)."""
+    types = set(prop.get("type") or ())
+    if value is None:
+        return None
+    if "boolean" in types:
+        return bool(value)
+    if types & {"number", "integer"}:
+        return float(value)
+    return value
+
+
 def assert_marketo_matches(sandbox: Any, world: World) -> None:
-    """Marketo holds exactly the world: every key once, no extra rows, fields as sent."""
-    persons = dump(sandbox, "salespersons")
-    assert sorted(p["externalSalesPersonId"] for p in persons) == sorted(
-        p["externalSalesPersonId"] for p in world.sales_persons
-    )
-    companies = dump(sandbox, "companies")
-    assert sorted(c["externalCompanyId"] for c in companies) == sorted(
-        c["externalCompanyId"] for c in world.companies
-    )
-    leads = dump(sandbox, "leads")
-    assert sorted(p["externalPersonId"] for p in leads) == sorted(
-        p["externalPersonId"] for p in world.leads
-    )
-    sent = {p["externalPersonId"]: p for p in world.leads}
-    for lead in leads:
-        source = sent[lead["externalPersonId"]]
-        assert (lead["email"], lead["externalCompanyId"], lead["externalSalesPersonId"]) == (
-            source["email"],
-            source["externalCompanyId"],
-            source["externalSalesPersonId"],
-        )
-    opportunities = dump(sandbox, "opportunities")
-    assert sorted(o["externalOpportunityId"] for o in opportunities) == sorted(
-        o["externalOpportunityId"] for o in world.opportunities
-    )
-    person_of = {lead["id"]: lead["externalPersonId"] for lead in leads}
-    roles = sorted(
-        (r["externalOpportunityId"], person_of[r["leadId"]], r["role"])
-        for r in dump(sandbox, "opportunity_roles")
-    )
-    assert roles == sorted(
-        (r["externalOpportunityId"], r["externalPersonId"], r["role"])
-        for r in world.opportunity_roles
-    )
+    """Marketo holds exactly the world: every key once, no extra rows, and every contract field
+    Marketo receives equal to the source's, field by field (a lead linked to a company shows its
+    company's company fields, as Marketo does; a role names its person by Marketo's lead id)."""
+    dumps = {stream: dump(sandbox, table) for stream, table in TABLES.items()}
+    person_of = {lead["id"]: lead["externalPersonId"] for lead in dumps["leads"]}
+    companies = {c["externalCompanyId"]: c for c in world.companies}
+    marketo_companies = {c["externalCompanyId"]: c for c in dumps["companies"]}
+    company_fields = set(contract.company_fields())
+    for stream, source in world.streams().items():
+        props = contract.load_schema(stream)["properties"]
+        keys = contract.key_properties(stream)
+        renamed = contract.marketo_names(stream)
+        rows = dumps[stream]
+        if stream == "opportunity_roles":
+            rows = [{**r, "externalPersonId": person_of.get(r["leadId"])} for r in rows]
+        landed = {tuple(r[k] for k in keys): r for r in rows}
+        assert len(landed) == len(rows), f"{stream}: a key landed twice"
+        wanted = {
+            tuple(r[k] for k in keys): r
+            for r in source
+            if not r.get("_sdc_deleted_at") and not r.get("convertedToExternalPersonId")
+        }
+        assert sorted(landed) == sorted(wanted), f"{stream}: keys differ"
+        differences = []
+        for key, record in wanted.items():
+            company = companies.get(record.get("externalCompanyId") or "")
+            for name in sent_fields(stream):
+                expected, row = record.get(name), landed[key]
+                if stream == "leads" and company is not None and name in company_fields:
+                    # Marketo shows the linked company's value, not one of the lead's own.
+                    expected = company.get(name)
+                    row = marketo_companies[record["externalCompanyId"]]
+                actual = _same(props[name], row.get(renamed.get(name, name)))
+                if _same(props[name], expected) != actual:
+                    differences.append((stream, key, name, expected, actual))
+        assert not differences, f"{len(differences)} fields differ, e.g. {differences[:5]}"
