@@ -1,0 +1,232 @@
+"""What Marketo holds for the MSI objects, read through target-marketo-msi's client.
+
+The cheapest reads Marketo offers: every lead in one bulk lead export per 31-day `createdAt`
+window (the only listing of all leads, so orphans and duplicates show), and for the other four
+objects gets by their external ids, 300 per call. The ids asked for are the CRM's, plus those
+Marketo's leads reference and those the target remembers having loaded (its fingerprints), so a
+Marketo record whose CRM source is gone is found without listing the whole object. Every call
+goes through the client's limiter and the instance's daily budget, under the doctor's own cap.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from target_marketo_msi.marketo.budget import CallBudget
+from target_marketo_msi.marketo.client import MarketoClient
+from target_marketo_msi.marketo.errors import StopRun
+from target_marketo_msi.marketo.instance_state import InstanceState
+from target_marketo_msi.marketo.objects import (
+    COMPANIES,
+    OPPORTUNITIES,
+    OPPORTUNITY_ROLES,
+    SALES_PERSONS,
+    ObjectSpec,
+)
+from target_marketo_msi.tap.extract import ExtractSettings, LeadExtract, new_job, windows
+
+LOGGER = logging.getLogger("msi_doctor.marketo")
+MAX_VALUES = 300  # Marketo's filterValues and batchSize limit
+EXPORT_CALLS = 4  # create, enqueue, one status, one file: one bulk export at its cheapest
+GUID = re.compile(r"^[0-9A-Fa-f]{8}-([0-9A-Fa-f]{4}-){3}[0-9A-Fa-f]{12}$")
+LEAD_FIELDS = ("id", "externalPersonId", "externalCompanyId", "externalSalesPersonId", "email")
+# Per object read by gets: the filter field and the fields the checks compare.
+GETS: dict[str, tuple[ObjectSpec, str, tuple[str, ...]]] = {
+    "sales_persons": (SALES_PERSONS, "externalSalesPersonId", ("id", "email")),
+    "companies": (COMPANIES, "externalCompanyId", ("id", "externalSalesPersonId")),
+    "opportunities": (
+        OPPORTUNITIES,
+        "externalOpportunityId",
+        ("marketoGUID", "externalCompanyId", "externalSalesPersonId"),
+    ),
+    "opportunity_roles": (
+        OPPORTUNITY_ROLES,
+        "externalOpportunityId",
+        ("marketoGUID", "leadId", "role"),
+    ),
+}
+
+
+def norm(value: Any) -> str | None:
+    """An external id as the target keys it: Dynamics GUIDs in lower case, others as they are."""
+    if value in (None, ""):
+        return None
+    text = str(value)
+    return text.lower() if GUID.match(text) else text
+
+
+class CappedBudget(CallBudget):
+    """The instance's daily budget (counted and kept as the jobs keep it), plus the doctor's
+    own cap on the calls of this run."""
+
+    def __init__(self, daily: CallBudget, cap: int | None) -> None:
+        super().__init__(cap or None)
+        self.daily = daily
+        self.run_calls = 0
+
+    def take(self) -> None:
+        if self.allowance is not None and self.run_calls >= self.allowance:
+            raise StopRun("cap", f"msi-doctor's call cap of {self.allowance} reached")
+        self.daily.take()
+        self.run_calls += 1
+
+    def remaining(self) -> int | None:
+        daily = self.daily.remaining()
+        if self.allowance is None:
+            return daily
+        mine = max(0, self.allowance - self.run_calls)
+        return mine if daily is None else min(mine, daily)
+
+
+@dataclass
+class MarketoWorld:
+    """Marketo's MSI records, keyed by their external ids (normalised)."""
+
+    leads_by_person: dict[str, list[dict[str, Any]]] = field(
+        default_factory=lambda: defaultdict(list)
+    )
+    unlinked_leads: int = 0  # leads without externalPersonId (not MSI's concern)
+    sales_persons: dict[str, dict[str, Any]] = field(default_factory=dict)
+    companies: dict[str, dict[str, Any]] = field(default_factory=dict)
+    opportunities: dict[str, dict[str, Any]] = field(default_factory=dict)
+    roles: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
+    calls: dict[str, int] = field(default_factory=dict)  # per object
+    minimum: dict[str, int] = field(default_factory=dict)  # per object
+
+
+class MarketoReader:
+    """Reads the MSI objects with the target's client, counting calls per object."""
+
+    def __init__(
+        self,
+        client: MarketoClient,
+        state: InstanceState,
+        *,
+        leads_since: dt.datetime,
+        extract: ExtractSettings,
+        score_fields: Iterable[str] = (),
+    ) -> None:
+        self.client = client
+        self.state = state
+        self.leads_since = leads_since
+        self.extract_settings = extract
+        self.score_fields = tuple(score_fields)
+        self.world = MarketoWorld()
+
+    def _counted(self, name: str, before: int) -> None:
+        self.world.calls[name] = self.world.calls.get(name, 0) + self.client.total_calls - before
+
+    # Leads ------------------------------------------------------------------------------------
+    def read_leads(self) -> None:
+        """Every lead, through bulk exports of `createdAt` windows up to now."""
+        before = self.client.total_calls
+        now = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1)
+        extract = LeadExtract(
+            self.client, [*LEAD_FIELDS, *self.score_fields], self.extract_settings
+        )
+        exports = 0
+        for start, end in windows(self.leads_since, now):
+            exports += 1
+            for row in extract.rows(new_job("createdAt", start, end)):
+                person = norm(row.get("externalPersonId"))
+                if person is None:
+                    self.world.unlinked_leads += 1
+                    continue
+                lead = {k: (v if v != "" else None) for k, v in row.items()}
+                lead["id"] = int(str(row["id"]))
+                self.world.leads_by_person[person].append(lead)
+        self.world.minimum["leads"] = EXPORT_CALLS * exports
+        self._counted("leads", before)
+
+    # The other objects ------------------------------------------------------------------------
+    def read_object(self, stream: str, ids: Iterable[str], expected: int) -> None:
+        """The records of `stream` whose filter field is one of `ids`.
+
+        `expected` is how many records the CRM says should be there: the minimum is one get
+        per 300 of them.
+        """
+        spec, filter_field, fields = GETS[stream]
+        before = self.client.total_calls
+        target: dict[str, Any] = getattr(self.world, _ATTRIBUTE[stream])
+        for chunk in _chunks(sorted(ids)):
+            for row in self._get_all(spec, filter_field, chunk, (filter_field, *fields)):
+                key = norm(row.get(filter_field))
+                if key is None:
+                    continue
+                if stream == "opportunity_roles":
+                    target[key].append(row)
+                else:
+                    target[key] = row
+        self.world.minimum[stream] = -(-expected // MAX_VALUES)
+        self._counted(stream, before)
+
+    def read_roles(self, roles_per_opportunity: dict[str, int]) -> None:
+        """Roles by opportunity, packing opportunities so a call's roles fill one page."""
+        spec, filter_field, fields = GETS["opportunity_roles"]
+        before = self.client.total_calls
+        for chunk in _packed(roles_per_opportunity):
+            for row in self._get_all(spec, filter_field, chunk, (filter_field, *fields)):
+                key = norm(row.get(filter_field))
+                if key is not None:
+                    self.world.roles[key].append(row)
+        self.world.minimum["opportunity_roles"] = -(
+            -sum(roles_per_opportunity.values()) // MAX_VALUES
+        )
+        self._counted("opportunity_roles", before)
+
+    def _get_all(
+        self, spec: ObjectSpec, filter_field: str, values: list[str], fields: tuple[str, ...]
+    ) -> Iterator[dict[str, Any]]:
+        params: dict[str, Any] = {
+            "filterType": filter_field,
+            "filterValues": ",".join(values),
+            "fields": ",".join(dict.fromkeys(fields)),
+            "batchSize": MAX_VALUES,
+        }
+        while True:
+            body = self.client.get(spec.sync_path, params)
+            yield from body.get("result") or []
+            token = body.get("nextPageToken")
+            if not token or not body.get("result"):
+                return
+            params = {**params, "nextPageToken": token}
+
+    # What the target remembers ----------------------------------------------------------------
+    def loaded_keys(self, stream: str) -> set[str]:
+        """Keys the target has loaded into this instance (its change-detection fingerprints)."""
+        rows = self.state.query("SELECT key FROM fingerprints WHERE object = ?", (stream,))
+        return {str(norm(r[0])) for r in rows if r[0] and not str(r[0]).startswith("deleted:")}
+
+
+_ATTRIBUTE = {
+    "sales_persons": "sales_persons",
+    "companies": "companies",
+    "opportunities": "opportunities",
+    "opportunity_roles": "roles",
+}
+
+
+def _chunks(values: list[str]) -> Iterator[list[str]]:
+    for start in range(0, len(values), MAX_VALUES):
+        yield values[start : start + MAX_VALUES]
+
+
+def _packed(counts: dict[str, int]) -> Iterator[list[str]]:
+    """Opportunity ids in groups whose expected roles fit one page (and at most 300 ids)."""
+    chunk: list[str] = []
+    rows = 0
+    for opportunity, expected in sorted(counts.items()):
+        weight = max(1, expected)
+        if chunk and (len(chunk) >= MAX_VALUES or rows + weight > MAX_VALUES):
+            yield chunk
+            chunk, rows = [], 0
+        chunk.append(opportunity)
+        rows += weight
+    if chunk:
+        yield chunk
