@@ -12,6 +12,7 @@ from typing import Any
 
 from plugin_settings import crm_connection
 
+from msi_common.contract import key_properties
 from tap_crm_msi.tap.tap import TapCrmMsi
 
 FAST = {"backoff_factor": 0.01, "bulk_poll_seconds": 0.05, "overlap_seconds": 300}
@@ -83,3 +84,32 @@ def run_tap(
         elif message["type"] == "SCHEMA":
             run.order.append(message["stream"])
     return run
+
+
+def by_key(records: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, list[str]]]:
+    """Each stream's records as JSON text per key (a list: a key emitted twice shows twice)."""
+    keyed: dict[str, dict[str, list[str]]] = {}
+    for stream, rows in records.items():
+        key = key_properties(stream)
+        per_key: dict[str, list[str]] = defaultdict(list)
+        for row in rows:
+            per_key["|".join(str(row.get(k)) for k in key)].append(json.dumps(row, sort_keys=True))
+        keyed[stream] = dict(per_key)
+    return keyed
+
+
+def assert_same_records(
+    got: dict[str, list[dict[str, Any]]], expected: dict[str, list[dict[str, Any]]]
+) -> None:
+    """`got` holds `expected`'s records, every field equal, each as often as there (once)."""
+    mine, theirs = by_key(got), by_key(expected)
+    assert sorted(k for k, v in mine.items() if v) == sorted(k for k, v in theirs.items() if v)
+    for stream, records in theirs.items():
+        have = mine.get(stream, {})
+        missing, extra = records.keys() - have.keys(), have.keys() - records.keys()
+        assert not missing, f"{stream}: {len(missing)} missing, e.g. {sorted(missing)[:3]}"
+        assert not extra, f"{stream}: {len(extra)} not in the source, e.g. {sorted(extra)[:3]}"
+        doubled = [k for k, v in records.items() if len(have[k]) > len(v)]
+        assert not doubled, f"{stream}: {len(doubled)} keys emitted again, e.g. {doubled[0]}"
+        differ = [k for k, v in records.items() if sorted(have[k]) != sorted(v)]
+        assert not differ, f"{stream}: {len(differ)} records differ, e.g. {differ[0]}"

@@ -1,14 +1,16 @@
-"""tap-crm-msi against the Salesforce stand-in: auth flows, expired sessions, limits, Bulk API,
-and a run killed half-way."""
+"""tap-crm-msi against the Salesforce stand-in: auth flows, expired sessions, limits, Bulk API
+(result pages under faults, lost job creations, failed, aborted and overdue jobs), and a run
+killed half-way."""
 
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
 import pytest
-from tap_crm_helpers import run_tap, salesforce_config
+from tap_crm_helpers import assert_same_records, run_tap, salesforce_config
 
 from tap_crm_msi.errors import AuthError
 from tap_crm_msi.tap.streams import CrmStream
@@ -104,6 +106,131 @@ def test_large_reads_switch_to_bulk_api_2(seeded_salesforce: Any) -> None:
         key = lambda r: json.dumps(r, sort_keys=True)  # noqa: E731
         assert sorted(map(key, bulk.records[stream])) == sorted(map(key, rest.records[stream]))
     assert run_tap(salesforce_config(sandbox, bulk_threshold=100), bulk.state).count == 0
+
+
+# Bulk API 2.0 query under faults: the small world's Lead (150), Contact (200) and
+# OpportunityContactRole (104) rows go by Bulk above a threshold of 100; Account (60) and the
+# rest stay on REST paging.
+BULK = {"bulk_threshold": 100}
+JOBS = "/services/data/<version>/jobs/query"
+
+
+def _outcomes(sandbox: Any, endpoint: str, method: str = "GET") -> dict[str, int]:
+    stats = sandbox.admin("salesforce", "GET", "stats").json()
+    return {
+        row["outcome"]: row["calls"]
+        for row in stats["calls"]
+        if row["endpoint"] == endpoint and row["method"] == method
+    }
+
+
+def _query_jobs(sandbox: Any) -> list[Any]:
+    return sandbox.service("salesforce").bulk_jobs.listing("query")
+
+
+def test_bulk_results_in_several_pages_under_faults(seeded_salesforce: Any) -> None:
+    sandbox = seeded_salesforce
+    rest = run_tap(salesforce_config(sandbox))
+    sandbox.admin("salesforce", "POST", "stats/reset")
+    sandbox.admin("salesforce", "PUT", "limits", json={"bulk_results_max_records": 20})
+    # Each fault strikes once, on the Nth call to a job's status or results (`nth` counts the
+    # calls its path matches, so each fires whatever the number of polls).
+    on_jobs = r"/jobs/query/"
+    codes = ("503", "UNABLE_TO_LOCK_ROW", "SERVER_UNAVAILABLE", "INVALID_SESSION_ID", "500")
+    rules = [
+        {"code": c, "nth": 2 + 2 * i, "times": 1, "path": on_jobs} for i, c in enumerate(codes)
+    ]
+    rules.append({"code": "502", "nth": 13, "times": 1, "path": on_jobs, "after": True})
+    plan = {"errors": rules, "drop_nth": 3, "drop_path": on_jobs, "lose_nth": 5}
+    sandbox.admin("salesforce", "PUT", "faults", json={**plan, "lose_path": on_jobs})
+
+    bulk = run_tap(salesforce_config(sandbox, **BULK))
+
+    assert_same_records(bulk.records, rest.records)
+    assert bulk.state == rest.state
+    results = _outcomes(sandbox, f"{JOBS}/<job_id>/results")
+    assert results["200"] >= 8 + 10 + 6  # the pages of Lead, Contact and the roles
+    injected = sandbox.admin("salesforce", "GET", "faults").json()
+    assert [rule["injected"] for rule in injected["errors"]] == [1] * 6
+    assert injected["dropped"] == injected["lost"] == 1
+    assert _calls(sandbox, "/services/oauth2/token") == 2  # INVALID_SESSION_ID: a new token
+    assert len(_query_jobs(sandbox)) == 3  # faults on reads create no job
+    assert run_tap(salesforce_config(sandbox, **BULK), bulk.state).count == 0
+
+
+def test_lost_answers_to_bulk_job_creation_leave_orphans_never_doubles(
+    seeded_salesforce: Any,
+) -> None:
+    sandbox = seeded_salesforce
+    rest = run_tap(salesforce_config(sandbox))
+    sandbox.admin("salesforce", "POST", "stats/reset")
+    # The first creation is applied and its answer lost; the retry's answer is replaced by a
+    # 502 after the job was made: two jobs nobody reads, then the third is read.
+    creations = "/jobs/query$"
+    sandbox.admin(
+        "salesforce",
+        "PUT",
+        "faults",
+        json={
+            "errors": [{"code": "502", "nth": 2, "times": 1, "path": creations, "after": True}],
+            "lose_nth": 1,
+            "lose_path": creations,
+        },
+    )
+
+    bulk = run_tap(salesforce_config(sandbox, **BULK))
+
+    assert_same_records(bulk.records, rest.records)
+    assert _outcomes(sandbox, JOBS, "POST") == {"lost": 1, "after-502": 1, "200": 3}
+    jobs = sorted(job.sobject.name for job in _query_jobs(sandbox))
+    # Lead's two orphans, then the jobs of Lead, Contact and the roles that were read
+    assert jobs == ["Contact", "Lead", "Lead", "Lead", "OpportunityContactRole"]
+
+
+@pytest.mark.parametrize("ends_as", ["Failed", "Aborted"])
+def test_failed_or_aborted_bulk_job_falls_back_to_rest_paging(
+    seeded_salesforce: Any, caplog: pytest.LogCaptureFixture, ends_as: str
+) -> None:
+    sandbox = seeded_salesforce
+    rest = run_tap(salesforce_config(sandbox))
+    sandbox.admin(
+        "salesforce",
+        "PUT",
+        "job_faults",
+        json={"errors": [{"code": ends_as, "nth": 1, "path": "^query/Lead$"}]},
+    )
+    sandbox.admin("salesforce", "POST", "stats/reset")
+
+    with caplog.at_level(logging.WARNING):
+        bulk = run_tap(salesforce_config(sandbox, **BULK))
+
+    assert_same_records(bulk.records, rest.records)
+    assert bulk.state == rest.state
+    warned = [r.getMessage() for r in caplog.records if "REST paging instead" in r.getMessage()]
+    assert len(warned) == 1
+    assert "Lead: Bulk query job 750" in warned[0]
+    assert ends_as in warned[0]
+    assert _outcomes(sandbox, JOBS, "POST") == {"200": 3}  # Lead's (unfinished) too
+    assert _outcomes(sandbox, f"{JOBS}/<job_id>/results") == {"200": 2}  # not Lead's
+
+
+def test_bulk_job_past_its_deadline_is_aborted_and_read_with_rest(
+    seeded_salesforce: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    sandbox = seeded_salesforce
+    rest = run_tap(salesforce_config(sandbox))
+    # The jobs never complete here: the tap's wait ends at its deadline, however fast it polls.
+    sandbox.admin("salesforce", "PUT", "limits", json={"bulk_processing_seconds": 86_400})
+
+    with caplog.at_level(logging.WARNING):
+        bulk = run_tap(salesforce_config(sandbox, **BULK, bulk_timeout_seconds=0.2))
+
+    assert_same_records(bulk.records, rest.records)
+    assert bulk.state == rest.state
+    warned = [r.getMessage() for r in caplog.records if "REST paging instead" in r.getMessage()]
+    assert len(warned) == 3  # Lead, Contact and the roles
+    assert all("after bulk_timeout_seconds (0.2 s); aborted it" in w for w in warned)
+    assert [job.state for job in _query_jobs(sandbox)] == ["Aborted"] * 3
 
 
 def test_run_killed_mid_stream_loses_nothing(
