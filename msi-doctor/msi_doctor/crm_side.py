@@ -51,7 +51,8 @@ class CrmWorld:
 
     def minimum_calls(self) -> int:
         """The CRM's query pages for what is in scope: one page per `page_size` rows per object
-        (an empty object still costs its one query)."""
+        (an empty object still costs its one query). Metadata the tap and the write-back read
+        (option-set labels, describes) come on top."""
         return sum(max(1, -(-rows // self.page_size)) for rows in self.rows_per_object.values())
 
 
@@ -91,7 +92,7 @@ def read_crm(crm_config: dict[str, Any], writer: ScoreWriter | None) -> CrmWorld
         mappings["leads"] = {**(mappings.get("leads") or {}), **score_fields}
         config["field_mappings"] = mappings
     tap = TapCrmMsi(config=config, parse_env_config=False, validate_config=True)
-    world = CrmWorld(crm, page_size=_page_size(crm, config))
+    world = CrmWorld(crm)
     marketo_scores = set(score_fields.values())
     client = None
     for name in STREAM_NAMES:
@@ -112,12 +113,6 @@ def read_crm(crm_config: dict[str, Any], writer: ScoreWriter | None) -> CrmWorld
         if tap.stop_reason:
             raise RuntimeError(f"the CRM read stopped early: {tap.stop_reason}")
     world.calls = int(getattr(client, "calls", 0))
+    world.page_size = int(getattr(client, "page_size", world.page_size))
     LOGGER.info("CRM %s read: %s in %d calls", crm, dict(world.rows_per_object), world.calls)
     return world
-
-
-def _page_size(crm: str, config: dict[str, Any]) -> int:
-    """Rows per query page the tap asks for (SOQL's default 2000, Dataverse's 5000)."""
-    if config.get("page_size"):
-        return int(config["page_size"])
-    return 2000 if crm == "salesforce" else 5000

@@ -22,6 +22,14 @@ from target_marketo_msi.tap.extract import ExtractSettings
 from target_marketo_msi.target.target import TargetMarketoMsi
 
 LOGGER = logging.getLogger("msi_doctor")
+# Fields Marketo needs to create these MSI objects (the spec's table of required fields) beyond
+# what the target checks before sending: Marketo refuses the record (1002), so the sync cannot
+# load it. A company or opportunity owned by a Salesforce queue or a Dynamics team has no sales
+# person unless tap-crm-msi's fallback_sales_person_id names one.
+MARKETO_REQUIRED = {
+    "companies": ("externalSalesPersonId",),
+    "opportunities": ("externalCompanyId", "externalSalesPersonId"),
+}
 
 
 @dataclass
@@ -45,19 +53,33 @@ class Diagnosis:
 
 def marketo_target(settings: Settings) -> TargetMarketoMsi:
     """target-marketo-msi as the job configures it, its client under the doctor's cap."""
-    target = TargetMarketoMsi(config=settings.marketo, parse_env_config=False)
+    # Its run outputs are off: the job's last rejects and summary files stay as they are.
+    config = {**settings.marketo, "rejects_path": "", "summary_path": ""}
+    target = TargetMarketoMsi(config=config, parse_env_config=False)
     target.client.budget = CappedBudget(target.client.budget, settings.max_calls)
     return target
 
 
 def policy_of(target: TargetMarketoMsi) -> Any:
-    """The target's own record rules: (code, reason) for a record it would not send."""
+    """The target's own record rules, then Marketo's required fields: (code, reason) for a
+    record the sync cannot load."""
 
     def check(stream: str, record: dict[str, Any]) -> tuple[str, str] | None:
         problem = target.loader.objects[stream].check(record)
-        return None if problem is None else (problem.code, problem.message)
+        if problem is not None:
+            return problem.code, problem.message
+        for name in MARKETO_REQUIRED.get(stream, ()):
+            if not record.get(name):
+                return "1002", f"Marketo requires {name}; {_why_missing(name)}"
+        return None
 
     return check
+
+
+def _why_missing(name: str) -> str:
+    if name == "externalSalesPersonId":
+        return "the owner is a queue or team (set tap-crm-msi's fallback_sales_person_id)"
+    return "the CRM record has none"
 
 
 def diagnose(settings: Settings) -> Diagnosis:

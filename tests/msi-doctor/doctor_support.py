@@ -41,8 +41,8 @@ def marketo_config(sandbox: Any, tmp_path: Path, **extra: Any) -> dict[str, Any]
     }
 
 
-def sync(crm: dict[str, Any], marketo: dict[str, Any]) -> dict[str, Any]:
-    """tap-crm-msi | target-marketo-msi, in this process; the target's summary."""
+def sync(crm: dict[str, Any], marketo: dict[str, Any]) -> int:
+    """tap-crm-msi | target-marketo-msi, in this process; the tap's CRM calls."""
     tap = TapCrmMsi(config=crm_tap_only(crm), parse_env_config=False, validate_config=True)
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
@@ -51,7 +51,7 @@ def sync(crm: dict[str, Any], marketo: dict[str, Any]) -> dict[str, Any]:
     with contextlib.redirect_stdout(io.StringIO()):
         target.listen(io.StringIO(out.getvalue()))
     target.state_store.close()
-    return target.last_summary
+    return int(tap.streams["leads"].client.calls)
 
 
 def crm_tap_only(crm: dict[str, Any]) -> dict[str, Any]:
