@@ -10,6 +10,7 @@ import csv
 import datetime as dt
 import io
 import time
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
@@ -209,15 +210,38 @@ class SalesforceClient(BaseCrmClient):
     ) -> list[dict[str, Any]]:
         """PATCH composite/sobjects (at most 200 records, each with attributes.type and id).
 
-        Returns the SaveResults in input order; per-record errors come inside a 200 answer.
+        Returns the SaveResults in input order; per-record errors come inside a 200 answer. A
+        call whose answer failed or was lost is sent again as it is: an update to the same
+        values is safe to repeat (counted in `repeated`).
         """
         body = {"allOrNone": all_or_none, "records": records}
-        return self.send("PATCH", f"{self.base}/composite/sobjects", json=body).json()
+        objects = Counter(str(record["attributes"]["type"]) for record in records)
+        url = f"{self.base}/composite/sobjects"
+        return self.send_write("PATCH", url, objects, json=body).json()
 
-    def bulk_update(self, sobject: str, csv_text: str) -> list[dict[str, str]]:
-        """A Bulk API 2.0 `update` ingest job; returns the failed rows (sf__Error + columns).
+    def bulk_update(self, sobject: str, csv_text: str, rows: int) -> list[dict[str, str]]:
+        """A Bulk API 2.0 `update` ingest job of `rows` records; returns the failed rows
+        (sf__Id, sf__Error and the uploaded columns).
 
-        In the CSV an empty cell leaves a field unchanged and `#N/A` empties it.
+        In the CSV an empty cell leaves a field unchanged and `#N/A` empties it. Safe to repeat
+        at every step: the upload goes to a new job each try (`_loaded_ingest_job`), a close
+        whose answer was lost is recognised (`_close_ingest_job`), and the rest only reads.
+        """
+        job_url = self.resending({sobject: rows}, self._loaded_ingest_job, sobject, csv_text)
+        info = self._close_ingest_job(job_url)
+        self._await_bulk_job(job_url, info, "ingest")
+        response = self.send("GET", f"{job_url}/failedResults", headers={"Accept": "text/csv"})
+        response.encoding = "utf-8"
+        return list(csv.DictReader(io.StringIO(response.text)))
+
+    def _loaded_ingest_job(self, sobject: str, csv_text: str) -> str:
+        """A new ingest job holding `csv_text`: its URL.
+
+        A job takes its data in one upload: Salesforce refuses to process a job given data twice
+        ("Found multiple contents for job"), and a failed upload may have arrived all the same.
+        So the upload is tried once; when it fails the job is aborted and the caller tries again
+        with a new job. A creation whose answer was lost leaves an empty job open: it is never
+        closed, so it never writes anything.
         """
         job = self.send(
             "POST",
@@ -231,14 +255,30 @@ class SalesforceClient(BaseCrmClient):
             },
         ).json()
         job_url = f"{self.base}/jobs/ingest/{job['id']}"
-        self.send(
-            "PUT",
-            f"{job_url}/batches",
-            data=csv_text.encode("utf-8"),
-            headers={"Content-Type": "text/csv"},
-        )
-        info = self.send("PATCH", job_url, json={"state": "UploadComplete"}).json()
-        self._await_bulk_job(job_url, info, "ingest")
-        response = self.send("GET", f"{job_url}/failedResults", headers={"Accept": "text/csv"})
-        response.encoding = "utf-8"
-        return list(csv.DictReader(io.StringIO(response.text)))
+        try:
+            self._send_once(
+                "PUT",
+                f"{job_url}/batches",
+                data=csv_text.encode("utf-8"),
+                headers={"Content-Type": "text/csv"},
+            )
+        except Exception:
+            self._abort_bulk_job(job_url)  # best effort: a job never closed is never processed
+            raise
+        return job_url
+
+    def _close_ingest_job(self, job_url: str) -> dict[str, Any]:
+        """Mark the upload complete: the job's info.
+
+        A close tried again after its answer was lost is refused as an invalid state transition
+        (the first try closed the job); the job's own state then says whether it was closed.
+        """
+        try:
+            return self.send("PATCH", job_url, json={"state": "UploadComplete"}).json()
+        except CrmError as exc:
+            if exc.status != 400:
+                raise
+            info = self.send("GET", job_url).json()
+            if info.get("state") in ("Open", "Aborted"):
+                raise
+            return info

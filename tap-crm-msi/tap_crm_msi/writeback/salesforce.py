@@ -198,7 +198,7 @@ class SalesforceWriter(ScoreWriter):
             if locked:
                 raise Resend(locked, f"{len(locked)} records locked")
 
-        for item in self.lock_retry.run_batch(attempt, items):
+        for item in self.send_rounds(self.lock_retry, attempt, items):
             self.failed(item, *errors[item.target])
 
     def _send(self, items: list[Item]) -> list[tuple[Item, str, str]]:
@@ -242,7 +242,7 @@ class SalesforceWriter(ScoreWriter):
                 writer.writerow([item.record_id, *(_cell(item.changes, c) for c in columns)])
             failed_rows = {
                 to_18(row.get("Id")): row
-                for row in self.client.bulk_update(sobject, out.getvalue())
+                for row in self.client.bulk_update(sobject, out.getvalue(), len(group))
             }
             done = []
             for item in group:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import io
 import json
 from pathlib import Path
@@ -11,11 +12,13 @@ from typing import Any
 import requests
 from plugin_settings import crm_connection, run_outputs
 
+from msi_common import contract
 from msi_common.contract import SCORES_STREAM
 from msi_common.testing import schema_message
 from msi_sandbox.dynamics.schema import DEFAULT_MSI_ATTRIBUTES
 from msi_sandbox.salesforce.schema import MSI_FIELDS as SALESFORCE_MSI_FIELDS
 from tap_crm_msi.writeback.dynamics import DynamicsWriter
+from tap_crm_msi.writeback.fields import SALESFORCE_FIELDS
 from tap_crm_msi.writeback.report import WriteReport
 from tap_crm_msi.writeback.target import TargetCrmMsi
 
@@ -140,3 +143,117 @@ def dynamics_attributes(sandbox: Any, tmp_path: Path) -> dict[str, dict[str, str
         return {entity: dict(writer.attributes(entity).names) for entity in ("lead", "contact")}
     finally:
         writer.close()
+
+
+# Field-by-field checks of what landed --------------------------------------------------------
+_SCORES_SCHEMA = contract.load_schema(SCORES_STREAM)["properties"]
+SCORE_FIELDS = contract.score_fields()  # every x-msi-score field of lead_scores
+# Keys and system columns per CRM object: (dump object, key, columns every write moves).
+CRM_OBJECTS = {
+    "salesforce": {"Lead": ("Lead", "Id", SF_STAMPS), "Contact": ("Contact", "Id", SF_STAMPS)},
+    "dynamics": {
+        "lead": ("lead", "leadid", (*DYN_STAMPS, "modifiedon")),
+        "contact": ("contact", "contactid", (*DYN_STAMPS, "modifiedon")),
+    },
+}
+
+
+def comparable(field: str, value: Any) -> Any:
+    """A score value as both sides can be compared: date-times as UTC instants, numbers as
+    floats, text as text, empty as None (the CRM's and the contract's forms differ)."""
+    if value in (None, ""):
+        return None
+    spec = _SCORES_SCHEMA[field]
+    if spec.get("format") == "date-time":
+        return dt.datetime.fromisoformat(str(value).replace("Z", "+00:00")).astimezone(dt.UTC)
+    if {"integer", "number"} & set(spec["type"]):
+        return float(value)
+    return str(value)
+
+
+def score_differences(
+    rows: dict[str, dict[str, Any]], expected: dict[str, dict[str, Any]], fields: dict[str, str]
+) -> dict[str, dict[str, tuple[Any, Any]]]:
+    """Record key -> {score field: (source, CRM)} where the CRM's value is not the source's,
+    for every x-msi-score field of every expected record (`fields`: score field -> CRM name)."""
+    diff: dict[str, dict[str, tuple[Any, Any]]] = {}
+    for key, record in expected.items():
+        row = rows.get(key, {})
+        for field in SCORE_FIELDS:
+            want = comparable(field, record.get(field))
+            got = comparable(field, row.get(fields[field]))
+            if want != got:
+                diff.setdefault(key, {})[field] = (want, got)
+    return diff
+
+
+def mixed_scores(ids: list[str], start: int = 1) -> list[dict[str, Any]]:
+    """A lead_scores record per id, values from its position; some fields null (a null where
+    the CRM holds null is no change, so records write different sets of fields)."""
+    records = []
+    for n, external_id in enumerate(ids, start=start):
+        record = score(external_id, n)
+        if n % 7 == 0:
+            record["msiLastInterestingMomentDesc"] = None
+        if n % 11 == 0:
+            record["priority"] = None
+        records.append(record)
+    return records
+
+
+class People:
+    """Leads and contacts of a seeded CRM chosen to receive scores, with the objects as they
+    were before, so a run's result can be checked field by field and nothing else changed."""
+
+    def __init__(self, sandbox: Any, crm: str, leads: int, contacts: int, skip: int = 0) -> None:
+        self.sandbox = sandbox
+        self.crm = crm
+        self.objects = CRM_OBJECTS[crm]
+        self.before = {obj: self.dump(obj) for obj in self.objects}
+        lead, contact = self.objects
+        open_leads = [k for k, row in self.before[lead].items() if not row.get("IsConverted")]
+        self.ids = {
+            lead: open_leads[skip : skip + leads],
+            contact: list(self.before[contact])[skip : skip + contacts],
+        }
+
+    def dump(self, obj: str) -> dict[str, dict[str, Any]]:
+        name, key, _ = self.objects[obj]
+        return dump(self.sandbox, self.crm, name, key)
+
+    def all_ids(self) -> list[str]:
+        """Leads and contacts interleaved, so every batch holds both."""
+        lead, contact = self.ids.values()
+        mixed = [i for pair in zip(lead, contact, strict=False) for i in pair]
+        return mixed + lead[len(contact) :] + contact[len(lead) :]
+
+    def fields(self, tmp_path: Path) -> dict[str, dict[str, str]]:
+        """object -> {score field: CRM field}, as the CRM names them."""
+        if self.crm == "salesforce":
+            return {obj: dict(SALESFORCE_FIELDS) for obj in self.objects}
+        return dynamics_attributes(self.sandbox, tmp_path)
+
+    def mismatches(
+        self, records: list[dict[str, Any]], tmp_path: Path, rejected: set[str] = frozenset()
+    ) -> dict[str, Any]:
+        """What differs from the source: per object, the chosen records whose score fields are
+        not the source's (those `rejected` must still hold what they held), and any change to
+        another field or record. Empty when the CRM is exact."""
+        fields = self.fields(tmp_path)
+        source = {str(r["externalPersonId"]).lower(): r for r in records}
+        problems: dict[str, Any] = {}
+        for obj, (_, _, stamps) in self.objects.items():
+            after = self.dump(obj)
+            chosen = set(self.ids[obj]) - rejected
+            expected = {k: source[k.lower()] for k in chosen}
+            wrong = score_differences(after, expected, fields[obj])
+            allowed = set(fields[obj].values()) | set(stamps)
+            changed = changed_rows(self.before[obj], after, ignore=())
+            stray = {
+                k: sorted(names - allowed if k in chosen else names)
+                for k, names in changed.items()
+                if (names - allowed if k in chosen else names)
+            }
+            if wrong or stray:
+                problems[obj] = {"scores": dict(list(wrong.items())[:5]), "other": stray}
+        return problems

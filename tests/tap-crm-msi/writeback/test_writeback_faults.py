@@ -1,0 +1,188 @@
+"""target-crm-msi under faults after the effect, each write step hit on purpose: a Bulk API 2.0
+ingest job's creation, upload, close and results, a composite update and a `$batch` whose answers
+are lost or replaced. Nothing is doubled or lost, the repeats are counted, and Bulk's failed rows
+reach the rejects with their reason. Then tokens that expire mid-run, for both CRMs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from writeback_support import (
+    People,
+    dynamics_config,
+    mixed_scores,
+    rejects,
+    run_target,
+    salesforce_config,
+    singer_lines,
+)
+
+INGEST = "/jobs/ingest"
+
+
+def outcomes(sandbox: Any, service: str) -> set[tuple[str, str, str]]:
+    """(method, endpoint, outcome) of every call the service saw."""
+    stats = sandbox.admin(service, "GET", "stats").json()
+    return {(row["method"], row["endpoint"], row["outcome"]) for row in stats["calls"]}
+
+
+def token_requests(sandbox: Any, service: str) -> int:
+    stats = sandbox.admin(service, "GET", "stats").json()
+    return sum(row["calls"] for row in stats["calls"] if "token" in row["endpoint"])
+
+
+def test_bulk_ingest_survives_lost_answers_at_every_step_and_reports_failed_rows(
+    seeded_salesforce: Any, tmp_path: Path
+) -> None:
+    sandbox = seeded_salesforce
+    people = People(sandbox, "salesforce", leads=60, contacts=60)
+    records = mixed_scores(people.all_ids())
+    invalid = people.ids["Lead"][10:13]  # a validation rule refuses these three leads
+    sandbox.admin(
+        "salesforce",
+        "PUT",
+        "record_faults",
+        json={
+            "errors": [
+                {"code": "FIELD_CUSTOM_VALIDATION_EXCEPTION", "rate": 1.0, "path": "|".join(invalid)},
+                {"code": "UNABLE_TO_LOCK_ROW", "nth": 5, "path": "^Contact/"},
+            ]
+        },
+    )
+    sandbox.admin(
+        "salesforce",
+        "PUT",
+        "faults",
+        json={
+            "errors": [
+                # The first job is created but its answer is a 502: a second job is created.
+                {"code": "502", "nth": 1, "after": True, "path": f"{INGEST}$"},
+                # The leads' job is closed, then the close's answer is replaced (the call
+                # before it aborted the job whose upload was lost).
+                {"code": "503", "nth": 2, "after": True, "path": f"{INGEST}/[^/]+$"},
+                {"code": "502", "nth": 1, "after": True, "path": "/failedResults$"},
+            ],
+            # The first upload arrives, then its connection is cut: that job is aborted.
+            "lose_nth": 1,
+            "lose_path": "/batches$",
+        },
+    )
+    config = salesforce_config(sandbox, tmp_path, bulk_write_threshold=10)
+    target = run_target(config, singer_lines(records))
+
+    met = outcomes(sandbox, "salesforce")
+    api = "/services/data/<version>/jobs"
+    assert ("POST", f"{api}/ingest", "after-502") in met
+    assert ("PUT", f"{api}/ingest/<job_id>/batches", "lost") in met
+    assert ("PATCH", f"{api}/ingest/<job_id>", "after-503") in met
+    assert ("GET", f"{api}/ingest/<job_id>/failedResults", "after-502") in met
+    assert people.mismatches(records, tmp_path, rejected=set(invalid)) == {}
+    assert {(r["record"]["externalPersonId"], r["code"]) for r in rejects(tmp_path)} == {
+        (i, "FIELD_CUSTOM_VALIDATION_EXCEPTION") for i in invalid
+    }
+    assert all("field custom validation exception" in r["message"] for r in rejects(tmp_path))
+    summary = target.summary
+    assert (summary["written"], summary["rejected"]) == (117, 3)
+    # The leads' rows went again in a new job; the locked contact again on its own.
+    assert summary["repeated"] == {"Contact": 1, "Lead": 60}
+    # Nothing applied twice: one completed job per object, holding each record once; the
+    # job whose upload was lost was aborted unprocessed, the orphan of the first creation
+    # never received data.
+    jobs = sandbox.service("salesforce").bulk_jobs.listing("ingest")
+    done = sorted((j.sobject.name, len(j.outcomes)) for j in jobs if j.state == "JobComplete")
+    assert done == [("Contact", 60), ("Lead", 60)]
+    assert sorted((j.state, len(j.upload)) for j in jobs if j.state != "JobComplete") == [
+        ("Aborted", 1),
+        ("Open", 0),
+    ]
+
+
+def test_composite_update_whose_answer_is_lost_is_sent_again_once(
+    seeded_salesforce: Any, tmp_path: Path
+) -> None:
+    sandbox = seeded_salesforce
+    people = People(sandbox, "salesforce", leads=30, contacts=30)
+    records = mixed_scores(people.all_ids())
+    sandbox.admin(
+        "salesforce",
+        "PUT",
+        "faults",
+        json={
+            "errors": [{"code": "500", "nth": 2, "after": True, "path": "composite"}],
+            "lose_nth": 1,
+            "lose_path": "composite",
+        },
+    )
+    target = run_target(salesforce_config(sandbox, tmp_path), singer_lines(records))
+
+    assert people.mismatches(records, tmp_path) == {}
+    # One call of 60 records, lost after it took effect, then answered 500 after it took
+    # effect again: sent three times, 60 records each, updating the same values.
+    assert target.summary["repeated"] == {"Contact": 60, "Lead": 60}
+    assert target.summary["written"] == 60
+
+
+def test_dataverse_batch_whose_answer_is_lost_is_sent_again(
+    seeded_dynamics: Any, tmp_path: Path
+) -> None:
+    sandbox = seeded_dynamics
+    people = People(sandbox, "dynamics", leads=30, contacts=30)
+    records = mixed_scores(people.all_ids())
+    sandbox.admin(
+        "dynamics",
+        "PUT",
+        "faults",
+        json={
+            # Reads are $batch calls too (the leads', then the contacts'): the first write
+            # call (40 records) is answered 502 after it took effect; the second (20 records)
+            # is lost after it took effect (the lose counter skips the call the rule struck).
+            "errors": [{"code": "502", "nth": 3, "after": True, "path": "batch"}],
+            "lose_nth": 4,
+            "lose_path": "batch",
+        },
+    )
+    config = dynamics_config(sandbox, tmp_path, dynamics_batch_size=40)
+    target = run_target(config, singer_lines(records))
+
+    met = outcomes(sandbox, "dynamics")
+    assert {o for method, _, o in met if method == "POST"} >= {"after-502", "lost"}
+    assert people.mismatches(records, tmp_path) == {}
+    assert target.summary["written"] == 60
+    assert sum(target.summary["repeated"].values()) == 40 + 20  # each write call once more
+
+
+def test_salesforce_session_expires_mid_run_and_a_new_one_is_requested(
+    seeded_salesforce: Any, tmp_path: Path
+) -> None:
+    sandbox = seeded_salesforce
+    people = People(sandbox, "salesforce", leads=40, contacts=40)
+    records = mixed_scores(people.all_ids())
+    # A half-second session, and every call takes at least 50 ms: a run of 20 calls or more
+    # outlives its first session whatever the machine's speed.
+    sandbox.admin("salesforce", "PUT", "limits", json={"token_lifetime": 0.5})
+    sandbox.admin("salesforce", "PUT", "faults", json={"latency_ms": 50})
+    config = salesforce_config(sandbox, tmp_path, batch_size=8, bulk_write_threshold=0)
+    target = run_target(config, singer_lines(records))
+
+    assert target.summary["calls"] >= 20
+    assert any(o == "INVALID_SESSION_ID" for _, _, o in outcomes(sandbox, "salesforce"))
+    assert token_requests(sandbox, "salesforce") >= 2
+    assert people.mismatches(records, tmp_path) == {}
+
+
+def test_dataverse_token_expires_mid_run_and_a_new_one_is_requested(
+    seeded_dynamics: Any, tmp_path: Path
+) -> None:
+    sandbox = seeded_dynamics
+    people = People(sandbox, "dynamics", leads=40, contacts=40)
+    records = mixed_scores(people.all_ids())
+    sandbox.admin("dynamics", "PUT", "limits", json={"token_lifetime": 0.5})
+    sandbox.admin("dynamics", "PUT", "faults", json={"latency_ms": 50})  # as for Salesforce
+    config = dynamics_config(sandbox, tmp_path, batch_size=8)
+    target = run_target(config, singer_lines(records))
+
+    assert target.summary["calls"] >= 20
+    assert any(o == "401" for _, _, o in outcomes(sandbox, "dynamics"))
+    assert token_requests(sandbox, "dynamics") >= 2
+    assert people.mismatches(records, tmp_path) == {}
