@@ -39,13 +39,14 @@ def test_bulk_ingest_survives_lost_answers_at_every_step_and_reports_failed_rows
     people = People(sandbox, "salesforce", leads=60, contacts=60)
     records = mixed_scores(people.all_ids())
     invalid = people.ids["Lead"][10:13]  # a validation rule refuses these three leads
+    refused = {"code": "FIELD_CUSTOM_VALIDATION_EXCEPTION", "rate": 1.0, "path": "|".join(invalid)}
     sandbox.admin(
         "salesforce",
         "PUT",
         "record_faults",
         json={
             "errors": [
-                {"code": "FIELD_CUSTOM_VALIDATION_EXCEPTION", "rate": 1.0, "path": "|".join(invalid)},
+                refused,
                 {"code": "UNABLE_TO_LOCK_ROW", "nth": 5, "path": "^Contact/"},
             ]
         },
