@@ -52,6 +52,11 @@ class TokenStore:
             return "invalid"
         return "valid" if token.expires_at > time.time() else "expired"
 
+    def values(self) -> list[str]:
+        """Every token issued since the store began (tests look for them where none may be)."""
+        with self._lock:
+            return list(self._by_value)
+
     def expire_all(self) -> None:
         with self._lock:
             for token in self._by_value.values():

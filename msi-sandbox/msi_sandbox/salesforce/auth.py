@@ -96,12 +96,18 @@ class Authenticator:
         secret = service.credentials["client_secret"].encode()
         self.initial_refresh_token = "5Aep" + hashlib.sha256(secret + b"refresh").hexdigest()
         self._refresh_tokens: set[str] = set()
+        self._issued_refresh_tokens: set[str] = {self.initial_refresh_token}
         self._lock = threading.Lock()
         self.reset()
 
     def reset(self) -> None:
         with self._lock:
             self._refresh_tokens = {self.initial_refresh_token}
+
+    def issued_refresh_tokens(self) -> set[str]:
+        """Every refresh token issued, rotated ones included, valid or not (for leak checks)."""
+        with self._lock:
+            return set(self._issued_refresh_tokens)
 
     def connection_info(self) -> dict[str, Any]:
         return {
@@ -159,6 +165,7 @@ class Authenticator:
                 self._refresh_tokens.discard(presented)
                 new_refresh = "5Aep" + secrets.token_urlsafe(48)
                 self._refresh_tokens.add(new_refresh)
+                self._issued_refresh_tokens.add(new_refresh)
         return self._session(client_id, refresh_token=new_refresh)
 
     def _jwt_bearer(self, assertion: str) -> Response:
