@@ -14,6 +14,7 @@ from plugin_settings import marketo_connection, run_outputs
 
 from msi_common import contract, testing
 from msi_common.contract import STREAM_NAMES
+from target_marketo_msi.marketo.instance_state import InstanceState, instance_file
 from target_marketo_msi.target.target import TargetMarketoMsi
 
 sf_id = testing.sf_id  # the tests' own records take ids alike
@@ -84,6 +85,30 @@ def run_target(
     if expect_error and error is None:
         raise AssertionError("the target was expected to fail")
     return TargetRun(target, out.getvalue(), error)
+
+
+def hide_searchable_external_id(sandbox: Any, config: dict[str, Any]) -> None:
+    """Make the target see an instance whose describe2 does not list externalPersonId as
+    searchable (it then resolves ids, updates by id and creates with createOnly)."""
+    token = sandbox.session.get(
+        sandbox.url("marketo", "/identity/oauth/token"),
+        params={
+            "grant_type": "client_credentials",
+            "client_id": config["client_id"],
+            "client_secret": config["client_secret"],
+        },
+    ).json()["access_token"]
+    fields = sandbox.session.get(
+        sandbox.url("marketo", "/rest/v1/leads/describe2.json"),
+        headers={"Authorization": f"Bearer {token}"},
+    ).json()["result"]
+    for entry in fields:
+        entry["searchableFields"] = [
+            group for group in entry["searchableFields"] if group != ["externalPersonId"]
+        ]
+    state = InstanceState(instance_file(config["state_dir"], config["base_url"]))
+    state.store_describe("/rest/v1/leads/describe2.json", fields)
+    state.close()
 
 
 def dump(sandbox: Any, table: str) -> list[dict[str, Any]]:

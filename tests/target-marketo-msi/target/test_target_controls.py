@@ -7,6 +7,7 @@ import logging
 from target_support import (
     assert_marketo_matches,
     dump,
+    hide_searchable_external_id,
     make_world,
     marketo_calls,
     run_target,
@@ -14,8 +15,6 @@ from target_support import (
     target_config,
     write_calls,
 )
-
-from target_marketo_msi.marketo.instance_state import InstanceState, instance_file
 
 STATE = {"type": "STATE", "value": {"bookmarks": {"leads": {"replication_key_value": "x"}}}}
 
@@ -127,26 +126,7 @@ def test_ca_bundle_wins_over_the_environment_and_secrets_stay_out_of_logs(
 
 def test_leads_without_a_searchable_external_id_are_resolved_then_written(sandbox, tmp_path):
     config = target_config(sandbox, tmp_path)
-    # This instance's describe2 does not list externalPersonId as searchable.
-    state = InstanceState(instance_file(config["state_dir"], config["base_url"]))
-    describe = sandbox.session.get(
-        sandbox.url("marketo", "/identity/oauth/token"),
-        params={
-            "grant_type": "client_credentials",
-            "client_id": config["client_id"],
-            "client_secret": config["client_secret"],
-        },
-    ).json()["access_token"]
-    fields = sandbox.session.get(
-        sandbox.url("marketo", "/rest/v1/leads/describe2.json"),
-        headers={"Authorization": f"Bearer {describe}"},
-    ).json()["result"]
-    for entry in fields:
-        entry["searchableFields"] = [
-            group for group in entry["searchableFields"] if group != ["externalPersonId"]
-        ]
-    state.store_describe("/rest/v1/leads/describe2.json", fields)
-    state.close()
+    hide_searchable_external_id(sandbox, config)
 
     world = make_world(leads=30, opportunities=2)
     run_target(config, world.messages())
