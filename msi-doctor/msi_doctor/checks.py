@@ -36,7 +36,6 @@ FIXES = {
     ("opportunities", "missing"): RESEND,
     ("opportunities", "mismatched"): RESEND,
     ("opportunity_roles", "missing"): RESEND,
-    ("opportunity_roles", "mismatched"): RESEND,
     ("scores", "mismatched"): "write Marketo's current scores to the CRM through target-crm-msi "
     "(msi-doctor --repair)",
 }
@@ -193,7 +192,8 @@ def check_roles(
     result: CheckResult, crm: CrmWorld, marketo: MarketoWorld, all_keys: set[str]
 ) -> None:
     """Each CRM role has a Marketo role on its opportunity with its person's leadId and role;
-    Marketo roles on those opportunities that no CRM role accounts for are orphans."""
+    Marketo roles on those opportunities that no CRM role accounts for are orphans (a role
+    changed in the CRM shows as the new one missing and the old one orphaned)."""
     lead_of = {p: rows[0]["id"] for p, rows in marketo.leads_by_person.items() if len(rows) == 1}
     accounted: set[str] = set()
     person_of_lead: dict[int, str] = {}
@@ -218,18 +218,13 @@ def check_roles(
         accounted.update(str(r.get("marketoGUID")) for r in exact)
         if exact:
             continue
-        if rows:
-            found = ", ".join(sorted(str(r.get("role")) for r in rows))
-            result.add(
-                "mismatched",
-                key,
-                f"role: CRM {record.get('role')!r}, Marketo {found}",
-                ids={"leadId": lead_id},
-                record=record,
-            )
-            accounted.update(str(r.get("marketoGUID")) for r in rows)
-            continue
-        where = "its person has no single Marketo lead" if lead_id is None else "not in Marketo"
+        # Marketo keys a role by opportunity, lead and role: another role of the same person
+        # is no match (it is an orphan unless the CRM has it too).
+        if lead_id is None:
+            where = "its person has no single Marketo lead"
+        else:
+            others = sorted(str(r.get("role")) for r in rows)
+            where = "not in Marketo" + (f" (the person has {', '.join(others)})" if others else "")
         result.add("missing", key, where, ids={"leadId": lead_id}, record=record)
     for opportunity, rows in sorted(marketo.roles.items()):
         for row in rows:

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from msi_common.contract import SCORES_STREAM, load_schema
 from target_marketo_msi.marketo.budget import CallBudget
 from target_marketo_msi.marketo.client import MarketoClient
 from target_marketo_msi.marketo.errors import StopRun
@@ -29,6 +30,7 @@ from target_marketo_msi.marketo.objects import (
     SALES_PERSONS,
     ObjectSpec,
 )
+from target_marketo_msi.tap.csvstream import typed_rows
 from target_marketo_msi.tap.extract import ExtractSettings, LeadExtract, new_job, windows
 
 LOGGER = logging.getLogger("msi_doctor.marketo")
@@ -36,6 +38,22 @@ MAX_VALUES = 300  # Marketo's filterValues and batchSize limit
 EXPORT_CALLS = 4  # create, enqueue, one status, one file: one bulk export at its cheapest
 GUID = re.compile(r"^[0-9A-Fa-f]{8}-([0-9A-Fa-f]{4}-){3}[0-9A-Fa-f]{12}$")
 LEAD_FIELDS = ("id", "externalPersonId", "externalCompanyId", "externalSalesPersonId", "email")
+# JSON type -> the export cell's converter kind (CSV cells are text), for the score fields.
+_KINDS = {"integer": "integer", "number": "float", "boolean": "boolean"}
+
+
+def cell_types() -> dict[str, str]:
+    """The lead_scores contract's numeric and boolean fields, and `id`: how to read them."""
+    types = {"id": "integer"}
+    for name, prop in load_schema(SCORES_STREAM)["properties"].items():
+        declared = prop.get("type")
+        names = [declared] if isinstance(declared, str) else list(declared or ())
+        kind = next((_KINDS[t] for t in names if t in _KINDS), None)
+        if kind:
+            types[name] = kind
+    return types
+
+
 # Per object read by gets: the filter field and the fields the checks compare.
 GETS: dict[str, tuple[ObjectSpec, str, tuple[str, ...]]] = {
     "sales_persons": (SALES_PERSONS, "externalSalesPersonId", ("id", "email")),
@@ -131,15 +149,14 @@ class MarketoReader:
             self.client, [*LEAD_FIELDS, *self.score_fields], self.extract_settings
         )
         exports = 0
+        types = cell_types()
         for start, end in windows(self.leads_since, now):
             exports += 1
-            for row in extract.rows(new_job("createdAt", start, end)):
-                person = norm(row.get("externalPersonId"))
+            for lead in typed_rows(extract.rows(new_job("createdAt", start, end)), types):
+                person = norm(lead.get("externalPersonId"))
                 if person is None:
                     self.world.unlinked_leads += 1
                     continue
-                lead = {k: (v if v != "" else None) for k, v in row.items()}
-                lead["id"] = int(str(row["id"]))
                 self.world.leads_by_person[person].append(lead)
         self.world.minimum["leads"] = EXPORT_CALLS * exports
         self._counted("leads", before)

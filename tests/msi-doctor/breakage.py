@@ -69,7 +69,8 @@ def break_world(sandbox: Any, crm: str) -> dict[tuple[str, str], set[str]]:
             marketo.delete("companies", '"externalCompanyId" = ?', (company,))
             expected[("companies", "missing")].add(company)
         # A role removed from Marketo.
-        for role in sorted(roles, key=lambda r: r["marketoGUID"])[:EACH]:
+        by_key = sorted(roles, key=lambda r: (r["externalOpportunityId"], r["leadId"], r["role"]))
+        for role in by_key[:EACH]:
             marketo.delete("opportunity_roles", '"marketoGUID" = ?', (role["marketoGUID"],))
             key = f"{role['externalOpportunityId']}|{person_of[role['leadId']]}|{role['role']}"
             expected[("opportunity_roles", "missing")].add(key)

@@ -1,0 +1,173 @@
+"""`--repair`: re-send exactly the broken records through the targets, then check again.
+
+Nothing is patched around the connectors: the CRM records behind missing and mismatched findings
+go to target-marketo-msi as Singer messages (parents before children, its batching, limiter,
+budget and rejects), orphans go to it as deletions, and stale scores go to target-crm-msi as
+`lead_scores` records. Each target runs with the job's settings plus the one that makes it act on
+records its memory believes are already in place (the doctor has just shown they are not):
+`resend_unchanged` for Marketo, `full_check_hours: 0` (read, then write what differs) for the
+CRM. Duplicate leads are the one repair no target makes: the extra leads are deleted by Marketo
+id with the target's own client, keeping the lead the target knows (its leadId cache) or else
+the oldest, so roles keep pointing at it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import io
+import json
+import logging
+from collections import Counter
+from collections.abc import Iterable
+from typing import Any
+
+from msi_common.contract import SCORES_STREAM, STREAM_NAMES, key_properties, load_schema
+from msi_doctor.checks import Finding
+from msi_doctor.doctor import Diagnosis, diagnose
+from msi_doctor.marketo_side import MAX_VALUES, CappedBudget
+from msi_doctor.settings import Settings
+from tap_crm_msi.writeback.target import TargetCrmMsi
+from target_marketo_msi.target.target import TargetMarketoMsi
+
+LOGGER = logging.getLogger("msi_doctor.repair")
+RESENT_KINDS = ("missing", "mismatched")
+LEADS_DELETE = "/rest/v1/leads/delete.json"
+
+
+def schema_message(stream: str) -> dict[str, Any]:
+    return {
+        "type": "SCHEMA",
+        "stream": stream,
+        "schema": load_schema(stream),
+        "key_properties": key_properties(stream),
+    }
+
+
+def singer_lines(streams: dict[str, list[dict[str, Any]]]) -> str:
+    """SCHEMA then RECORD messages per stream, in the given (parents-first) order."""
+    messages: list[dict[str, Any]] = []
+    for stream, records in streams.items():
+        if records:
+            messages.append(schema_message(stream))
+            messages += ({"type": "RECORD", "stream": stream, "record": r} for r in records)
+    return "".join(json.dumps(m, ensure_ascii=False, default=str) + "\n" for m in messages)
+
+
+def _findings(diagnosis: Diagnosis, check: str, kinds: Iterable[str]) -> list[Finding]:
+    return [f for f in diagnosis.results[check].findings if f.kind in kinds]
+
+
+def forward_records(diagnosis: Diagnosis) -> dict[str, list[dict[str, Any]]]:
+    """The CRM records to re-send, per contract stream, parents first; and a deletion for each
+    orphan (the target deletes what the CRM no longer has)."""
+    now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    streams: dict[str, list[dict[str, Any]]] = {name: [] for name in STREAM_NAMES}
+    for name in STREAM_NAMES:
+        for finding in _findings(diagnosis, name, RESENT_KINDS):
+            if finding.record is not None:
+                streams[name].append(finding.record)
+        for finding in _findings(diagnosis, name, ("orphaned",)):
+            keys = dict(zip(key_properties(name), finding.key.split("|"), strict=True))
+            streams[name].append({**keys, "_crm": diagnosis.crm, "_sdc_deleted_at": now})
+    return streams
+
+
+def run_marketo_target(settings: Settings, lines: str, cap: int | None) -> dict[str, Any]:
+    """target-marketo-msi on `lines`, as the job configures it, resending unchanged records."""
+    config = {**settings.marketo, "resend_unchanged": True}
+    target = TargetMarketoMsi(config=config, parse_env_config=False)
+    target.client.budget = CappedBudget(target.client.budget, cap)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            target.listen(io.StringIO(lines))
+    finally:
+        target.state_store.close()
+    return dict(target.last_summary or {})
+
+
+def delete_duplicates(settings: Settings, diagnosis: Diagnosis, cap: int | None) -> dict[str, int]:
+    """Delete every duplicate lead but the one kept; {"deleted": n, "calls": n}."""
+    config = {**settings.marketo, "rejects_path": "", "summary_path": ""}
+    target = TargetMarketoMsi(config=config, parse_env_config=False)
+    target.client.budget = CappedBudget(target.client.budget, cap)
+    resolver = target.loader.resolver
+    try:
+        doomed: list[int] = []
+        kept: list[tuple[str, int]] = []
+        duplicates = _findings(diagnosis, "leads", ("duplicated",))
+        cached = resolver.cached([f.key for f in duplicates])
+        for finding in duplicates:
+            ids = sorted(int(i) for i in finding.ids["leadIds"])
+            keep = cached.get(finding.key) if cached.get(finding.key) in ids else ids[0]
+            kept.append((finding.key, int(keep)))  # type: ignore[arg-type]
+            doomed += [i for i in ids if i != keep]
+        for start in range(0, len(doomed), MAX_VALUES):
+            chunk = doomed[start : start + MAX_VALUES]
+            target.client.sync(LEADS_DELETE, {"input": [{"id": i} for i in chunk]})
+        resolver.remember(kept)
+        return {"deleted": len(doomed), "calls": target.client.total_calls}
+    finally:
+        target.state_store.close()
+
+
+def write_scores(settings: Settings, diagnosis: Diagnosis) -> dict[str, Any]:
+    """Marketo's current scores of the stale people, through target-crm-msi."""
+    records = [f.record for f in _findings(diagnosis, "scores", ("mismatched",)) if f.record]
+    if not records:
+        return {}
+    properties = TargetCrmMsi.config_jsonschema["properties"]
+    config = {k: v for k, v in settings.crm.items() if k in properties}
+    config["full_check_hours"] = 0  # read what the CRM holds, then write what differs
+    target = TargetCrmMsi(config=config, parse_env_config=False)
+    with contextlib.redirect_stdout(io.StringIO()):
+        target.listen(io.StringIO(singer_lines({SCORES_STREAM: records})))
+    return dict(target.summary or {})
+
+
+def minimum_calls(streams: dict[str, list[dict[str, Any]]], duplicates: int) -> int:
+    """One sync (or delete) call per 300 records of each object, and per 300 duplicate leads."""
+    total = 0
+    for records in streams.values():
+        deletes = sum(1 for r in records if r.get("_sdc_deleted_at"))
+        total += -(-deletes // MAX_VALUES) + -(-(len(records) - deletes) // MAX_VALUES)
+    return total + -(-duplicates // MAX_VALUES)
+
+
+def repair(settings: Settings, diagnosis: Diagnosis) -> Diagnosis:
+    """Fix what `diagnosis` found, then diagnose again; the new diagnosis says what was done."""
+    streams = forward_records(diagnosis)
+    cap = settings.max_calls or None
+    duplicates = delete_duplicates(settings, diagnosis, cap)
+    summary = (
+        run_marketo_target(settings, singer_lines(streams), cap) if any(streams.values()) else {}
+    )
+    scores = write_scores(settings, diagnosis)
+    marketo_calls = duplicates["calls"] + int(summary.get("total_calls") or 0)
+    report = {
+        "resent": {
+            n: sum(1 for r in rs if not r.get("_sdc_deleted_at")) for n, rs in streams.items()
+        },
+        "deleted": {n: sum(1 for r in rs if r.get("_sdc_deleted_at")) for n, rs in streams.items()},
+        "duplicate_leads_deleted": duplicates["deleted"],
+        "rejected": dict(Counter(_rejects(summary))),
+        "scores_written": int(scores.get("written") or 0),
+        "calls": {
+            "marketo": {
+                "used": marketo_calls,
+                "minimum": minimum_calls(streams, duplicates["deleted"]),
+            },
+            "crm": {"used": int(scores.get("calls") or 0)},
+        },
+    }
+    after = diagnose(settings)
+    after.extra["repair"] = report
+    return after
+
+
+def _rejects(summary: dict[str, Any]) -> dict[str, int]:
+    return {
+        name: int(counts.get("rejected") or 0)
+        for name, counts in (summary.get("objects") or {}).items()
+        if counts.get("rejected")
+    }
