@@ -44,6 +44,7 @@ class Diagnosis:
     crm_minimum: int
     crm_world: CrmWorld
     marketo_world: MarketoWorld
+    waiting_polls: int = 0  # export status polls while Marketo ran the jobs (beyond the first)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -100,6 +101,7 @@ def diagnose(settings: Settings) -> Diagnosis:
             crm_minimum=crm.minimum_calls(),
             crm_world=crm,
             marketo_world=marketo.world,
+            waiting_polls=marketo.world.waiting_polls,
         )
     finally:
         if writer is not None:

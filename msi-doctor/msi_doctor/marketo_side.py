@@ -35,7 +35,10 @@ from target_marketo_msi.tap.extract import ExtractSettings, LeadExtract, new_job
 
 LOGGER = logging.getLogger("msi_doctor.marketo")
 MAX_VALUES = 300  # Marketo's filterValues and batchSize limit
-EXPORT_CALLS = 4  # create, enqueue, one status, one file: one bulk export at its cheapest
+# One bulk export at its cheapest: create, enqueue, one status, and the file when it has rows.
+# Further status polls depend on how long Marketo takes to run the job: counted apart.
+EXPORT_CALLS = 3
+STATUS_SUFFIX = "/status.json"
 GUID = re.compile(r"^[0-9A-Fa-f]{8}-([0-9A-Fa-f]{4}-){3}[0-9A-Fa-f]{12}$")
 LEAD_FIELDS = ("id", "externalPersonId", "externalCompanyId", "externalSalesPersonId", "email")
 # JSON type -> the export cell's converter kind (CSV cells are text), for the score fields.
@@ -110,6 +113,7 @@ class MarketoWorld:
         default_factory=lambda: defaultdict(list)
     )
     unlinked_leads: int = 0  # leads without externalPersonId (not MSI's concern)
+    waiting_polls: int = 0  # export status polls beyond the first per export
     sales_persons: dict[str, dict[str, Any]] = field(default_factory=dict)
     companies: dict[str, dict[str, Any]] = field(default_factory=dict)
     opportunities: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -148,18 +152,26 @@ class MarketoReader:
         extract = LeadExtract(
             self.client, [*LEAD_FIELDS, *self.score_fields], self.extract_settings
         )
-        exports = 0
+        polls_before = self._status_polls()
+        exports = minimum = 0
         types = cell_types()
         for start, end in windows(self.leads_since, now):
             exports += 1
+            has_file = False
             for lead in typed_rows(extract.rows(new_job("createdAt", start, end)), types):
+                has_file = True
                 person = norm(lead.get("externalPersonId"))
                 if person is None:
                     self.world.unlinked_leads += 1
                     continue
                 self.world.leads_by_person[person].append(lead)
-        self.world.minimum["leads"] = EXPORT_CALLS * exports
+            minimum += EXPORT_CALLS + has_file
+        self.world.minimum["leads"] = minimum
+        self.world.waiting_polls = self._status_polls() - polls_before - exports
         self._counted("leads", before)
+
+    def _status_polls(self) -> int:
+        return sum(n for path, n in self.client.calls.items() if path.endswith(STATUS_SUFFIX))
 
     # The other objects ------------------------------------------------------------------------
     def read_object(self, stream: str, ids: Iterable[str], expected: int) -> None:

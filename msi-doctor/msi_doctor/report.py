@@ -7,14 +7,17 @@ The JSON shape is stable (`"format": 1`; fields are only ever added):
                             "orphaned": n, "duplicated": n, "not_synced": n,
                             "not_synced_reasons": {"<code>": n},
                             "findings": {"<kind>": [{"key", "differs", "ids", "fix"}]}}},
-     "calls": {"marketo": {"used": n, "minimum": n,
+     "calls": {"marketo": {"used": n, "minimum": n, "waiting_polls": n,
                            "by_object": {"<object>": {"used": n, "minimum": n}}},
                "crm": {"used": n, "minimum": n}},
      "repair": {...}}   # only after --repair
 
 Checks are sales_persons, companies, leads, opportunities, opportunity_roles, scores; kinds are
 missing, mismatched, orphaned, duplicated. `findings` lists the first `examples` of each kind
-(all of them when `examples` is 0).
+(all of them when `examples` is 0). `minimum` is the cheapest reads for what is in scope: per
+31-day lead export window create, enqueue, one status and the file (when it has rows); one get
+per 300 records of each other object; the CRM's query pages. `waiting_polls` are the export
+status polls beyond the first, which depend on how long Marketo takes (part of `used`).
 """
 
 from __future__ import annotations
@@ -66,6 +69,7 @@ def calls(diagnosis: Diagnosis) -> dict[str, Any]:
         "marketo": {
             "used": sum(diagnosis.marketo_calls.values()),
             "minimum": sum(diagnosis.marketo_minimum.values()),
+            "waiting_polls": diagnosis.waiting_polls,
             "by_object": by_object,
         },
         "crm": {"used": diagnosis.crm_calls, "minimum": diagnosis.crm_minimum},
@@ -108,13 +112,17 @@ def render_text(diagnosis: Diagnosis, examples: int) -> str:
     cost = document["calls"]
     lines.append("")
     lines.append(
-        f"Marketo calls: {cost['marketo']['used']} (minimum reads {cost['marketo']['minimum']}: "
+        f"Marketo calls: {cost['marketo']['used']} (minimum reads {cost['marketo']['minimum']}"
+        f" + {cost['marketo']['waiting_polls']} export status polls while Marketo ran the job; "
         + ", ".join(
             f"{name} {c['used']}/{c['minimum']}" for name, c in cost["marketo"]["by_object"].items()
         )
         + ")"
     )
-    lines.append(f"CRM calls: {cost['crm']['used']} (minimum query pages {cost['crm']['minimum']})")
+    lines.append(
+        f"CRM calls: {cost['crm']['used']} (minimum query pages {cost['crm']['minimum']}; the "
+        "rest is metadata tap-crm-msi and target-crm-msi read: labels, describes)"
+    )
     if "repair" in document:
         lines.append("Repair: " + json.dumps(document["repair"], default=str))
     return "\n".join(lines)
