@@ -112,6 +112,14 @@ class DataverseAuthenticator(BearerAuthenticator):
             self._app = None
             raise
         except (ValueError, requests.RequestException) as exc:
+            if self.http.last_status in TRANSIENT_STATUS:
+                # MSAL raises ValueError when the authority's OpenID configuration answers a
+                # throttling 429 (it reads that as a wrong authority): transient all the same.
+                self._app = None
+                raise Retryable(
+                    f"Entra ID answered HTTP {self.http.last_status}",
+                    retry_after=self.http.last_retry_after,
+                ) from None
             raise AuthError(f"Entra ID token request failed: {type(exc).__name__}") from exc
         if "access_token" in result:
             return result["access_token"]

@@ -187,3 +187,17 @@ def test_dataverse_token_expires_mid_run_and_a_new_one_is_requested(
     assert any(o == "401" for _, _, o in outcomes(sandbox, "dynamics"))
     assert token_requests(sandbox, "dynamics") >= 2
     assert people.mismatches(records, tmp_path) == {}
+
+
+def test_throttled_openid_configuration_is_retried(seeded_dynamics: Any, tmp_path: Path) -> None:
+    # MSAL reads the authority's OpenID configuration first; Entra ID may throttle that too.
+    sandbox = seeded_dynamics
+    people = People(sandbox, "dynamics", leads=2, contacts=2)
+    records = mixed_scores(people.all_ids())
+    plan = {"errors": [{"code": "429", "nth": 1, "path": "openid-configuration"}]}
+    sandbox.admin("dynamics", "PUT", "faults", json=plan)
+    target = run_target(dynamics_config(sandbox, tmp_path), singer_lines(records))
+
+    assert any(o == "429" for _, _, o in outcomes(sandbox, "dynamics"))
+    assert target.summary["written"] == 4
+    assert people.mismatches(records, tmp_path) == {}
