@@ -94,7 +94,8 @@ def test_twenty_thousand_records_through_every_fault_land_exactly_once(
     met = injected_kinds(stats, KINDS)
     assert met == set(KINDS), f"fault kinds not met: {sorted(set(KINDS) - met)}"
     identity = [r for r in stats["calls"] if r["endpoint"] == "/identity/oauth/token"]
-    assert {r["outcome"] for r in identity} >= {"200", "dropped", "lost", "502"}
+    # The token endpoint met faults of many kinds too (before and after issuing a token).
+    assert len({r["outcome"] for r in identity} & set(KINDS)) >= 4
     assert sum(r["calls"] for r in identity if r["outcome"] == "200") > 1  # new tokens
     assert run.rejects() == []
     assert_marketo_matches(sandbox, world)
@@ -163,8 +164,9 @@ def test_run_killed_at_random_points_then_rerun_ends_exact(sandbox, tmp_path):
     rng = random.Random(11)
     kills, unfinished = 0, 0
     for _ in range(4):
-        # Random points: after a random number of write calls of this run (about 40 in all).
-        if _kill_when_writes_reach(command, env, sandbox, rng.randint(1, 8)):
+        # Random points: after a random number of write calls of this run (a full run makes
+        # about 24; the four kills together come before the roles, the last, are all sent).
+        if _kill_when_writes_reach(command, env, sandbox, rng.randint(1, 5)):
             kills += 1
             roles = len(dump(sandbox, "opportunity_roles"))
             unfinished += roles < len(world.opportunity_roles)
