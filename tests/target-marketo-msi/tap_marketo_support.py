@@ -6,9 +6,11 @@ import contextlib
 import datetime as dt
 import io
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from target_marketo_msi.marketo.client import MarketoClient
 from target_marketo_msi.tap.tap import TapMarketoMsi
 
 ISO = "%Y-%m-%dT%H:%M:%SZ"
@@ -42,10 +44,14 @@ def tap_config(sandbox: Any, state_dir: Path, **overrides: Any) -> dict[str, Any
 
 
 class TapRun:
-    """The Singer messages of one run, by kind."""
+    """The Singer messages of one run, by kind, and the tap client's own counts of its calls."""
 
-    def __init__(self, lines: list[str]) -> None:
+    def __init__(self, lines: list[str], client: MarketoClient | None = None) -> None:
         self.messages = [json.loads(line) for line in lines if line.strip()]
+        # Tries per endpoint path, as the client counted them (retries included), and the
+        # writes (export create, enqueue) it sent again after a failed try.
+        self.calls: Counter[str] = Counter(client.calls) if client else Counter()
+        self.resent: Counter[str] = Counter(client.resent) if client else Counter()
 
     def records(self, stream: str) -> list[dict[str, Any]]:
         return [
@@ -70,7 +76,7 @@ def run_tap(
     with contextlib.redirect_stdout(out):
         tap.sync_all()
     tap.instance_state.close()
-    return TapRun(out.getvalue().splitlines())
+    return TapRun(out.getvalue().splitlines(), tap.client)
 
 
 def lead(lead_id: int, when: dt.datetime, **fields: Any) -> dict[str, Any]:
@@ -117,3 +123,87 @@ def marketo_calls(sandbox: Any) -> dict[str, int]:
             continue
         calls[row["endpoint"]] = calls.get(row["endpoint"], 0) + row["calls"]
     return calls
+
+
+def delete_leads_via_api(sandbox: Any, *lead_ids: int) -> None:
+    """Delete in one call to Marketo's own endpoint, so the deletion activities are the API's."""
+    service = sandbox.service("marketo")
+    token = service.tokens.issue(service.credentials["client_id"]).value
+    answer = sandbox.session.post(
+        sandbox.url("marketo", "/rest/v1/leads/delete.json"),
+        json={"input": [{"id": i} for i in lead_ids]},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=30,
+    ).json()
+    assert answer["success"] is True
+    assert [r["status"] for r in answer["result"]] == ["deleted"] * len(lead_ids)
+
+
+def msi_activity(sandbox: Any, *lead_ids: int) -> None:
+    """MSI notices engagement: new interesting moment and scores on these leads."""
+    answer = sandbox.admin(
+        "marketo", "POST", "msi-activity", json={"leadIds": list(lead_ids), "seed": 7}
+    ).json()
+    assert sorted(answer["leadIds"]) == sorted(lead_ids)
+
+
+def schema_of(run: TapRun, stream: str) -> dict[str, Any]:
+    return next(
+        m["schema"] for m in run.messages if m["type"] == "SCHEMA" and m["stream"] == stream
+    )
+
+
+def source_records(
+    sandbox: Any, properties: list[str], ids: list[int] | None = None
+) -> dict[int, dict[str, Any]]:
+    """What Marketo holds for each lead (all leads, or `ids`), in a stream's properties.
+
+    Read through the sandbox's one source of lead values (what leads.json answers and the export
+    writes, company fields from a linked company included); properties that are not Marketo
+    fields (`isDeleted`, `_sdc_deleted_at`) are a live person's: false and null.
+    """
+    from msi_sandbox.marketo import leads
+
+    service = sandbox.service("marketo")
+    fields = [p for p in properties if p not in ("isDeleted", "_sdc_deleted_at")]
+    where, params = "", ()
+    if ids is not None:
+        where, params = f'"id" IN ({",".join(str(int(i)) for i in ids)})', ()
+    records = {}
+    for row in leads.lead_values(service, fields, where, params):
+        record = dict.fromkeys(properties)
+        record.update(zip(fields, row, strict=True))
+        if "isDeleted" in record:
+            record["isDeleted"] = False
+        records[record["id"]] = record
+    return records
+
+
+def deleted_records(
+    sandbox: Any, properties: list[str], ids: list[int]
+) -> dict[int, dict[str, Any]]:
+    """A deleted person as the `people` stream reports it: id, deleted, when; the rest null."""
+    store = sandbox.service("marketo").store
+    out = {}
+    for row in store.select("deleted_leads"):
+        if row["leadId"] in ids:
+            when = row["activityDate"]
+            record = dict.fromkeys(properties)
+            record.update(id=row["leadId"], isDeleted=True, updatedAt=when, _sdc_deleted_at=when)
+            out[row["leadId"]] = record
+    return out
+
+
+def assert_exactly_once(records: list[dict[str, Any]], expected: dict[int, dict[str, Any]]) -> None:
+    """Every expected record once, equal field by field, and nothing else."""
+    counts = Counter(r["id"] for r in records)
+    doubled = sorted(i for i, n in counts.items() if n > 1)
+    missing = sorted(set(expected) - set(counts))
+    extra = sorted(set(counts) - set(expected))
+    differing = [
+        (r, expected[r["id"]]) for r in records if r["id"] in expected and r != expected[r["id"]]
+    ]
+    assert not doubled, f"{len(doubled)} emitted more than once, e.g. {doubled[:5]}"
+    assert not missing, f"{len(missing)} never emitted, e.g. {missing[:5]}"
+    assert not extra, f"{len(extra)} emitted that should not be, e.g. {extra[:5]}"
+    assert not differing, f"{len(differing)} differ from the source, e.g. {differing[:2]}"

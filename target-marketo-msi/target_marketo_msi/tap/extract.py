@@ -148,8 +148,18 @@ class LeadExtract:
     def _enqueue(self, job: dict[str, Any]) -> None:
         try:
             answer = self.client.request("POST", f"{EXPORT_PATH}/{job['exportId']}/enqueue.json")
+        except StopRun:
+            raise
         except MarketoError as exc:
-            raise self._translate(exc) from exc
+            # An earlier try may have queued the job before its answer was lost (or a killed
+            # run queued it after saving "Created"): Marketo then refuses the enqueue (1029 "Job
+            # already queued", or 1003 once it has run). The job's status tells; a job that
+            # moved on is the caller's to follow, one still Created was really refused.
+            status = self._status(job).get("status")
+            if status == "Created":
+                raise self._translate(exc) from exc
+            LOGGER.info("export %s is %s already (%s)", job["exportId"], status, exc.message)
+            return
         job["status"] = (answer.get("result") or [{}])[0].get("status", "Queued")
 
     def _status(self, job: dict[str, Any]) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from tap_marketo_support import (
     change_lead,
     lead,
     marketo_calls,
+    msi_activity,
     now,
     put_leads,
     run_tap,
@@ -22,14 +23,6 @@ SCORES = ("lead_scores",)
 
 def ids(records: list[dict[str, Any]]) -> list[int]:
     return sorted(r["id"] for r in records)
-
-
-def msi_activity(sandbox: Any, *lead_ids: int) -> None:
-    """MSI notices engagement: new interesting moment and scores on these leads."""
-    answer = sandbox.admin(
-        "marketo", "POST", "msi-activity", json={"leadIds": list(lead_ids), "seed": 7}
-    ).json()
-    assert sorted(answer["leadIds"]) == sorted(lead_ids)
 
 
 @pytest.fixture

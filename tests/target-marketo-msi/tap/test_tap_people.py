@@ -15,6 +15,7 @@ import pytest
 from tap_marketo_support import (
     TapRun,
     change_lead,
+    delete_leads_via_api,
     iso,
     lead,
     marketo_calls,
@@ -37,20 +38,6 @@ def ids(records: list[dict[str, Any]]) -> list[int]:
 
 def set_limits(sandbox: Any, **limits: float) -> None:
     sandbox.admin("marketo", "PUT", "limits", json=limits)
-
-
-def delete_leads_via_api(sandbox: Any, *lead_ids: int) -> None:
-    """Delete in one call to Marketo's own endpoint, so the deletion activities are the API's."""
-    service = sandbox.service("marketo")
-    token = service.tokens.issue(service.credentials["client_id"]).value
-    answer = sandbox.session.post(
-        sandbox.url("marketo", "/rest/v1/leads/delete.json"),
-        json={"input": [{"id": i} for i in lead_ids]},
-        headers={"Authorization": f"Bearer {token}"},
-        timeout=30,
-    ).json()
-    assert answer["success"] is True
-    assert [r["status"] for r in answer["result"]] == ["deleted"] * len(lead_ids)
 
 
 class Warehouse:
