@@ -149,6 +149,26 @@ class TapMarketoMsi(Tap):
     def discover_streams(self) -> list[Stream]:
         return [LeadScoresStream(self), PeopleStream(self)]
 
+    def sync_all(self) -> None:
+        """Sync, then say what the run cost Marketo, repeated work included."""
+        try:
+            super().sync_all()
+        finally:
+            self.log_calls()
+
+    def log_calls(self) -> None:
+        """Calls by outcome, and the writes (export create, enqueue) sent again after a failed
+        try: each repeated create may have left an unused job behind (never queued, so it
+        takes no queue slot or export quota; Marketo drops it after 7 days)."""
+        client = self.client
+        outcomes = ", ".join(f"{k} {v}" for k, v in sorted(client.outcomes.items()))
+        LOGGER.info(
+            "Marketo calls: %d (%s); writes sent again after a failed try: %d",
+            client.total_calls,
+            outcomes or "none",
+            client.total_resent,
+        )
+
 
 if __name__ == "__main__":
     TapMarketoMsi.cli()

@@ -5,9 +5,11 @@ they took effect. Each run's records are checked against what Marketo holds, fie
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import time
 from typing import Any
 
+import pytest
 from tap_marketo_support import (
     TapRun,
     assert_exactly_once,
@@ -81,7 +83,7 @@ def test_a_token_that_expires_mid_run_is_replaced(sandbox: Any, tmp_path: Any) -
 
 
 def test_a_lost_create_answer_leaves_an_orphan_that_blocks_nothing(
-    sandbox: Any, tmp_path: Any
+    sandbox: Any, tmp_path: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     people_world(sandbox, 50)
     # One job may be queued at a time: orphans would block the run if they counted (they are
@@ -89,11 +91,13 @@ def test_a_lost_create_answer_leaves_an_orphan_that_blocks_nothing(
     sandbox.admin("marketo", "PUT", "limits", json={"bulk_extract_max_queued": 1})
     lost = [{"code": "502", "rate": 1.0, "times": 2, "path": "create", "after": True}]
     sandbox.admin("marketo", "PUT", "faults", json={"errors": lost})
-    run = run_tap(tap_config(sandbox, tmp_path, **ONE_WINDOW), streams=PEOPLE)
+    with caplog.at_level(logging.INFO, logger="tap_marketo_msi"):
+        run = run_tap(tap_config(sandbox, tmp_path, **ONE_WINDOW), streams=PEOPLE)
     assert_all_people(sandbox, run)
     assert [j["status"] for j in exports(sandbox)] == ["Created", "Created", "Completed"]
     assert outcomes(sandbox, "/create.json") == {"after-502": 2, "200": 1}
-    assert run.resent[CREATE] == 2  # counted as repeated writes
+    assert run.resent[CREATE] == 2  # counted as repeated writes, and said at the end
+    assert "writes sent again after a failed try: 2" in caplog.text
 
 
 def test_a_lost_enqueue_answer_is_recognised_as_queued(sandbox: Any, tmp_path: Any) -> None:
