@@ -235,18 +235,3 @@ def test_bulk_import_failures_and_warnings_files_read_back_under_faults(sandbox,
     landed = {lead["externalPersonId"]: lead for lead in dump(sandbox, "leads")}
     assert set(landed) == set(results)
     assert landed[rows[3]["externalPersonId"]]["email"] == "odd@localhost"
-
-
-def test_tokens_expiring_mid_run_are_renewed(sandbox, tmp_path):
-    # A token lives one second: every call of the run needs a token asked for anew.
-    sandbox.admin("marketo", "PUT", "limits", json={"token_lifetime": 1})
-    world = make_full_world(sales_persons=5, companies=20, leads=200, opportunities=20)
-    run = run_target(repeat_config(sandbox, tmp_path), world.messages())
-
-    stats = marketo_calls(sandbox)
-    tokens = sum(r["calls"] for r in stats["calls"] if r["endpoint"] == "/identity/oauth/token")
-    api_calls = stats["total"] - tokens
-    assert api_calls > 10
-    assert tokens >= api_calls  # a new token before each call, none refused for good
-    assert run.rejects() == []
-    assert_marketo_matches(sandbox, world)
