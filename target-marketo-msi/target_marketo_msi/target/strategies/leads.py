@@ -148,8 +148,8 @@ class Leads(ObjectStrategy):
                 bodies.append({**payloads[n], "id": ids[item.key]})
             else:
                 self.loader.reject_with_reasons(item, answer.results[n])
-        created = self.handle_results if not answer.resent else self.handle_recreated
-        self.send(updates, bodies, UPDATE_BY_ID, created)
+        settle = self.handle_recreated if answer.resent else self.handle_results
+        self.send(updates, bodies, UPDATE_BY_ID, settle)
 
     def handle_recreated(
         self, items: list[PendingRecord], payloads: list[dict], answer: SyncAnswer
