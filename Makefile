@@ -4,7 +4,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-PACKAGES := msi-common msi-sandbox tap-crm-msi target-marketo-msi
+PACKAGES := msi-common msi-sandbox tap-crm-msi target-marketo-msi msi-doctor
 PACKAGE_FILES := $(foreach p,$(PACKAGES),$(p)/pyproject.toml) requirements-dev.txt
 
 .PHONY: install test demo lint format bench chaos clean

@@ -3,8 +3,9 @@
 One JSON object with a `crm` section (tap-crm-msi's settings, and target-crm-msi's for the score
 write-back: they share the connection settings), a `marketo` section (target-marketo-msi's),
 and the doctor's settings at the top level. Separate files (`--crm-config`, `--marketo-config`)
-are merged into it, so the very files the jobs run with serve. Each plugin's defaults apply as
-they do in the plugin.
+are merged into it, so the very files the jobs run with serve; so are the environment variables
+a meltano utility plugin sets (`from_environment`). Each plugin's defaults apply as they do in
+the plugin.
 """
 
 from __future__ import annotations
@@ -27,9 +28,16 @@ DEFAULTS: dict[str, Any] = {
     "export_poll_seconds": 60.0,  # Marketo refreshes an export's status about once a minute
     "export_max_wait_seconds": 3600.0,
 }
-# Environment variables a meltano utility plugin sets: each section as JSON, each own setting.
+# Environment variables a meltano utility plugin sets: each plugin's settings as JSON, its
+# secrets apart (meltano keeps those as sensitive settings), each own setting.
 ENV_PREFIX = "MSI_DOCTOR_"
-SECTIONS = ("crm", "marketo")
+CRMS = ("salesforce", "dynamics")
+SECTIONS = (*CRMS, "marketo")
+SECRETS = {
+    "salesforce": ("client_secret", "refresh_token", "private_key"),
+    "dynamics": ("client_secret",),
+    "marketo": ("client_secret",),
+}
 
 
 class SettingsError(ValueError):
@@ -57,27 +65,37 @@ def load(
     **overrides: Any,
 ) -> Settings:
     """Settings from the environment, then `config`, the section files and `overrides`."""
-    merged: dict[str, Any] = {"crm": {}, "marketo": {}, **from_environment(environ or os.environ)}
-    for name, value in (config or {}).items():
-        merged[name] = {**merged.get(name, {}), **value} if name in SECTIONS else value
-    for name, path in (("crm", crm_file), ("marketo", marketo_file)):
-        if path:
-            merged[name] = {**merged[name], **_read_json(path)}
-    if crm:
-        merged["crm"]["crm"] = crm
-    merged.update({k: v for k, v in overrides.items() if v is not None})
-    if not merged["crm"].get("crm"):
-        raise SettingsError("no CRM chosen: set crm.crm or pass --crm salesforce|dynamics")
-    if not merged["marketo"].get("base_url"):
+    env = from_environment(os.environ if environ is None else environ)
+    config = dict(config or {})
+    crm_files = _read_json(crm_file) if crm_file else {}
+    chosen = (
+        crm
+        or crm_files.get("crm")
+        or (config.get("crm") or {}).get("crm")
+        or env.pop("crm_choice", None)
+    )
+    if chosen not in CRMS:
+        raise SettingsError("no CRM chosen: pass --crm salesforce|dynamics (or set crm.crm)")
+    sections = {
+        "crm": {**env.get(chosen, {}), **(config.get("crm") or {}), **crm_files, "crm": chosen},
+        "marketo": {
+            **env.get("marketo", {}),
+            **(config.get("marketo") or {}),
+            **(_read_json(marketo_file) if marketo_file else {}),
+        },
+    }
+    if not sections["marketo"].get("base_url"):
         raise SettingsError("no Marketo settings: pass --marketo-config or a marketo section")
-    own = {**DEFAULTS, **{k: merged[k] for k in DEFAULTS if merged.get(k) is not None}}
+    own = {**DEFAULTS}
+    for source in (env, config, overrides):
+        own.update({k: source[k] for k in DEFAULTS if source.get(k) not in (None, "")})
     since = own["leads_since"]
     start = (
         _parse_time(str(since)) if since else dt.datetime.now(dt.UTC) - dt.timedelta(days=2 * 365)
     )
     return Settings(
-        crm=dict(merged["crm"]),
-        marketo=marketo_settings(merged["marketo"]),
+        crm=sections["crm"],
+        marketo=marketo_settings(sections["marketo"]),
         max_calls=int(own["max_calls"]),
         leads_since=start,
         examples=int(own["examples"]),
@@ -94,13 +112,25 @@ def marketo_settings(section: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
-    """`MSI_DOCTOR_CRM` / `MSI_DOCTOR_MARKETO` (JSON objects) and `MSI_DOCTOR_<SETTING>`."""
-    found: dict[str, Any] = {}
-    for name in (*SECTIONS, *DEFAULTS):
+    """What a meltano utility plugin passes: `MSI_DOCTOR_SALESFORCE`, `MSI_DOCTOR_DYNAMICS` and
+    `MSI_DOCTOR_MARKETO` (JSON objects: the plugins' settings), their secrets one by one
+    (`MSI_DOCTOR_MARKETO_CLIENT_SECRET`, ...: sensitive settings), `MSI_DOCTOR_CRM` (the CRM
+    to check) and `MSI_DOCTOR_<SETTING>` for the doctor's own."""
+
+    def value(name: str) -> str | None:
         raw = environ.get(ENV_PREFIX + name.upper())
-        if raw in (None, ""):
-            continue
-        found[name] = json.loads(raw) if name in SECTIONS else raw
+        return None if raw in (None, "") else raw
+
+    found: dict[str, Any] = {}
+    for section in SECTIONS:
+        raw = value(section)
+        found[section] = json.loads(raw) if raw else {}
+        for secret in SECRETS[section]:
+            if (raw := value(f"{section}_{secret}")) is not None:
+                found[section][secret] = raw
+    if (raw := value("crm")) is not None:
+        found["crm_choice"] = raw
+    found.update({name: raw for name in DEFAULTS if (raw := value(name)) is not None})
     return found
 
 
