@@ -34,10 +34,10 @@ from tap_marketo_support import (
     tap_config,
 )
 
-# Before the effect: Marketo's transient codes and its edge's 5xx on every path, the token's
-# own complaints (601 invalid, 602 expired) on the API paths; after the effect: a 502 in place of
-# the answer. fault_plan adds drops and lost answers at the same rate.
-FAULT_CODES = ("604", "606", "608", "611", "615", "500", "503")
+# Before the effect: Marketo's transient codes and its edge's 429 and 5xx on every path, the
+# token's own complaints (601 invalid, 602 expired) on the API paths; after the effect: a 502 in
+# place of the answer. fault_plan adds drops and lost answers at the same rate.
+FAULT_CODES = ("604", "606", "608", "611", "615", "429", "500", "503")
 AUTH_CODES = ("601", "602")
 API_PATHS = "^/(rest|bulk)/"
 AFTER_CODES = ("502",)

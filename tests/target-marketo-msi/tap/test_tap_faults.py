@@ -102,16 +102,23 @@ def test_a_lost_create_answer_leaves_an_orphan_that_blocks_nothing(
 
 def test_a_lost_enqueue_answer_is_recognised_as_queued(sandbox: Any, tmp_path: Any) -> None:
     people_world(sandbox, 50)
-    # The job runs for half a second, so the enqueue sent again finds it queued or running.
-    sandbox.admin("marketo", "PUT", "limits", json={"bulk_extract_rows_per_second": 100})
+    config = tap_config(sandbox, tmp_path, **ONE_WINDOW)
+    # No job may run yet, so the enqueue sent again surely finds the job still queued.
+    sandbox.admin("marketo", "PUT", "limits", json={"bulk_extract_max_running": 0})
     sandbox.admin("marketo", "PUT", "faults", json={"lose_nth": 1, "lose_path": "enqueue"})
-    run = run_tap(tap_config(sandbox, tmp_path, **ONE_WINDOW), streams=PEOPLE)
-    assert_all_people(sandbox, run)
-    (job,) = exports(sandbox)
-    assert job["status"] == "Completed"
-    # The second try met Marketo's 1029 "Job already queued" and was taken as done.
+    waiting = run_tap({**config, "max_wait_seconds": 0.2}, streams=PEOPLE)
+    # The second try met Marketo's 1029 "Job already queued" and was taken as done: the run
+    # waited for the job, then stopped cleanly keeping it.
     assert outcomes(sandbox, "/enqueue.json") == {"lost": 1, "1029": 1}
-    assert sum(run.resent.values()) == 1
+    assert sum(waiting.resent.values()) == 1
+    (job,) = exports(sandbox)
+    assert waiting.state["bookmarks"]["people"]["export"]["exportId"] == job["exportId"]
+
+    sandbox.admin("marketo", "PUT", "limits", json={"bulk_extract_max_running": 2})
+    done = run_tap(config, waiting.state, streams=PEOPLE)
+    assert_all_people(sandbox, done)
+    assert exports(sandbox)[0]["status"] == "Completed"
+    assert outcomes(sandbox, "/enqueue.json") == {"lost": 1, "1029": 1}  # not sent again
 
 
 def test_a_job_queued_by_a_killed_run_is_followed_not_refused(sandbox: Any, tmp_path: Any) -> None:
@@ -119,14 +126,15 @@ def test_a_job_queued_by_a_killed_run_is_followed_not_refused(sandbox: Any, tmp_
     Marketo refuses to enqueue it again (1003), and the job's status says it is done."""
     people_world(sandbox, 50)
     config = tap_config(sandbox, tmp_path, **ONE_WINDOW)
-    # A two-second job the first run does not wait for: it stops after enqueueing it.
-    sandbox.admin("marketo", "PUT", "limits", json={"bulk_extract_rows_per_second": 25})
+    # No job may run yet: the first run enqueues its job and stops waiting for it.
+    sandbox.admin("marketo", "PUT", "limits", json={"bulk_extract_max_running": 0})
     impatient = run_tap({**config, "max_wait_seconds": 0}, streams=PEOPLE)
     assert impatient.records("people") == []
     # The state saved when the job was created (the run "died" before its next one).
     created = next(m["value"] for m in impatient.messages if m["type"] == "STATE")
     assert created["bookmarks"]["people"]["export"]["status"] == "Created"
     (job,) = exports(sandbox)
+    sandbox.admin("marketo", "PUT", "limits", json={"bulk_extract_max_running": 2})
     while sandbox.service("marketo").store.get("bulk_exports", job["exportId"])["status"] != (
         "Completed"
     ):
