@@ -74,6 +74,12 @@ def _comparable(value: Any, *, progress_markers: bool = True) -> Any:
     return value
 
 
+def _versionless(message: dict[str, Any]) -> dict[str, Any]:
+    """A message with its table version masked: a clock reading in seconds, taken when each
+    run starts a stream, so two runs a second boundary apart differ there."""
+    return {k: "<version>" if k == "version" else v for k, v in message.items()}
+
+
 def _catalog(config: dict[str, Any], *, replication_method: str | None = None) -> dict[str, Any]:
     catalog = TapCrmMsi(config=config, parse_env_config=False).catalog_dict
     for entry in catalog["streams"]:
@@ -112,7 +118,9 @@ def test_fast_path_writes_every_message_the_sdk_path_writes(
         assert {m["version"] for m in records} != {None}
         assert any(m["type"] == "ACTIVATE_VERSION" for m in fast)
     assert [m["type"] for m in fast] == [m["type"] for m in sdk]
-    assert [m for m in fast if m["type"] != "STATE"] == [m for m in sdk if m["type"] != "STATE"]
+    assert [_versionless(m) for m in fast if m["type"] != "STATE"] == [
+        _versionless(m) for m in sdk if m["type"] != "STATE"
+    ]
     fast_states = [m["value"] for m in fast if m["type"] == "STATE"]
     sdk_states = [m["value"] for m in sdk if m["type"] == "STATE"]
     assert len(fast_states) > 2
