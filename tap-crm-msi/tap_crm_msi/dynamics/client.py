@@ -81,14 +81,22 @@ class DynamicsClient(BaseCrmClient):
         self, url: str, *, track_changes: bool = False
     ) -> Iterator[tuple[list[dict[str, Any]], str | None]]:
         """(rows, deltaLink) per page, following @odata.nextLink; deltaLink on the last page."""
+        for _, rows, delta_link in self.linked_pages(url, track_changes=track_changes):
+            yield rows, delta_link
+
+    def linked_pages(
+        self, url: str, *, track_changes: bool = False
+    ) -> Iterator[tuple[str, list[dict[str, Any]], str | None]]:
+        """(URL, rows, deltaLink) per page, as `pages`. A page's URL is where a read interrupted
+        on it goes on: Dataverse's paging links carry their position (the paging cookie)."""
         prefer = f"odata.maxpagesize={self.page_size},{ANNOTATIONS}"
         if track_changes:
             prefer = "odata.track-changes," + prefer
         headers = {"Prefer": prefer}
         while url:
             body = self.get_json(url, headers=headers)
+            yield url, body.get("value", []), body.get("@odata.deltaLink")
             url = body.get("@odata.nextLink") or ""
-            yield body.get("value", []), body.get("@odata.deltaLink")
 
     def get_all(self, entity_set: str, **query: str) -> list[dict[str, Any]]:
         return [row for rows, _ in self.pages(self.url(entity_set, **query)) for row in rows]

@@ -125,6 +125,7 @@ class DynamicsStream(CrmStream):
                     table.entity_set,
                 )
                 state.pop(DELTA_KEY, None)
+                window.lose_place()
                 yield from self._read_changes(table, select, window, state, None)
                 return
             except _NoChangeTracking:
@@ -144,22 +145,33 @@ class DynamicsStream(CrmStream):
         delta: str | None,
     ) -> Iterator[dict[str, Any]]:
         incremental = delta is not None or window.incremental
-        url = delta or self.client.url(table.entity_set, select=select)
+        # A read interrupted mid-table (killed, stopped) goes on at the page it was on, after the
+        # rows and records of it already emitted; its place moves with every record emitted, so
+        # a STATE written at any point is exact.
+        place = window.progress or {}
+        url = place.get("link") or delta or self.client.url(table.entity_set, select=select)
+        skip_rows, skip_records = place.get("rows", 0), place.get("records", 0)
         emit = self._emitter(table, incremental, window, dedupe=False)
         now = format_ts(dt.datetime.now(dt.UTC))
         delta_link = None
         pages_read = 0
         try:
-            for rows, link in prefetch(self.client.pages(url, track_changes=True)):
+            for page_url, rows, link in prefetch(self.client.linked_pages(url, track_changes=True)):
                 delta_link = link or delta_link
                 pages_read += 1
-                for row in rows:
+                done = window.keep_place(link=page_url, rows=skip_rows, records=0)
+                for row in rows[skip_rows:]:
                     if "id" in row and "$deletedEntity" in row.get("@odata.context", ""):
-                        record = self.deleted_record(table, _guid(row["id"]), now)
-                        if record is not None:
-                            yield record
-                        continue
-                    yield from emit(row)
+                        deleted = self.deleted_record(table, _guid(row["id"]), now)
+                        records = [] if deleted is None else [deleted]
+                    else:
+                        records = emit(row)
+                    for index in range(skip_records, len(records)):
+                        done["records"] = index + 1
+                        yield records[index]
+                    done["rows"] += 1
+                    done["records"] = skip_records = 0
+                skip_rows = 0
         except CrmError as exc:
             # A table without change tracking refuses the preference on its first read.
             if delta is None and pages_read == 0 and exc.status == 400:

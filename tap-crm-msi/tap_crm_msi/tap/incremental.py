@@ -18,6 +18,7 @@ from typing import Any
 SEEN_KEY = "seen"
 BOOKMARK_KEY = "replication_key_value"
 FIRST_READ_KEY = "first_read"  # set while an object's first read is unfinished
+PROGRESS_KEY = "progress"  # where an unfinished unordered read has got to (see `OverlapWindow`)
 PRUNE_EVERY = 2048  # window entries before the oldest are pruned
 
 
@@ -37,7 +38,9 @@ class OverlapWindow:
     `state` is the partition's state dict, owned by the SDK; the window writes
     `replication_key_value` and `seen` into it as records are emitted (so a STATE message written
     at any point is consistent with the records before it). With `sorted_input=False` (Bulk API
-    results, change-tracking reads) the bookmark moves only in `finish()`.
+    results, change-tracking reads) the bookmark moves only in `finish()`; a reader that can go
+    on where it was (a paging link) keeps its place in `progress`, and a run interrupted there
+    goes on with the ids and the newest timestamp its read had admitted.
     """
 
     def __init__(
@@ -70,25 +73,22 @@ class OverlapWindow:
         overlap = self.overlap if self.resumed else dt.timedelta(0)
         self.floor: str | None = format_ts(parse_ts(start) - overlap) if start else None
         self.max_ts: str | None = start
+        self.progress: dict[str, Any] | None = state.get(PROGRESS_KEY)
+        if self.progress is not None:
+            self.seen = dict(state.get(SEEN_KEY) or {})
+            saved = self.progress.get("max_ts")
+            if saved is not None and (self.max_ts is None or saved > self.max_ts):
+                self.max_ts = saved
         self._prune_at = max(PRUNE_EVERY, 2 * len(self.seen))
-        self._sorted = False
+        # Sorted rows move the bookmark in the state row by row; the window is always live there,
+        # so a STATE written mid-read holds what the read had admitted.
         self.sorted_input = sorted_input
+        self.state[SEEN_KEY] = self.seen
 
     @property
     def incremental(self) -> bool:
         """Whether a previous run read this object to its end: changes since then are news."""
         return not self.first_read
-
-    @property
-    def sorted_input(self) -> bool:
-        return self._sorted
-
-    @sorted_input.setter
-    def sorted_input(self, value: bool) -> None:
-        """Sorted rows move the bookmark (and the live window) in the state row by row."""
-        self._sorted = value
-        if value:
-            self.state[SEEN_KEY] = self.seen
 
     @property
     def query_from(self) -> dt.datetime | None:
@@ -105,12 +105,27 @@ class OverlapWindow:
         seen[row_id] = ts
         if self.max_ts is None or ts > self.max_ts:
             self.max_ts = ts
+            if self.progress is not None:
+                self.progress["max_ts"] = ts
         if len(seen) > self._prune_at:
             self._prune_front()
-        if self._sorted:
+        if self.sorted_input:
             self.state["replication_key"] = self.replication_key
             self.state[BOOKMARK_KEY] = self.max_ts
         return True
+
+    def keep_place(self, **place: Any) -> dict[str, Any]:
+        """Record where this unordered read is (`place`, e.g. a page link and the rows of it
+        done): the state holds it, with the newest timestamp admitted, until `finish()`. The
+        reader updates the dict returned as it goes."""
+        self.progress = {**place, "max_ts": self.max_ts}
+        self.state[PROGRESS_KEY] = self.progress
+        return self.progress
+
+    def lose_place(self) -> None:
+        """The place kept cannot be gone on from (e.g. its link expired): read afresh."""
+        self.progress = None
+        self.state.pop(PROGRESS_KEY, None)
 
     def _window_start(self) -> str | None:
         """The oldest timestamp the window must still remember (newest minus the overlap)."""
@@ -137,6 +152,7 @@ class OverlapWindow:
         """
         self.state.pop("progress_markers", None)
         self.state.pop(FIRST_READ_KEY, None)
+        self.lose_place()
         limit = self._window_start()
         if limit is not None:
             self.seen = {k: v for k, v in self.seen.items() if v >= limit}
