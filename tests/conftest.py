@@ -96,9 +96,10 @@ def sandbox(sandbox_session: SandboxHandle) -> SandboxHandle:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    # The chaos tests' rows go to one file per session (one per xdist-free run), read back below.
+    # The chaos tests' rows go to one file per pytest session (sessions running side by side keep
+    # their own), read back below.
     if "MSI_CHAOS_TABLE" not in os.environ:
-        table = Path(config.rootpath) / ".pytest_cache" / "chaos-table.jsonl"
+        table = Path(config.rootpath) / ".pytest_cache" / f"chaos-table-{os.getpid()}.jsonl"
         table.parent.mkdir(parents=True, exist_ok=True)
         table.unlink(missing_ok=True)
         os.environ["MSI_CHAOS_TABLE"] = str(table)
