@@ -22,7 +22,8 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
-from msi_common.contract import SCORES_STREAM, STREAM_NAMES, key_properties, load_schema
+from msi_common.contract import SCORES_STREAM, STREAM_NAMES, key_properties
+from msi_common.testing import schema_message  # the contract's SCHEMA message (not test data)
 from msi_doctor.checks import Finding
 from msi_doctor.doctor import Diagnosis, diagnose
 from msi_doctor.marketo_side import MAX_VALUES, CappedBudget
@@ -33,15 +34,6 @@ from target_marketo_msi.target.target import TargetMarketoMsi
 LOGGER = logging.getLogger("msi_doctor.repair")
 RESENT_KINDS = ("missing", "mismatched")
 LEADS_DELETE = "/rest/v1/leads/delete.json"
-
-
-def schema_message(stream: str) -> dict[str, Any]:
-    return {
-        "type": "SCHEMA",
-        "stream": stream,
-        "schema": load_schema(stream),
-        "key_properties": key_properties(stream),
-    }
 
 
 def singer_lines(streams: dict[str, list[dict[str, Any]]]) -> str:
