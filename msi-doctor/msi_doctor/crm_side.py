@@ -17,6 +17,7 @@ from typing import Any
 from msi_common.contract import STREAM_NAMES, key_properties
 from tap_crm_msi.tap.streams import PARTITION_KEY
 from tap_crm_msi.tap.tap import TapCrmMsi
+from tap_crm_msi.writeback.fields import FieldNotFoundError
 from tap_crm_msi.writeback.report import WriteReport
 from tap_crm_msi.writeback.target import WRITERS, TargetCrmMsi
 from tap_crm_msi.writeback.writer import ScoreWriter
@@ -42,6 +43,7 @@ class CrmWorld:
     )
     # externalPersonId -> the CRM's score values, by Marketo field name (as read)
     scores: dict[str, dict[str, Any]] = field(default_factory=dict)
+    scores_skipped: str | None = None  # why the score fields could not be read
     rows_per_object: Counter[str] = field(default_factory=Counter)
     calls: int = 0
     page_size: int = 2000
@@ -86,13 +88,19 @@ def read_crm(crm_config: dict[str, Any], writer: ScoreWriter | None) -> CrmWorld
     config = tap_settings(crm_config)
     crm = str(config["crm"])
     score_fields: dict[str, str] = {}
+    skipped: str | None = None
     if writer is not None:
-        score_fields = score_mappings(crm, writer)
+        try:
+            score_fields = score_mappings(crm, writer)
+        except FieldNotFoundError as exc:  # no MSI score fields in this CRM: nothing to compare
+            skipped = str(exc)
+            LOGGER.warning("scores are not checked: %s", exc)
+    if score_fields:
         mappings = dict(config.get("field_mappings") or {})
         mappings["leads"] = {**(mappings.get("leads") or {}), **score_fields}
         config["field_mappings"] = mappings
     tap = TapCrmMsi(config=config, parse_env_config=False, validate_config=True)
-    world = CrmWorld(crm)
+    world = CrmWorld(crm, scores_skipped=skipped)
     marketo_scores = set(score_fields.values())
     client = None
     for name in STREAM_NAMES:

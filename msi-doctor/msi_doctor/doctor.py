@@ -45,6 +45,7 @@ class Diagnosis:
     crm_world: CrmWorld
     marketo_world: MarketoWorld
     waiting_polls: int = 0  # export status polls while Marketo ran the jobs (beyond the first)
+    retried: int = 0  # Marketo tries that failed and were retried (part of the calls used)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -89,8 +90,9 @@ def diagnose(settings: Settings) -> Diagnosis:
     target = marketo_target(settings)
     try:
         crm = read_crm(settings.crm, writer)
-        marketo = read_marketo(settings, target, crm, writer)
-        results = run_checks(crm, marketo.world, policy_of(target), writer)
+        scores_writer = writer if crm.scores_skipped is None else None
+        marketo = read_marketo(settings, target, crm, scores_writer)
+        results = run_checks(crm, marketo.world, policy_of(target), scores_writer)
         crm_calls = crm.calls + (writer.calls if writer is not None else 0)
         return Diagnosis(
             crm=crm.crm,
@@ -102,6 +104,8 @@ def diagnose(settings: Settings) -> Diagnosis:
             crm_world=crm,
             marketo_world=marketo.world,
             waiting_polls=marketo.world.waiting_polls,
+            retried=sum(n for outcome, n in target.client.outcomes.items() if outcome != "ok"),
+            extra={"scores_not_checked": crm.scores_skipped} if crm.scores_skipped else {},
         )
     finally:
         if writer is not None:

@@ -204,8 +204,10 @@ class MarketoReader:
                 key = norm(row.get(filter_field))
                 if key is not None:
                     self.world.roles[key].append(row)
-        self.world.minimum["opportunity_roles"] = -(
-            -sum(roles_per_opportunity.values()) // MAX_VALUES
+        # A call names at most 300 opportunities and answers at most 300 roles a page.
+        self.world.minimum["opportunity_roles"] = max(
+            -(-sum(roles_per_opportunity.values()) // MAX_VALUES),
+            -(-len(roles_per_opportunity) // MAX_VALUES),
         )
         self._counted("opportunity_roles", before)
 
@@ -247,15 +249,15 @@ def _chunks(values: list[str]) -> Iterator[list[str]]:
 
 
 def _packed(counts: dict[str, int]) -> Iterator[list[str]]:
-    """Opportunity ids in groups whose expected roles fit one page (and at most 300 ids)."""
+    """Opportunity ids in groups whose expected roles fit one page, at most 300 ids a group
+    (an opportunity without roles costs an id, not a row)."""
     chunk: list[str] = []
     rows = 0
     for opportunity, expected in sorted(counts.items()):
-        weight = max(1, expected)
-        if chunk and (len(chunk) >= MAX_VALUES or rows + weight > MAX_VALUES):
+        if chunk and (len(chunk) >= MAX_VALUES or rows + expected > MAX_VALUES):
             yield chunk
             chunk, rows = [], 0
         chunk.append(opportunity)
-        rows += weight
+        rows += expected
     if chunk:
         yield chunk

@@ -7,9 +7,10 @@ The JSON shape is stable (`"format": 1`; fields are only ever added):
                             "orphaned": n, "duplicated": n, "not_synced": n,
                             "not_synced_reasons": {"<code>": n},
                             "findings": {"<kind>": [{"key", "differs", "ids", "fix"}]}}},
-     "calls": {"marketo": {"used": n, "minimum": n, "waiting_polls": n,
+     "calls": {"marketo": {"used": n, "minimum": n, "waiting_polls": n, "retried": n,
                            "by_object": {"<object>": {"used": n, "minimum": n}}},
                "crm": {"used": n, "minimum": n}},
+     "scores_not_checked": "<why>",  # only when the CRM has no MSI score fields
      "repair": {...}}   # only after --repair
 
 Checks are sales_persons, companies, leads, opportunities, opportunity_roles, scores; kinds are
@@ -17,7 +18,9 @@ missing, mismatched, orphaned, duplicated. `findings` lists the first `examples`
 (all of them when `examples` is 0). `minimum` is the cheapest reads for what is in scope: per
 31-day lead export window create, enqueue, one status and the file (when it has rows); one get
 per 300 records of each other object; the CRM's query pages. `waiting_polls` are the export
-status polls beyond the first, which depend on how long Marketo takes (part of `used`).
+status polls beyond the first, which depend on how long Marketo takes, and `retried` the tries
+that failed and were retried (a 606 when other integrations share the rate): both are part of
+`used`.
 """
 
 from __future__ import annotations
@@ -70,6 +73,7 @@ def calls(diagnosis: Diagnosis) -> dict[str, Any]:
             "used": sum(diagnosis.marketo_calls.values()),
             "minimum": sum(diagnosis.marketo_minimum.values()),
             "waiting_polls": diagnosis.waiting_polls,
+            "retried": diagnosis.retried,
             "by_object": by_object,
         },
         "crm": {"used": diagnosis.crm_calls, "minimum": diagnosis.crm_minimum},
@@ -123,6 +127,8 @@ def render_text(diagnosis: Diagnosis, examples: int) -> str:
         f"CRM calls: {cost['crm']['used']} (minimum query pages {cost['crm']['minimum']}; the "
         "rest is metadata tap-crm-msi and target-crm-msi read: labels, describes)"
     )
+    if document.get("scores_not_checked"):
+        lines.append(f"Scores not checked: {document['scores_not_checked']}")
     if "repair" in document:
         lines.append("Repair: " + json.dumps(document["repair"], default=str))
     return "\n".join(lines)

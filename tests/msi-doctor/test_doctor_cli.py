@@ -66,6 +66,12 @@ def test_exit_codes_and_the_json_shape(
     assert "someone.else@example.com" in text
     assert "(minimum reads 14 + " in text
 
+    # A CRM without the MSI score fields: the scores are not checked, and the report says why.
+    no_scores = {**crm, "salesforce_field_map": {"priority": "No_Such_Field__c"}}
+    assert main([*files[2:], "--crm-config", write(tmp_path / "no-scores.json", no_scores)]) == 1
+    text = capsys.readouterr().out
+    assert "Scores not checked: Lead has no field No_Such_Field__c" in text
+
     # A cap below the reads it needs: the run proves nothing, exit 2.
     assert main([*files, "--max-calls", "3"]) == COULD_NOT_RUN
     assert "call cap of 3" in capsys.readouterr().err
