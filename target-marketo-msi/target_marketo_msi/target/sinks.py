@@ -58,6 +58,11 @@ class MarketoObjectSink(TextTimestampsSink, BatchSink):
         self.marketo_target.loader.add(self.stream_name, record)
 
     def process_batch(self, context: dict) -> None:
+        # A tap's BATCH message (its batch_config) brings its records here whole, read from its
+        # files by the SDK, never through process_record: hand them to the loader too, or they
+        # are silently lost. (Drained batches carry no "records": process_record took them.)
+        for record in context.get("records") or ():
+            self.process_record(self.preprocess_record(record, context), context)
         # Children whose parents may still arrive wait for the final flush.
         self.marketo_target.flush(final=False)
 
