@@ -175,41 +175,39 @@ class MarketoReader:
 
     # The other objects ------------------------------------------------------------------------
     def read_object(self, stream: str, ids: Iterable[str], expected: int) -> None:
-        """The records of `stream` whose filter field is one of `ids`.
+        """The records of `stream` (one per id) whose filter field is one of `ids`.
 
         `expected` is how many records the CRM says should be there: the minimum is one get
         per 300 of them.
         """
-        spec, filter_field, fields = GETS[stream]
-        before = self.client.total_calls
-        target: dict[str, Any] = getattr(self.world, _ATTRIBUTE[stream])
-        for chunk in _chunks(sorted(ids)):
-            for row in self._get_all(spec, filter_field, chunk, (filter_field, *fields)):
-                key = norm(row.get(filter_field))
-                if key is None:
-                    continue
-                if stream == "opportunity_roles":
-                    target[key].append(row)
-                else:
-                    target[key] = row
+        found: dict[str, Any] = getattr(self.world, stream)
+        for key, row in self._read(stream, _chunks(sorted(ids))):
+            found[key] = row
         self.world.minimum[stream] = -(-expected // MAX_VALUES)
-        self._counted(stream, before)
 
     def read_roles(self, roles_per_opportunity: dict[str, int]) -> None:
         """Roles by opportunity, packing opportunities so a call's roles fill one page."""
-        spec, filter_field, fields = GETS["opportunity_roles"]
-        before = self.client.total_calls
-        for chunk in _packed(roles_per_opportunity):
-            for row in self._get_all(spec, filter_field, chunk, (filter_field, *fields)):
-                key = norm(row.get(filter_field))
-                if key is not None:
-                    self.world.roles[key].append(row)
+        for key, row in self._read("opportunity_roles", _packed(roles_per_opportunity)):
+            self.world.roles[key].append(row)
         # A call names at most 300 opportunities and answers at most 300 roles a page.
         self.world.minimum["opportunity_roles"] = max(
             -(-sum(roles_per_opportunity.values()) // MAX_VALUES),
             -(-len(roles_per_opportunity) // MAX_VALUES),
         )
-        self._counted("opportunity_roles", before)
+
+    def _read(
+        self, stream: str, chunks: Iterable[list[str]]
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        """(normalised filter value, row) of every record the chunks of ids find; the calls
+        are counted against `stream`."""
+        spec, filter_field, fields = GETS[stream]
+        before = self.client.total_calls
+        for chunk in chunks:
+            for row in self._get_all(spec, filter_field, chunk, (filter_field, *fields)):
+                key = norm(row.get(filter_field))
+                if key is not None:
+                    yield key, row
+        self._counted(stream, before)
 
     def _get_all(
         self, spec: ObjectSpec, filter_field: str, values: list[str], fields: tuple[str, ...]
@@ -233,14 +231,6 @@ class MarketoReader:
         """Keys the target has loaded into this instance (its change-detection fingerprints)."""
         rows = self.state.query("SELECT key FROM fingerprints WHERE object = ?", (stream,))
         return {str(norm(r[0])) for r in rows if r[0] and not str(r[0]).startswith("deleted:")}
-
-
-_ATTRIBUTE = {
-    "sales_persons": "sales_persons",
-    "companies": "companies",
-    "opportunities": "opportunities",
-    "opportunity_roles": "roles",
-}
 
 
 def _chunks(values: list[str]) -> Iterator[list[str]]:
