@@ -99,8 +99,8 @@ def run_to_the_end(config: dict[str, Any], lines: list[str]) -> list[dict[str, A
 
 def chaos(
     sandbox: Any, crm: str, config: dict[str, Any], people: People, label: str, tmp_path: Path
-) -> None:
-    """The chaos run and its checks; adds the row to the chaos table."""
+) -> set[str]:
+    """The chaos run and its checks; adds the row to the chaos table. The endpoints called."""
     records = mixed_scores(people.all_ids())
     assert len(records) == RECORDS
     sandbox.admin(crm, "POST", "stats/reset")
@@ -132,26 +132,33 @@ def chaos(
     assert final["status"] == "ok"
     assert sum(s["rejected"] for s in summaries) == 0
     assert repeated > 0
+    return {row["endpoint"] for row in stats["calls"]}
 
 
 @pytest.mark.slow
 @pytest.mark.chaos
 @pytest.mark.parametrize(
-    ("label", "settings"),
-    [
-        # 10,000 records a pass, each object's 5,000 above both Bulk thresholds (2,000).
-        ("salesforce, Bulk 2.0 query and ingest", {}),
-        (
-            "salesforce, REST query and composite",
-            {"bulk_read_threshold": 0, "bulk_write_threshold": 0},
-        ),
-    ],
+    ("label", "bulk"),
+    [("salesforce, Bulk 2.0 query and ingest", True), ("salesforce, REST and composite", False)],
 )
-def test_salesforce_chaos(sandbox: Any, tmp_path: Path, label: str, settings: dict) -> None:
+def test_salesforce_chaos(sandbox: Any, tmp_path: Path, label: str, bulk: bool) -> None:
     sandbox.seeded("salesforce", "medium")
     people = People(sandbox, "salesforce", leads=RECORDS // 2, contacts=RECORDS // 2)
+    # Bulk: 10,000 records a pass (the default batch_size), each object's 5,000 above both
+    # thresholds (2,000, the defaults); else Bulk off (0).
+    settings = {} if bulk else {"bulk_read_threshold": 0, "bulk_write_threshold": 0}
     config = salesforce_config(sandbox, tmp_path, **PATIENT, daily_api_share=1.0, **settings)
-    chaos(sandbox, "salesforce", config, people, label, tmp_path)
+    endpoints = chaos(sandbox, "salesforce", config, people, label, tmp_path)
+
+    api = "/services/data/<version>"
+    if bulk:  # Bulk jobs read and wrote (composite too, for a few locked rows sent again)
+        assert {f"{api}/jobs/query", f"{api}/jobs/ingest"} <= endpoints
+    else:
+        assert {f"{api}/query", f"{api}/composite/sobjects"} <= endpoints
+        assert not any("/jobs/" in endpoint for endpoint in endpoints)
+    # No job was ever given its rows twice (Salesforce would not close it; nothing doubled).
+    uploads = [len(job.upload) for job in sandbox.service("salesforce").bulk_jobs.listing("ingest")]
+    assert max(uploads, default=0) <= 1
 
 
 @pytest.mark.slow

@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 from writeback_support import (
     People,
     dynamics_config,
@@ -19,6 +20,7 @@ from writeback_support import (
 )
 
 INGEST = "/jobs/ingest"
+CONFIGS = {"salesforce": salesforce_config, "dynamics": dynamics_config}
 
 
 def outcomes(sandbox: Any, service: str) -> set[tuple[str, str, str]]:
@@ -99,105 +101,81 @@ def test_bulk_ingest_survives_lost_answers_at_every_step_and_reports_failed_rows
     ]
 
 
-def test_composite_update_whose_answer_is_lost_is_sent_again_once(
+def faulted_run(
+    sandbox: Any, crm: str, tmp_path: Path, each: int, faults: dict[str, Any], **settings: Any
+) -> tuple[dict[str, Any], set[tuple[str, str, str]], dict[str, Any]]:
+    """Scores for `each` leads and `each` contacts written under `faults`: the summary, the
+    calls' outcomes, and what differs from the source (empty: exact)."""
+    people = People(sandbox, crm, leads=each, contacts=each)
+    records = mixed_scores(people.all_ids())
+    sandbox.admin(crm, "PUT", "faults", json=faults)
+    target = run_target(CONFIGS[crm](sandbox, tmp_path, **settings), singer_lines(records))
+    return target.summary, outcomes(sandbox, crm), people.mismatches(records, tmp_path)
+
+
+def test_composite_update_whose_answer_is_lost_is_sent_again(
     seeded_salesforce: Any, tmp_path: Path
 ) -> None:
-    sandbox = seeded_salesforce
-    people = People(sandbox, "salesforce", leads=30, contacts=30)
-    records = mixed_scores(people.all_ids())
-    sandbox.admin(
-        "salesforce",
-        "PUT",
-        "faults",
-        json={
-            "errors": [{"code": "500", "nth": 2, "after": True, "path": "composite"}],
-            "lose_nth": 1,
-            "lose_path": "composite",
-        },
-    )
-    target = run_target(salesforce_config(sandbox, tmp_path), singer_lines(records))
-
-    assert people.mismatches(records, tmp_path) == {}
     # One call of 60 records, lost after it took effect, then answered 500 after it took
-    # effect again: sent three times, 60 records each, updating the same values.
-    assert target.summary["repeated"] == {"Contact": 60, "Lead": 60}
-    assert target.summary["written"] == 60
+    # effect again: sent three times, updating the same values.
+    faults = {
+        "errors": [{"code": "500", "nth": 2, "after": True, "path": "composite"}],
+        "lose_nth": 1,
+        "lose_path": "composite",
+    }
+    summary, met, wrong = faulted_run(seeded_salesforce, "salesforce", tmp_path, 30, faults)
+
+    assert {o for _, e, o in met if "composite" in e} == {"lost", "after-500", "200"}
+    assert wrong == {}
+    assert summary["repeated"] == {"Contact": 60, "Lead": 60}
+    assert summary["written"] == 60
 
 
 def test_dataverse_batch_whose_answer_is_lost_is_sent_again(
     seeded_dynamics: Any, tmp_path: Path
 ) -> None:
-    sandbox = seeded_dynamics
-    people = People(sandbox, "dynamics", leads=30, contacts=30)
-    records = mixed_scores(people.all_ids())
-    sandbox.admin(
-        "dynamics",
-        "PUT",
-        "faults",
-        json={
-            # Reads are $batch calls too (the leads', then the contacts'): the first write
-            # call (40 records) is answered 502 after it took effect; the second (20 records)
-            # is lost after it took effect (the lose counter skips the call the rule struck).
-            "errors": [{"code": "502", "nth": 3, "after": True, "path": "batch"}],
-            "lose_nth": 4,
-            "lose_path": "batch",
-        },
+    # Reads are $batch calls too (the leads', then the contacts'): the first write call (40
+    # records) is answered 502 after it took effect; the second (20 records) is lost after it
+    # took effect (the lose counter skips the call the rule struck).
+    faults = {
+        "errors": [{"code": "502", "nth": 3, "after": True, "path": "batch"}],
+        "lose_nth": 4,
+        "lose_path": "batch",
+    }
+    summary, met, wrong = faulted_run(
+        seeded_dynamics, "dynamics", tmp_path, 30, faults, dynamics_batch_size=40
     )
-    config = dynamics_config(sandbox, tmp_path, dynamics_batch_size=40)
-    target = run_target(config, singer_lines(records))
 
-    met = outcomes(sandbox, "dynamics")
     assert {o for method, _, o in met if method == "POST"} >= {"after-502", "lost"}
-    assert people.mismatches(records, tmp_path) == {}
-    assert target.summary["written"] == 60
-    assert sum(target.summary["repeated"].values()) == 40 + 20  # each write call once more
+    assert wrong == {}
+    assert summary["written"] == 60
+    assert sum(summary["repeated"].values()) == 40 + 20  # each write call once more
 
 
-def test_salesforce_session_expires_mid_run_and_a_new_one_is_requested(
-    seeded_salesforce: Any, tmp_path: Path
+@pytest.mark.parametrize(
+    ("crm", "expired"), [("salesforce", "INVALID_SESSION_ID"), ("dynamics", "401")]
+)
+def test_token_expires_mid_run_and_a_new_one_is_requested(
+    sandbox: Any, tmp_path: Path, crm: str, expired: str
 ) -> None:
-    sandbox = seeded_salesforce
-    people = People(sandbox, "salesforce", leads=40, contacts=40)
-    records = mixed_scores(people.all_ids())
-    # A half-second session, and every call takes at least 50 ms: a run of 20 calls or more
-    # outlives its first session whatever the machine's speed.
-    sandbox.admin("salesforce", "PUT", "limits", json={"token_lifetime": 0.5})
-    sandbox.admin("salesforce", "PUT", "faults", json={"latency_ms": 50})
-    config = salesforce_config(sandbox, tmp_path, batch_size=8, bulk_write_threshold=0)
-    target = run_target(config, singer_lines(records))
+    sandbox.seeded(crm)
+    # A half-second token, and every call takes at least 50 ms: a run of 20 calls or more
+    # outlives its first token whatever the machine's speed.
+    sandbox.admin(crm, "PUT", "limits", json={"token_lifetime": 0.5})
+    summary, met, wrong = faulted_run(
+        sandbox, crm, tmp_path, 40, {"latency_ms": 50}, batch_size=8, bulk_write_threshold=0
+    )
 
-    assert target.summary["calls"] >= 20
-    assert any(o == "INVALID_SESSION_ID" for _, _, o in outcomes(sandbox, "salesforce"))
-    assert token_requests(sandbox, "salesforce") >= 2
-    assert people.mismatches(records, tmp_path) == {}
-
-
-def test_dataverse_token_expires_mid_run_and_a_new_one_is_requested(
-    seeded_dynamics: Any, tmp_path: Path
-) -> None:
-    sandbox = seeded_dynamics
-    people = People(sandbox, "dynamics", leads=40, contacts=40)
-    records = mixed_scores(people.all_ids())
-    sandbox.admin("dynamics", "PUT", "limits", json={"token_lifetime": 0.5})
-    sandbox.admin("dynamics", "PUT", "faults", json={"latency_ms": 50})  # as for Salesforce
-    config = dynamics_config(sandbox, tmp_path, batch_size=8)
-    target = run_target(config, singer_lines(records))
-
-    assert target.summary["calls"] >= 20
-    assert any(o == "401" for _, _, o in outcomes(sandbox, "dynamics"))
-    assert token_requests(sandbox, "dynamics") >= 2
-    assert people.mismatches(records, tmp_path) == {}
+    assert summary["calls"] >= 20
+    assert any(o == expired for _, _, o in met)
+    assert token_requests(sandbox, crm) >= 2
+    assert wrong == {}
 
 
 def test_throttled_openid_configuration_is_retried(seeded_dynamics: Any, tmp_path: Path) -> None:
     # MSAL reads the authority's OpenID configuration first; Entra ID may throttle that too.
-    sandbox = seeded_dynamics
-    people = People(sandbox, "dynamics", leads=2, contacts=2)
-    records = mixed_scores(people.all_ids())
-    plan = {"errors": [{"code": "429", "nth": 1, "path": "openid-configuration"}]}
-    sandbox.admin("dynamics", "PUT", "faults", json=plan)
-    target = run_target(dynamics_config(sandbox, tmp_path), singer_lines(records))
+    faults = {"errors": [{"code": "429", "nth": 1, "path": "openid-configuration"}]}
+    summary, met, wrong = faulted_run(seeded_dynamics, "dynamics", tmp_path, 2, faults)
 
-    assert any(o == "429" for _, _, o in outcomes(sandbox, "dynamics"))
-    assert target.summary["written"] == 4
-    assert people.mismatches(records, tmp_path) == {}
+    assert any(o == "429" for _, _, o in met)
+    assert (summary["written"], wrong) == (4, {})
