@@ -144,6 +144,28 @@ def plan(
     return {**everywhere, "errors": once + rules, "drop_nth": 7, "lose_nth": 9}
 
 
+def report(
+    what: str,
+    faults: list[str],
+    clean: Emitted,
+    stats: dict[str, Any],
+    *,
+    repeated_writes: int,
+    result: str = "exact",
+) -> None:
+    """This test's row of the chaos table: calls are the sandbox's count for the runs tested."""
+    add_row(
+        ChaosRow(
+            plugin=f"tap-crm-msi ({what})",
+            faults=", ".join(faults),
+            records=clean.count,
+            calls=stats["total"],
+            repeated_writes=repeated_writes,
+            result=result,
+        )
+    )
+
+
 def runs_to_the_end(config: dict[str, Any], emitted: Emitted, limit: int = 60) -> int:
     """Run the tap from `emitted.state` until a run is not stopped early; the runs made."""
     for runs in range(1, limit + 1):
@@ -193,16 +215,14 @@ def test_salesforce_chaos(world: Any) -> None:
     read_jobs = 2  # Lead's and Contact's
     orphans = len(jobs.listing("query")) - read_jobs
     assert orphans >= 1
-    add_row(
-        ChaosRow(
-            plugin="tap-crm-msi (salesforce: REST paging and Bulk 2.0 query)",
-            faults=", ".join(sorted(met)) + ", expired sessions",
-            records=clean.count,
-            calls=stats["total"],
-            repeated_writes=orphans,
-            result=f"exact ({runs} runs, each after a REQUEST_LIMIT_EXCEEDED stop going on from "
-            f"its state; {orphans} bulk query jobs created again, the first left unread)",
-        )
+    report(
+        "salesforce: REST paging and Bulk 2.0 query",
+        [*sorted(met), "expired sessions"],
+        clean,
+        stats,
+        repeated_writes=orphans,
+        result=f"exact ({runs} runs, each after a REQUEST_LIMIT_EXCEEDED stop going on from its "
+        f"state; {orphans} bulk query jobs created again, the first left unread)",
     )
 
 
@@ -233,16 +253,7 @@ def test_dynamics_chaos(world: Any) -> None:
     met = injected_kinds(stats, kinds)
     assert met == kinds
     assert token_calls(stats, DV_TOKEN) > 1
-    add_row(
-        ChaosRow(
-            plugin="tap-crm-msi (dynamics)",
-            faults=", ".join(sorted(met)) + ", expired tokens",
-            records=clean.count,
-            calls=stats["total"],
-            repeated_writes=0,  # the tap writes nothing to Dataverse
-            result="exact",
-        )
-    )
+    report("dynamics", [*sorted(met), "expired tokens"], clean, stats, repeated_writes=0)
 
 
 # Token expiry -----------------------------------------------------------------------------------
@@ -355,14 +366,11 @@ def test_killed_three_times_then_run_again(world: Any, crm: str, tmp_path: Path)
         delivered.records[stream] += rows
     assert_same_records(delivered.records, clean.records)
     assert comparable(final.state) == comparable(clean.state)
-    add_row(
-        ChaosRow(
-            plugin=f"tap-crm-msi ({crm}, killed)",
-            faults="SIGKILL x3, each run resumed from the last STATE the one before wrote: "
-            + "; ".join(kills),
-            records=clean.count,
-            calls=stats_of(sandbox, crm)["total"],
-            repeated_writes=0,  # REST paging and change tracking: no job, nothing written
-            result="exact (every record once; final state as a clean run's)",
-        )
+    report(
+        f"{crm}, killed",
+        ["SIGKILL x3 (each run resumed from the last STATE the one before wrote)", *kills],
+        clean,
+        stats_of(sandbox, crm),
+        repeated_writes=0,  # REST paging and change tracking: no job, nothing written
+        result="exact (every record once; final state as a clean run's)",
     )
