@@ -11,7 +11,8 @@ Searched: every log line (stderr), the Singer output (records and STATE), and ev
 wrote (state stores, rejects, summaries); only the file the operator named to keep a rotated
 refresh token (`refresh_token_file`) may hold one. Searched for: each client secret, refresh
 token and private key given or rotated, each access token the sandbox issued (its token stores),
-any JWT, and any `Authorization` header value.
+Marketo's client id (which both Marketo plugins mark sensitive), any JWT, and any
+`Authorization` header value.
 """
 
 from __future__ import annotations
@@ -128,6 +129,8 @@ def secrets(sandbox: Any, *given: dict[str, Any], work: Path) -> set[str]:
         service = sandbox.service(name)
         values |= set(service.tokens.values())
         values.add(sandbox.info[name]["client_secret"])
+    # Marketo's client id is sensitive too (both Marketo plugins declare it so).
+    values.add(sandbox.info["marketo"]["client_id"])
     values |= set(sandbox.service("salesforce").auth.issued_refresh_tokens())
     stored = work / "operator" / "refresh-token.json"
     if stored.exists():
