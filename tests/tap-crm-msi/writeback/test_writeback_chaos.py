@@ -166,8 +166,9 @@ def test_salesforce_chaos(sandbox: Any, tmp_path: Path, label: str, bulk: bool) 
 def test_dynamics_chaos(sandbox: Any, tmp_path: Path) -> None:
     sandbox.seeded("dynamics", "medium")
     people = People(sandbox, "dynamics", leads=RECORDS // 2, contacts=RECORDS // 2)
-    # Smaller $batch calls: more calls, so every path meets its faults several times.
-    config = dynamics_config(sandbox, tmp_path, **PATIENT, batch_size=5000, dynamics_batch_size=250)
+    # $batch calls of 500 writes: 40 of them, so the writes meet their faults several times
+    # (each injected 429 costs a whole second of Retry-After).
+    config = dynamics_config(sandbox, tmp_path, **PATIENT, batch_size=5000, dynamics_batch_size=500)
     chaos(sandbox, "dynamics", config, people, "dynamics, $batch", tmp_path)
 
 
