@@ -21,6 +21,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Protocol
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 
 from msi_common import retry
@@ -445,7 +446,7 @@ class _ResumableDownload:
         self._response = response
         self._skip = self.received if response.status_code == 200 else 0  # Range ignored
         self.total = _file_size(response) or self.total
-        self._chunks = response.iter_content(self.chunk_size)
+        self._chunks = _pieces(response, self.chunk_size)
 
     def close(self) -> None:
         if self._response is not None:
@@ -457,6 +458,24 @@ class _ResumableDownload:
 def _is_write(method: str, params: Mapping[str, Any] | None) -> bool:
     """Whether a call may change Marketo: any non-GET but a look-up sent as POST _method=GET."""
     return method != "GET" and (params or {}).get("_method") != "GET"
+
+
+def _pieces(response: requests.Response, size: int) -> Iterator[bytes]:
+    """The body as it arrives, each read passed on at once (at most `size` bytes).
+
+    `iter_content` fills whole chunks and drops a partly filled one when the connection breaks,
+    so a transfer cut every few kilobytes would never move on; `read1` loses nothing received.
+    A break is raised as `requests` raises it (a transport error: retried, then resumed).
+    """
+    raw = response.raw
+    if not hasattr(raw, "read1"):  # urllib3 before 2.2: whole chunks only
+        yield from response.iter_content(size)
+        return
+    try:
+        while piece := raw.read1(size, decode_content=True):
+            yield piece
+    except urllib3.exceptions.HTTPError as exc:  # a cut body, a read timeout, a TLS error
+        raise requests.exceptions.ChunkedEncodingError(exc) from exc
 
 
 def _file_size(response: requests.Response) -> int | None:

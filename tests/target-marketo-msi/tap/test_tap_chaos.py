@@ -273,8 +273,7 @@ TAP = Path(sys.executable).with_name("tap-marketo-msi")
 KILL_LIMITS = {
     "calls_per_window": 100_000,
     "bulk_extract_rows_per_second": 4_000,  # each window's job runs for most of a second
-    # A file comes in many pieces (each answer cut after 100 kB: the client keeps the 64 kB
-    # chunks it read whole and asks for the rest with Range).
+    # A file comes in many pieces (each answer cut after 100 kB, the rest asked for with Range).
     "bulk_extract_file_cut_bytes": 100_000,
 }
 
