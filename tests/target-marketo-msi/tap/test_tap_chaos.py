@@ -375,7 +375,7 @@ def kill_points(sandbox: Any, rng: random.Random) -> list[tuple[str, Any]]:
 
         return trigger
 
-    n, m, k = rng.randint(2, 12), rng.randint(4_500, 5_500), rng.randint(100, 1_300)
+    n, m, k = rng.randint(2, 8), rng.randint(4_500, 5_500), rng.randint(100, 1_300)
     return [
         ("during lead_scores' first export job", exporting),
         (f"mid-emit, lead_scores' 2nd window ({m} records)", emitted(m)),
