@@ -128,6 +128,8 @@ def chaos(
         )
     )
     assert met == kinds(crm)
+    token_outcomes = {row["outcome"] for row in stats["calls"] if "token" in row["endpoint"]}
+    assert {"503", f"after-{AFTER_CODES[0]}"} <= token_outcomes  # a token issued, answer lost
     assert problems == {}
     assert final["status"] == "ok"
     assert sum(s["rejected"] for s in summaries) == 0
