@@ -21,7 +21,7 @@ import re
 import signal
 import subprocess
 import sys
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -123,9 +123,28 @@ def stats_of(sandbox: Any, crm: str) -> dict[str, Any]:
     return sandbox.admin(crm, "GET", "stats").json()
 
 
-def token_calls(stats: dict[str, Any], token_path: str) -> int:
+def token_calls(stats: dict[str, Any], token_path: str) -> Counter[str]:
+    """Calls to the token endpoint by outcome."""
     pattern = re.compile(token_path.lstrip("^"))
-    return sum(row["calls"] for row in stats["calls"] if pattern.search(row["endpoint"]))
+    calls: Counter[str] = Counter()
+    for row in stats["calls"]:
+        if pattern.search(row["endpoint"]):
+            calls[row["outcome"]] += row["calls"]
+    return calls
+
+
+def faults_met(calls: Counter[str]) -> str:
+    return "(" + " ".join(sorted(outcome for outcome in calls if outcome not in OK)) + ")"
+
+
+def on_token_endpoint(path: str, *codes: str) -> list[dict[str, Any]]:
+    """Faults the token endpoint meets for sure, besides those at a rate: a 503, then `codes`,
+    before the effect; then a token issued whose answer is replaced by a 502."""
+    rules = [
+        {"code": c, "nth": n, "times": 1, "path": path} for n, c in enumerate(["503", *codes], 1)
+    ]
+    rules.append({"code": "502", "nth": len(rules) + 2, "times": 1, "path": path, "after": True})
+    return rules
 
 
 def plan(
@@ -199,7 +218,8 @@ def test_salesforce_chaos(world: Any) -> None:
     limit_once = {**limit, "rate": 0.0, "nth": 2, "times": 1}
     # The first job creation is applied, then answered 502: a job left behind, never read.
     orphan = {"code": "502", "nth": 1, "times": 1, "path": "/jobs/query$", "after": True}
-    faults["errors"] = [orphan, limit_once, limit, *faults["errors"]]
+    token = on_token_endpoint(SF_TOKEN)
+    faults["errors"] = [*token, orphan, limit_once, limit, *faults["errors"]]
     sandbox.admin("salesforce", "PUT", "faults", json=faults)
     config = salesforce_config(sandbox, page_size=500, bulk_threshold=20_000, **PATIENT)
 
@@ -213,7 +233,9 @@ def test_salesforce_chaos(world: Any) -> None:
     kinds = {*SF_CODES, *HTTP_CODES, "dropped", "lost", *(f"after-{c}" for c in AFTER_CODES)}
     met = injected_kinds(stats, kinds)
     assert met == kinds
-    assert token_calls(stats, SF_TOKEN) > 1  # expired sessions got new tokens
+    tokens = token_calls(stats, SF_TOKEN)
+    assert {"503", "after-502"} <= tokens.keys()
+    assert tokens["200"] > 1  # expired sessions got new tokens
     results = [r for r in stats["calls"] if r["endpoint"].endswith("/results")]
     assert sum(r["calls"] for r in results if r["outcome"] == "200") >= 50  # 25 pages each
     read_jobs = 2  # Lead's and Contact's
@@ -221,7 +243,7 @@ def test_salesforce_chaos(world: Any) -> None:
     assert orphans >= 1
     report(
         "salesforce: REST paging and Bulk 2.0 query",
-        [*sorted(met), "expired sessions"],
+        [*sorted(met), "expired sessions", f"on the token endpoint {faults_met(tokens)}"],
         clean,
         stats,
         repeated_writes=orphans,
@@ -235,8 +257,8 @@ def test_dynamics_chaos(world: Any) -> None:
     clean = clean_run(sandbox, "dynamics")
     calm(sandbox, "dynamics", token_lifetime=1)
     faults = plan(("401",), DV_DATA, seed=21, throttling=DV_THROTTLING)
-    entra = {"code": "429", "nth": 2, "times": 1, "path": DV_TOKEN}  # Entra ID's, Retry-After 1
-    faults["errors"] = [entra, *faults["errors"]]
+    token = on_token_endpoint(DV_TOKEN, "429")  # Entra ID's 429 has a Retry-After
+    faults["errors"] = [*token, *faults["errors"]]
     sandbox.admin("dynamics", "PUT", "faults", json=faults)
 
     emitted = Emitted()
@@ -256,8 +278,13 @@ def test_dynamics_chaos(world: Any) -> None:
     }
     met = injected_kinds(stats, kinds)
     assert met == kinds
-    assert token_calls(stats, DV_TOKEN) > 1
-    report("dynamics", [*sorted(met), "expired tokens"], clean, stats, repeated_writes=0)
+    tokens = token_calls(stats, DV_TOKEN)
+    assert {"503", "429", "after-502"} <= tokens.keys()
+    assert tokens["200"] > 1  # expired tokens were renewed
+    token_faults = f"on the token endpoint {faults_met(tokens)}"
+    report(
+        "dynamics", [*sorted(met), "expired tokens", token_faults], clean, stats, repeated_writes=0
+    )
 
 
 # Token expiry -----------------------------------------------------------------------------------
@@ -277,7 +304,7 @@ def test_tokens_expiring_mid_run_are_renewed(world: Any, crm: str) -> None:
     token_path, expired = (
         (SF_TOKEN, "INVALID_SESSION_ID") if crm == "salesforce" else (DV_TOKEN, "401")
     )
-    assert token_calls(stats, token_path) >= 2
+    assert token_calls(stats, token_path)["200"] >= 2
     assert injected_kinds(stats, [expired]) == {expired}  # the expired token was refused
 
 
