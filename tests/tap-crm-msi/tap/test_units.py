@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -95,6 +96,39 @@ def test_unsorted_reads_move_the_bookmark_only_at_the_end() -> None:
     window.finish()
     assert state["replication_key_value"] == T2
     assert state["seen"] == {"x": T2}
+
+
+def test_an_interrupted_first_read_goes_on_as_a_first_read() -> None:
+    state: dict[str, Any] = {}
+    killed = OverlapWindow(state, start=None, overlap_s=60, replication_key="k")
+    assert not killed.incremental
+    killed.admit("a", T0)  # the run dies here: its STATE holds the bookmark and `first_read`
+    saved = json.loads(json.dumps(state))
+
+    resumed = OverlapWindow(saved, start=T0, overlap_s=60, replication_key="k")
+    assert not resumed.incremental  # leads converted before the first run stay left out
+    assert _run(resumed, [("a", T0), ("b", T1)]) == ["b"]
+    assert "first_read" not in saved
+    assert OverlapWindow(saved, start=T1, overlap_s=60, replication_key="k").incremental
+
+
+def test_an_unsorted_read_goes_on_from_the_place_it_kept() -> None:
+    state: dict[str, Any] = {}
+    unsorted = {"overlap_s": 30, "replication_key": "k", "sorted_input": False}
+    killed = OverlapWindow(state, start=None, **unsorted)
+    place = killed.keep_place(link="page-2", rows=0)
+    for row_id, ts in (("x", T2), ("y", T1)):
+        killed.admit(row_id, ts)
+        place["rows"] += 1
+    saved = json.loads(json.dumps(state))  # the STATE written before the kill
+    assert "replication_key_value" not in saved  # unsorted: no bookmark until the end
+
+    resumed = OverlapWindow(saved, start=None, **unsorted)
+    assert resumed.progress == {"link": "page-2", "rows": 2, "max_ts": T2}
+    assert _run(resumed, [("z", T0)]) == ["z"]
+    assert saved["replication_key_value"] == T2  # the newest timestamp of both runs
+    assert saved["seen"] == {"x": T2, "y": T1}  # inside the overlap of T2; z is older
+    assert "progress" not in saved
 
 
 def test_window_forgets_rows_older_than_the_overlap() -> None:
