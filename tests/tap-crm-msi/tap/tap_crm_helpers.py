@@ -5,11 +5,11 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
-import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 from plugin_settings import crm_connection
 
 from msi_common.contract import key_properties
@@ -76,7 +76,7 @@ def run_tap(
                 raise
             run.error = exc
     for line in out.getvalue().splitlines():
-        message = json.loads(line)
+        message = msgspec.json.decode(line)
         if message["type"] == "RECORD":
             run.records[message["stream"]].append(message["record"])
         elif message["type"] == "STATE":
@@ -86,14 +86,16 @@ def run_tap(
     return run
 
 
-def by_key(records: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, list[str]]]:
-    """Each stream's records as JSON text per key (a list: a key emitted twice shows twice)."""
-    keyed: dict[str, dict[str, list[str]]] = {}
+def by_key(records: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, list[bytes]]]:
+    """Each stream's records as JSON (keys sorted) per key: a key emitted twice shows twice."""
+    keyed: dict[str, dict[str, list[bytes]]] = {}
     for stream, rows in records.items():
         key = key_properties(stream)
-        per_key: dict[str, list[str]] = defaultdict(list)
+        per_key: dict[str, list[bytes]] = defaultdict(list)
         for row in rows:
-            per_key["|".join(str(row.get(k)) for k in key)].append(json.dumps(row, sort_keys=True))
+            per_key["|".join(str(row.get(k)) for k in key)].append(
+                msgspec.json.encode(row, order="sorted")
+            )
         keyed[stream] = dict(per_key)
     return keyed
 
