@@ -194,17 +194,19 @@ def run_process(config_file: Path, input_file: Path, log: Path) -> subprocess.Po
         )
 
 
-def kill_at(process: subprocess.Popen, sandbox: Any, crm: str, calls: int) -> bool:
-    """kill -9 the process once the CRM has answered `calls` more calls; False if it ended
-    first. Progress is the CRM's own count, so where it dies does not depend on timing."""
+def kill_at(process: subprocess.Popen, sandbox: Any, crm: str, calls: int) -> int | None:
+    """kill -9 the process once the CRM has answered `calls` more calls: the calls it had made
+    (None if it ended first). Progress is the CRM's own count, so where it dies does not depend
+    on timing."""
     start = api_calls_so_far(sandbox, crm)
     while process.poll() is None:
-        if api_calls_so_far(sandbox, crm) - start >= calls:
+        made = api_calls_so_far(sandbox, crm) - start
+        if made >= calls:
             os.kill(process.pid, signal.SIGKILL)
             process.wait()
-            return True
+            return made
         time.sleep(0.01)
-    return False
+    return None
 
 
 @pytest.mark.slow
@@ -230,17 +232,29 @@ def test_killed_runs_then_a_rerun_leave_the_crm_exact(
     log = tmp_path / "target.log"
     chooser = random.Random(f"{crm}-kills")
 
-    killed = 0
-    while killed < KILLS:
+    killed: list[int] = []  # calls each killed run had made
+    while len(killed) < KILLS:
         process = run_process(config_file, input_file, log)
-        if not kill_at(process, sandbox, crm, chooser.randint(3, 30)):
+        made = kill_at(process, sandbox, crm, chooser.randint(3, 30))
+        if made is None:
             pytest.fail(f"the run ended before its kill ({killed} killed): {log.read_text()}")
-        killed += 1
+        killed.append(made)
     assert people.mismatches(records, tmp_path) != {}  # the killed runs left work undone
 
     final = run_process(config_file, input_file, log)
     assert final.wait(timeout=120) == 0, log.read_text()
     summary = json.loads(Path(config["summary_path"]).read_text())
+    problems = people.mismatches(records, tmp_path)
+    add_row(
+        ChaosRow(
+            plugin=f"target-crm-msi ({crm}; killed after {', '.join(map(str, killed))} calls)",
+            faults="kill -9",
+            records=len(records),
+            calls=api_calls_so_far(sandbox, crm),
+            repeated_writes=sum(summary["repeated"].values()),  # the rerun's (no faults)
+            result="exact" if not problems else f"differs: {sorted(problems)}",
+        )
+    )
     assert summary["status"] == "ok"
     assert summary["written"] > 0
-    assert people.mismatches(records, tmp_path) == {}
+    assert problems == {}
