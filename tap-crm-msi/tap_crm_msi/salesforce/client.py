@@ -143,24 +143,43 @@ class SalesforceClient(BaseCrmClient):
         (then it is aborted), raises `BulkJobUnfinished` before any row is yielded. A job whose
         creation answer was lost is left behind unread: only the job answered is read.
         """
-        job = self.send(
-            "POST",
-            f"{self.base}/jobs/query",
-            json={"operation": "queryAll" if include_deleted else "query", "query": soql},
-        ).json()
-        job_url = f"{self.base}/jobs/query/{job['id']}"
-        self._await_bulk_job(job_url, job, "query", timeout_s=self.bulk_timeout_s)
-        locator: str | None = None
+        for _, _, rows in self.bulk_result_pages(soql, include_deleted=include_deleted):
+            yield rows
+
+    def bulk_result_pages(
+        self,
+        soql: str,
+        *,
+        include_deleted: bool = False,
+        job_id: str | None = None,
+        locator: str | None = None,
+    ) -> Iterator[tuple[str, str | None, list[dict]]]:
+        """(job id, locator, rows) per results page of a new query job, as `bulk_query`; or,
+        given `job_id` (and `locator`), of that job's results from that page on: a read
+        interrupted there goes on, as Salesforce keeps a job's results for 7 days."""
+        if job_id is None:
+            job = self.send(
+                "POST",
+                f"{self.base}/jobs/query",
+                json={"operation": "queryAll" if include_deleted else "query", "query": soql},
+            ).json()
+            job_id = str(job["id"])
+            job_url = f"{self.base}/jobs/query/{job_id}"
+            self._await_bulk_job(job_url, job, "query", timeout_s=self.bulk_timeout_s)
         while True:
             params: dict[str, Any] = {"maxRecords": self.bulk_max_records}
             if locator:
                 params["locator"] = locator
             response = self.send(
-                "GET", f"{job_url}/results", params=params, headers={"Accept": "text/csv"}
+                "GET",
+                f"{self.base}/jobs/query/{job_id}/results",
+                params=params,
+                headers={"Accept": "text/csv"},
             )
             response.encoding = "utf-8"
             reader = csv.DictReader(io.StringIO(response.text))
-            yield [{k: (v if v != "" else None) for k, v in row.items()} for row in reader]
+            rows = [{k: (v if v != "" else None) for k, v in row.items()} for row in reader]
+            yield job_id, locator, rows
             locator = response.headers.get("Sforce-Locator")
             if not locator or locator == "null":
                 return

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from tap_crm_msi.client import prefetch
-from tap_crm_msi.errors import BulkJobUnfinished
+from tap_crm_msi.errors import BulkJobUnfinished, CrmError
 from tap_crm_msi.salesforce.client import soql_datetime
 from tap_crm_msi.salesforce.ids import to_18
 from tap_crm_msi.tap.mapping import OwnerPolicy, apply_mappings, canonical_ts
@@ -96,29 +96,33 @@ class SalesforceStream(CrmStream):
         include_deleted = incremental and sobject.deletable
         to_record = self.record_builder(crm_object, incremental)
         ordered = soql + " ORDER BY SystemModstamp ASC, Id ASC"
-        pages = self.client.query_pages(ordered, include_deleted=include_deleted)
-        total, rows = next(pages, (0, []))
         batches: Iterator[list[dict[str, Any]]] | None = None
-        if total > self.bulk_threshold:
-            pages.close()
-            self.logger.info(
-                "%s: %d rows to read, above bulk_threshold %d: using a Bulk API 2.0 query job",
-                crm_object,
-                total,
-                self.bulk_threshold,
-            )
-            batches = self._bulk_batches(crm_object, soql, include_deleted)
-            if batches is None:
-                pages = self.client.query_pages(ordered, include_deleted=include_deleted)
-                total, rows = next(pages, (0, []))
+        if (window.progress or {}).get("job"):  # a Bulk read was interrupted: go on with its job
+            batches = self._bulk_batches(crm_object, soql, include_deleted, window)
+        else:
+            pages = self.client.query_pages(ordered, include_deleted=include_deleted)
+            total, rows = next(pages, (0, []))
+            if total > self.bulk_threshold:
+                pages.close()
+                self.logger.info(
+                    "%s: %d rows to read, above bulk_threshold %d: using a Bulk API 2.0 query job",
+                    crm_object,
+                    total,
+                    self.bulk_threshold,
+                )
+                batches = self._bulk_batches(crm_object, soql, include_deleted, window)
             else:
-                window.sorted_input = False
-        if batches is None:
-            batches = _chain_first(rows, prefetch(pages))
+                batches = _chain_first(rows, prefetch(pages))
+        if batches is None:  # the Bulk job ended without results: REST paging after all
+            pages = self.client.query_pages(ordered, include_deleted=include_deleted)
+            batches = (page for _, page in prefetch(pages))
         admit = window.admit
         mappings = self.field_mappings.for_object(crm_object)
         for batch in batches:
             for row in batch:
+                place = window.progress
+                if place is not None:  # counted before its record goes out, skipped or not
+                    place["rows"] += 1
                 ts = canonical_ts(row["SystemModstamp"])
                 sf_id = to_18(row["Id"])
                 if not admit(sf_id, ts):  # type: ignore[arg-type]
@@ -132,16 +136,44 @@ class SalesforceStream(CrmStream):
         window.finish()
 
     def _bulk_batches(
-        self, crm_object: str, soql: str, include_deleted: bool
+        self, crm_object: str, soql: str, include_deleted: bool, window: OverlapWindow
     ) -> Iterator[list[dict[str, Any]]] | None:
-        """The Bulk query job's result sets, or None when the job ended without results."""
-        results = self.client.bulk_query(soql, include_deleted=include_deleted)
+        """The Bulk query job's result sets, or None when the job ended without results.
+
+        The window keeps the job, the page's locator and the rows of it done, so a read
+        interrupted (killed, stopped) goes on there: each row once. A job kept that is gone
+        (results are kept 7 days) is replaced by a new one; the window skips what was emitted.
+        """
+        place = window.progress or {}
+        skip = int(place.get("rows", 0))
+        results = self.client.bulk_result_pages(
+            soql,
+            include_deleted=include_deleted,
+            job_id=place.get("job"),
+            locator=place.get("locator"),
+        )
         try:
-            first = next(results, [])
+            first = next(results, None)
         except BulkJobUnfinished as exc:
             self.logger.warning("%s: %s; reading it with REST paging instead", crm_object, exc)
+            window.lose_place()
             return None
-        return ([_from_csv(row) for row in batch] for batch in itertools.chain([first], results))
+        except CrmError as exc:
+            if not place or exc.status != 404:
+                raise
+            self.logger.warning("%s: Bulk job %s is gone; a new one", crm_object, place["job"])
+            window.lose_place()
+            return self._bulk_batches(crm_object, soql, include_deleted, window)
+        window.sorted_input = False
+
+        def batches() -> Iterator[list[dict[str, Any]]]:
+            nonlocal skip
+            for job_id, locator, rows in itertools.chain([first] if first else [], results):
+                window.keep_place(job=job_id, locator=locator, rows=skip)
+                yield [_from_csv(row) for row in rows[skip:]]
+                skip = 0
+
+        return batches()
 
     def record_builder(
         self, crm_object: str, incremental: bool

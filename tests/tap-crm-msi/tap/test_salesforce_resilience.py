@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tap_crm_helpers import assert_same_records, run_tap, salesforce_config
+from tap_crm_helpers import TapRun, assert_same_records, run_tap, salesforce_config
 
 from tap_crm_msi.errors import AuthError
 from tap_crm_msi.tap.streams import CrmStream
@@ -231,6 +231,41 @@ def test_bulk_job_past_its_deadline_is_aborted_and_read_with_rest(
     assert len(warned) == 3  # Lead, Contact and the roles
     assert all("after bulk_timeout_seconds (0.2 s); aborted it" in w for w in warned)
     assert [job.state for job in _query_jobs(sandbox)] == ["Aborted"] * 3
+
+
+@pytest.mark.parametrize("job_gone", [False, True], ids=["same job", "job gone"])
+def test_bulk_read_stopped_mid_job_goes_on_with_its_job(
+    seeded_salesforce: Any, caplog: pytest.LogCaptureFixture, job_gone: bool
+) -> None:
+    sandbox = seeded_salesforce
+    config = salesforce_config(sandbox, **BULK)
+    rest = run_tap(salesforce_config(sandbox))
+    sandbox.admin("salesforce", "PUT", "limits", json={"bulk_results_max_records": 20})
+    # The fourth results page (Lead's) is refused: the allowance is spent, the run stops there.
+    results = r"/jobs/query/\w+/results$"
+    refused = {"code": "REQUEST_LIMIT_EXCEEDED", "nth": 4, "times": 1, "path": results}
+    sandbox.admin("salesforce", "PUT", "faults", json={"errors": [refused]})
+
+    stopped = run_tap(config)
+    assert stopped.tap is not None
+    assert stopped.tap.stop_reason
+    assert 0 < len(stopped.records["leads"]) <= 3 * 20  # converted leads are left out
+    if job_gone:  # past the 7 days Salesforce keeps results
+        sandbox.service("salesforce").bulk_jobs.reset()
+    with caplog.at_level(logging.WARNING):
+        resumed = run_tap(config, stopped.state)
+
+    assert resumed.tap is not None
+    assert resumed.tap.stop_reason is None
+    assert ("is gone; a new one" in caplog.text) == job_gone
+    both = {s: stopped.records.get(s, []) + resumed.records.get(s, []) for s in KEYS}
+    if job_gone:  # a new job: what was emitted inside the overlap window is skipped by id
+        for stream in KEYS:
+            assert set(TapRun(records=both).ids(stream)) == set(rest.ids(stream)), stream
+    else:  # the same job, from the page where the run stopped: each record once
+        assert_same_records(both, rest.records)
+        jobs = sorted(job.sobject.name for job in _query_jobs(sandbox))
+        assert jobs == ["Contact", "Lead", "OpportunityContactRole"]  # one job for Lead
 
 
 def test_run_killed_mid_stream_loses_nothing(
