@@ -3,8 +3,9 @@
 Each SObject is queried `ORDER BY SystemModstamp, Id` from its bookmark minus the overlap window
 (`queryAll` on incremental runs, so deletions arrive as `IsDeleted` rows). When the first page
 says the result is larger than `bulk_threshold`, the read switches to a Bulk API 2.0 query job
-(unordered, so the bookmark then moves only when the object has been read to its end). A job
-that ends without results (Failed, Aborted, or given up on after `bulk_timeout_seconds`) has
+(unordered, so the bookmark then moves only when the object has been read to its end; a run
+interrupted mid-job goes on with that job, from the results page it was on). A job that ends
+without results (Failed, Aborted, or given up on after `bulk_timeout_seconds`) has
 yielded no row: the object is then read with REST paging after all, nothing lost or doubled.
 """
 
