@@ -34,6 +34,11 @@ from target_marketo_msi.tap.csvstream import typed_rows
 from target_marketo_msi.tap.extract import ExtractSettings, LeadExtract, new_job, windows
 
 LOGGER = logging.getLogger("msi_doctor.marketo")
+CAP_REACHED = "msi-doctor's call cap (max_calls) is reached: the run proves nothing"
+TOO_FEW_FOR_EXPORT = (
+    "too few Marketo calls left under msi-doctor's call cap (max_calls) or the daily call budget "
+    "to finish a lead export: the run proves nothing"
+)
 MAX_VALUES = 300  # Marketo's filterValues and batchSize limit
 # One bulk export at its cheapest: create, enqueue, one status, and the file when it has rows.
 # Further status polls depend on how long Marketo takes to run the job: counted apart.
@@ -93,7 +98,7 @@ class CappedBudget(CallBudget):
 
     def take(self) -> None:
         if self.allowance is not None and self.run_calls >= self.allowance:
-            raise StopRun("cap", f"msi-doctor's call cap of {self.allowance} reached")
+            raise StopRun("cap", CAP_REACHED)
         self.daily.take()
         self.run_calls += 1
 
@@ -156,6 +161,11 @@ class MarketoReader:
         exports = minimum = 0
         types = cell_types()
         for start, end in windows(self.leads_since, now):
+            left = self.client.budget.remaining()
+            if left is not None and left < EXPORT_CALLS + 1:
+                # Stop before creating a job it cannot finish: an abandoned job holds a place
+                # in Marketo's export queue (10) for everyone on the instance.
+                raise StopRun("cap", TOO_FEW_FOR_EXPORT)
             exports += 1
             has_file = False
             for lead in typed_rows(extract.rows(new_job("createdAt", start, end)), types):

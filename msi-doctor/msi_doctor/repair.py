@@ -14,6 +14,7 @@ the oldest, so roles keep pointing at it.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import io
 import json
@@ -26,9 +27,10 @@ from msi_common.contract import SCORES_STREAM, STREAM_NAMES, key_properties
 from msi_common.testing import schema_message  # the contract's SCHEMA message (not test data)
 from msi_doctor.checks import Finding
 from msi_doctor.doctor import Diagnosis, diagnose
-from msi_doctor.marketo_side import MAX_VALUES, CappedBudget
+from msi_doctor.marketo_side import CAP_REACHED, MAX_VALUES, CappedBudget
 from msi_doctor.settings import Settings
 from tap_crm_msi.writeback.target import TargetCrmMsi
+from target_marketo_msi.marketo.errors import StopRun
 from target_marketo_msi.target.target import TargetMarketoMsi
 
 LOGGER = logging.getLogger("msi_doctor.repair")
@@ -127,15 +129,20 @@ def minimum_calls(streams: dict[str, list[dict[str, Any]]], duplicates: int) -> 
 
 
 def repair(settings: Settings, diagnosis: Diagnosis) -> Diagnosis:
-    """Fix what `diagnosis` found, then diagnose again; the new diagnosis says what was done."""
+    """Fix what `diagnosis` found, then diagnose again; the new diagnosis says what was done.
+
+    `max_calls` caps the whole run: the check, the repair and the check after it together.
+    """
     streams = forward_records(diagnosis)
-    cap = settings.max_calls or None
-    duplicates = delete_duplicates(settings, diagnosis, cap)
-    summary = (
-        run_marketo_target(settings, singer_lines(streams), cap) if any(streams.values()) else {}
-    )
+    spent = sum(diagnosis.marketo_calls.values())
+    duplicates = delete_duplicates(settings, diagnosis, _left(settings, spent))
+    spent += duplicates["calls"]
+    summary: dict[str, Any] = {}
+    if any(streams.values()):
+        summary = run_marketo_target(settings, singer_lines(streams), _left(settings, spent))
     scores = write_scores(settings, diagnosis)
     marketo_calls = duplicates["calls"] + int(summary.get("total_calls") or 0)
+    spent += int(summary.get("total_calls") or 0)
     report = {
         "resent": {
             n: sum(1 for r in rs if not r.get("_sdc_deleted_at")) for n, rs in streams.items()
@@ -152,9 +159,19 @@ def repair(settings: Settings, diagnosis: Diagnosis) -> Diagnosis:
             "crm": {"used": int(scores.get("calls") or 0)},
         },
     }
-    after = diagnose(settings)
+    after = diagnose(dataclasses.replace(settings, max_calls=_left(settings, spent) or 0))
     after.extra["repair"] = report
     return after
+
+
+def _left(settings: Settings, spent: int) -> int | None:
+    """The Marketo calls the run may still make under `max_calls` (None: no cap)."""
+    if not settings.max_calls:
+        return None
+    left = settings.max_calls - spent
+    if left <= 0:
+        raise StopRun("cap", CAP_REACHED)
+    return left
 
 
 def _rejects(summary: dict[str, Any]) -> dict[str, int]:

@@ -72,9 +72,20 @@ def test_exit_codes_and_the_json_shape(
     text = capsys.readouterr().out
     assert "Scores not checked: Lead has no field No_Such_Field__c" in text
 
+    # --repair re-sends it and checks again: healthy, exit 0, the repair reported.
+    assert main([*files, "--repair"]) == HEALTHY
+    text = capsys.readouterr().out
+    assert "salesforce -> Marketo: healthy" in text
+    assert '"sales_persons": 1' in text.split("Repair: ", 1)[1]
+    assert next(iter(store.iterate("salespersons")))["email"] == person["email"]
+    # The cap holds for the whole run, repair and the check after it included.
+    store.update("salespersons", person["id"], {"email": "someone.else@example.com"})
+    assert main([*files, "--repair", "--max-calls", "20"]) == COULD_NOT_RUN
+    assert "call cap (max_calls)" in capsys.readouterr().err
+
     # A cap below the reads it needs: the run proves nothing, exit 2.
     assert main([*files, "--max-calls", "3"]) == COULD_NOT_RUN
-    assert "call cap of 3" in capsys.readouterr().err
+    assert "call cap (max_calls)" in capsys.readouterr().err
     # No Marketo settings: exit 2.
     assert main(["--crm-config", files[1]]) == COULD_NOT_RUN
     assert "no Marketo settings" in capsys.readouterr().err
