@@ -147,7 +147,11 @@ def repair(settings: Settings, diagnosis: Diagnosis) -> Diagnosis:
         "resent": {
             n: sum(1 for r in rs if not r.get("_sdc_deleted_at")) for n, rs in streams.items()
         },
-        "deleted": {n: sum(1 for r in rs if r.get("_sdc_deleted_at")) for n, rs in streams.items()},
+        # What the target says it deleted (leads only where the job's delete_leads is on).
+        "deleted": {
+            n: int(((summary.get("objects") or {}).get(n) or {}).get("deleted") or 0)
+            for n in streams
+        },
         "duplicate_leads_deleted": duplicates["deleted"],
         "rejected": dict(Counter(_rejects(summary))),
         "scores_written": int(scores.get("written") or 0),
