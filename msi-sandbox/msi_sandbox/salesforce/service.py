@@ -4,7 +4,11 @@ Limits (PUT /_sandbox/limits): `daily_api_requests` is the org's daily allowance
 authenticated /services/data call counts; `Sforce-Limit-Info: api-usage=N/M` on each answer,
 `403 REQUEST_LIMIT_EXCEEDED` once spent), `token_lifetime` the session lifetime in seconds,
 `refresh_token_rotation` (0/1) whether a refresh returns a new refresh token and retires the
-old, `bulk_processing_seconds` how long a Bulk API 2.0 job stays InProgress.
+old, `bulk_processing_seconds` how long a Bulk API 2.0 job stays InProgress,
+`concurrent_api_requests` how many API calls may be in flight at once (0: unlimited; beyond it
+`403 REQUEST_LIMIT_EXCEEDED` "ConcurrentRequests (Concurrent API Requests) Limit exceeded.", as
+the org-wide limit on long-running requests answers; the real limit counts only calls running
+20 seconds or more, the sandbox every call in flight).
 
 Faults: a whole-call error injected through /_sandbox/faults renders the Salesforce way: an
 HTTP status (`"503"`) as a plain-text body with that status, an API error code
@@ -24,11 +28,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Flask, Response, request
+from flask import Blueprint, Flask, Response, g, request
 
 from msi_sandbox.faults import FaultInjector
 from msi_sandbox.generator import World
-from msi_sandbox.limits import DailyQuota
+from msi_sandbox.limits import ConcurrencyGate, DailyQuota
 from msi_sandbox.salesforce import auth, bulk, ids, query, schema, sobjects, world
 from msi_sandbox.salesforce.wire import MAX_VERSION, ApiError, error, not_found
 from msi_sandbox.service import SandboxService, json_response
@@ -62,6 +66,7 @@ class SalesforceService(SandboxService):
         "refresh_token_rotation": 0,
         "bulk_processing_seconds": 0.2,
         "bulk_results_max_records": 0,  # rows per Bulk query results page at most (0: maxRecords)
+        "concurrent_api_requests": 0,
     }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -113,6 +118,7 @@ class SalesforceService(SandboxService):
     def apply_limits(self) -> None:
         super().apply_limits()
         self.quota.allowance = int(self.limits["daily_api_requests"])
+        self.in_flight = ConcurrencyGate(int(self.limits["concurrent_api_requests"]))
 
     def enter_limits(self) -> Response | None:
         path = request.path
@@ -121,10 +127,23 @@ class SalesforceService(SandboxService):
         refusal = self.auth.check_session()
         if refusal is not None:
             return refusal
+        if not self.in_flight.enter():
+            self.set_outcome("REQUEST_LIMIT_EXCEEDED")
+            return error(
+                403,
+                "REQUEST_LIMIT_EXCEEDED",
+                "ConcurrentRequests (Concurrent API Requests) Limit exceeded.",
+            )
         if not self.quota.try_consume():
+            self.in_flight.leave()
             self.set_outcome("REQUEST_LIMIT_EXCEEDED")
             return error(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.")
+        g.sf_in_flight = True
         return None
+
+    def leave_limits(self) -> None:
+        if g.pop("sf_in_flight", False):
+            self.in_flight.leave()
 
     def api_usage(self) -> tuple[int, int]:
         """(used, allowance) of today's API requests."""

@@ -79,6 +79,10 @@ class SalesforceClient(BaseCrmClient):
             used = response.request.headers.get("Authorization", "").removeprefix("Bearer ")
             self.auth.refresh(stale=used)
             raise Retryable("Salesforce session expired; re-authenticated", immediate=True)
+        if status == 403 and code == "REQUEST_LIMIT_EXCEEDED" and "concurrent" in message.lower():
+            # "ConcurrentRequests ... Limit exceeded": too many long requests in flight across the
+            # org right now. It frees as they finish, unlike the daily allowance.
+            raise Retryable(f"Salesforce concurrent request limit: {message}")
         if status == 403 and code == "REQUEST_LIMIT_EXCEEDED":
             self._stop_reason = self._allowance_message(f"Salesforce refused a call: {message}")
             raise ApiAllowanceExhausted(self._stop_reason)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +80,41 @@ def test_request_limit_exceeded_stops_cleanly_and_resumes(seeded_salesforce: Any
         first, second = set(stopped.ids(stream)), set(resumed.ids(stream))
         assert first | second == reference[stream], stream
         assert not first & second, stream  # nothing emitted twice
+
+
+def _release_after_refusals(sandbox: Any, gate: Any, refusals: int) -> None:
+    """Free the held slot once the tap has been refused `refusals` times (or after a minute)."""
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline and _limit_refusals(sandbox) < refusals:
+            time.sleep(0.02)
+    finally:
+        gate.leave()
+
+
+def _limit_refusals(sandbox: Any) -> int:
+    stats = sandbox.admin("salesforce", "GET", "stats").json()
+    return sum(row["calls"] for row in stats["calls"] if row["outcome"] == "REQUEST_LIMIT_EXCEEDED")
+
+
+def test_concurrent_request_limit_is_waited_out_not_taken_for_the_daily_one(
+    seeded_salesforce: Any,
+) -> None:
+    sandbox = seeded_salesforce
+    reference = _all_ids(run_tap(salesforce_config(sandbox)))
+    sandbox.admin("salesforce", "PUT", "limits", json={"concurrent_api_requests": 1})
+    sandbox.admin("salesforce", "POST", "stats/reset")
+    gate = sandbox.service("salesforce").in_flight
+    assert gate.enter()  # another integration's long request holds the org's only slot
+    releaser = threading.Thread(target=_release_after_refusals, args=(sandbox, gate, 3))
+    releaser.start()
+
+    run = run_tap(salesforce_config(sandbox, max_tries=60))
+    releaser.join()
+
+    assert _limit_refusals(sandbox) >= 3
+    assert run.tap.stop_reason is None
+    assert _all_ids(run) == reference
 
 
 def test_configured_share_of_the_daily_allowance_stops_early(seeded_salesforce: Any) -> None:
