@@ -26,6 +26,8 @@ DEFAULT_API_VERSION = "62.0"
 RETRYABLE_ERROR_CODES = frozenset({"UNABLE_TO_LOCK_ROW", "SERVER_UNAVAILABLE"})
 BULK_DONE_STATES = frozenset({"JobComplete", "Failed", "Aborted"})
 DEFAULT_BULK_TIMEOUT_S = 3600.0
+# Rows asked for per Bulk API 2.0 results page (`maxRecords`); Salesforce may send fewer.
+BULK_RESULTS_PAGE_RECORDS = 50_000
 
 
 def soql_datetime(value: dt.datetime) -> str:
@@ -53,7 +55,7 @@ class SalesforceClient(BaseCrmClient):
         self.page_size = int(config.get("page_size") or 2000)
         self.daily_share = float(config["daily_api_share"])
         self.bulk_poll_s = float(config["bulk_poll_seconds"])
-        self.bulk_max_records = int(config.get("bulk_max_records") or 50_000)
+        self.bulk_max_records = BULK_RESULTS_PAGE_RECORDS
         self.bulk_timeout_s = float(config.get("bulk_timeout_seconds") or DEFAULT_BULK_TIMEOUT_S)
         self.auth = SalesforceAuthenticator(config, self.session, self.policy)
         self.api_usage: tuple[int, int] | None = None
