@@ -129,7 +129,10 @@ OWN_SETTINGS = th.PropertiesList(
         "summary_path",
         th.StringType,
         default="output/crm-writeback-summary.json",
-        description="This run's summary (counts, CRM calls, rejects by code), as JSON.",
+        description=(
+            "This run's summary (counts, writes repeated after a fault, CRM calls, rejects by "
+            "code), as JSON."
+        ),
     ),
 ).to_dict()
 

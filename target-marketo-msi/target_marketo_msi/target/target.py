@@ -65,7 +65,8 @@ class TargetMarketoMsi(MaxRecordAgeHookTarget):
         th.Property("fail_on_rejects", th.BooleanType, default=False,
                     description="Fail the run when a record was rejected (exit code 4)"),
         th.Property("summary_path", th.StringType, default="output/marketo-summary.json",
-                    description="This run's summary (counts per object, calls), as JSON"),
+                    description="This run's summary (counts per object, writes repeated "
+                    "after a fault, calls), as JSON"),
         th.Property("progress_interval_seconds", th.NumberType, default=30,
                     description="Seconds between progress lines in the log"),
         th.Property("dry_run", th.BooleanType, default=False,
