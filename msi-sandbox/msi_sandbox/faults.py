@@ -49,6 +49,29 @@ class ErrorRule:
 
 
 @dataclass
+class _ConnectionFault:
+    """Dropped connections or lost answers: at `rate`, or on the `nth` call `path` matches."""
+
+    rate: float
+    nth: int | None
+    path: str
+    matched: int = 0
+    struck: int = 0
+
+    def strikes(self, call_path: str, rng: random.Random) -> bool:
+        if self.path and re.search(self.path, call_path) is None:
+            return False
+        # `nth` counts the calls `path` matches, as an error rule's does.
+        self.matched += 1
+        if (self.nth is not None and self.matched == self.nth) or (
+            self.rate and rng.random() < self.rate
+        ):
+            self.struck += 1
+            return True
+        return False
+
+
+@dataclass
 class FaultConfig:
     latency_ms: float = 0.0
     latency_jitter_ms: float = 0.0
@@ -113,18 +136,16 @@ class FaultInjector:
             self.config = config
             self._random = random.Random(config.seed)
             self._calls = 0
-            self._drop_matched = 0
-            self._lose_matched = 0
-            self.dropped = 0
-            self.lost = 0
+            self._drops = _ConnectionFault(config.drop_rate, config.drop_nth, config.drop_path)
+            self._losses = _ConnectionFault(config.lose_rate, config.lose_nth, config.lose_path)
         return config
 
     def describe(self) -> dict[str, Any]:
         with self._lock:
             data = asdict(self.config)
             data["calls"] = self._calls
-            data["dropped"] = self.dropped
-            data["lost"] = self.lost
+            data["dropped"] = self._drops.struck
+            data["lost"] = self._losses.struck
             return data
 
     def decide(self, path: str) -> Decision:
@@ -136,14 +157,9 @@ class FaultInjector:
             if config.latency_ms or config.latency_jitter_ms:
                 jitter = self._random.uniform(0, config.latency_jitter_ms)
                 decision.latency_s = (config.latency_ms + jitter) / 1000.0
-            if not config.drop_path or re.search(config.drop_path, path):
-                # drop_nth counts the calls drop_path matches, as an error rule's nth does.
-                self._drop_matched += 1
-                nth_hit = config.drop_nth is not None and self._drop_matched == config.drop_nth
-                if nth_hit or (config.drop_rate and self._random.random() < config.drop_rate):
-                    self.dropped += 1
-                    decision.drop = True
-                    return decision
+            if self._drops.strikes(path, self._random):
+                decision.drop = True
+                return decision
             # Every matching rule counts the call (so `nth` means the Nth matching call); the
             # first rule that fires decides the error.
             fired: ErrorRule | None = None
@@ -158,12 +174,8 @@ class FaultInjector:
                 return decision
             if fired is not None:
                 decision.after_error_code = fired.code
-            elif not config.lose_path or re.search(config.lose_path, path):
-                self._lose_matched += 1
-                nth_hit = config.lose_nth is not None and self._lose_matched == config.lose_nth
-                if nth_hit or (config.lose_rate and self._random.random() < config.lose_rate):
-                    self.lost += 1
-                    decision.lose = True
+            else:
+                decision.lose = self._losses.strikes(path, self._random)
             return decision
 
 

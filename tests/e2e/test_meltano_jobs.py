@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from marketorestpython.client import MarketoClient
+from plugin_process import run_command
 
 from msi_sandbox.server import environment_variables
 
@@ -56,15 +57,7 @@ def meltano_run(job: str, sandbox: Any, work: Path) -> dict[str, Any]:
         "TARGET_MARKETO_MSI_SUMMARY_PATH": str(work / "summary.json"),
         "TAP_CRM_MSI__SALESFORCE_REFRESH_TOKEN_FILE": str(work / "refresh-token.json"),
     }
-    result = subprocess.run(
-        [str(MELTANO), "--environment=sandbox", "run", job],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+    result = run_command([str(MELTANO), "--environment=sandbox", "run", job], env, REPO_ROOT)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return json.loads((work / "summary.json").read_text())
 

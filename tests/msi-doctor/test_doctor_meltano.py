@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from doctor_support import crm_config, marketo_config, sync
+from plugin_process import run_command
 
 from msi_sandbox.server import environment_variables
 
@@ -37,15 +38,7 @@ def invoke(sandbox: Any, work: Path, marketo: dict[str, Any]) -> subprocess.Comp
         "MSI_DOCTOR_LEADS_SINCE": (dt.datetime.now(dt.UTC) - dt.timedelta(days=1)).isoformat(),
     }
     command = ["--environment=sandbox", "invoke", "msi-doctor", "--crm", "salesforce"]
-    return subprocess.run(
-        [str(MELTANO), *command, "--format", "json"],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    return run_command([str(MELTANO), *command, "--format", "json"], env, REPO_ROOT)
 
 
 @pytest.mark.slow
