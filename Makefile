@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PACKAGES := msi-common msi-sandbox tap-crm-msi target-marketo-msi msi-doctor
-PACKAGE_FILES := $(foreach p,$(PACKAGES),$(p)/pyproject.toml) requirements-dev.txt
+PACKAGE_FILES := $(foreach p,$(PACKAGES),$(p)/pyproject.toml) requirements-dev.txt orchestrate/requirements.txt
 
 .PHONY: install test demo lint format bench chaos clean
 

@@ -45,10 +45,10 @@ def meltano_project() -> Path:
     return REPO_ROOT
 
 
-def meltano_run(job: str, sandbox: Any, work: Path) -> dict[str, Any]:
-    """`meltano --environment=sandbox run JOB`, isolated in `work`; returns the target's summary."""
-    env = {
-        **os.environ,
+def meltano_environment(sandbox: Any, work: Path) -> dict[str, str]:
+    """What a sandbox run of a meltano job needs on top of the environment, isolated in `work`
+    (the target's summary lands in `work`/summary.json, its rejects in `work`/rejects.jsonl)."""
+    return {
         **environment_variables(sandbox.info),
         # A private system database and connector state, so tests never see each other's state.
         "MELTANO_DATABASE_URI": f"sqlite:///{work / 'meltano.db'}",
@@ -57,6 +57,11 @@ def meltano_run(job: str, sandbox: Any, work: Path) -> dict[str, Any]:
         "TARGET_MARKETO_MSI_SUMMARY_PATH": str(work / "summary.json"),
         "TAP_CRM_MSI__SALESFORCE_REFRESH_TOKEN_FILE": str(work / "refresh-token.json"),
     }
+
+
+def meltano_run(job: str, sandbox: Any, work: Path) -> dict[str, Any]:
+    """`meltano --environment=sandbox run JOB`, isolated in `work`; returns the target's summary."""
+    env = {**os.environ, **meltano_environment(sandbox, work)}
     result = run_command([str(MELTANO), "--environment=sandbox", "run", job], env, REPO_ROOT)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return json.loads((work / "summary.json").read_text())
