@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import tempfile
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -101,7 +102,9 @@ def postgres_server() -> Iterator[str]:
     the URL names the socket directory as `?host=`. Run as root, pgserver runs Postgres as its
     own `pgserver` user, which must reach the directory: so not under pytest's basetemp (0700,
     and reset to 0700 by every pytest session starting on the machine)."""
-    import pgserver  # only the Postgres tests need it
+    with warnings.catch_warnings():  # platformdirs warns on import when XDG_RUNTIME_DIR is unset
+        warnings.simplefilter("ignore")
+        import pgserver  # only the Postgres tests need it
 
     root = Path(tempfile.mkdtemp(prefix="msi-postgres-"))
     root.chmod(0o755)
