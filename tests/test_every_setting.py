@@ -31,7 +31,7 @@ import gzip
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -73,7 +73,23 @@ MARKETO_SHARED = {
     "describe_cache_hours": 0.5,
 }
 TAG = "every-setting"
+# The Postgres connector state the runs that give `state_url` share (the `state_url` fixture).
+SHARED_STATE: list[str] = []
 EXTRA = "middleName"  # the Marketo lead field tap-crm-msi's field_mappings fill (with the email)
+
+
+@pytest.fixture
+def state_url(postgres_url: str) -> Iterator[str]:
+    """A fresh Postgres database for the runs' `state_url` (the session's server)."""
+    SHARED_STATE.append(postgres_url)
+    yield postgres_url
+    SHARED_STATE.clear()
+
+
+def shared_state() -> dict[str, str]:
+    """`state_url`: the connector state in Postgres, as production keeps it."""
+    (url,) = SHARED_STATE
+    return {"state_url": url}
 
 
 # Settings: meltano's kinds, the values given -------------------------------------------------
@@ -259,6 +275,7 @@ def target_marketo_load(sandbox: Any, work: Path) -> dict[str, Any]:
         **RETRIES,
         **MARKETO_SHARED,
         **run_outputs(work / "marketo"),
+        **shared_state(),
         "batch_size": 150,
         "max_body_bytes": 400_000,
         "delete_leads": True,
@@ -305,6 +322,7 @@ def tap_marketo_reference(sandbox: Any, work: Path, name: str = "reference") -> 
 def tap_marketo_all(sandbox: Any, work: Path) -> dict[str, Any]:
     return {
         **tap_marketo_reference(sandbox, work, "tested"),
+        **shared_state(),
         **RETRIES,
         **MARKETO_SHARED,
         "lead_scores_field_map": {"relativeScore": "relativeScore"},
@@ -337,6 +355,7 @@ def target_crm_salesforce(sandbox: Any, work: Path) -> dict[str, Any]:
         **salesforce_extras(sandbox),
         **RETRIES,
         **run_outputs(work / "crm"),
+        **shared_state(),
         "batch_size": 40,
         "salesforce_field_map": {k: v for k, v in defaults.items() if k != UNMAPPED},
         "msi_namespace": "",
@@ -387,6 +406,7 @@ def normal(value: Any) -> Any:
 
 
 @pytest.mark.parametrize("plugin", PLUGINS)
+@pytest.mark.usefixtures("state_url")
 def test_every_declared_setting_is_exercised(sandbox: Any, plugin: str, tmp_path: Path) -> None:
     for crm in ("salesforce", "dynamics"):  # some values are ids of its records
         sandbox.seeded(crm)
@@ -649,6 +669,7 @@ def only(run_: PluginRun, stream: str) -> str:
     return "".join(json.dumps(m) + "\n" for m in kept)
 
 
+@pytest.mark.usefixtures("state_url")
 def test_forward_and_write_back_with_every_setting(sandbox: Any, tmp_path: Path) -> None:
     sandbox.seeded("salesforce")
     tap = run("tap-crm-msi", tap_crm_salesforce_jwt(sandbox, tmp_path), tmp_path / "tap")
@@ -677,6 +698,7 @@ def test_forward_and_write_back_with_every_setting(sandbox: Any, tmp_path: Path)
     assert_marketo_matches(sandbox, marketo_world(records, rejects))
     leads = marketo_leads(sandbox)
     assert all(lead[EXTRA] == lead["email"] for lead in leads.values()), "field_mappings"
+    assert not list(Path(settings["state_dir"]).glob("*.sqlite")), "state_url: state in Postgres"
 
     # MSI scores some people; tap-marketo-msi reads both streams with every setting, and with
     # only its connection (into BATCH files).
@@ -708,6 +730,7 @@ def test_forward_and_write_back_with_every_setting(sandbox: Any, tmp_path: Path)
     unmapped = hub_settings("target-crm-msi")["salesforce_field_map"]["value"][UNMAPPED]
     after = crm_people(sandbox, "salesforce")
     assert all(after[p][unmapped] == before[p][unmapped] for p in before)
+    assert not list(Path(settings["state_dir"]).glob("*.sqlite")), "state_url: state in Postgres"
 
 
 def chosen_people(sandbox: Any, crm: str) -> list[str]:

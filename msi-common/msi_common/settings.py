@@ -13,6 +13,8 @@ a default. `meltano.yml` declares the same names and defaults (tests/msi-common 
   and the call limiter's `calls_per_window`, `window_seconds`, `max_concurrent`. The two plugins
   keep the day's call count in one file per instance under `state_dir`: with the same default
   they share that count (and the budget) even outside meltano.
+- Connector state in a shared database (both Marketo plugins and target-crm-msi): `state_url`,
+  read by `msi_common.state_store` (empty: the SQLite file under `state_dir`).
 """
 
 from __future__ import annotations
@@ -100,6 +102,16 @@ MARKETO_STATE_DIR = th.Property(
     "describe cache, the target's fingerprints and leadId cache, the tap's ledger). "
     "target-marketo-msi and tap-marketo-msi share it, and so one daily call count.",
 )
+# Where connector state lives (target-marketo-msi, tap-marketo-msi, target-crm-msi) ---------------
+STATE_URL = th.Property(
+    "state_url",
+    th.StringType,
+    default="",
+    secret=True,  # a Postgres URL carries its password
+    description="Connector state in a database shared by every worker instead of the SQLite "
+    "file under state_dir: postgresql://user:password@host:5432/db (one schema per external "
+    "instance; the local file is carried over on first use). Empty: the file.",
+)
 DAILY_CALL_BUDGET = th.Property(
     "daily_call_budget",
     th.IntegerType,
@@ -127,6 +139,7 @@ MAX_CONCURRENT = th.Property(
 )
 MARKETO_INSTANCE_SETTINGS = (
     MARKETO_STATE_DIR,
+    STATE_URL,
     DAILY_CALL_BUDGET,
     CALLS_PER_WINDOW,
     WINDOW_SECONDS,

@@ -48,6 +48,8 @@ def test_every_plugin_uses_the_shared_settings_as_declared(plugin: type) -> None
     shared = [*SHARED["all"]]
     if plugin in (TapMarketoMsi, TargetMarketoMsi):
         shared += SHARED["marketo"]
+    if plugin is TargetCrmMsi:
+        shared.append(settings.STATE_URL)
     for prop in shared:
         assert schema(plugin)[prop.name] == declared(prop), prop.name
     assert not set(RETIRED) & set(schema(plugin))

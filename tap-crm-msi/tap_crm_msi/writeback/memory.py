@@ -34,8 +34,8 @@ __all__ = ["WriteMemory", "instance_file"]
 class WriteMemory(StateStore):
     """Last known value per (target record, field), and source -> target redirects."""
 
-    def __init__(self, path: str | Path) -> None:
-        super().__init__(path, SCHEMA)
+    def __init__(self, path: str | Path, *, url: str = "") -> None:
+        super().__init__(path, SCHEMA, url=url)
 
     def known(self, targets: Iterable[str]) -> dict[str, dict[str, Any]]:
         """{target: {field: value}} of the targets this memory holds values for."""
@@ -51,7 +51,8 @@ class WriteMemory(StateStore):
                 found = row.fetchone()
                 merged = {**(json.loads(found[0]) if found else {}), **values}
                 conn.execute(
-                    "INSERT OR REPLACE INTO written (target, fields) VALUES (?, ?)",
+                    "INSERT INTO written (target, fields) VALUES (?, ?)"
+                    " ON CONFLICT (target) DO UPDATE SET fields = excluded.fields",
                     (target, json.dumps(merged, sort_keys=True)),
                 )
 
@@ -62,7 +63,9 @@ class WriteMemory(StateStore):
     def set_redirects(self, pairs: Iterable[tuple[str, str]]) -> None:
         with self.transaction() as conn:
             conn.executemany(
-                "INSERT OR REPLACE INTO redirects (source, target) VALUES (?, ?)", list(pairs)
+                "INSERT INTO redirects (source, target) VALUES (?, ?)"
+                " ON CONFLICT (source) DO UPDATE SET target = excluded.target",
+                list(pairs),
             )
 
     # Full checks ---------------------------------------------------------------------------

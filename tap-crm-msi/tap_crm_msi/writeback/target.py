@@ -45,6 +45,7 @@ OWN_SETTINGS = th.PropertiesList(
         default=".crm-msi-state",
         description="Where what was last written lives: one SQLite file per CRM instance.",
     ),
+    settings.STATE_URL,
     th.Property(
         "batch_size",
         th.IntegerType,

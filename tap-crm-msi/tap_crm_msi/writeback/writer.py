@@ -132,7 +132,10 @@ class ScoreWriter:
     def memory(self) -> WriteMemory:
         if self._memory is None:
             state_dir = Path(self.config["state_dir"])
-            self._memory = WriteMemory(instance_file(state_dir, self.crm, self.instance()))
+            self._memory = WriteMemory(
+                instance_file(state_dir, self.crm, self.instance()),
+                url=self.config.get("state_url") or "",
+            )
         return self._memory
 
     def write(self, stream: str, records: Iterable[dict[str, Any]]) -> None:

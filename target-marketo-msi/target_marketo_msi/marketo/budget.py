@@ -9,30 +9,43 @@ from target_marketo_msi.marketo.errors import StopRun
 
 
 class CallBudget:
-    """Calls this run may still make today; `persist(used)` keeps the count across runs."""
+    """Calls that may still be made today against one instance.
+
+    With `counter` (the instance state's `take_call`), every call is counted in the store in one
+    atomic step that also refuses it once `allowance` calls were counted today, so workers that
+    share the store stay within one budget together; `used` is then the instance's count as last
+    seen. Without it, the count is this object's own.
+    """
 
     def __init__(
         self,
         allowance: int | None,
         used_today: int = 0,
-        persist: Callable[[int], None] | None = None,
+        counter: Callable[[int | None], int | None] | None = None,
     ) -> None:
         self.allowance = allowance
         self.used = used_today
-        self._persist = persist
+        self._counter = counter
         self._lock = threading.Lock()
 
     def take(self) -> None:
         with self._lock:
-            if self.allowance is not None and self.used >= self.allowance:
+            if self._counter is not None:
+                used = self._counter(self.allowance)
+                refused = used is None
+                if used is not None:
+                    self.used = used
+            else:
+                refused = self.allowance is not None and self.used >= self.allowance
+                if not refused:
+                    self.used += 1
+            if refused:
+                self.used = max(self.used, self.allowance or 0)
                 raise StopRun(
                     "budget",
                     f"daily call budget of {self.allowance} reached; stopping before Marketo's"
                     " quota does",
                 )
-            self.used += 1
-            if self._persist is not None:
-                self._persist(self.used)
 
     def remaining(self) -> int | None:
         with self._lock:

@@ -61,7 +61,7 @@ class InstanceCallCount(Protocol):
 
     def calls_today(self) -> int: ...
 
-    def set_calls_today(self, used: int) -> None: ...
+    def take_call(self, allowance: int | None) -> int | None: ...
 
 
 class _Transient(Retryable):
@@ -161,7 +161,7 @@ class MarketoClient:
             budget=CallBudget(
                 int(config["daily_call_budget"]) or None,
                 state.calls_today(),
-                persist=state.set_calls_today,
+                counter=state.take_call,
             ),
             retry=RetrySettings.from_config(config),
             user_agent=user_agent,

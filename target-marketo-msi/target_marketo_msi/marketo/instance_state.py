@@ -13,6 +13,7 @@ import datetime as dt
 import os
 import re
 import sqlite3
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -60,8 +61,15 @@ def _carry_over(earlier: Path, path: Path) -> None:
 class InstanceState(StateStore):
     """The Marketo instance's store, with the tables both Marketo plugins use."""
 
-    def __init__(self, path: str | Path) -> None:
-        super().__init__(path, SCHEMA)
+    def __init__(self, path: str | Path, *, url: str = "") -> None:
+        super().__init__(path, SCHEMA, url=url)
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> InstanceState:
+        """The store a Marketo plugin's settings name: `state_url`, else the file under
+        `state_dir`."""
+        path = instance_file(config["state_dir"], config["base_url"])
+        return cls(path, url=config.get("state_url") or "")
 
     # Daily call count -------------------------------------------------------------------------
     @staticmethod
@@ -72,12 +80,20 @@ class InstanceState(StateStore):
         rows = self.query("SELECT used FROM calls_per_day WHERE day = ?", (self._today(),))
         return int(rows[0][0]) if rows else 0
 
-    def set_calls_today(self, used: int) -> None:
+    def take_call(self, allowance: int | None) -> int | None:
+        """Count one call today unless `allowance` calls were already counted, in one statement
+        every worker sharing the store serialises on: the new count, or None (nothing counted)."""
+        day = self._today()
         with self.transaction() as conn:
-            conn.execute(
-                "INSERT INTO calls_per_day(day, used) VALUES (?, ?) "
-                "ON CONFLICT(day) DO UPDATE SET used = excluded.used",
-                (self._today(), used),
+            counted = conn.execute(
+                "INSERT INTO calls_per_day(day, used) VALUES (?, 1) ON CONFLICT(day) DO UPDATE"
+                " SET used = calls_per_day.used + 1 WHERE calls_per_day.used < ?",
+                (day, allowance if allowance is not None else 2**62),
+            )
+            if counted.rowcount == 0:
+                return None
+            return int(
+                conn.execute("SELECT used FROM calls_per_day WHERE day = ?", (day,)).scalar_one()
             )
 
     # Describe cache ---------------------------------------------------------------------------

@@ -31,14 +31,18 @@ CREATE TABLE IF NOT EXISTS tap_emitted (
 CREATE INDEX IF NOT EXISTS ix_tap_emitted_grp ON tap_emitted (stream, kind, grp);
 """
 
-# SQLite evaluates every SET expression on the old row, so `prev_*` keep the last delivered
-# value: the old one when it was written before this run, else the one saved earlier this run.
+# Both SQLite and Postgres evaluate every SET expression on the old row, so `prev_*` keep the
+# last delivered value: the old one when it was written before this run, else the one saved
+# earlier this run. Columns are named with their table: Postgres finds a bare one ambiguous.
 _UPSERT = """
 INSERT INTO tap_emitted (stream, kind, key, hash, grp, seq) VALUES (?, ?, ?, ?, ?, ?)
 ON CONFLICT (stream, kind, key) DO UPDATE SET
-    prev_hash = CASE WHEN tap_emitted.seq <= :base THEN tap_emitted.hash ELSE prev_hash END,
-    prev_grp = CASE WHEN tap_emitted.seq <= :base THEN tap_emitted.grp ELSE prev_grp END,
-    prev_seq = CASE WHEN tap_emitted.seq <= :base THEN tap_emitted.seq ELSE prev_seq END,
+    prev_hash = CASE WHEN tap_emitted.seq <= :base
+        THEN tap_emitted.hash ELSE tap_emitted.prev_hash END,
+    prev_grp = CASE WHEN tap_emitted.seq <= :base
+        THEN tap_emitted.grp ELSE tap_emitted.prev_grp END,
+    prev_seq = CASE WHEN tap_emitted.seq <= :base
+        THEN tap_emitted.seq ELSE tap_emitted.prev_seq END,
     hash = excluded.hash, grp = excluded.grp, seq = excluded.seq
 """.replace(":base", "?")
 

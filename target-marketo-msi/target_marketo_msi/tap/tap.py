@@ -17,7 +17,7 @@ from singer_sdk import typing as th
 
 from msi_common import settings
 from target_marketo_msi.marketo.client import MarketoClient
-from target_marketo_msi.marketo.instance_state import InstanceState, instance_file
+from target_marketo_msi.marketo.instance_state import InstanceState
 from target_marketo_msi.tap.extract import ExtractSettings, parse_time
 from target_marketo_msi.tap.streams import DESCRIBE2, LeadScoresStream, PeopleStream
 
@@ -115,7 +115,7 @@ class TapMarketoMsi(Tap):
 
     @cached_property
     def instance_state(self) -> InstanceState:
-        return InstanceState(instance_file(self.config["state_dir"], self.config["base_url"]))
+        return InstanceState.from_config(self.config)
 
     @cached_property
     def client(self) -> MarketoClient:

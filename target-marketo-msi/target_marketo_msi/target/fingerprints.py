@@ -41,7 +41,8 @@ class FingerprintStore:
             return
         with self.state.transaction() as conn:
             conn.executemany(
-                "INSERT OR REPLACE INTO fingerprints(object, key, hash) VALUES (?, ?, ?)",
+                "INSERT INTO fingerprints(object, key, hash) VALUES (?, ?, ?)"
+                " ON CONFLICT (object, key) DO UPDATE SET hash = excluded.hash",
                 [(obj, key, digest) for key, digest in items],
             )
 

@@ -27,7 +27,8 @@ class LeadResolver:
         if rows:
             with self.state.transaction() as conn:
                 conn.executemany(
-                    "INSERT OR REPLACE INTO lead_ids(external_person_id, lead_id) VALUES (?, ?)",
+                    "INSERT INTO lead_ids(external_person_id, lead_id) VALUES (?, ?)"
+                    " ON CONFLICT (external_person_id) DO UPDATE SET lead_id = excluded.lead_id",
                     rows,
                 )
 

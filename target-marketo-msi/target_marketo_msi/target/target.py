@@ -13,7 +13,7 @@ from msi_common import settings
 from msi_common.reports import RejectsFile, write_summary
 from target_marketo_msi.marketo.client import MarketoClient
 from target_marketo_msi.marketo.errors import StopRun
-from target_marketo_msi.marketo.instance_state import InstanceState, instance_file
+from target_marketo_msi.marketo.instance_state import InstanceState
 from target_marketo_msi.sdk_compat import MaxRecordAgeHookTarget
 from target_marketo_msi.target.loader import Loader, LoaderSettings
 from target_marketo_msi.target.sinks import SINKS, IgnoredStreamSink, MarketoObjectSink
@@ -79,7 +79,7 @@ class TargetMarketoMsi(MaxRecordAgeHookTarget):
         self.max_parallelism = 1
         config = self.config
         self.dry_run = bool(config["dry_run"]) or self._cli_dry_run
-        self.state_store = InstanceState(instance_file(config["state_dir"], config["base_url"]))
+        self.state_store = InstanceState.from_config(config)
         self.client = MarketoClient.from_config(
             config, self.state_store, user_agent="target-marketo-msi"
         )
