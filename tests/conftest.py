@@ -5,9 +5,6 @@ from __future__ import annotations
 import itertools
 import os
 import re
-import shutil
-import tempfile
-import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,6 +13,7 @@ from typing import Any
 import pytest
 import requests
 
+from msi_common import testing
 from msi_sandbox.server import Sandbox, start
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -96,40 +94,19 @@ def sandbox_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbo
 
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[str]:
-    """One real Postgres for the session (pgserver's bundled binaries, initdb'd in a temp dir),
-    stopped and its directory deleted at the end. It listens on a Unix socket in that directory
-    only (pgserver starts it with no TCP address), so nothing is reachable beyond this machine:
-    the URL names the socket directory as `?host=`. Run as root, pgserver runs Postgres as its
-    own `pgserver` user, which must reach the directory: so not under pytest's basetemp (0700,
-    and reset to 0700 by every pytest session starting on the machine)."""
-    with warnings.catch_warnings():  # platformdirs warns on import when XDG_RUNTIME_DIR is unset
-        warnings.simplefilter("ignore")
-        import pgserver  # only the Postgres tests need it
-
-    root = Path(tempfile.mkdtemp(prefix="msi-postgres-"))
-    root.chmod(0o755)
-    server = pgserver.get_server(root / "pgdata", cleanup_mode="delete")
-    try:
-        yield server.get_uri()
-    finally:
-        server.cleanup()
-        shutil.rmtree(root, ignore_errors=True)
+    """One real Postgres for the session, on a Unix socket only (see
+    msi_common.testing.postgres_server)."""
+    with testing.postgres_server() as url:
+        yield url
 
 
 @pytest.fixture
 def postgres_url(postgres_server: str, request: pytest.FixtureRequest) -> str:
     """A fresh, empty database on the session's Postgres for this test: its URL."""
-    import sqlalchemy as sa
-
-    url = sa.make_url(postgres_server).set(drivername="postgresql+psycopg")
     name = (
         "t_" + re.sub(r"[^a-z0-9]+", "_", request.node.name.lower())[:40] + f"_{next(_DATABASES)}"
     )
-    engine = sa.create_engine(url, isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.exec_driver_sql(f"CREATE DATABASE {name}")
-    engine.dispose()
-    return url.set(database=name, drivername="postgresql").render_as_string(hide_password=False)
+    return testing.create_database(postgres_server, name)
 
 
 @pytest.fixture

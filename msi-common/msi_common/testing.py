@@ -1,5 +1,6 @@
 """What the tests and the benchmarks build alike: the settings that connect each plugin to an
-msi-sandbox service, and a CRM world in the stream contract's shape, as Singer messages.
+msi-sandbox service, a CRM world in the stream contract's shape, as Singer messages, and a
+Postgres of their own (pgserver, a test dependency) for the `state_url` store.
 
 The connectors never import it. It is here because both need it and the benchmarks import only
 installed packages, never anything under tests/ (as singer_sdk.testing serves the SDK's users).
@@ -7,7 +8,12 @@ installed packages, never anything under tests/ (as singer_sdk.testing serves th
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import shutil
+import tempfile
+import warnings
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from msi_common.contract import CONTRACT_STREAMS, STREAM_NAMES, key_properties, load_schema
@@ -132,3 +138,38 @@ def contract_messages(streams: Mapping[str, list[dict[str, Any]]]) -> list[dict[
     for name in names:
         messages += ({"type": "RECORD", "stream": name, "record": r} for r in streams[name])
     return messages
+
+
+# A Postgres of one's own -----------------------------------------------------------------------
+@contextmanager
+def postgres_server() -> Iterator[str]:
+    """A real Postgres (pgserver's bundled binaries, initdb'd in a temp dir): its URL; stopped
+    and its directory deleted at the end. It listens on a Unix socket in that directory only
+    (pgserver starts it with no TCP address), so nothing is reachable beyond this machine: the
+    URL names the socket directory as `?host=`. Run as root, pgserver runs Postgres as its own
+    `pgserver` user, which must reach the directory: so a world-readable one, not under pytest's
+    basetemp (0700, and reset to 0700 by every pytest session starting on the machine)."""
+    with warnings.catch_warnings():  # platformdirs warns on import when XDG_RUNTIME_DIR is unset
+        warnings.simplefilter("ignore")
+        import pgserver  # noqa: PLC0415 (a test dependency, imported only when used)
+
+    root = Path(tempfile.mkdtemp(prefix="msi-postgres-"))
+    root.chmod(0o755)
+    server = pgserver.get_server(root / "pgdata", cleanup_mode="delete")
+    try:
+        yield server.get_uri()
+    finally:
+        server.cleanup()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def create_database(server_url: str, name: str) -> str:
+    """A new, empty database `name` on the Postgres at `server_url`: its URL, as a `state_url`."""
+    import sqlalchemy as sa  # noqa: PLC0415 (only the Postgres users need it)
+
+    url = sa.make_url(server_url).set(drivername="postgresql+psycopg")
+    engine = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.exec_driver_sql(f"CREATE DATABASE {name}")
+    engine.dispose()
+    return url.set(database=name, drivername="postgresql").render_as_string(hide_password=False)
