@@ -257,3 +257,28 @@ def test_a_mapped_field_the_org_lacks_fails_the_run(seeded_salesforce: Any, tmp_
         run_target(config, singer_lines([score(lead_id, 3)]))
     assert people(seeded_salesforce) == before
     assert rejects(tmp_path) == []  # a setting to fix, not thousands of rejected records
+
+
+def describes(sandbox: Any) -> int:
+    stats = sandbox.admin("salesforce", "GET", "stats").json()
+    return sum(row["calls"] for row in stats["calls"] if row["endpoint"].endswith("/describe"))
+
+
+def test_a_second_worker_with_the_same_state_url_reads_no_describe(
+    seeded_salesforce: Any, tmp_path: Path, postgres_url: str
+) -> None:
+    """The describes are remembered in the shared store: a worker with a new disk and the same
+    `state_url` writes with the first worker's field map, asking Salesforce for none."""
+    lead_id = pick(seeded_salesforce)["leads"][0]
+    first = salesforce_config(seeded_salesforce, tmp_path / "worker-1", state_url=postgres_url)
+    run_target(first, singer_lines([score(lead_id, 8)]))
+    assert describes(seeded_salesforce) == 1  # the Lead's
+    seeded_salesforce.admin("salesforce", "POST", "stats/reset")
+
+    second = salesforce_config(seeded_salesforce, tmp_path / "worker-2", state_url=postgres_url)
+    target = run_target(second, singer_lines([score(lead_id, 9)]))
+
+    assert describes(seeded_salesforce) == 0
+    assert target.summary["written"] == 1
+    assert people(seeded_salesforce)[0][lead_id]["Priority__c"] == 9.0
+    assert sorted(tmp_path.rglob("*.sqlite*")) == []  # neither worker kept state on its disk
