@@ -27,6 +27,7 @@ from tap_marketo_support import (
 
 PEOPLE = ("people",)
 CREATE = "/bulk/v1/leads/export/create.json"
+DESCRIBE2 = "/rest/v1/leads/describe2.json"
 REPO_ROOT = Path(__file__).resolve().parents[3]
 MELTANO = Path(sys.executable).parent / "meltano"
 WAREHOUSE_PYTHON = REPO_ROOT / ".meltano" / "loaders" / "target-duckdb" / "venv" / "bin" / "python"
@@ -297,6 +298,26 @@ def test_extra_fields_are_typed_from_describe2(sandbox: Any, tmp_path: Any) -> N
     wrong = tap_config(sandbox, tmp_path / "other", people_extra_fields=["shoeSize"])
     with pytest.raises(Exception, match="shoeSize"):
         run_tap(wrong, streams=PEOPLE)
+
+
+def test_a_second_worker_with_the_same_state_url_reads_no_describe2(
+    sandbox: Any, tmp_path: Any, postgres_url: str
+) -> None:
+    """describe2 is remembered in the instance's store: with `state_url`, a worker with a new
+    disk types the extra fields from what the first worker read."""
+    put_leads(sandbox, [lead(1, now() - dt.timedelta(days=1), leadScore=12)])
+    extra = {"people_extra_fields": ["leadScore"], "state_url": postgres_url}
+    run_tap(tap_config(sandbox, tmp_path / "worker-1", **extra), streams=PEOPLE)
+    assert marketo_calls(sandbox)[DESCRIBE2] == 1
+    sandbox.admin("marketo", "POST", "stats/reset")
+
+    (record,) = run_tap(
+        tap_config(sandbox, tmp_path / "worker-2", **extra), streams=PEOPLE
+    ).records("people")
+
+    assert record["leadScore"] == 12
+    assert DESCRIBE2 not in marketo_calls(sandbox)
+    assert sorted(Path(tmp_path).rglob("*.sqlite*")) == []  # neither worker kept a state file
 
 
 def test_company_checks_can_be_spaced_out(sandbox: Any, tmp_path: Any) -> None:
