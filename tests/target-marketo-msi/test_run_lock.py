@@ -21,6 +21,7 @@ from typing import Any, BinaryIO
 
 import pytest
 from plugin_process import BIN, INHERITED_LOGGING, run_plugin, write_config
+from tap_marketo_support import lead, now, put_leads, run_tap, tap_config
 from target_support import (
     assert_marketo_matches,
     make_world,
@@ -31,7 +32,8 @@ from target_support import (
     write_calls,
 )
 
-from msi_common.run_lock import EXIT_LOCKED, RunLock
+from msi_common.contract import SCORES_STREAM
+from msi_common.run_lock import EXIT_LOCKED, RunLock, RunLockedError
 from target_marketo_msi.marketo.instance_state import InstanceState, instance_file
 
 PLUGIN = "target-marketo-msi"
@@ -228,3 +230,30 @@ def test_two_pairs_on_one_postgres_keep_states_and_locks_apart(
     assert instance_file(pair_a["state_dir"], pair_a["base_url"]) != instance_file(
         pair_b["state_dir"], pair_b["base_url"]
     )
+
+
+def test_an_export_of_a_locked_stream_is_refused_and_the_other_stream_runs(
+    sandbox: Any, tmp_path: Path
+) -> None:
+    """tap-marketo-msi locks each selected stream's export (its ledger is one run's at a time):
+    a second lead_scores export is refused before any Marketo call; people still run."""
+    config = tap_config(sandbox, tmp_path / "state")
+    put_leads(sandbox, [lead(n, now(), priority=n) for n in range(1, 6)])
+    store = InstanceState.from_config(config)
+    holder = RunLock(store, f"tap-marketo-msi.{SCORES_STREAM}")
+    holder.acquire()
+    try:
+        sandbox.admin("marketo", "POST", "stats/reset")
+        with pytest.raises(RunLockedError) as refused:
+            run_tap(config, streams=(SCORES_STREAM,))
+        assert refused.value.exit_code == EXIT_LOCKED
+        assert marketo_calls(sandbox)["total"] == 0
+        people = run_tap(config, streams=("people",))
+    finally:
+        holder.release()
+    assert sorted(r["id"] for r in people.records("people")) == [1, 2, 3, 4, 5]
+    scores = run_tap(config, streams=(SCORES_STREAM,))
+    assert sorted((r["id"], r["priority"]) for r in scores.records(SCORES_STREAM)) == [
+        (n, n) for n in range(1, 6)
+    ]
+    store.close()
