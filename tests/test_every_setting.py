@@ -86,10 +86,11 @@ def state_url(postgres_url: str) -> Iterator[str]:
     SHARED_STATE.clear()
 
 
-def shared_state() -> dict[str, str]:
-    """`state_url`: the connector state in Postgres, as production keeps it."""
+def shared_state() -> dict[str, Any]:
+    """`state_url`: the connector state in Postgres, as production keeps it; and the run lock
+    held there, which these runs (one at a time) find free whatever they would wait."""
     (url,) = SHARED_STATE
-    return {"state_url": url}
+    return {"state_url": url, "lock_wait_seconds": 2.5}
 
 
 # Settings: meltano's kinds, the values given -------------------------------------------------

@@ -15,11 +15,15 @@ a default. `meltano.yml` declares the same names and defaults (tests/msi-common 
   they share that count (and the budget) even outside meltano.
 - Connector state in a shared database (both Marketo plugins and target-crm-msi): `state_url`,
   read by `msi_common.state_store` (empty: the SQLite file under `state_dir`).
+- The run lock (target-marketo-msi, tap-marketo-msi, target-crm-msi): `lock_wait_seconds`, read
+  by `msi_common.run_lock`.
 """
 
 from __future__ import annotations
 
 from singer_sdk import typing as th
+
+from msi_common.run_lock import EXIT_LOCKED
 
 # Retries -----------------------------------------------------------------------------------------
 MAX_TRIES = th.Property(
@@ -112,6 +116,14 @@ STATE_URL = th.Property(
     "file under state_dir: postgresql://user:password@host:5432/db (one schema per external "
     "instance; the local file is carried over on first use). Empty: the file.",
 )
+LOCK_WAIT_SECONDS = th.Property(
+    "lock_wait_seconds",
+    th.NumberType,
+    default=0,
+    description="When another run of this flow into the same instance holds its run lock "
+    f"(kept where state_url says): seconds to wait for it, then end with exit code {EXIT_LOCKED} "
+    "and nothing written (0: end at once).",
+)
 DAILY_CALL_BUDGET = th.Property(
     "daily_call_budget",
     th.IntegerType,
@@ -140,6 +152,7 @@ MAX_CONCURRENT = th.Property(
 MARKETO_INSTANCE_SETTINGS = (
     MARKETO_STATE_DIR,
     STATE_URL,
+    LOCK_WAIT_SECONDS,
     DAILY_CALL_BUDGET,
     CALLS_PER_WINDOW,
     WINDOW_SECONDS,

@@ -39,3 +39,12 @@ def sandbox_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object
     data_dir = tmp_path_factory.mktemp("marketo-sandbox")
     with _ROOT.serving(data_dir, ports={"marketo": 0}, services=["marketo"]) as handle:
         yield handle
+
+
+@pytest.fixture
+def second_marketo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """Another Marketo instance (a second sandbox on its own free loopback port), for tests of
+    several CRM/Marketo pairs; started and stopped by the test that asks for it."""
+    data_dir = tmp_path_factory.mktemp("second-marketo")
+    with _ROOT.serving(data_dir, ports={"marketo": 0}, services=["marketo"]) as handle:
+        yield handle

@@ -7,7 +7,7 @@ serves both directions.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import IO, Any
 
 import click
 from singer_sdk import typing as th
@@ -15,6 +15,7 @@ from singer_sdk.target_base import Target
 
 from msi_common import settings
 from msi_common.reports import write_summary
+from msi_common.run_lock import RunLock, RunLockedError
 from tap_crm_msi.tap.tap import TapCrmMsi
 from tap_crm_msi.writeback.dynamics import DynamicsWriter
 from tap_crm_msi.writeback.fields import DYNAMICS_ATTRIBUTES, SALESFORCE_FIELDS
@@ -46,6 +47,7 @@ OWN_SETTINGS = th.PropertiesList(
         description="Where what was last written lives: one SQLite file per CRM instance.",
     ),
     settings.STATE_URL,
+    settings.LOCK_WAIT_SECONDS,
     th.Property(
         "batch_size",
         th.IntegerType,
@@ -166,6 +168,7 @@ class TargetCrmMsi(Target):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._writer: ScoreWriter | None = None
+        self._lock: RunLock | None = None
         self._stop_reason: str | None = None
         self._status = "ok"
         self.summary: dict[str, Any] | None = None
@@ -176,16 +179,39 @@ class TargetCrmMsi(Target):
 
     @property
     def writer(self) -> ScoreWriter:
-        """Made on the first batch, so a run with nothing to write never calls the CRM."""
+        """Made on the first batch, so a run with nothing to write never calls the CRM; with it,
+        the CRM instance's write-back lock is taken, before the first write, and held to the end
+        of the run, so two write-backs into one CRM never interleave."""
         if self._writer is None:
-            self._writer = WRITERS[self.config["crm"]](dict(self.config), self.report)
+            writer = WRITERS[self.config["crm"]](dict(self.config), self.report)
+            lock = RunLock(writer.memory, self.name, url=self.config.get("state_url") or "")
+            try:
+                lock.acquire(float(self.config["lock_wait_seconds"]))
+            except RunLockedError:
+                self._status = "locked"  # nothing written: no summary over the holder's
+                lock.release()
+                writer.close()
+                raise
+            self._writer, self._lock = writer, lock
         return self._writer
+
+    def listen(self, file_input: IO[str] | None = None) -> None:
+        try:
+            super().listen(file_input)
+        finally:
+            self.release_lock()  # also when a batch failed before the end of the input
+
+    def release_lock(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     def process_endofpipe(self) -> None:
         try:
             super().process_endofpipe()
         except Exception:
-            self._status = "failed"
+            if self._status != "locked":
+                self._status = "failed"
             raise
         finally:
             self.finish()
@@ -201,6 +227,9 @@ class TargetCrmMsi(Target):
         """Close the memory and the rejects file; log and save the summary."""
         if self.summary is not None:
             return self.summary
+        if self._status == "locked":
+            self.report.close()
+            return {}
         writer = self._writer
         data = self.report.as_dict(
             crm=self.config.get("crm"),

@@ -7,6 +7,7 @@ ledger) in the instance's SQLite file under `state_dir`.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 from functools import cached_property
@@ -16,6 +17,7 @@ from singer_sdk import Stream, Tap
 from singer_sdk import typing as th
 
 from msi_common import settings
+from msi_common.run_lock import run_locked
 from target_marketo_msi.marketo.client import MarketoClient
 from target_marketo_msi.marketo.instance_state import InstanceState
 from target_marketo_msi.tap.extract import ExtractSettings, parse_time
@@ -150,11 +152,21 @@ class TapMarketoMsi(Tap):
         return [LeadScoresStream(self), PeopleStream(self)]
 
     def sync_all(self) -> None:
-        """Sync, then say what the run cost Marketo, repeated work included."""
-        try:
-            super().sync_all()
-        finally:
-            self.log_calls()
+        """Sync under the instance's export lock of each selected stream, then say what the run
+        cost Marketo, repeated work included. Locked because a stream's ledger (exactly once)
+        belongs to one run at a time: a second run would roll back the first one's undelivered
+        rows and emit them twice. Per stream, since each stream has its own ledger (the people
+        and the scores exports of one instance may run side by side)."""
+        selected = sorted(name for name, stream in self.streams.items() if stream.selected)
+        with contextlib.ExitStack() as locks:
+            for name in selected:
+                locks.enter_context(
+                    run_locked(self.instance_state, f"{self.name}.{name}", self.config)
+                )
+            try:
+                super().sync_all()
+            finally:
+                self.log_calls()
 
     def log_calls(self) -> None:
         """Calls by outcome, and the writes (export create, enqueue) sent again after a failed

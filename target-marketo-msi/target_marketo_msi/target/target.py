@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import IO, Any
 
 import click
 from singer_sdk import typing as th
@@ -11,6 +11,7 @@ from typing_extensions import override
 
 from msi_common import settings
 from msi_common.reports import RejectsFile, write_summary
+from msi_common.run_lock import run_locked
 from target_marketo_msi.marketo.client import MarketoClient
 from target_marketo_msi.marketo.errors import StopRun
 from target_marketo_msi.marketo.instance_state import InstanceState
@@ -21,6 +22,7 @@ from target_marketo_msi.target.summary import RunSummary, render_table
 
 EXIT_STOPPED = 3  # quota or budget reached: stopped cleanly, no state for unfinished work
 EXIT_REJECTS = 4  # records were rejected and fail_on_rejects is set
+# 5 (msi_common.run_lock.EXIT_LOCKED): another forward sync into the instance holds the run lock
 
 
 class RunFailedError(click.ClickException):
@@ -104,6 +106,12 @@ class TargetMarketoMsi(MaxRecordAgeHookTarget):
             self.logger,
         )
         self.loader.bulk.poll_seconds = float(config["bulk_poll_seconds"])
+
+    def listen(self, file_input: IO[str] | None = None) -> None:
+        """The run, under the instance's forward-sync lock (taken before reading any record, held
+        to the end): two syncs into one Marketo instance never interleave."""
+        with run_locked(self.state_store, self.name, self.config):
+            super().listen(file_input)
 
     def get_sink_class(self, stream_name: str) -> type[Sink]:
         if stream_name in SINKS:
