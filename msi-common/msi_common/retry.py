@@ -232,15 +232,30 @@ class RetryPolicy:
 
         return run
 
-    def run(self, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """`call(*args, **kwargs)` under the policy."""
+    def run(
+        self,
+        call: Callable[..., T],
+        *args: Any,
+        on_retry: Callable[[], None] | None = None,
+        **kwargs: Any,
+    ) -> T:
+        """`call(*args, **kwargs)` under the policy. `on_retry` runs before every try after the
+        first: a failed try may have taken effect, so callers count the repeated work there."""
+        if on_retry is not None:
+            call = _announcing_repeats(call, on_retry)
         return self.retrying(call)(*args, **kwargs)
 
-    def run_batch(self, send: Callable[[list[Item]], None], items: Iterable[Item]) -> list[Item]:
+    def run_batch(
+        self,
+        send: Callable[[list[Item]], None],
+        items: Iterable[Item],
+        on_retry: Callable[[list[Item]], None] | None = None,
+    ) -> list[Item]:
         """Send `items`; when `send` raises `Resend`, send again only the items it names.
 
         Returns the items still unsettled once the tries are spent (empty when all settled).
-        Any other error of `send` goes through as it is.
+        Any other error of `send` goes through as it is. `on_retry` gets the items of every
+        round after the first, before they go again.
         """
         pending = list(items)
 
@@ -257,10 +272,27 @@ class RetryPolicy:
 
         if not pending:
             return []
+        repeat = None if on_retry is None else (lambda: on_retry(pending))
         try:
-            self.run(attempt)
+            self.run(attempt, on_retry=repeat)
         except RetriesExhausted as exc:
             if not isinstance(exc.last, Resend):
                 raise
             return pending
         return []
+
+
+def _announcing_repeats(
+    call: Callable[..., T], before_repeat: Callable[[], None]
+) -> Callable[..., T]:
+    """`call`, with `before_repeat()` run before each of its calls after the first."""
+    first = True
+
+    def attempt(*args: Any, **kwargs: Any) -> T:
+        nonlocal first
+        if not first:
+            before_repeat()
+        first = False
+        return call(*args, **kwargs)
+
+    return attempt

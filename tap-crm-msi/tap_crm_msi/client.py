@@ -85,16 +85,9 @@ class BaseCrmClient:
         self, records: Mapping[str, int], call: Callable[..., T], *args: Any, **kwargs: Any
     ) -> T:
         """`call` under the retry policy, as `send_write` (e.g. several calls that write once)."""
-        tries = 0
-
-        def attempt() -> T:
-            nonlocal tries
-            if tries:
-                self.repeated.update(records)
-            tries += 1
-            return call(*args, **kwargs)
-
-        return self._with_retries(attempt)
+        return self._with_retries(
+            call, *args, on_retry=lambda: self.repeated.update(records), **kwargs
+        )
 
     def get_json(self, url: str, **kwargs: Any) -> Any:
         """GET a JSON body with retries, read in one piece and decoded by msgspec.

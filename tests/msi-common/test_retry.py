@@ -195,3 +195,28 @@ def test_log_lines_never_show_secrets(waits: list[float], caplog: pytest.LogCapt
     assert "Bearer ***" in caplog.text
     assert "hunter2" not in caplog.text
     assert "eyJhbGciOi" not in caplog.text
+
+
+def test_on_retry_runs_before_each_try_after_the_first(waits: list[float]) -> None:
+    policy = RetryPolicy(RetrySettings(max_tries=5))
+    call, tries = failing(Retryable("a"), Retryable("b"))
+    repeats: list[int] = []
+
+    assert policy.run(call, on_retry=lambda: repeats.append(tries[0])) == "done"
+    assert tries == [3]
+    assert repeats == [1, 2]  # before the second and the third try, never before the first
+
+
+def test_run_batch_on_retry_gets_each_round_after_the_first(waits: list[float]) -> None:
+    policy = RetryPolicy(RetrySettings(max_tries=4))
+    rounds: list[list[str]] = []
+
+    def send(items: list[str]) -> None:
+        stuck = [item for item in items if item.startswith("t")][: len(items) - 1]
+        if stuck:
+            raise Resend(stuck, "throttled")
+
+    left = policy.run_batch(send, ["a", "t1", "t2"], on_retry=rounds.append)
+
+    assert left == []
+    assert rounds == [["t1", "t2"], ["t1"]]

@@ -250,16 +250,9 @@ class ScoreWriter:
     ) -> list[Item]:
         """`policy.run_batch(send, items)`, counting the items of every round after the first
         as repeated; returns the items still unsettled when the tries are spent."""
-        rounds = 0
-
-        def attempt(pending: list[Item]) -> None:
-            nonlocal rounds
-            if rounds:
-                self._resent.update(item.object for item in pending)
-            rounds += 1
-            send(pending)
-
-        return policy.run_batch(attempt, items)
+        return policy.run_batch(
+            send, items, on_retry=lambda pending: self._resent.update(i.object for i in pending)
+        )
 
     def retarget(self, item: Item, target: str) -> None:
         """The item's scores belong to another record from now on (and on later runs)."""
