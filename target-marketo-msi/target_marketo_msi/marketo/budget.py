@@ -30,22 +30,22 @@ class CallBudget:
 
     def take(self) -> None:
         with self._lock:
-            if self._counter is not None:
-                used = self._counter(self.allowance)
-                refused = used is None
-                if used is not None:
-                    self.used = used
-            else:
-                refused = self.allowance is not None and self.used >= self.allowance
-                if not refused:
-                    self.used += 1
-            if refused:
+            counter = self._counter or self._count_here
+            counted = counter(self.allowance)
+            if counted is None:
                 self.used = max(self.used, self.allowance or 0)
                 raise StopRun(
                     "budget",
                     f"daily call budget of {self.allowance} reached; stopping before Marketo's"
                     " quota does",
                 )
+            self.used = counted
+
+    def _count_here(self, allowance: int | None) -> int | None:
+        """Today's count with this call, or None past `allowance` (the count is this object's)."""
+        if allowance is not None and self.used >= allowance:
+            return None
+        return self.used + 1
 
     def remaining(self) -> int | None:
         with self._lock:
