@@ -17,10 +17,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-# Answers that are lost or replaced after the request took effect: only an idempotent write, or
-# one whose retry is recognised, survives them.
-AFTER_EFFECT_KINDS = ("lost", "after-5xx")
-
 
 def fault_plan(
     codes: Iterable[str],
