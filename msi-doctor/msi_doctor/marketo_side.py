@@ -213,28 +213,12 @@ class MarketoReader:
         spec, filter_field, fields = GETS[stream]
         before = self.client.total_calls
         for chunk in chunks:
-            for row in self._get_all(spec, filter_field, chunk, (filter_field, *fields)):
+            columns = dict.fromkeys((filter_field, *fields))
+            for row in self.client.filtered(spec.sync_path, filter_field, chunk, columns):
                 key = norm(row.get(filter_field))
                 if key is not None:
                     yield key, row
         self._counted(stream, before)
-
-    def _get_all(
-        self, spec: ObjectSpec, filter_field: str, values: list[str], fields: tuple[str, ...]
-    ) -> Iterator[dict[str, Any]]:
-        params: dict[str, Any] = {
-            "filterType": filter_field,
-            "filterValues": ",".join(values),
-            "fields": ",".join(dict.fromkeys(fields)),
-            "batchSize": MAX_VALUES,
-        }
-        while True:
-            body = self.client.get(spec.sync_path, params)
-            yield from body.get("result") or []
-            token = body.get("nextPageToken")
-            if not token or not body.get("result"):
-                return
-            params = {**params, "nextPageToken": token}
 
     # What the target remembers ----------------------------------------------------------------
     def loaded_keys(self, stream: str) -> set[str]:

@@ -320,6 +320,13 @@ class MarketoClient:
         self, filter_type: str, values: Iterable[str], fields: Iterable[str]
     ) -> Iterator[dict[str, Any]]:
         """Leads whose `filter_type` is one of `values` (at most 300), every page."""
+        return self.filtered("/rest/v1/leads.json", filter_type, values, fields)
+
+    def filtered(
+        self, path: str, filter_type: str, values: Iterable[str], fields: Iterable[str]
+    ) -> Iterator[dict[str, Any]]:
+        """Records of `path` (leads, companies, ...) whose `filter_type` is one of `values` (at
+        most 300), every page of 300."""
         params: dict[str, Any] = {
             "filterType": filter_type,
             "filterValues": ",".join(values),
@@ -327,7 +334,7 @@ class MarketoClient:
             "batchSize": 300,
         }
         while True:
-            body = self.get("/rest/v1/leads.json", params)
+            body = self.get(path, params)
             yield from body.get("result") or []
             token = body.get("nextPageToken")
             if not token or not body.get("result"):

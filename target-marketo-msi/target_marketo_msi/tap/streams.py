@@ -21,6 +21,7 @@ from singer_sdk.exceptions import FatalAPIError
 
 from msi_common import contract
 from target_marketo_msi.marketo.errors import StopRun
+from target_marketo_msi.marketo.objects import COMPANIES
 from target_marketo_msi.sdk_compat import StateCheckpointStream
 from target_marketo_msi.tap.csvstream import CONVERTERS
 from target_marketo_msi.tap.extract import (
@@ -456,7 +457,9 @@ class PeopleStream(MarketoLeadStream):
         groups = self.ledger.groups()
         for start in range(0, len(groups), MAX_FILTER_VALUES):
             batch = groups[start : start + MAX_FILTER_VALUES]
-            companies = {c["externalCompanyId"]: c for c in self._companies(batch, fields)}
+            path = COMPANIES.sync_path
+            found = self.tap.client.filtered(path, "externalCompanyId", batch, fields)
+            companies = {c["externalCompanyId"]: c for c in found}
             entries = [
                 Entry(key, digest(tuple(c.get(f) for f in fields))) for key, c in companies.items()
             ]
@@ -471,21 +474,6 @@ class PeopleStream(MarketoLeadStream):
             # Remembered after their people, so a crash in between re-detects the change.
             self.ledger.remember(COMPANY, changed)
             self.stream_state["ledger_seq"] = self.ledger.seq
-
-    def _companies(self, keys: list[str], fields: list[str]) -> Iterator[dict[str, Any]]:
-        params: dict[str, Any] = {
-            "filterType": "externalCompanyId",
-            "filterValues": ",".join(keys),
-            "fields": ",".join(fields),
-        }
-        while True:
-            body = self.tap.client.get("/rest/v1/companies.json", params)
-            rows = body.get("result") or []
-            yield from rows
-            token = body.get("nextPageToken")
-            if not token or not rows:
-                return
-            params = {**params, "nextPageToken": token}
 
     def _people_of(
         self, company_keys: list[str], companies: dict[str, dict[str, Any]]
