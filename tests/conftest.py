@@ -5,6 +5,8 @@ from __future__ import annotations
 import itertools
 import os
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -98,6 +100,17 @@ def postgres_server() -> Iterator[str]:
     msi_common.testing.postgres_server)."""
     with testing.postgres_server() as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def meltano_project() -> Path:
+    """The repository's meltano project with its plugins installed, once for the session (uv
+    makes this quick; the tests running meltano jobs only read the installed plugins)."""
+    meltano = Path(sys.executable).parent / "meltano"
+    subprocess.run(
+        [str(meltano), "install"], cwd=REPO_ROOT, check=True, capture_output=True, timeout=900
+    )
+    return REPO_ROOT
 
 
 @pytest.fixture

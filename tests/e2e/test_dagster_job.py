@@ -18,14 +18,13 @@ from dagster_support import load_definitions
 from test_meltano_jobs import (
     assert_marketo_holds_the_crm_world,
     meltano_environment,
-    meltano_project,  # noqa: F401 (a fixture)
 )
 
 
 @pytest.mark.slow
 def test_dagster_job_runs_the_salesforce_forward_sync_and_marketo_ends_exact(
     sandbox: Any,
-    meltano_project: Path,  # noqa: F811 (the fixture imported above)
+    meltano_project: Path,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     postgres_url: str,

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -34,15 +33,6 @@ READS = {
     "opportunity_roles": ("get_opportunity_roles", "externalOpportunityId"),
     "sales_persons": ("get_sales_persons", "externalSalesPersonId"),
 }
-
-
-@pytest.fixture(scope="module")
-def meltano_project() -> Path:
-    """The repository's meltano project with its plugins installed (uv makes this quick)."""
-    subprocess.run(
-        [str(MELTANO), "install"], cwd=REPO_ROOT, check=True, capture_output=True, timeout=900
-    )
-    return REPO_ROOT
 
 
 def meltano_environment(sandbox: Any, work: Path) -> dict[str, str]:

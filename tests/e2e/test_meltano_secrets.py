@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from plugin_process import run_command
-from test_meltano_jobs import MELTANO, REPO_ROOT, meltano_project  # noqa: F401 (a fixture)
+from test_meltano_jobs import MELTANO, REPO_ROOT
 from test_secrets_at_debug import assert_no_secret, faults, left_behind, met_faults, secrets
 
 from msi_sandbox.server import environment_variables
@@ -64,7 +64,7 @@ def meltano_debug_run(job: str, env: dict[str, str]) -> str:
 @pytest.mark.slow
 def test_meltano_debug_log_of_both_flows_under_faults_shows_no_secret(
     sandbox: Any,
-    meltano_project: Path,  # noqa: F811 (the fixture imported above)
+    meltano_project: Path,
     tmp_path: Path,
 ) -> None:
     sandbox.seeded("salesforce")

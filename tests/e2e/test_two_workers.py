@@ -33,7 +33,6 @@ from test_meltano_jobs import (
     MELTANO,
     REPO_ROOT,
     assert_marketo_holds_the_crm_world,
-    meltano_project,  # noqa: F401 (a fixture)
 )
 from test_meltano_secrets import FORWARD, WRITE_BACK, isolated
 from test_prod_environment import psycopg_url
@@ -112,7 +111,7 @@ def crm_write_calls(calls: dict[str, Any]) -> int:
 @pytest.mark.slow
 def test_the_second_worker_repeats_the_first_ones_runs_with_no_write(
     sandbox: Any,
-    meltano_project: Path,  # noqa: F811 (the fixture imported above)
+    meltano_project: Path,
     postgres_url: str,
     tmp_path: Path,
 ) -> None:

@@ -37,7 +37,7 @@ E2E = REPO_ROOT / "tests" / "e2e"
 if str(E2E) not in sys.path:  # the e2e tests' helpers, imported as their own tests import them
     sys.path.insert(0, str(E2E))
 
-from test_meltano_jobs import meltano_environment, meltano_project  # noqa: E402, F401
+from test_meltano_jobs import meltano_environment  # noqa: E402
 from test_prod_environment import psycopg_url  # noqa: E402
 
 JOB = "crm_to_marketo_salesforce"
@@ -58,7 +58,7 @@ def dagster_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, postgres_url: 
 @pytest.mark.slow
 def test_the_shipped_dagster_yaml_keeps_runs_and_events_in_postgres(
     sandbox: Any,
-    meltano_project: Path,  # noqa: F811 (the fixture imported above)
+    meltano_project: Path,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     postgres_server: str,
