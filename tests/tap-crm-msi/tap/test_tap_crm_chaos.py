@@ -1,4 +1,4 @@
-"""tap-crm-msi at over 130,000 records (the sandbox's medium world) under every fault its CRMs
+"""tap-crm-msi at almost 29,000 records (the sandbox's compact world) under every fault its CRMs
 give, with tokens expiring mid-run, and killed with SIGKILL at random points then run again.
 
 What is checked, for both CRMs: the records emitted equal, field by field and each exactly as
@@ -61,14 +61,14 @@ DV_DATA, DV_TOKEN = "^/api/data/", "/oauth2/v2.0/token$"
 DV_THROTTLING = ("0x80072322", "0x80072321", "0x80072326")
 
 
-# The medium world, seeded once for the module; each test sets its own faults and limits --------
+# The compact world, seeded once for the module; each test sets its own faults and limits -------
 @pytest.fixture(scope="module")
 def world(sandbox_session: Any) -> Iterator[Any]:
-    """Both CRMs holding the medium world: 200 users, 10,000 accounts, 100,000 leads and
-    contacts, 10,000 opportunities and their contact roles (the tap writes nothing to them)."""
+    """Both CRMs holding the compact world: 40 users, 2,000 accounts, 12,000 leads, 10,000
+    contacts, 2,000 opportunities and their contact roles (the tap writes nothing to them)."""
     sandbox_session.reset()
     for crm in CRMS:
-        sandbox_session.admin(crm, "POST", "seed", json={"size": "medium", "seed": 3})
+        sandbox_session.admin(crm, "POST", "seed", json={"size": "compact", "seed": 3})
     yield sandbox_session
     sandbox_session.reset()
 
@@ -211,16 +211,17 @@ def runs_to_the_end(config: dict[str, Any], emitted: Emitted, limit: int = 60) -
 def test_salesforce_chaos(world: Any) -> None:
     sandbox = world
     clean = clean_run(sandbox, "salesforce")
-    # Lead and Contact (50,000 rows each) are read by Bulk API 2.0 query jobs, their results in
-    # pages of 2,000; the other objects by REST paging, 500 rows a page. Sessions last a second.
-    calm(sandbox, "salesforce", token_lifetime=1, bulk_results_max_records=2000)
+    # Lead and Contact (12,000 and 10,000 rows) are read by Bulk API 2.0 query jobs, their
+    # results in pages of 400; the other objects by REST paging, 500 rows a page. Sessions last
+    # a second.
+    calm(sandbox, "salesforce", token_lifetime=1, bulk_results_max_records=400)
     # A run stopped by REQUEST_LIMIT_EXCEEDED mid-page or mid-job goes on there the next run.
     faults = plan(SF_CODES, SF_DATA, seed=11)
     # The first job creation is applied, then answered 502: a job left behind, never read.
     orphan = {"code": "502", "nth": 1, "times": 1, "path": "/jobs/query$", "after": True}
     faults["errors"] = [*on_token_endpoint(SF_TOKEN), orphan, *faults["errors"]]
     sandbox.admin("salesforce", "PUT", "faults", json=faults)
-    config = salesforce_config(sandbox, page_size=500, bulk_threshold=20_000, **PATIENT)
+    config = salesforce_config(sandbox, page_size=500, bulk_threshold=5_000, **PATIENT)
 
     emitted = Emitted()
     runs = runs_to_the_end(config, emitted)
@@ -236,7 +237,7 @@ def test_salesforce_chaos(world: Any) -> None:
     assert {"503", "after-502"} <= tokens.keys()
     assert tokens["200"] > 1  # expired sessions got new tokens
     results = [r for r in stats["calls"] if r["endpoint"].endswith("/results")]
-    assert sum(r["calls"] for r in results if r["outcome"] == "200") >= 50  # 25 pages each
+    assert sum(r["calls"] for r in results if r["outcome"] == "200") >= 50  # 30 and 25 pages
     read_jobs = 2  # Lead's and Contact's
     orphans = len(query_jobs(sandbox)) - read_jobs
     assert orphans >= 1
@@ -293,11 +294,12 @@ def test_tokens_expiring_mid_run_are_renewed(world: Any, crm: str) -> None:
     sandbox = world
     clean = clean_run(sandbox, crm)
     calm(sandbox, crm, token_lifetime=1)
-    # Each call takes 20 ms or more: the run outlasts a token however fast the machine is.
-    sandbox.admin(crm, "PUT", "faults", json={"latency_ms": 20})
+    # Each call takes 100 ms or more, some 30 pages of 1,000 rows: the run outlasts a token
+    # however fast the machine is.
+    sandbox.admin(crm, "PUT", "faults", json={"latency_ms": 100})
 
     emitted = Emitted()
-    emitted.add(run_tap(CONFIGS[crm](sandbox)))
+    emitted.add(run_tap(CONFIGS[crm](sandbox, page_size=1000)))
     stats = stats_of(sandbox, crm)
 
     assert_same_records(emitted.records, clean.records)
@@ -367,8 +369,8 @@ def kill_points(seed: str, total: int, kills: int) -> Iterator[int]:
         yield rng.randint(1, max(1, total // (kills + 1)))
 
 
-# Leads and contacts (50,000 rows each) by Bulk API 2.0 query jobs, results in pages of 2,000.
-BULK_READS = ({"bulk_threshold": 20_000}, {"bulk_results_max_records": 2000})
+# Leads and contacts (12,000 and 10,000 rows) by Bulk API 2.0 query jobs, results in pages of 400.
+BULK_READS = ({"bulk_threshold": 5_000}, {"bulk_results_max_records": 400})
 
 
 @pytest.mark.parametrize(

@@ -144,7 +144,7 @@ def chaos(
     [("salesforce, Bulk 2.0 query and ingest", True), ("salesforce, REST and composite", False)],
 )
 def test_salesforce_chaos(sandbox: Any, tmp_path: Path, label: str, bulk: bool) -> None:
-    sandbox.seeded("salesforce", "medium")
+    sandbox.seeded("salesforce", "compact")
     people = People(sandbox, "salesforce", leads=RECORDS // 2, contacts=RECORDS // 2)
     # Bulk: 10,000 records a pass (the default batch_size), each object's 5,000 above both
     # thresholds (2,000, the defaults); else Bulk off (0).
@@ -166,7 +166,7 @@ def test_salesforce_chaos(sandbox: Any, tmp_path: Path, label: str, bulk: bool) 
 @pytest.mark.slow
 @pytest.mark.chaos
 def test_dynamics_chaos(sandbox: Any, tmp_path: Path) -> None:
-    sandbox.seeded("dynamics", "medium")
+    sandbox.seeded("dynamics", "compact")
     people = People(sandbox, "dynamics", leads=RECORDS // 2, contacts=RECORDS // 2)
     # $batch calls of 500 writes: 40 of them, so the writes meet their faults several times
     # (each injected 429 costs a whole second of Retry-After).
