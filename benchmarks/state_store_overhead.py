@@ -2,7 +2,7 @@
 
 target-marketo-msi runs as a process (`target-marketo-msi --config ... < input`, start-up
 included) against the Marketo stand-in, once with its state in a SQLite file under `state_dir`
-and once in a Postgres this script starts itself (pgserver, in a temp dir, Unix socket only):
+and once in a Postgres this script starts itself (on a free loopback port, in a temp dir):
 1. Fresh load of the 100,050-record world (50 sales persons, 10,000 companies, 60,000 leads,
    10,000 opportunities, 20,000 roles): seconds end to end per store, and the partial figure
    (the target's own loading time, its summary's seconds), Postgres's overhead in %.

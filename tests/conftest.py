@@ -96,8 +96,8 @@ def sandbox_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbo
 
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[str]:
-    """One real Postgres for the session, on a Unix socket only (see
-    msi_common.testing.postgres_server)."""
+    """One real Postgres for the session, on a free loopback TCP port with a password (see
+    msi_common.testing.postgres_server): its `postgresql+psycopg://...@127.0.0.1:PORT/` URL."""
     with testing.postgres_server() as url:
         yield url
 
@@ -115,7 +115,8 @@ def meltano_project() -> Path:
 
 @pytest.fixture
 def postgres_url(postgres_server: str, request: pytest.FixtureRequest) -> str:
-    """A fresh, empty database on the session's Postgres for this test: its URL."""
+    """A fresh, empty database on the session's Postgres for this test: its URL
+    (`postgresql+psycopg://postgres:...@127.0.0.1:PORT/t_...`)."""
     name = (
         "t_" + re.sub(r"[^a-z0-9]+", "_", request.node.name.lower())[:40] + f"_{next(_DATABASES)}"
     )

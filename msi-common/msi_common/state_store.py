@@ -184,6 +184,11 @@ class StateStore:
         with self._lock, self._begin() as conn:
             yield Connection(conn)
 
+    def has_table(self, name: str) -> bool:
+        """Whether the instance's store holds table `name` (e.g. one an earlier release made)."""
+        with self._lock, self._engine.connect() as conn:
+            return sa.inspect(conn).has_table(name, schema=self.namespace or None)
+
     def query(self, sql: str, params: Iterable[Any] = ()) -> list[tuple]:
         with self._lock, self._engine.connect() as conn:
             return [tuple(row) for row in Connection(conn).execute(sql, tuple(params))]

@@ -1,6 +1,7 @@
 """What the tests and the benchmarks build alike: the settings that connect each plugin to an
 msi-sandbox service, a CRM world in the stream contract's shape, as Singer messages, and a
-Postgres of their own (pgserver, a test dependency) for the `state_url` store.
+Postgres of their own on a loopback port (pgserver's binaries, a test dependency) for the
+`state_url` store.
 
 The connectors never import it. It is here because both need it and the benchmarks import only
 installed packages, never anything under tests/ (as singer_sdk.testing serves the SDK's users).
@@ -8,11 +9,17 @@ installed packages, never anything under tests/ (as singer_sdk.testing serves th
 
 from __future__ import annotations
 
+import importlib.util
+import os
+import secrets
 import shutil
+import socket
+import stat
+import subprocess
 import tempfile
 import warnings
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -141,35 +148,108 @@ def contract_messages(streams: Mapping[str, list[dict[str, Any]]]) -> list[dict[
 
 
 # A Postgres of one's own -----------------------------------------------------------------------
+SERVER_USER = "pgserver"  # who runs Postgres when the tests run as root (initdb refuses root)
+
+
 @contextmanager
 def postgres_server() -> Iterator[str]:
-    """A real Postgres (pgserver's bundled binaries, initdb'd in a temp dir): its URL; stopped
-    and its directory deleted at the end. It listens on a Unix socket in that directory only
-    (pgserver starts it with no TCP address), so nothing is reachable beyond this machine: the
-    URL names the socket directory as `?host=`. Run as root, pgserver runs Postgres as its own
-    `pgserver` user, which must reach the directory: so a world-readable one, not under pytest's
-    basetemp (0700, and reset to 0700 by every pytest session starting on the machine)."""
-    with warnings.catch_warnings():  # platformdirs warns on import when XDG_RUNTIME_DIR is unset
-        warnings.simplefilter("ignore")
-        import pgserver  # noqa: PLC0415 (a test dependency, imported only when used)
+    """A real Postgres of its own on a free loopback TCP port, with a password: its URL,
+    `postgresql+psycopg://postgres:<password>@127.0.0.1:<port>/postgres`, as workers reach a
+    shared one. Stopped, and its directory deleted, at the end.
 
+    The server's binaries come from the `pgserver` wheel (a test dependency, so `make install`
+    brings them on a fresh machine); this starts them itself, because pgserver listens on a Unix
+    socket only. It listens on 127.0.0.1 only, with no Unix socket. Run as root, Postgres runs as
+    its own user, as pgserver arranges it: so the directory is a world-readable one, not under
+    pytest's basetemp (0700, and reset to 0700 by every pytest session starting on the machine).
+    """
+    bin_dir = _postgres_bin_dir()
     root = Path(tempfile.mkdtemp(prefix="msi-postgres-"))
     root.chmod(0o755)
-    server = pgserver.get_server(root / "pgdata", cleanup_mode="delete")
+    pgdata = root / "pgdata"
+    pgdata.mkdir()
+    password = secrets.token_urlsafe(18)
+    pwfile = root / "pwfile"  # initdb wants an empty pgdata
+    pwfile.write_text(password, encoding="utf-8")
+    pwfile.chmod(0o600)
+    user = _server_user(bin_dir, pgdata, pwfile)
+
+    def run(program: str, *args: str) -> None:
+        subprocess.run(
+            [str(bin_dir / program), "-D", str(pgdata), *args],
+            check=True,
+            capture_output=True,
+            user=user,
+            timeout=120,
+        )
+
+    started = False
     try:
-        yield server.get_uri()
+        run("initdb", "-U", "postgres", "--auth=scram-sha-256", f"--pwfile={pwfile}",
+            "--encoding=UTF8", "--no-sync")  # fmt: skip
+        pwfile.unlink()
+        port = 0
+        for _attempt in range(5):  # a free port may be taken between the look and the start
+            port = _free_port()
+            options = f"-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories=''"
+            try:
+                run("pg_ctl", "-w", "-t", "60", "-l", str(pgdata / "log"), "-o", options, "start")
+            except subprocess.CalledProcessError:
+                continue
+            started = True
+            break
+        if not started:
+            log = pgdata / "log"
+            raise RuntimeError(f"Postgres did not start: {log.read_text() if log.exists() else ''}")
+        yield f"postgresql+psycopg://postgres:{password}@127.0.0.1:{port}/postgres"
     finally:
-        server.cleanup()
+        if started:
+            run("pg_ctl", "-w", "-m", "fast", "stop")
         shutil.rmtree(root, ignore_errors=True)
 
 
+def _postgres_bin_dir() -> Path:
+    """The pgserver wheel's bundled Postgres binaries."""
+    spec = importlib.util.find_spec("pgserver")
+    if spec is None or spec.origin is None:
+        raise RuntimeError("the Postgres tests need pgserver (requirements-dev.txt)")
+    return Path(spec.origin).parent / "pginstall" / "bin"
+
+
+def _server_user(bin_dir: Path, *owned: Path) -> str | None:
+    """None as a normal user; as root, the user Postgres runs as, given the binaries and
+    libraries to read and the `owned` paths, with pgserver's own helpers."""
+    if os.geteuid() != 0:
+        return None
+    with warnings.catch_warnings():  # platformdirs warns on import when XDG_RUNTIME_DIR is unset
+        warnings.simplefilter("ignore")
+        from pgserver import utils  # noqa: PLC0415 (a test dependency, imported only when used)
+
+    entry = utils.ensure_user_exists(SERVER_USER)
+    readable = stat.S_IRGRP | stat.S_IROTH
+    utils.ensure_prefix_permissions(bin_dir)
+    utils.ensure_folder_permissions(bin_dir, readable | stat.S_IXGRP | stat.S_IXOTH)
+    utils.ensure_folder_permissions(bin_dir.parent / "lib", readable)
+    utils.ensure_folder_permissions(bin_dir.parent / "share", readable)
+    for path in owned:
+        os.chown(path, entry.pw_uid, entry.pw_gid)
+    return SERVER_USER
+
+
+def _free_port() -> int:
+    with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def create_database(server_url: str, name: str) -> str:
-    """A new, empty database `name` on the Postgres at `server_url`: its URL, as a `state_url`."""
+    """A new, empty database `name` on the Postgres at `server_url`: its URL (the server's, with
+    the database changed), as a `state_url` or `MELTANO_DATABASE_URI`."""
     import sqlalchemy as sa  # noqa: PLC0415 (only the Postgres users need it)
 
-    url = sa.make_url(server_url).set(drivername="postgresql+psycopg")
+    url = sa.make_url(server_url)
     engine = sa.create_engine(url, isolation_level="AUTOCOMMIT")
     with engine.connect() as conn:
         conn.exec_driver_sql(f"CREATE DATABASE {name}")
     engine.dispose()
-    return url.set(database=name, drivername="postgresql").render_as_string(hide_password=False)
+    return url.set(database=name).render_as_string(hide_password=False)

@@ -140,7 +140,7 @@ def test_every_callers_sql_runs_on_both(tmp_path: Path, backend: str) -> None:
     state.store_describe("/rest/v1/leads/describe2.json", [{"name": "email"}])
     assert state.cached_describe("/rest/v1/leads/describe2.json", 60) == [{"name": "email"}]
 
-    ledger = Ledger(state, "lead_scores")
+    ledger = Ledger(state, "lead_scores", "consumer-1")
     ledger.begin(None)
     assert ledger.remember(PEOPLE, [Entry("1", "a", "c1"), Entry("2", "b", "c2")]) == [1, 2]
     ledger.begin(2)  # both delivered
@@ -212,7 +212,7 @@ def test_the_sqlite_file_is_carried_over_into_postgres_once(
     local.take_call(None)
     local.take_call(None)
     local.store_describe("/rest/v1/leads/describe2.json", [{"name": "email"}])
-    ledger = Ledger(local, "lead_scores")
+    ledger = Ledger(local, "lead_scores", "consumer-1")
     ledger.begin(None)
     ledger.remember(PEOPLE, [Entry("1", "a", "c1")])
     local.close()
@@ -222,19 +222,19 @@ def test_the_sqlite_file_is_carried_over_into_postgres_once(
     assert LeadResolver(None, shared).cached(["p1"]) == {"p1": 11}
     assert shared.calls_today() == 2
     assert shared.cached_describe("/rest/v1/leads/describe2.json", 60) == [{"name": "email"}]
-    assert Ledger(shared, "lead_scores").hashes(PEOPLE, ["1"]) == {"1": "a"}
+    assert Ledger(shared, "lead_scores", "consumer-1").hashes(PEOPLE, ["1"]) == {"1": "a"}
     record = shared.fact(CARRIED_OVER, float("inf"))
     assert record["from"] == str(path)
     assert record["rows"]["fingerprints"] == 2
     assert record["rows"]["lead_ids"] == 1
     assert record["rows"]["calls_per_day"] == 1
-    assert record["rows"]["tap_emitted"] == 1
+    assert record["rows"]["tap_ledger"] == 1
     assert record["rows"]["facts"] == 1  # the describe answer
     indexes = shared.query(
         "SELECT indexname FROM pg_indexes WHERE schemaname = ? AND indexname = ?",
-        (shared.namespace, "ix_tap_emitted_grp"),
+        (shared.namespace, "ix_tap_ledger_grp"),
     )
-    assert indexes == [("ix_tap_emitted_grp",)]
+    assert indexes == [("ix_tap_ledger_grp",)]
     shared.close()
 
     # Once: what the local file gains later is not copied again on the next open.

@@ -235,25 +235,30 @@ def test_two_pairs_on_one_postgres_keep_states_and_locks_apart(
 def test_an_export_of_a_locked_stream_is_refused_and_the_other_stream_runs(
     sandbox: Any, tmp_path: Path
 ) -> None:
-    """tap-marketo-msi locks each selected stream's export (its ledger is one run's at a time):
-    a second lead_scores export is refused before any Marketo call; people still run."""
+    """tap-marketo-msi locks each selected stream's ledger (one run's at a time): a second
+    lead_scores export of the same consumer (the same bookmark) is refused before any Marketo
+    call; people still run."""
     config = tap_config(sandbox, tmp_path / "state")
     put_leads(sandbox, [lead(n, now(), priority=n) for n in range(1, 6)])
+    first = run_tap(config, streams=(SCORES_STREAM,))
+    assert len(first.records(SCORES_STREAM)) == 5
+    put_leads(sandbox, [lead(n, now(), priority=n + 10) for n in range(1, 6)])
+    ledger = first.state["bookmarks"][SCORES_STREAM]["ledger_id"]
     store = InstanceState.from_config(config)
-    holder = RunLock(store, f"tap-marketo-msi.{SCORES_STREAM}")
+    holder = RunLock(store, f"tap-marketo-msi.{SCORES_STREAM}.{ledger}")
     holder.acquire()
     try:
         sandbox.admin("marketo", "POST", "stats/reset")
         with pytest.raises(RunLockedError) as refused:
-            run_tap(config, streams=(SCORES_STREAM,))
+            run_tap(config, first.state, streams=(SCORES_STREAM,))
         assert refused.value.exit_code == EXIT_LOCKED
         assert marketo_calls(sandbox)["total"] == 0
         people = run_tap(config, streams=("people",))
     finally:
         holder.release()
     assert sorted(r["id"] for r in people.records("people")) == [1, 2, 3, 4, 5]
-    scores = run_tap(config, streams=(SCORES_STREAM,))
+    scores = run_tap(config, first.state, streams=(SCORES_STREAM,))
     assert sorted((r["id"], r["priority"]) for r in scores.records(SCORES_STREAM)) == [
-        (n, n) for n in range(1, 6)
+        (n, n + 10) for n in range(1, 6)
     ]
     store.close()

@@ -33,7 +33,16 @@ from target_marketo_msi.tap.extract import (
     parse_time,
     windows,
 )
-from target_marketo_msi.tap.ledger import COMPANY, DELETED, PEOPLE, Entry, Ledger, digest
+from target_marketo_msi.tap.ledger import (
+    COMPANY,
+    DELETED,
+    LEDGER_KEY,
+    PEOPLE,
+    RETENTION_DAYS,
+    Entry,
+    Ledger,
+    digest,
+)
 
 if TYPE_CHECKING:
     from singer_sdk.helpers.types import Context
@@ -45,6 +54,8 @@ LOGGER = logging.getLogger("tap_marketo_msi")
 BATCH = 1000  # rows fingerprinted and remembered together
 MAX_FILTER_VALUES = 300  # Marketo's limit for filterValues
 DESCRIBE2 = "/rest/v1/leads/describe2.json"
+# The state keys that say where the reading is: without any, a run reads from start_date.
+CURSOR_KEYS = ("extracted_until", "scan", "export", "replication_key_value")
 
 # describe2 dataType -> JSON Schema of the emitted value (anything else is a string).
 _JSON_TYPES: dict[str, th.JSONTypeHelper] = {
@@ -171,7 +182,11 @@ class MarketoLeadStream(StateCheckpointStream):
 
     @cached_property
     def ledger(self) -> Ledger:
-        return Ledger(self.tap.instance_state, self.name)
+        """This consumer's ledger: the one the stream's Singer state names (see ledger.py).
+        Read without `stream_state`, which would add the stream's bookmark to the tap's first
+        STATE message (the lock is taken before the sync starts)."""
+        saved = (self.tap_state.get("bookmarks") or {}).get(self.name) or {}
+        return Ledger.of_stream(self.tap.instance_state, self.name, saved)
 
     def emit(self, records: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         """Records whose content changed since last emitted, remembered in batches."""
@@ -199,8 +214,18 @@ class MarketoLeadStream(StateCheckpointStream):
     # The run ------------------------------------------------------------------------------------
     def get_records(self, context: Context | None) -> Iterator[dict[str, Any]]:
         state = self.stream_state
+        if self.ledger.lost:
+            LOGGER.warning(
+                "%s: the state's ledger of what was emitted is not in the store (unused for %d "
+                "days, or a new store): reading every lead since start_date again",
+                self.name,
+                RETENTION_DAYS,
+            )
+            for key in (*CURSOR_KEYS, "companies_checked_at"):
+                state.pop(key, None)
         delivered = state.get("ledger_seq")
         self.ledger.begin(delivered if self._has_cursor(state) else None)
+        state[LEDGER_KEY] = self.ledger.id
         state["ledger_seq"] = self.ledger.seq
         try:
             yield from self.run(state)
@@ -209,9 +234,7 @@ class MarketoLeadStream(StateCheckpointStream):
 
     @staticmethod
     def _has_cursor(state: dict[str, Any]) -> bool:
-        return any(
-            k in state for k in ("extracted_until", "scan", "export", "replication_key_value")
-        )
+        return any(k in state for k in CURSOR_KEYS)
 
     def run(self, state: dict[str, Any]) -> Iterator[dict[str, Any]]:
         yield from self.changed_leads(state)

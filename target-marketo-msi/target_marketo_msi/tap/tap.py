@@ -1,8 +1,8 @@
 """tap-marketo-msi: MSI's lead scores and Marketo's people, read incrementally from Marketo.
 
 It speaks to Marketo only through `MarketoClient` (the same client target-marketo-msi uses), and
-keeps per-instance memory (describe2 answers, the call count of the day, the emitted-records
-ledger) in the instance's SQLite file under `state_dir`.
+keeps per-instance memory (describe2 answers, the call count of the day) and a per-consumer
+emitted-records ledger in the instance's connector state (`state_dir`'s file, or `state_url`).
 """
 
 from __future__ import annotations
@@ -152,17 +152,18 @@ class TapMarketoMsi(Tap):
         return [LeadScoresStream(self), PeopleStream(self)]
 
     def sync_all(self) -> None:
-        """Sync under the instance's export lock of each selected stream, then say what the run
-        cost Marketo, repeated work included. Locked because a stream's ledger (exactly once)
-        belongs to one run at a time: a second run would roll back the first one's undelivered
-        rows and emit them twice. Per stream, since each stream has its own ledger (the people
-        and the scores exports of one instance may run side by side)."""
+        """Sync under the lock of each selected stream's ledger, then say what the run cost
+        Marketo, repeated work included. Locked because a ledger (exactly once) belongs to one
+        run at a time: a second run of the same consumer would roll back the first one's
+        undelivered rows and emit them twice. Per ledger, since each stream of each consumer has
+        its own (the people and the scores exports, or the Salesforce and the Dynamics score
+        jobs, of one instance may run side by side)."""
         selected = sorted(name for name, stream in self.streams.items() if stream.selected)
         with contextlib.ExitStack() as locks:
             for name in selected:
-                locks.enter_context(
-                    run_locked(self.instance_state, f"{self.name}.{name}", self.config)
-                )
+                ledger = self.streams[name].ledger  # type: ignore[attr-defined]
+                flow = f"{self.name}.{name}.{ledger.id}"
+                locks.enter_context(run_locked(self.instance_state, flow, self.config))
             try:
                 super().sync_all()
             finally:

@@ -110,7 +110,7 @@ def test_windows_are_at_most_31_days_and_cover_the_range() -> None:
 
 def test_ledger_emits_changes_once_and_rolls_back_undelivered(tmp_path) -> None:
     state = InstanceState(tmp_path / "i.sqlite3")
-    ledger = Ledger(state, "people")
+    ledger = Ledger(state, "people", "consumer-1")
     ledger.begin(None)
     first = [Entry("1", "a", "c1"), Entry("2", "b", "c1")]
     assert ledger.changed(PEOPLE, first) == first
@@ -131,7 +131,7 @@ def test_ledger_emits_changes_once_and_rolls_back_undelivered(tmp_path) -> None:
     assert ledger.members(["c1"]) == ["1", "2"]
     assert ledger.hashes(COMPANY, ["c1"]) == {}
 
-    # No state at all (a full refresh): the ledger forgets the stream.
+    # No state at all (a full refresh of this consumer): the ledger forgets what it emitted.
     ledger.begin(None)
     assert ledger.changed(PEOPLE, again) == again
     state.close()
