@@ -91,7 +91,25 @@ def break_world(sandbox: Any, crm: str) -> dict[tuple[str, str], set[str]]:
         for opportunity in opportunities:
             _delete(crm_store, crm, opportunity_table, opportunity)
             expected[("opportunities", "orphaned")].add(opportunity)
+        # Orphan sales persons and companies nothing points at: no lead, opportunity or company
+        # refers to them and the target never loaded them (another integration's leftovers, or a
+        # target whose state was lost); only Marketo itself knows them.
+        for n in range(EACH):
+            person = _foreign_id(crm, "005", n)
+            marketo.insert("salespersons", {"externalSalesPersonId": person,
+                                            "email": f"gone{n}@example.com"})  # fmt: skip
+            expected[("sales_persons", "orphaned")].add(person)
+            company = _foreign_id(crm, "001", n)
+            marketo.insert("companies", {"externalCompanyId": company, "company": f"Gone {n}"})
+            expected[("companies", "orphaned")].add(company)
     return dict(expected)
+
+
+def _foreign_id(crm: str, prefix: str, n: int) -> str:
+    """An external id no CRM record has, in the CRM's form (as the doctor keys it)."""
+    if crm == "salesforce":
+        return f"{prefix}ZZ{n:010d}AAA"
+    return f"00000000-0000-4000-8000-{int(prefix) * 1000 + n:012d}"
 
 
 def _key_column(crm: str, table: str) -> str:

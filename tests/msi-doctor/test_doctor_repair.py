@@ -40,6 +40,9 @@ def test_repair_fixes_every_breakage_at_the_minimum_calls(
     }  # fmt: skip
     assert report["deleted"]["leads"] == EACH
     assert report["deleted"]["opportunities"] == EACH
+    # The orphan sales persons and companies only Marketo knew of (found by Marketo id).
+    assert report["deleted"]["sales_persons"] == EACH
+    assert report["deleted"]["companies"] == EACH
     assert report["duplicate_leads_deleted"] == EACH
     assert report["scores_written"] == EACH
     assert report["rejected"] == {}
