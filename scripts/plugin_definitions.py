@@ -10,7 +10,8 @@ setting (name, kind from its JSON Schema type, description, default as `value`, 
 secrets, `options` for enums). Added here: what `--about` cannot say (namespace, labels of
 options, the settings groups of the CRM plugins) and the `pip_url`.
 
-The `pip_url` installs the plugin's wheel and msi-common's wheel, both pinned to this release by
+The `pip_url` installs the plugin's wheel and msi-common's wheel (and, for msi-doctor, the two
+connector packages it reads through), all pinned to this release by
 their file names, from `${MSI_CONNECTORS_WHEELS}`: a folder or an https URL holding the release's
 wheels (README, "Use it in your own Meltano project"). Direct references rather than
 distribution names: the packages are not on PyPI, and a bare name would let pip pick up whatever
@@ -70,11 +71,12 @@ ACRONYMS = {"id", "url", "ca", "api", "crm", "jwt", "msi", "sdc"}
 @dataclass(frozen=True)
 class Plugin:
     name: str
-    plugin_type: str  # extractors | loaders
+    plugin_type: str  # extractors | loaders | utilities
     namespace: str
     label: str
     keywords: tuple[str, ...]
     groups: tuple[tuple[str, ...], ...] | None = None  # None: the settings --about requires
+    libraries: tuple[str, ...] = ()  # other distributions of this release it needs
 
     @property
     def path(self) -> Path:
@@ -112,6 +114,21 @@ PLUGINS = (
         ("meltano_sdk", "salesforce", "dynamics", "marketo"),
         CRM_GROUPS,
     ),
+    Plugin(
+        "msi-doctor",
+        "utilities",
+        "msi_doctor",
+        "MSI doctor: checks and repairs every link MSI needs",
+        ("salesforce", "dynamics", "marketo"),
+        # A CRM section and the Marketo one (each with its secret).
+        (
+            ("salesforce", "salesforce_client_secret", "marketo", "marketo_client_secret"),
+            ("salesforce", "salesforce_refresh_token", "marketo", "marketo_client_secret"),
+            ("salesforce", "salesforce_private_key", "marketo", "marketo_client_secret"),
+            ("dynamics", "dynamics_client_secret", "marketo", "marketo_client_secret"),
+        ),
+        libraries=("tap-crm-msi", "target-marketo-msi"),
+    ),
 )
 
 
@@ -139,10 +156,10 @@ def wheel_name(dist: str, version: str) -> str:
     return f"{dist.replace('-', '_')}-{version}-py3-none-any.whl"
 
 
-def pip_url(dist: str, version: str) -> str:
-    common = wheel_name(COMMON, metadata.version(COMMON))
-    own = wheel_name(dist, version)
-    return f"${{{WHEELS_VARIABLE}}}/{common} ${{{WHEELS_VARIABLE}}}/{own}"
+def pip_url(dist: str, version: str, libraries: tuple[str, ...] = ()) -> str:
+    wheels = [wheel_name(d, metadata.version(d)) for d in (COMMON, *libraries)]
+    wheels.append(wheel_name(dist, version))
+    return " ".join(f"${{{WHEELS_VARIABLE}}}/{wheel}" for wheel in wheels)
 
 
 def label(name: str, spec: dict[str, Any]) -> str:
@@ -199,10 +216,11 @@ def definition(plugin: Plugin, info: dict[str, Any]) -> dict[str, Any]:
         "keywords": list(plugin.keywords),
         "maintenance_status": "active",
         "namespace": plugin.namespace,
-        "pip_url": pip_url(dist, info["version"]),
+        "pip_url": pip_url(dist, info["version"], plugin.libraries),
         "executable": plugin.name,
-        "capabilities": list(info["capabilities"]),
     }
+    if info["capabilities"]:  # a utility has none
+        result["capabilities"] = list(info["capabilities"])
     if info.get("supported_python_versions"):
         result["supported_python_versions"] = list(info["supported_python_versions"])
     result["settings_group_validation"] = groups

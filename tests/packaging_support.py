@@ -14,8 +14,9 @@ import sys
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-# The packages a user installs: the two connector packages and the library both depend on.
-PACKAGES = ("msi-common", "tap-crm-msi", "target-marketo-msi")
+# The packages a user installs: the two connector packages, the library both depend on, and
+# msi-doctor, which reads through both.
+PACKAGES = ("msi-common", "tap-crm-msi", "target-marketo-msi", "msi-doctor")
 WHEEL_TAG = "py3-none-any"  # pure Python
 
 

@@ -441,7 +441,7 @@ def test_every_declared_setting_is_exercised(sandbox: Any, plugin: str, tmp_path
 
 
 def test_meltano_yml_declares_each_setting_with_the_plugins_kind() -> None:
-    for plugin in PLUGINS:
+    for plugin in (*PLUGINS, "msi-doctor"):
         hub = {name: s.get("kind", "string") for name, s in hub_settings(plugin).items()}
         project = project_kinds(plugin)
         differ = {

@@ -1,7 +1,8 @@
-"""The three installable packages build with the standard front-end (`python -m build`: the
+"""The four installable packages build with the standard front-end (`python -m build`: the
 sdist, then the wheel from the sdist), pass `twine check --strict`, carry their data files, and
 pin their dependencies as the plugins need: singer-sdk exactly, msi-common compatible to the
-patch release it is released with."""
+patch release it is released with (msi-doctor: msi-common and both connector packages, singer-sdk
+through them)."""
 
 from __future__ import annotations
 
@@ -61,6 +62,12 @@ def test_packages_pin_the_sdk_and_their_library(dist: Path) -> None:
     for package in PACKAGES:
         metadata = wheel_metadata(dist / wheel_name(package, project(package)["version"]))
         requires = [r.replace(" ", "") for r in metadata["Requires-Dist"]]
+        if package == "msi-doctor":
+            libraries = ("msi-common", "tap-crm-msi", "target-marketo-msi")
+            assert sorted(requires) == sorted(
+                f"{library}~={project(library)['version']}" for library in libraries
+            )
+            continue
         assert SDK_PIN in requires, package
         if package != "msi-common":
             assert f"msi-common~={common}" in requires, package

@@ -24,7 +24,11 @@ PLUGINS = {
     "target-crm-msi": "tap-crm-msi",
     "tap-marketo-msi": "target-marketo-msi",
     "target-marketo-msi": "target-marketo-msi",
+    "msi-doctor": "msi-doctor",
 }
+# Other packages of the release a plugin installs besides msi-common and its own.
+LIBRARIES = {"msi-doctor": ("tap-crm-msi", "target-marketo-msi")}
+PLUGIN_TYPES = {"tap": PluginType.EXTRACTORS, "target": PluginType.LOADERS}
 # A setting's JSON Schema type -> its Meltano kind (enums are `options`, date-times
 # `date_iso8601`).
 KINDS = {"string": "string", "integer": "integer", "number": "decimal", "boolean": "boolean",
@@ -117,21 +121,19 @@ def test_definition_and_about_agree_on_the_plugin(name: str) -> None:
     info, plugin = about(name), definition(name)
     assert plugin["name"] == plugin["executable"] == name
     assert plugin["description"] == info["description"]
-    assert plugin["capabilities"] == info["capabilities"]
+    assert plugin.get("capabilities", []) == info["capabilities"]
     assert plugin["supported_python_versions"] == info["supported_python_versions"]
-    # The pip_url installs this plugin's package and msi-common, each at its version, from
-    # ${MSI_CONNECTORS_WHEELS} (README, "Use it in your own Meltano project").
-    package = PLUGINS[name]
-    expected = [
-        wheel_name("msi-common", pyproject_version("msi-common")),
-        wheel_name(package, pyproject_version(package)),
-    ]
+    # The pip_url installs this plugin's package and msi-common (and the packages msi-doctor
+    # reads through), each at its version, from ${MSI_CONNECTORS_WHEELS} (README, "Use it in
+    # your own Meltano project").
+    packages = ["msi-common", *LIBRARIES.get(name, ()), PLUGINS[name]]
+    expected = [wheel_name(p, pyproject_version(p)) for p in packages]
     assert plugin["pip_url"].split() == [f"${{MSI_CONNECTORS_WHEELS}}/{w}" for w in expected]
 
 
 @pytest.mark.parametrize("name", PLUGINS)
 def test_meltano_reads_the_file_as_a_plugin_definition(name: str) -> None:
-    plugin_type = PluginType.EXTRACTORS if name.startswith("tap-") else PluginType.LOADERS
+    plugin_type = PLUGIN_TYPES.get(name.split("-", maxsplit=1)[0], PluginType.UTILITIES)
     assert definition_path(name).parent.name == plugin_type.value
     parsed = PluginDefinition.parse({"plugin_type": plugin_type, **definition(name)})
     variant = parsed.find_variant()

@@ -31,8 +31,8 @@ FIXES = {
     ("companies", "mismatched"): RESEND,
     ("leads", "missing"): RESEND,
     ("leads", "mismatched"): RESEND,
-    ("leads", "duplicated"): "keep the lead the target knows, delete (or merge into it) the "
-    "others (msi-doctor --repair deletes them)",
+    ("leads", "duplicated"): "merge the others into the lead the target knows, else the oldest "
+    "(msi-doctor --repair, with Marketo's Merge Leads)",
     ("opportunities", "missing"): RESEND,
     ("opportunities", "mismatched"): RESEND,
     ("opportunity_roles", "missing"): RESEND,

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from msi_doctor import __version__
+from msi_doctor.about import about
 from msi_doctor.doctor import diagnose
 from msi_doctor.repair import repair
 from msi_doctor.report import render_json, render_text
@@ -35,11 +36,20 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--leads-since", help="start of the lead exports (ISO date)")
     p.add_argument("--repair", action="store_true", help="re-send exactly the broken records")
     p.add_argument("--version", action="version", version=f"msi-doctor {__version__}")
+    p.add_argument(
+        "--about",
+        action="store_true",
+        help="the plugin and its settings (--format json: as the "
+        "Singer plugins' --about, which scripts/plugin_definitions.py reads)",
+    )
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.about:
+        print(render_about(args.format))
+        return HEALTHY
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     try:
         config = json.loads(Path(args.config).read_text(encoding="utf-8")) if args.config else None
@@ -64,6 +74,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     render = render_json if args.format == "json" else render_text
     print(render(diagnosis, settings.examples))
     return HEALTHY if diagnosis.healthy else FINDINGS
+
+
+def render_about(form: str) -> str:
+    info = about()
+    if form == "json":
+        return json.dumps(info, indent=2)
+    lines = [f"{info['name']} {info['version']}: {info['description']}", "", "Settings:"]
+    for name, spec in info["settings"]["properties"].items():
+        lines.append(f"  {name}: {spec['description']}")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,9 @@ the CRM itself: it runs the tap's streams (same clients, same queries, same owne
 Bulk API above `bulk_threshold`) as a first run would, and keeps the records in memory. The CRM's
 MSI score fields ride along on the lead queries as `field_mappings` (no extra call), under the
 names target-crm-msi resolved for them (describe / attribute metadata, remembered by it).
+On Dynamics the option-set labels come with the rows (formatted values) rather than from each
+table's metadata: the same labels, so a re-sent record is the one the job sends, without the
+twelve metadata calls the tap makes for them.
 """
 
 from __future__ import annotations
@@ -45,6 +48,9 @@ class CrmWorld:
     scores: dict[str, dict[str, Any]] = field(default_factory=dict)
     scores_skipped: str | None = None  # why the score fields could not be read
     rows_per_object: Counter[str] = field(default_factory=Counter)
+    # Rows each of the tap's queries returned, per (stream, CRM object): where the client counts
+    # them (Dynamics: reciprocal connections, qualified leads), else the records emitted.
+    rows_per_query: Counter[tuple[str, str]] = field(default_factory=Counter)
     calls: int = 0
     page_size: int = 2000
 
@@ -52,10 +58,10 @@ class CrmWorld:
         return {str(r[name]) for r in self.records[stream].values() if r.get(name)}
 
     def minimum_calls(self) -> int:
-        """The CRM's query pages for what is in scope: one page per `page_size` rows per object
-        (an empty object still costs its one query). Metadata the tap and the write-back read
-        (option-set labels, describes) come on top."""
-        return sum(max(1, -(-rows // self.page_size)) for rows in self.rows_per_object.values())
+        """The CRM's query pages for what is in scope: one page per `page_size` rows each of the
+        tap's queries returns (an empty one still costs its call). Metadata the tap and the
+        write-back read (connection roles, describes) come on top."""
+        return sum(max(1, -(-rows // self.page_size)) for rows in self.rows_per_query.values())
 
 
 def tap_settings(crm_config: dict[str, Any]) -> dict[str, Any]:
@@ -102,22 +108,28 @@ def read_crm(crm_config: dict[str, Any], writer: ScoreWriter | None) -> CrmWorld
     tap = TapCrmMsi(config=config, parse_env_config=False, validate_config=True)
     world = CrmWorld(crm, scores_skipped=skipped)
     marketo_scores = set(score_fields.values())
-    client = None
+    client = tap.streams[STREAM_NAMES[0]].client  # one client serves every stream
+    if hasattr(client, "formatted_labels"):
+        client.formatted_labels = True
     for name in STREAM_NAMES:
         stream = tap.streams[name]
-        client = getattr(stream, "client", client)
         for partition in stream.partitions:
             crm_object = partition[PARTITION_KEY]
+            rows_before = getattr(client, "rows_read", None)
+            emitted = 0
             for raw in stream.get_records(partition):
                 record = normalise_ids(raw)
                 record.setdefault(PARTITION_KEY, crm_object)
                 world.rows_per_object[crm_object] += 1
+                emitted += 1
                 if record.get("_sdc_deleted_at"):
                     continue
                 if name == "leads" and marketo_scores:
                     values = {m: record.pop(m, None) for m in marketo_scores}
                     world.scores[str(record["externalPersonId"])] = values
                 world.records[name][record_key(name, record)] = record
+            returned = emitted if rows_before is None else client.rows_read - rows_before
+            world.rows_per_query[(name, crm_object)] = returned
         if tap.stop_reason:
             raise RuntimeError(f"the CRM read stopped early: {tap.stop_reason}")
     world.calls = int(getattr(client, "calls", 0))

@@ -15,7 +15,7 @@ from typing import Any
 
 from msi_doctor.checks import CheckResult, run_checks
 from msi_doctor.crm_side import CrmWorld, read_crm, score_writer
-from msi_doctor.marketo_side import CappedBudget, MarketoReader, MarketoWorld, norm
+from msi_doctor.marketo_side import SWEPT, CappedBudget, MarketoReader, MarketoWorld, norm
 from msi_doctor.settings import Settings
 from tap_crm_msi.writeback.writer import ScoreWriter
 from target_marketo_msi.tap.extract import ExtractSettings
@@ -116,7 +116,8 @@ def diagnose(settings: Settings) -> Diagnosis:
 def read_marketo(
     settings: Settings, target: TargetMarketoMsi, crm: CrmWorld, writer: ScoreWriter | None
 ) -> MarketoReader:
-    """Every lead (bulk export), then the other objects by the ids that matter."""
+    """Every lead (bulk export), then the other objects by the ids that matter, and the sales
+    persons and companies nothing points at by their Marketo ids."""
     reader = MarketoReader(
         target.client,
         target.state_store,
@@ -153,6 +154,8 @@ def read_marketo(
         | reader.loaded_keys("companies"),
         expected=len(crm.records["companies"]),
     )
+    for stream in SWEPT:
+        reader.sweep(stream)
     reader.read_object(
         "opportunities",
         set(crm.records["opportunities"]) | reader.loaded_keys("opportunities"),

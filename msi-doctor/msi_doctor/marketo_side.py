@@ -6,6 +6,13 @@ objects gets by their external ids, 300 per call. The ids asked for are the CRM'
 Marketo's leads reference and those the target remembers having loaded (its fingerprints), so a
 Marketo record whose CRM source is gone is found without listing the whole object. Every call
 goes through the client's limiter and the instance's daily budget, under the doctor's own cap.
+
+Marketo lists no sales persons or companies in full (a get needs filter values), but both are
+searchable by their Marketo `id`, an integer Marketo assigns in ascending order. So the doctor
+also asks by id for those its reads did not find: every id below the highest one seen, and the
+ids above it until a call finds none. That finds the orphans nothing else points at (left by
+another integration, or by a target whose state was lost), from Marketo's own side; after a
+clean sync the ids are dense and this costs one call per object.
 """
 
 from __future__ import annotations
@@ -40,6 +47,8 @@ TOO_FEW_FOR_EXPORT = (
     "to finish a lead export: the run proves nothing"
 )
 MAX_VALUES = 300  # Marketo's filterValues and batchSize limit
+# Objects with an integer Marketo `id` among their searchable fields (their describe says so).
+SWEPT = ("sales_persons", "companies")
 # One bulk export at its cheapest: create, enqueue, one status, and the file when it has rows.
 # Further status polls depend on how long Marketo takes to run the job: counted apart.
 EXPORT_CALLS = 3
@@ -125,6 +134,7 @@ class MarketoWorld:
     roles: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
     calls: dict[str, int] = field(default_factory=dict)  # per object
     minimum: dict[str, int] = field(default_factory=dict)  # per object
+    sweep_calls: dict[str, int] = field(default_factory=dict)  # gets by Marketo id (in `calls`)
 
 
 class MarketoReader:
@@ -192,13 +202,28 @@ class MarketoReader:
         """
         found: dict[str, Any] = getattr(self.world, stream)
         for key, row in self._read(stream, _chunks(sorted(ids))):
-            found[key] = row
+            if key is not None:
+                found[key] = row
         self.world.minimum[stream] = -(-expected // MAX_VALUES)
+
+    def sweep(self, stream: str) -> None:
+        """The records of `stream` the reads by external id did not find, asked for by Marketo
+        id: the ids below the highest one seen, then those above it, 300 a call, until a call
+        finds none above it. Records without an external id are not MSI's and are skipped."""
+        found: dict[str, Any] = getattr(self.world, stream)
+        known = {int(row["id"]) for row in found.values() if row.get("id") is not None}
+        before = self.client.total_calls
+        for key, row in self._read(stream, _id_sweep(known), by="id"):
+            known.add(int(row["id"]))
+            if key is not None:
+                found.setdefault(key, row)
+        self.world.sweep_calls[stream] = self.client.total_calls - before
 
     def read_roles(self, roles_per_opportunity: dict[str, int]) -> None:
         """Roles by opportunity, packing opportunities so a call's roles fill one page."""
         for key, row in self._read("opportunity_roles", _packed(roles_per_opportunity)):
-            self.world.roles[key].append(row)
+            if key is not None:
+                self.world.roles[key].append(row)
         # A call names at most 300 opportunities and answers at most 300 roles a page.
         self.world.minimum["opportunity_roles"] = max(
             -(-sum(roles_per_opportunity.values()) // MAX_VALUES),
@@ -206,18 +231,18 @@ class MarketoReader:
         )
 
     def _read(
-        self, stream: str, chunks: Iterable[list[str]]
-    ) -> Iterator[tuple[str, dict[str, Any]]]:
-        """(normalised filter value, row) of every record the chunks of ids find; the calls
-        are counted against `stream`."""
-        spec, filter_field, fields = GETS[stream]
+        self, stream: str, chunks: Iterable[list[str]], by: str | None = None
+    ) -> Iterator[tuple[str | None, dict[str, Any]]]:
+        """(normalised external id, row) of every record the chunks of values of `by` (the
+        external id by default) find, the id None where the record has none (not MSI's); the
+        calls are counted against `stream`."""
+        spec, key_field, fields = GETS[stream]
+        by = by or key_field
         before = self.client.total_calls
+        columns = dict.fromkeys((key_field, *fields))
         for chunk in chunks:
-            columns = dict.fromkeys((filter_field, *fields))
-            for row in self.client.filtered(spec.sync_path, filter_field, chunk, columns):
-                key = norm(row.get(filter_field))
-                if key is not None:
-                    yield key, row
+            for row in self.client.filtered(spec.sync_path, by, chunk, columns):
+                yield norm(row.get(key_field)), row
         self._counted(stream, before)
 
     # What the target remembers ----------------------------------------------------------------
@@ -230,6 +255,28 @@ class MarketoReader:
 def _chunks(values: list[str]) -> Iterator[list[str]]:
     for start in range(0, len(values), MAX_VALUES):
         yield values[start : start + MAX_VALUES]
+
+
+def _id_sweep(known: set[int]) -> Iterator[list[str]]:
+    """Chunks of Marketo ids not in `known`: the gaps below its highest, then the ids above it.
+
+    Lazy: each chunk is made once the previous one's rows were read, so `known` has grown by
+    whatever they found, and the sweep ends after a chunk that found nothing above the highest
+    id known before it.
+    """
+    top = max(known, default=0)
+    pending = [i for i in range(1, top + 1) if i not in known]
+    while True:
+        chunk, pending = pending[:MAX_VALUES], pending[MAX_VALUES:]
+        if len(chunk) < MAX_VALUES:  # the last gaps: fill the call with the ids above
+            chunk += range(top + 1, top + 1 + MAX_VALUES - len(chunk))
+        yield [str(i) for i in chunk]
+        if chunk[-1] <= top:
+            continue  # only gaps so far
+        beyond = max(known, default=0)
+        if beyond <= top:
+            return  # nothing above the highest id known before this call
+        top = chunk[-1]
 
 
 def _packed(counts: dict[str, int]) -> Iterator[list[str]]:

@@ -6,9 +6,11 @@ budget and rejects), orphans go to it as deletions, and stale scores go to targe
 `lead_scores` records. Each target runs with the job's settings plus the one that makes it act on
 records its memory believes are already in place (the doctor has just shown they are not):
 `resend_unchanged` for Marketo, `full_check_hours: 0` (read, then write what differs) for the
-CRM. Duplicate leads are the one repair no target makes: the extra leads are deleted by Marketo
-id with the target's own client, keeping the lead the target knows (its leadId cache) or else
-the oldest, so roles keep pointing at it.
+CRM. Duplicate leads are the one repair no target makes: the extra leads are merged into one
+with Marketo's Merge Leads (the target's own client), so their activity history and MSI scores
+stay with one person. The winner is the lead the target knows (its leadId cache: the roles it
+loaded point at it), or else the oldest (the lowest id: the lead MSI has known longest); it keeps
+its id, and the target's cache keeps pointing at it.
 """
 
 from __future__ import annotations
@@ -35,7 +37,6 @@ from target_marketo_msi.target.target import TargetMarketoMsi
 
 LOGGER = logging.getLogger("msi_doctor.repair")
 RESENT_KINDS = ("missing", "mismatched")
-LEADS_DELETE = "/rest/v1/leads/delete.json"
 
 
 def singer_lines(streams: dict[str, list[dict[str, Any]]]) -> str:
@@ -80,27 +81,33 @@ def run_marketo_target(settings: Settings, lines: str, cap: int | None) -> dict[
     return dict(target.last_summary or {})
 
 
-def delete_duplicates(settings: Settings, diagnosis: Diagnosis, cap: int | None) -> dict[str, int]:
-    """Delete every duplicate lead but the one kept; {"deleted": n, "calls": n}."""
+def winner(lead_ids: Iterable[int], cached: int | None) -> int:
+    """The duplicate lead the others merge into: the target's (cached) one, else the oldest."""
+    ids = sorted(int(i) for i in lead_ids)
+    return int(cached) if cached in ids else ids[0]
+
+
+def merge_duplicates(settings: Settings, diagnosis: Diagnosis, cap: int | None) -> dict[str, int]:
+    """Merge each externalPersonId's duplicate leads into its winner, one Merge Leads call a
+    person (Marketo merges into one winner a call); {"merged": losers, "calls": n}."""
     config = {**settings.marketo, "rejects_path": "", "summary_path": ""}
     target = TargetMarketoMsi(config=config, parse_env_config=False)
     target.client.budget = CappedBudget(target.client.budget, cap)
     resolver = target.loader.resolver
     try:
-        doomed: list[int] = []
+        merged = 0
         kept: list[tuple[str, int]] = []
         duplicates = _findings(diagnosis, "leads", ("duplicated",))
         cached = resolver.cached([f.key for f in duplicates])
         for finding in duplicates:
-            ids = sorted(int(i) for i in finding.ids["leadIds"])
-            keep = cached.get(finding.key) if cached.get(finding.key) in ids else ids[0]
-            kept.append((finding.key, int(keep)))  # type: ignore[arg-type]
-            doomed += [i for i in ids if i != keep]
-        for start in range(0, len(doomed), MAX_VALUES):
-            chunk = doomed[start : start + MAX_VALUES]
-            target.client.sync(LEADS_DELETE, {"input": [{"id": i} for i in chunk]})
+            ids = [int(i) for i in finding.ids["leadIds"]]
+            keep = winner(ids, cached.get(finding.key))
+            losers = [i for i in ids if i != keep]
+            target.client.merge_leads(keep, losers)
+            merged += len(losers)
+            kept.append((finding.key, keep))
         resolver.remember(kept)
-        return {"deleted": len(doomed), "calls": target.client.total_calls}
+        return {"merged": merged, "calls": target.client.total_calls}
     finally:
         target.state_store.close()
 
@@ -119,13 +126,14 @@ def write_scores(settings: Settings, diagnosis: Diagnosis) -> dict[str, Any]:
     return dict(target.summary or {})
 
 
-def minimum_calls(streams: dict[str, list[dict[str, Any]]], duplicates: int) -> int:
-    """One sync (or delete) call per 300 records of each object, and per 300 duplicate leads."""
+def minimum_calls(streams: dict[str, list[dict[str, Any]]], duplicated_people: int) -> int:
+    """One sync (or delete) call per 300 records of each object, and one merge per person
+    with duplicate leads (Marketo merges into one winner a call)."""
     total = 0
     for records in streams.values():
         deletes = sum(1 for r in records if r.get("_sdc_deleted_at"))
         total += -(-deletes // MAX_VALUES) + -(-(len(records) - deletes) // MAX_VALUES)
-    return total + -(-duplicates // MAX_VALUES)
+    return total + duplicated_people
 
 
 def repair(settings: Settings, diagnosis: Diagnosis) -> Diagnosis:
@@ -135,7 +143,7 @@ def repair(settings: Settings, diagnosis: Diagnosis) -> Diagnosis:
     """
     streams = forward_records(diagnosis)
     spent = sum(diagnosis.marketo_calls.values())
-    duplicates = delete_duplicates(settings, diagnosis, _left(settings, spent))
+    duplicates = merge_duplicates(settings, diagnosis, _left(settings, spent))
     spent += duplicates["calls"]
     summary: dict[str, Any] = {}
     if any(streams.values()):
@@ -152,13 +160,15 @@ def repair(settings: Settings, diagnosis: Diagnosis) -> Diagnosis:
             n: int(((summary.get("objects") or {}).get(n) or {}).get("deleted") or 0)
             for n in streams
         },
-        "duplicate_leads_deleted": duplicates["deleted"],
+        "duplicate_leads_merged": duplicates["merged"],
         "rejected": dict(Counter(_rejects(summary))),
         "scores_written": int(scores.get("written") or 0),
         "calls": {
             "marketo": {
                 "used": marketo_calls,
-                "minimum": minimum_calls(streams, duplicates["deleted"]),
+                "minimum": minimum_calls(
+                    streams, len(_findings(diagnosis, "leads", ("duplicated",)))
+                ),
             },
             "crm": {"used": int(scores.get("calls") or 0)},
         },

@@ -7,7 +7,8 @@ The JSON shape is stable (`"format": 1`; fields are only ever added):
                             "orphaned": n, "duplicated": n, "not_synced": n,
                             "not_synced_reasons": {"<code>": n},
                             "findings": {"<kind>": [{"key", "differs", "ids", "fix"}]}}},
-     "calls": {"marketo": {"used": n, "minimum": n, "waiting_polls": n, "retried": n,
+     "calls": {"marketo": {"used": n, "minimum": n, "waiting_polls": n, "id_sweep": n,
+                           "retried": n,
                            "by_object": {"<object>": {"used": n, "minimum": n}}},
                "crm": {"used": n, "minimum": n}},
      "scores_not_checked": "<why>",  # only when the CRM has no MSI score fields
@@ -18,9 +19,10 @@ missing, mismatched, orphaned, duplicated. `findings` lists the first `examples`
 (all of them when `examples` is 0). `minimum` is the cheapest reads for what is in scope: per
 31-day lead export window create, enqueue, one status and the file (when it has rows); one get
 per 300 records of each other object; the CRM's query pages. `waiting_polls` are the export
-status polls beyond the first, which depend on how long Marketo takes, and `retried` the tries
-that failed and were retried (a 606 when other integrations share the rate): both are part of
-`used`.
+status polls beyond the first, which depend on how long Marketo takes; `id_sweep` the gets of
+sales persons and companies by Marketo id that find the ones nothing points at (one per object
+when their ids are dense); and `retried` the tries that failed and were retried (a 606 when
+other integrations share the rate): all three are part of `used`.
 """
 
 from __future__ import annotations
@@ -73,6 +75,7 @@ def calls(diagnosis: Diagnosis) -> dict[str, Any]:
             "used": sum(diagnosis.marketo_calls.values()),
             "minimum": sum(diagnosis.marketo_minimum.values()),
             "waiting_polls": diagnosis.waiting_polls,
+            "id_sweep": sum(diagnosis.marketo_world.sweep_calls.values()),
             "retried": diagnosis.retried,
             "by_object": by_object,
         },
@@ -117,7 +120,8 @@ def render_text(diagnosis: Diagnosis, examples: int) -> str:
     lines.append("")
     lines.append(
         f"Marketo calls: {cost['marketo']['used']} (minimum reads {cost['marketo']['minimum']}"
-        f" + {cost['marketo']['waiting_polls']} export status polls while Marketo ran the job; "
+        f" + {cost['marketo']['waiting_polls']} export status polls while Marketo ran the job"
+        f" + {cost['marketo']['id_sweep']} gets by Marketo id; "
         + ", ".join(
             f"{name} {c['used']}/{c['minimum']}" for name, c in cost["marketo"]["by_object"].items()
         )
@@ -125,7 +129,7 @@ def render_text(diagnosis: Diagnosis, examples: int) -> str:
     )
     lines.append(
         f"CRM calls: {cost['crm']['used']} (minimum query pages {cost['crm']['minimum']}; the "
-        "rest is metadata tap-crm-msi and target-crm-msi read: labels, describes)"
+        "rest is metadata tap-crm-msi and target-crm-msi read: connection roles, describes)"
     )
     if document.get("scores_not_checked"):
         lines.append(f"Scores not checked: {document['scores_not_checked']}")

@@ -20,14 +20,37 @@ from typing import Any
 
 from target_marketo_msi.target.target import TargetMarketoMsi
 
-# The doctor's own settings, with their defaults.
-DEFAULTS: dict[str, Any] = {
-    "max_calls": 0,  # cap on this run's Marketo calls (0: only the daily budget)
-    "leads_since": None,  # where the lead exports start (default: 2 years ago)
-    "examples": 5,  # examples shown per check and kind
-    "export_poll_seconds": 60.0,  # Marketo refreshes an export's status about once a minute
-    "export_max_wait_seconds": 3600.0,
+# The doctor's own settings (JSON Schema, as --about shows them), and their defaults.
+OWN_SETTINGS: dict[str, dict[str, Any]] = {
+    "max_calls": {
+        "type": ["integer"],
+        "default": 0,
+        "description": "Cap on one run's Marketo calls (0: the daily call budget only).",
+    },
+    "leads_since": {
+        "type": ["string", "null"],
+        "format": "date-time",
+        "description": "Where the lead exports (31-day createdAt windows) start; default two "
+        "years ago.",
+    },
+    "examples": {
+        "type": ["integer"],
+        "default": 5,
+        "description": "Examples shown per check and kind (0: all).",
+    },
+    "export_poll_seconds": {
+        "type": ["number"],
+        "default": 60.0,
+        "description": "Seconds between a lead export's status polls (Marketo refreshes it "
+        "about once a minute).",
+    },
+    "export_max_wait_seconds": {
+        "type": ["number"],
+        "default": 3600.0,
+        "description": "How long a lead export may take before the run gives up (exit 2).",
+    },
 }
+DEFAULTS: dict[str, Any] = {name: spec.get("default") for name, spec in OWN_SETTINGS.items()}
 # Environment variables a meltano utility plugin sets: each plugin's settings as JSON, its
 # secrets apart (meltano keeps those as sensitive settings), each own setting.
 ENV_PREFIX = "MSI_DOCTOR_"

@@ -4,8 +4,8 @@ with `meltano add --from-ref meltano-hub/...` and its shipped `pip_url` (the whe
 MSI_CONNECTORS_WHEELS), README's plugin variants, jobs and schedules copied in, and README's
 `sandbox` environment set with `meltano config set`. Then, per CRM, the forward sync and the score
 write-back run there: Marketo ends as in test_meltano_jobs.py (every record loaded or rejected
-with its reason, every link MSI needs), and exactly the people MSI scored get their scores in the
-CRM.
+with its reason, every link MSI needs), msi-doctor finds it healthy, and exactly the people MSI
+scored get their scores in the CRM.
 
 The wheels are built with build's default isolation (a fresh environment with the packages'
 declared build requirements), as a user building a release would (tests/packaging_support.py).
@@ -105,7 +105,7 @@ def adopted(tmp_path_factory: pytest.TempPathFactory) -> Project:
         check=True,
         timeout=300,
     )
-    assert len(DEFINITIONS) == 4
+    assert len(DEFINITIONS) == 5
     for definition in DEFINITIONS:
         project.meltano("add", "--from-ref", str(definition), definition.stem)
     copy_jobs(project.root)
@@ -116,10 +116,12 @@ def adopted(tmp_path_factory: pytest.TempPathFactory) -> Project:
         for plugin in plugins:
             for name, value in plugin["config"].items():
                 kind = f"--plugin-type={plugin_type}"
-                project.meltano(*config_set, kind, plugin["name"], name, str(value))
+                text = json.dumps(value) if isinstance(value, dict) else str(value)
+                project.meltano(*config_set, kind, plugin["name"], name, text)
     yesterday = dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
     start = yesterday.strftime("%Y-%m-%dT%H:%M:%SZ")
     project.meltano(*config_set, "tap-marketo-msi", "start_date", start)
+    project.meltano(*config_set, "msi-doctor", "leads_since", start)
     schedules = json.loads(project.meltano("schedule", "list", "--format=json"))["schedules"]
     assert {s["name"] for s in schedules["job"]} == {
         s["name"] for s in readme_block("jobs")["schedules"]
@@ -156,6 +158,15 @@ def test_a_new_project_syncs_forward_and_writes_scores_back(
     summary = json.loads((output / "marketo-summary.json").read_text())
     assert summary["status"] == "ok"
     assert_marketo_holds_the_crm_world(sandbox, crm, output / "marketo-rejects.jsonl")
+    # msi-doctor, added from its definition, finds the synced world healthy (exit 0).
+    doctor = json.loads(
+        adopted.meltano(
+            "--environment=sandbox", "invoke", "msi-doctor", "--crm", crm, "--format", "json",
+            env=env,
+        )
+    )  # fmt: skip
+    assert doctor["healthy"] is True
+    assert doctor["checks"]["leads"]["checked"] > 0
 
     # Back: MSI scores some Marketo people; the write-back gives exactly those CRM records
     # Marketo's values, and touches no other record.

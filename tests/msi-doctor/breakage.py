@@ -17,6 +17,7 @@ STALE_SCORES = {
     "relativeUrgency": 40,
     "relativeScore": 3,
 }
+DUPLICATE_FORM = "Contact us (duplicate)"  # the duplicate leads' own activity
 # CRM tables whose rows the breakage deletes (orphans in Marketo): leads, opportunities.
 CRM_TABLES = {"salesforce": ("Lead", "Opportunity"), "dynamics": ("lead", "opportunity")}
 
@@ -49,10 +50,14 @@ def break_world(sandbox: Any, crm: str) -> dict[tuple[str, str], set[str]]:
         for lead in take(lambda lead: lead["externalPersonId"] in crm_leads):
             _delete(crm_store, crm, lead_table, lead["externalPersonId"])
             expected[("leads", "orphaned")].add(lead["externalPersonId"])
-        # A duplicate: a second Marketo lead with the same externalPersonId.
+        # A duplicate: a second Marketo lead with the same externalPersonId, with an activity of
+        # its own (a form filled in), which a merge must keep.
         for n, lead in enumerate(take()):
             copy = {k: v for k, v in lead.items() if k != "id"}
-            marketo.insert("leads", {**copy, "email": f"duplicate{n}@example.com"})
+            twin = marketo.insert("leads", {**copy, "email": f"duplicate{n}@example.com"})
+            marketo.insert("lead_activities", {
+                "leadId": twin, "activityDate": "2026-11-30T10:00:00Z", "activityTypeId": 2,
+                "primaryAttributeValue": f"{DUPLICATE_FORM} {n}", "attributes": []})  # fmt: skip
             expected[("leads", "duplicated")].add(lead["externalPersonId"])
         companies = sorted(r["externalCompanyId"] for r in rows(sandbox, "marketo", "companies"))
         # A lead linked to the wrong company (one of the first two, which stay in Marketo).
@@ -91,7 +96,25 @@ def break_world(sandbox: Any, crm: str) -> dict[tuple[str, str], set[str]]:
         for opportunity in opportunities:
             _delete(crm_store, crm, opportunity_table, opportunity)
             expected[("opportunities", "orphaned")].add(opportunity)
+        # Orphan sales persons and companies nothing points at: no lead, opportunity or company
+        # refers to them and the target never loaded them (another integration's leftovers, or a
+        # target whose state was lost); only Marketo itself knows them.
+        for n in range(EACH):
+            person = _foreign_id(crm, "005", n)
+            marketo.insert("salespersons", {"externalSalesPersonId": person,
+                                            "email": f"gone{n}@example.com"})  # fmt: skip
+            expected[("sales_persons", "orphaned")].add(person)
+            company = _foreign_id(crm, "001", n)
+            marketo.insert("companies", {"externalCompanyId": company, "company": f"Gone {n}"})
+            expected[("companies", "orphaned")].add(company)
     return dict(expected)
+
+
+def _foreign_id(crm: str, prefix: str, n: int) -> str:
+    """An external id no CRM record has, in the CRM's form (as the doctor keys it)."""
+    if crm == "salesforce":
+        return f"{prefix}ZZ{n:010d}AAA"
+    return f"00000000-0000-4000-8000-{int(prefix) * 1000 + n:012d}"
 
 
 def _key_column(crm: str, table: str) -> str:

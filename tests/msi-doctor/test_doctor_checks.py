@@ -32,14 +32,19 @@ def sync_rejects(tmp_path: Path, stream: str) -> set[tuple[str, str]]:
     }
 
 
-def assert_minimum_reads(diagnosis: Any) -> None:
+def assert_minimum_reads(diagnosis: Any, sweeps: int) -> None:
     """Marketo's reads are the minimum for what is in scope, plus the export status polls made
-    while Marketo ran the job (how many depends on its speed, not on the doctor)."""
+    while Marketo ran the job (how many depends on its speed, not on the doctor), plus `sweeps`
+    gets by Marketo id for sales persons and for companies."""
     assert diagnosis.marketo_calls["leads"] == (
         diagnosis.marketo_minimum["leads"] + diagnosis.waiting_polls
     )
+    swept = diagnosis.marketo_world.sweep_calls
+    assert swept == {"sales_persons": sweeps, "companies": sweeps}
     others = {k: v for k, v in diagnosis.marketo_calls.items() if k != "leads"}
-    assert others == {k: v for k, v in diagnosis.marketo_minimum.items() if k != "leads"}
+    assert others == {
+        k: v + swept.get(k, 0) for k, v in diagnosis.marketo_minimum.items() if k != "leads"
+    }
 
 
 def findings(diagnosis: Any) -> dict[tuple[str, str], set[str]]:
@@ -70,18 +75,24 @@ def test_clean_sync_is_healthy_then_each_breakage_is_reported(
         # What the doctor sets apart is what the sync rejected, for the same reasons.
         assert apart == sync_rejects(tmp_path, name)
     assert results["leads"].not_synced
-    # The reads cost what the cheapest reads cost.
-    assert_minimum_reads(clean)
-    # The CRM read costs what the tap's own first run costs, plus the write-back's metadata of
-    # the two person objects' score fields (remembered, so the next run does not pay it).
-    assert clean.crm_calls == tap_calls + 2
+    # The reads cost what the cheapest reads cost; one get by Marketo id past the highest id
+    # of each of sales persons and companies finds no record nothing points at.
+    assert_minimum_reads(clean, sweeps=1)
+    # The CRM read costs its query pages, plus the write-back's metadata of the two person
+    # objects' score fields (remembered, so the next run does not pay it) and, on Dynamics, the
+    # connection roles; not the option-set metadata the tap reads (labels come with the rows).
+    roles = 1 if crm == "dynamics" else 0
+    assert clean.crm_calls == clean.crm_minimum + 2 + roles
+    assert clean.crm_calls == tap_calls + 2 - (12 if crm == "dynamics" else 0)
 
     expected = break_world(sandbox, crm)
     assert all(len(keys) == 10 for keys in expected.values())
     broken = diagnose(settings)
     assert findings(broken) == expected
-    assert broken.crm_calls == tap_calls
-    assert_minimum_reads(broken)
+    assert broken.crm_calls == broken.crm_minimum + roles
+    # The orphan sales persons and companies sit above the highest id the reads found: a second
+    # get by id finds nothing more.
+    assert_minimum_reads(broken, sweeps=2)
     assert not broken.healthy
     # The ids to act on: the duplicates' lead ids, the edited sales persons' Marketo ids.
     for finding in broken.results["leads"].findings:

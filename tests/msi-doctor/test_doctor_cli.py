@@ -49,7 +49,12 @@ def test_exit_codes_and_the_json_shape(
     marketo_calls = document["calls"]["marketo"]
     # Three export windows, the last with rows (3 calls each, + its file), and 4 gets.
     assert marketo_calls["minimum"] == 3 * 3 + 1 + 4
-    assert marketo_calls["used"] == marketo_calls["minimum"] + marketo_calls["waiting_polls"]
+    # Beyond the minimum: the status polls, and one get by Marketo id each past the highest
+    # sales person and company ids.
+    assert marketo_calls["id_sweep"] == 2
+    assert marketo_calls["used"] == (
+        marketo_calls["minimum"] + marketo_calls["waiting_polls"] + marketo_calls["id_sweep"]
+    )
     assert set(marketo_calls["by_object"]) == {
         "leads", "sales_persons", "companies", "opportunities", "opportunity_roles",
     }  # fmt: skip
@@ -65,6 +70,7 @@ def test_exit_codes_and_the_json_shape(
     assert person["externalSalesPersonId"] in text
     assert "someone.else@example.com" in text
     assert "(minimum reads 14 + " in text
+    assert " + 2 gets by Marketo id; " in text
 
     # A CRM without the MSI score fields: the scores are not checked, and the report says why.
     no_scores = {**crm, "salesforce_field_map": {"priority": "No_Such_Field__c"}}

@@ -61,7 +61,7 @@ def test_meltano_invoke_msi_doctor(sandbox: Any, tmp_path: Path) -> None:
     assert document["healthy"] is True
     assert document["checks"]["leads"]["checked"] > 0
     calls = document["calls"]["marketo"]
-    assert calls["used"] == calls["minimum"] + calls["waiting_polls"]
+    assert calls["used"] == calls["minimum"] + calls["waiting_polls"] + calls["id_sweep"]
 
     store = sandbox.service("marketo").store
     person = next(iter(store.iterate("salespersons")))

@@ -1,7 +1,8 @@
 """msi-doctor --repair on the sandbox: after ten breakages of each kind, the broken records
 alone are re-sent (Marketo through target-marketo-msi, scores through target-crm-msi), within
 1.1x the minimum calls for them, and the next doctor run is healthy, the CRM and Marketo
-holding what the clean sync left."""
+holding what the clean sync left; duplicate leads merged into the synced one, which keeps its id
+and takes the duplicate's activities."""
 
 from __future__ import annotations
 
@@ -9,11 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from breakage import EACH, STALE_SCORES, break_world
+from breakage import DUPLICATE_FORM, EACH, STALE_SCORES, break_world
 from doctor_support import crm_config, doctor_settings, marketo_config, sync
 
 from msi_doctor.doctor import diagnose
 from msi_doctor.repair import repair
+from msi_sandbox.marketo.merge import MERGE_LEADS_ACTIVITY_TYPE as MERGE_LEADS
 
 
 @pytest.mark.parametrize("crm", ["salesforce", "dynamics"])
@@ -27,6 +29,7 @@ def test_repair_fixes_every_breakage_at_the_minimum_calls(
     sync(crm_settings, marketo)
     settings = doctor_settings(crm_settings, marketo)
     before = {t: dump(sandbox, t) for t in ("salespersons", "companies", "opportunities")}
+    synced_lead = {r["externalPersonId"]: r["id"] for r in marketo_rows(sandbox, "leads")}
     expected = break_world(sandbox, crm)
     broken = diagnose(settings)
     assert not broken.healthy
@@ -40,7 +43,24 @@ def test_repair_fixes_every_breakage_at_the_minimum_calls(
     }  # fmt: skip
     assert report["deleted"]["leads"] == EACH
     assert report["deleted"]["opportunities"] == EACH
-    assert report["duplicate_leads_deleted"] == EACH
+    # The orphan sales persons and companies only Marketo knew of (found by Marketo id).
+    assert report["deleted"]["sales_persons"] == EACH
+    assert report["deleted"]["companies"] == EACH
+    assert report["duplicate_leads_merged"] == EACH
+    # Each duplicated person is one lead again: the one the sync made (the target's leadId, and
+    # the oldest), with its id and the duplicate's activity, and a Merge Leads activity.
+    duplicated = expected[("leads", "duplicated")]
+    leads = [r for r in marketo_rows(sandbox, "leads") if r["externalPersonId"] in duplicated]
+    assert {r["externalPersonId"]: r["id"] for r in leads} == {
+        person: synced_lead[person] for person in duplicated
+    }
+    assert len(leads) == EACH
+    activities = marketo_rows(sandbox, "lead_activities")
+    for lead in leads:
+        own = {(a["activityTypeId"], a["primaryAttributeValue"] or "") for a in activities
+               if a["leadId"] == lead["id"]}  # fmt: skip
+        assert any(kind == 2 and DUPLICATE_FORM in value for kind, value in own), own
+        assert any(kind == MERGE_LEADS for kind, _ in own), own
     assert report["scores_written"] == EACH
     assert report["rejected"] == {}
     calls = report["calls"]["marketo"]
@@ -67,9 +87,12 @@ def test_repair_fixes_every_breakage_at_the_minimum_calls(
         )
 
 
+def marketo_rows(sandbox: Any, table: str) -> list[dict[str, Any]]:
+    return [dict(r) for r in sandbox.service("marketo").store.iterate(table)]
+
+
 def dump(sandbox: Any, table: str) -> list[dict[str, Any]]:
-    rows = sandbox.service("marketo").store.iterate(table)
-    return _without_times([dict(r) for r in rows])
+    return _without_times(marketo_rows(sandbox, table))
 
 
 def _without_times(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -1,4 +1,5 @@
-"""Marketo activities endpoints: paging tokens and the deleted-leads feed (activity type 37).
+"""Marketo activities endpoints: paging tokens, a lead's activity log (activities.json: the
+interesting moments MSI records, type 41, and merges, type 32) and the deleted-leads feed (type 37).
 
 A paging token is what Marketo hands out: base32 of `"<since>,<last activity id>"`, e.g.
 `GIYDAOBNGEYS2MBWKQYDAORQGA5DAMBOGAYDAKZQGAYDALBQ` is `2008-11-06T00:00:00.000+0000,0`. Clients
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Flask, Response
 
-from msi_sandbox.marketo.records import batch_size, to_iso
+from msi_sandbox.marketo.records import batch_size, split_list, to_iso
 from msi_sandbox.marketo.wire import MarketoApiError, api_call, request_params, success
 
 if TYPE_CHECKING:
@@ -22,6 +23,8 @@ if TYPE_CHECKING:
 
 DELETE_LEAD_ACTIVITY_TYPE = 37
 DEFAULT_BATCH_SIZE = 300  # Marketo's default and maximum page size for activities
+MAX_ACTIVITY_TYPES = 10  # activityTypeIds per call (Adobe's "Activities" page)
+MAX_LEAD_IDS = 30  # leadIds per call
 PAGING_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.000+0000"
 
 
@@ -54,13 +57,18 @@ def decode_paging_token(token: str) -> tuple[dt.datetime, int]:
 
 def deleted_lead_activity(row: dict[str, Any]) -> dict[str, Any]:
     """A stored `deleted_leads` row in the shape of Marketo's Activity object."""
+    return activity_record({**row, "activityTypeId": DELETE_LEAD_ACTIVITY_TYPE})
+
+
+def activity_record(row: dict[str, Any]) -> dict[str, Any]:
+    """A stored activity row (`lead_activities` or `deleted_leads`) as Marketo's Activity."""
     lead_id = row["leadId"]
     activity = {
         "id": row["id"],
         "marketoGUID": str(row["id"]),
         "leadId": lead_id,
         "activityDate": to_iso(parse_datetime(row["activityDate"])),
-        "activityTypeId": DELETE_LEAD_ACTIVITY_TYPE,
+        "activityTypeId": row["activityTypeId"],
         "primaryAttributeValueId": lead_id,
         "attributes": row.get("attributes") or [],
     }
@@ -94,26 +102,57 @@ def register(app: Flask, service: MarketoService) -> None:
     @app.get("/rest/v1/activities/deletedleads.json")
     @api_call(service)
     def deleted_leads() -> Response:
+        return _page(service, "deleted_leads", "", (), deleted_lead_activity)
+
+    @app.route("/rest/v1/activities.json", methods=["GET", "POST"])
+    @api_call(service)
+    def lead_activities() -> Response:
         params = request_params()
-        token = params.get("nextPageToken")
-        if not token:
-            raise MarketoApiError("701", "nextPageToken cannot be blank")
-        since, last_id = decode_paging_token(token)
-        size = batch_size(params, DEFAULT_BATCH_SIZE)
-        # Activity dates are stored as `2024-05-01T10:00:00Z`, so they compare as strings; rows
-        # come in id order (the order deletes were recorded) and one extra row says whether more
-        # remain.
-        rows = service.store.select(
-            "deleted_leads",
-            '"id" > ? AND "activityDate" >= ?',
-            (last_id, to_iso(since)),
-            order_by='"id"',
-            limit=size + 1,
-        )
-        page = rows[:size]
-        next_id = page[-1]["id"] if page else last_id
-        return success(
-            [deleted_lead_activity(row) for row in page],
-            nextPageToken=encode_paging_token(since, next_id),
-            moreResult=len(rows) > size,
-        )
+        types = _id_list(params, "activityTypeIds", MAX_ACTIVITY_TYPES)
+        if not types:
+            raise MarketoApiError("701", "activityTypeIds cannot be blank")
+        where = f'"activityTypeId" IN ({", ".join("?" for _ in types)})'
+        args: list[int] = list(types)
+        if lead_ids := _id_list(params, "leadIds", MAX_LEAD_IDS):
+            where += f' AND "leadId" IN ({", ".join("?" for _ in lead_ids)})'
+            args += lead_ids
+        return _page(service, "lead_activities", where, args, activity_record)
+
+
+def _id_list(params: dict[str, str], name: str, maximum: int) -> list[int]:
+    items = split_list(params.get(name))
+    if len(items) > maximum:
+        raise MarketoApiError("1003", f"{name} can have at most {maximum} values")
+    if not all(item.isdigit() for item in items):
+        raise MarketoApiError("1001", f"Invalid value for {name}. Required of type 'integer'")
+    return [int(item) for item in items]
+
+
+def _page(
+    service: MarketoService,
+    table: str,
+    where: str,
+    args: Any,
+    shape: Any,
+) -> Response:
+    """One page of an activity table after the paging token's position, in id order."""
+    params = request_params()
+    token = params.get("nextPageToken")
+    if not token:
+        raise MarketoApiError("701", "nextPageToken cannot be blank")
+    since, last_id = decode_paging_token(token)
+    size = batch_size(params, DEFAULT_BATCH_SIZE)
+    # Activity dates are stored as `2024-05-01T10:00:00Z`, so they compare as strings; rows
+    # come in id order (the order they were recorded) and one extra row says whether more
+    # remain.
+    clause = '"id" > ? AND "activityDate" >= ?' + (f" AND {where}" if where else "")
+    rows = service.store.select(
+        table, clause, (last_id, to_iso(since), *args), order_by='"id"', limit=size + 1
+    )
+    page = rows[:size]
+    next_id = page[-1]["id"] if page else last_id
+    return success(
+        [shape(row) for row in page],
+        nextPageToken=encode_paging_token(since, next_id),
+        moreResult=len(rows) > size,
+    )

@@ -42,6 +42,7 @@ SEARCHABLE = tuple(f.name for f in LEAD_FIELDS if f.searchable)
 # The spec's MSI table names these for leads, but Marketo itself does not require them: enforced
 # on create only when the service option `require_msi_links` is set.
 MSI_LINKS = ("externalPersonId", "externalSalesPersonId", "externalCompanyId")
+INTERESTING_MOMENT_ACTIVITY_TYPE = 41
 MSI_FIELDS = (
     "msiLastInterestingMomentType",
     "msiLastInterestingMomentDate",
@@ -184,23 +185,28 @@ def delete_leads(service: MarketoService, records: list[dict[str, Any]]) -> list
             elif item not in found:
                 results.append(skipped(RecordError("1004", "Lead not found"), id=item))
             else:
-                lead = found.pop(item)[0]
-                service.store.delete("leads", '"id" = ?', (item,))
-                name = " ".join(p for p in (lead.get("firstName"), lead.get("lastName")) if p)
-                service.store.insert(
-                    "deleted_leads",
-                    {
-                        "leadId": item,
-                        "activityDate": now,
-                        "attributes": [
-                            {"name": "Lead Name", "value": name or None},
-                            {"name": "Api Method Name", "value": "deleteLead"},
-                            {"name": "Modifying User", "value": service.api_user},
-                        ],
-                    },
-                )
+                remove_lead(service, found.pop(item)[0], now, "deleteLead")
                 results.append({"id": item, "status": "deleted"})
     return results
+
+
+def remove_lead(service: MarketoService, lead: dict[str, Any], now: str, method: str) -> None:
+    """Delete one lead row and note it in deleted_leads (type 37), naming the API method that
+    removed it (a delete or a merge). Call inside `store.transaction()`."""
+    service.store.delete("leads", '"id" = ?', (lead["id"],))
+    name = " ".join(p for p in (lead.get("firstName"), lead.get("lastName")) if p)
+    service.store.insert(
+        "deleted_leads",
+        {
+            "leadId": lead["id"],
+            "activityDate": now,
+            "attributes": [
+                {"name": "Lead Name", "value": name or None},
+                {"name": "Api Method Name", "value": method},
+                {"name": "Modifying User", "value": service.api_user},
+            ],
+        },
+    )
 
 
 def _missing_id() -> int:
@@ -347,6 +353,19 @@ def record_msi_activity(
                 "updatedAt": now,
             }
             service.store.update("leads", lead_id, changes)
+            service.store.insert(
+                "lead_activities",
+                {
+                    "leadId": lead_id,
+                    "activityDate": now,
+                    "activityTypeId": INTERESTING_MOMENT_ACTIVITY_TYPE,
+                    "primaryAttributeValue": kind,
+                    "attributes": [
+                        {"name": "Description", "value": desc},
+                        {"name": "Source", "value": source},
+                    ],
+                },
+            )
             changed.append(lead_id)
     return changed
 

@@ -241,6 +241,22 @@ DELETED_LEADS = Table(
     autoincrement=True,
     indexes=(("activityDate",),),
 )
+# Activities on a lead's log (interesting moments, merges), for activities.json; a merge moves
+# the losers' rows to the winner.
+LEAD_ACTIVITIES = Table(
+    "lead_activities",
+    {
+        "id": INTEGER,
+        "leadId": INTEGER,
+        "activityDate": TEXT,
+        "activityTypeId": INTEGER,
+        "primaryAttributeValue": TEXT,
+        "attributes": JSON,
+    },
+    "id",
+    autoincrement=True,
+    indexes=(("leadId",), ("activityDate",)),
+)
 # Bulk import batches (upload on disk, result files as text) and bulk extract jobs (file on disk).
 BULK_IMPORTS = Table(
     "bulk_imports",
@@ -290,6 +306,7 @@ TABLES: tuple[Table, ...] = (
     OPPORTUNITIES,
     OPPORTUNITY_ROLES,
     DELETED_LEADS,
+    LEAD_ACTIVITIES,
     BULK_IMPORTS,
     BULK_EXPORTS,
 )

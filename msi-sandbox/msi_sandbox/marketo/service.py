@@ -12,8 +12,9 @@ What callers can rely on (see rest.py, leads.py, objects.py for the rules):
   Marketo leads, with the users and accounts they link to as sales persons and companies;
   `api_user` names the token's scope; `require_msi_links` makes lead creation need
   externalPersonId/externalSalesPersonId/externalCompanyId (MSI's table; Marketo doesn't).
+- Merge Leads (merge.py): the winner keeps its id and takes the losers' activities and score.
 - Admin: POST /_sandbox/msi-activity {"leadIds"|"externalPersonIds"|"count","seed"} gives
-  leads a new interesting moment and scores, and moves their updatedAt.
+  leads a new interesting moment (an activity, type 41) and scores, and moves their updatedAt.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from flask import Blueprint, Flask, Response, g, request
 
 from msi_sandbox.generator import World
 from msi_sandbox.limits import ConcurrencyGate, DailyQuota, SlidingWindow
-from msi_sandbox.marketo import activities, bulk, identity, leads, rest, schema, wire
+from msi_sandbox.marketo import activities, bulk, identity, leads, merge, rest, schema, wire
 from msi_sandbox.service import SandboxService, json_response
 
 # Proxy-style answers for injected HTTP-level faults: Marketo's edge returns HTML, not JSON.
@@ -93,6 +94,7 @@ class MarketoService(SandboxService):
         rest.register(app, self)
         bulk.register(app, self)
         activities.register(app, self)
+        merge.register(app, self)
 
     # Faults and limits ----------------------------------------------------------------------
     def fault_response(self, code: str) -> Response:

@@ -187,6 +187,11 @@ def _reference(
     )
 
 
+def _master(name: str) -> Field:
+    """Set on a record deleted by a merge: the record it was merged into."""
+    return _reference("MasterRecordId", "Master Record ID", name, updateable=False)
+
+
 def _owner(*targets: str) -> Field:
     return _reference("OwnerId", "Owner ID", *targets, nillable=False)
 
@@ -264,6 +269,7 @@ def build_objects(namespace: str | None = None) -> dict[str, SObject]:
                 Field("BillingPostalCode", "string", "Billing Zip/Postal Code", 20),
                 Field("BillingCountry", "string", "Billing Country", 80),
                 _owner("User"),
+                _master("Account"),
                 *_audit(),
             ),
         ),
@@ -288,6 +294,7 @@ def build_objects(namespace: str | None = None) -> dict[str, SObject]:
                 _reference(
                     "ConvertedContactId", "Converted Contact ID", "Contact", updateable=False
                 ),
+                _master("Lead"),
                 *msi,
                 *_audit(),
             ),
@@ -303,6 +310,7 @@ def build_objects(namespace: str | None = None) -> dict[str, SObject]:
                 *_person(),
                 Field("LeadSource", "picklist", "Lead Source", 255),
                 _owner("User"),
+                _master("Contact"),
                 *msi,
                 *_audit(),
             ),

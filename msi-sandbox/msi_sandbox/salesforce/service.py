@@ -19,7 +19,10 @@ path, times}]}` body; `path` is matched against `"{sObject}/{18-character id}"`,
 `{"errors": [{"code": "UNABLE_TO_LOCK_ROW", "nth": 2}]}` fails the second record updated.
 
 Admin: `POST /_sandbox/mutate` changes the stored world as users do (see world.Mutator) and
-answers with the ids it touched. Options: `msi_namespace` (e.g. "mkto_si") names the MSI
+answers with the ids it touched. `POST /_sandbox/merge` `{"sobject", "masterRecordId",
+"recordIds"}` and `POST /_sandbox/undelete` `{"ids"}` do what the SOAP API's merge() and
+undelete() do (lifecycle.py); refusals answer 400 with Salesforce's error list.
+Options: `msi_namespace` (e.g. "mkto_si") names the MSI
 score fields `mkto_si__Priority__c`, ...; `jwt_public_key` is the PEM key or certificate the
 JWT bearer flow trusts (default: the key pair named in connection_info).
 """
@@ -33,8 +36,8 @@ from flask import Blueprint, Flask, Response, g, request
 from msi_sandbox.faults import FaultInjector
 from msi_sandbox.generator import World
 from msi_sandbox.limits import ConcurrencyGate, DailyQuota
-from msi_sandbox.salesforce import auth, bulk, ids, query, schema, sobjects, world
-from msi_sandbox.salesforce.wire import MAX_VERSION, ApiError, error, not_found
+from msi_sandbox.salesforce import auth, bulk, ids, lifecycle, query, schema, sobjects, world
+from msi_sandbox.salesforce.wire import MAX_VERSION, ApiError, error, not_found, now_stamp
 from msi_sandbox.service import SandboxService, json_response
 from msi_sandbox.store import Table
 
@@ -185,8 +188,51 @@ class SalesforceService(SandboxService):
             mutator = world.Mutator(self.store, self.objects, int(body.get("seed", self.seed)))
             return json_response(mutator.run(body))
 
+        @blueprint.post("/merge")
+        def merge() -> Response:
+            """What SOAP merge() does: {"sobject", "masterRecordId", "recordIds"}."""
+            body = request.get_json(force=True) or {}
+            master = ids.normalize(str(body.get("masterRecordId") or ""))
+            losers = [ids.normalize(str(i)) or str(i) for i in body.get("recordIds") or []]
+            return self._lifecycle_change(
+                lambda conn: lifecycle.merge(
+                    conn, str(body.get("sobject")), master or "", losers, now_stamp()
+                )
+            )
+
+        @blueprint.post("/undelete")
+        def undelete() -> Response:
+            """What SOAP undelete() does: {"ids"}; each with what its delete took along."""
+            body = request.get_json(force=True) or {}
+
+            def restore(conn: Any) -> list[list[str]]:
+                restored: list[list[str]] = []
+                for raw in body.get("ids") or []:
+                    record_id = ids.normalize(str(raw)) or str(raw)
+                    sobject = next(
+                        (o.name for o in self.objects.values() if record_id[:3] == o.key_prefix),
+                        None,
+                    )
+                    if sobject is None:
+                        raise lifecycle.LifecycleError("INVALID_ID_FIELD", f"invalid id {raw}")
+                    stamp = now_stamp()
+                    restored += [
+                        list(r) for r in lifecycle.undelete(conn, sobject, record_id, stamp)
+                    ]
+                return restored
+
+            return self._lifecycle_change(restore)
+
         self._fault_plan_routes(blueprint, "record_faults", None)
         self._fault_plan_routes(blueprint, "job_faults", JOB_FAULT_STATES)
+
+    def _lifecycle_change(self, change: Any) -> Response:
+        """Run one lifecycle change in a transaction: its result, or Salesforce's refusal."""
+        try:
+            with self.store.transaction() as conn:
+                return json_response({"result": change(conn)})
+        except lifecycle.LifecycleError as exc:
+            return json_response([{"errorCode": exc.code, "message": str(exc)}], 400)
 
     def _fault_plan_routes(
         self, blueprint: Blueprint, name: str, codes: frozenset[str] | None

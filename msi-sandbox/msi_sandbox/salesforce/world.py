@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from msi_sandbox.generator import World
-from msi_sandbox.salesforce import ids
+from msi_sandbox.salesforce import ids, lifecycle
 from msi_sandbox.salesforce.schema import SObject
 from msi_sandbox.salesforce.wire import format_datetime
 from msi_sandbox.store import Store
@@ -268,11 +268,7 @@ class Mutator:
         return picked[:count]
 
     def touch(self, conn: Any, name: str, record_id: str, changes: dict[str, Any], stamp: str):
-        changes = {**changes, "LastModifiedDate": stamp, "SystemModstamp": stamp}
-        assignments = ", ".join(f'"{c}" = ?' for c in changes)
-        conn.execute(
-            f'UPDATE "{name}" SET {assignments} WHERE "Id" = ?', (*changes.values(), record_id)
-        )
+        lifecycle.touch(conn, name, record_id, changes, stamp)
 
     def insert(self, conn: Any, name: str, record: dict[str, Any], stamp: str) -> str:
         sobject = self.objects[name]
@@ -312,8 +308,7 @@ class Mutator:
                 n["deletes"], ("Lead", "Contact", "Opportunity", "OpportunityContactRole")
             ):
                 for record_id in self.sample(conn, name, 1):
-                    self.touch(conn, name, record_id, {"IsDeleted": 1}, self.stamp())
-                    changed["deleted"].setdefault(name, []).append(record_id)
+                    self._delete(conn, name, record_id, changed)
             for lead_id in self.sample(conn, "Lead", n["conversions"], '"IsConverted" = 0'):
                 changed["converted"].append(self._convert(conn, lead_id))
             for name in self._spread(
@@ -329,6 +324,7 @@ class Mutator:
                 role = self._new_role(conn)
                 if role:
                     changed["created"]["OpportunityContactRole"].append(role)
+            self._lifecycle(conn, n, changed)
             if n["burst"]:
                 stamp = self.stamp()
                 changed["burst"]["timestamp"] = stamp
@@ -337,6 +333,74 @@ class Mutator:
                         self.touch(conn, name, record_id, {"Title": "Burst"}, stamp)
                         changed["burst"]["ids"].setdefault(name, []).append(record_id)
         return changed
+
+    def _delete(self, conn: Any, name: str, record_id: str, changed: dict[str, Any]) -> None:
+        """Delete one record: under "deleted", what its delete took along under "cascaded"."""
+        _, *taken = lifecycle.delete(conn, name, record_id, self.stamp())
+        changed["deleted"].setdefault(name, []).append(record_id)
+        for taken_name, taken_id in taken:
+            changed.setdefault("cascaded", {}).setdefault(taken_name, []).append(taken_id)
+
+    def _lifecycle(self, conn: Any, n: dict[str, int], changed: dict[str, Any]) -> None:
+        """The rest of a record's life: merges, account deletes, undeletes, re-parenting,
+        deactivated owners, leads converted into contacts that already exist."""
+        for key in ("merged", "undeleted", "reparented", "deactivated", "converted_into"):
+            changed[key] = {} if key in ("merged", "undeleted", "reparented") else []
+        for name in self._spread(n["merges"], lifecycle.MERGEABLE):
+            where = '"IsConverted" = 0' if name == "Lead" else ""
+            pair = self.sample(conn, name, 2, where)
+            if len(pair) == 2:
+                lifecycle.merge(conn, name, pair[0], [pair[1]], self.stamp())
+                changed["merged"].setdefault(name, []).append({"master": pair[0], "loser": pair[1]})
+        for record_id in self.sample(conn, "Account", n["account_deletes"]):
+            self._delete(conn, "Account", record_id, changed)
+        for name in self._spread(n["undeletes"], ("Account", "Lead", "Contact", "Opportunity")):
+            for record_id in self._deleted(conn, name):
+                try:
+                    restored = lifecycle.undelete(conn, name, record_id, self.stamp())
+                except lifecycle.LifecycleError:
+                    continue
+                for restored_name, restored_id in restored:
+                    changed["undeleted"].setdefault(restored_name, []).append(restored_id)
+                break
+        for name in self._spread(n["reparents"], ("Contact", "Opportunity")):
+            moved, accounts = self.sample(conn, name, 1), self.sample(conn, "Account", 1)
+            if moved and accounts:
+                self.touch(conn, name, moved[0], {"AccountId": accounts[0]}, self.stamp())
+                changed["reparented"].setdefault(name, []).append(moved[0])
+        for _ in range(n["owner_deactivations"]):
+            active = self.sample(conn, "User", 3, '"IsActive" = 1')
+            if len(active) < 3:  # two stay, to hand records to
+                break
+            user, heirs = active[0], active[1:]
+            moved = lifecycle.reassign_owner(
+                conn, user, lambda name, heirs=heirs: self._heir(conn, name, heirs), self.stamp()
+            )
+            changed["deactivated"].append({"user": user, "reassigned": moved})
+        for lead_id in self.sample(
+            conn, "Lead", n["conversions_into_existing"], '"IsConverted" = 0'
+        ):
+            contacts = self.sample(conn, "Contact", 1)
+            if contacts:
+                changed["converted_into"].append(self._convert(conn, lead_id, contacts[0]))
+
+    def _deleted(self, conn: Any, name: str) -> list[str]:
+        """A few records of `name` in the recycle bin (not merged away), in random order."""
+        rows = conn.execute(
+            f'SELECT "Id" FROM "{name}" WHERE "IsDeleted" = 1 AND "MasterRecordId" IS NULL'
+            if name in lifecycle.MERGEABLE
+            else f'SELECT "Id" FROM "{name}" WHERE "IsDeleted" = 1'
+        ).fetchall()
+        found = sorted(r[0] for r in rows)
+        self.rng.shuffle(found)
+        return found[:10]
+
+    def _heir(self, conn: Any, name: str, users: list[str]) -> str:
+        if name == "Lead" and self.rng.random() < 0.2:
+            queues = self.sample(conn, "Group", 1, "\"Type\" = 'Queue'")
+            if queues:
+                return queues[0]
+        return self.rng.choice(users)
 
     def _spread(self, count: int, names: tuple[str, ...]) -> Iterator[str]:
         for _ in range(count):
@@ -349,17 +413,25 @@ class Mutator:
                 return queues[0]
         return self.random_user(conn)
 
-    def _convert(self, conn: Any, lead_id: str) -> dict[str, Any]:
+    def _convert(self, conn: Any, lead_id: str, existing: str | None = None) -> dict[str, Any]:
+        """Convert a lead into a new contact, or into the `existing` one (which is modified)."""
         lead = dict(conn.execute('SELECT * FROM "Lead" WHERE "Id" = ?', (lead_id,)).fetchone())
         stamp = self.stamp()
-        accounts = self.sample(conn, "Account", 1)
-        account = accounts[0] if accounts else None
-        owner = lead["OwnerId"] if lead["OwnerId"].startswith("005") else self.random_user(conn)
-        contact = {
-            key: lead[key] for key in ("FirstName", "LastName", "Name", "Email", "Title", "Phone")
-        }
-        contact.update(AccountId=account, LeadSource=lead["LeadSource"], OwnerId=owner)
-        contact_id = self.insert(conn, "Contact", contact, stamp)
+        if existing is not None:
+            contact_id = existing
+            row = conn.execute('SELECT "AccountId" FROM "Contact" WHERE "Id" = ?', (existing,))
+            account = row.fetchone()[0]
+            self.touch(conn, "Contact", existing, {}, stamp)
+        else:
+            accounts = self.sample(conn, "Account", 1)
+            account = accounts[0] if accounts else None
+            owner = lead["OwnerId"] if lead["OwnerId"].startswith("005") else self.random_user(conn)
+            contact = {
+                key: lead[key]
+                for key in ("FirstName", "LastName", "Name", "Email", "Title", "Phone")
+            }
+            contact.update(AccountId=account, LeadSource=lead["LeadSource"], OwnerId=owner)
+            contact_id = self.insert(conn, "Contact", contact, stamp)
         self.touch(
             conn,
             "Lead",
@@ -416,4 +488,10 @@ _PLAN_KEYS = (
     "new_opportunities",
     "new_roles",
     "burst",
+    "merges",
+    "account_deletes",
+    "undeletes",
+    "reparents",
+    "owner_deactivations",
+    "conversions_into_existing",
 )

@@ -12,7 +12,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from msi_sandbox.salesforce import ids
+from msi_sandbox.salesforce import ids, lifecycle
 from msi_sandbox.salesforce.schema import ID_TYPES, NUMBER_TYPES, TEXT_TYPES, Field, SObject
 from msi_sandbox.salesforce.wire import format_datetime, now_stamp, parse_datetime
 
@@ -186,13 +186,9 @@ class Writer:
 
     # Applying ------------------------------------------------------------------------------
     def delete(self, sobject: SObject, record_id: str) -> None:
-        stamp = now_stamp()
-        with self.service.store.transaction():
-            self.service.store.update(
-                sobject.name,
-                record_id,
-                {"IsDeleted": True, "LastModifiedDate": stamp, "SystemModstamp": stamp},
-            )
+        """To the recycle bin, with what the delete takes along (lifecycle.CASCADE)."""
+        with self.service.store.transaction() as conn:
+            lifecycle.delete(conn, sobject.name, record_id, now_stamp())
 
     def update(self, changes: list[Change], *, all_or_none: bool) -> list[Outcome]:
         """Validate every change, then write the valid ones (none if all_or_none and any fail)."""

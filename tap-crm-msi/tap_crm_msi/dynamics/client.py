@@ -24,6 +24,11 @@ EXPIRED_VERSION_STAMP = "0x80044352"  # the delta token is older than the retent
 # Only the lookups' target tables: asking for every annotation ("*") adds formatted values to
 # each field and halves the rows per second; option set labels come from metadata instead.
 ANNOTATIONS = 'odata.include-annotations="Microsoft.Dynamics.CRM.lookuplogicalname"'
+FORMATTED = "OData.Community.Display.V1.FormattedValue"
+# The same, plus each field's formatted value (an option set's label among them).
+ANNOTATIONS_FORMATTED = (
+    f'odata.include-annotations="Microsoft.Dynamics.CRM.lookuplogicalname,{FORMATTED}"'
+)
 OPTION_SET_CASTS = (
     "PicklistAttributeMetadata",
     "StateAttributeMetadata",
@@ -48,6 +53,10 @@ class DynamicsClient(BaseCrmClient):
         self.page_size = min(int(config.get("page_size") or 5000), 5000)
         self.auth = DataverseAuthenticator(config, self.session, self.policy)
         self._labels: dict[str, dict[str, dict[int, str]]] = {}
+        # Option-set labels from each row's formatted values instead of the tables' metadata:
+        # no metadata calls, larger pages. For a reader that counts calls more than rows/s.
+        self.formatted_labels = False
+        self.rows_read = 0  # rows the queries returned, for the minimum pages of a read
         self.session.headers.update(
             {"Accept": "application/json", "OData-MaxVersion": "4.0", "OData-Version": "4.0"}
         )
@@ -89,17 +98,24 @@ class DynamicsClient(BaseCrmClient):
     ) -> Iterator[tuple[str, list[dict[str, Any]], str | None]]:
         """(URL, rows, deltaLink) per page, as `pages`. A page's URL is where a read interrupted
         on it goes on: Dataverse's paging links carry their position (the paging cookie)."""
-        prefer = f"odata.maxpagesize={self.page_size},{ANNOTATIONS}"
+        annotations = ANNOTATIONS_FORMATTED if self.formatted_labels else ANNOTATIONS
+        prefer = f"odata.maxpagesize={self.page_size},{annotations}"
         if track_changes:
             prefer = "odata.track-changes," + prefer
         headers = {"Prefer": prefer}
         while url:
             body = self.get_json(url, headers=headers)
-            yield url, body.get("value", []), body.get("@odata.deltaLink")
+            rows = body.get("value", [])
+            self.rows_read += len(rows)
+            yield url, rows, body.get("@odata.deltaLink")
             url = body.get("@odata.nextLink") or ""
 
     def get_all(self, entity_set: str, **query: str) -> list[dict[str, Any]]:
-        return [row for rows, _ in self.pages(self.url(entity_set, **query)) for row in rows]
+        """A small lookup table whole (e.g. connection roles); its rows are not `rows_read`."""
+        counted = self.rows_read
+        rows = [row for page, _ in self.pages(self.url(entity_set, **query)) for row in page]
+        self.rows_read = counted
+        return rows
 
     # Writes (target-crm-msi) ---------------------------------------------------------------------
     def batch(
@@ -136,7 +152,10 @@ class DynamicsClient(BaseCrmClient):
         return list(self.get_json(url).get("value", []))
 
     def option_labels(self, logical_name: str) -> dict[str, dict[int, str]]:
-        """attribute -> {option value: label} for the table's option sets (read once a run)."""
+        """attribute -> {option value: label} for the table's option sets (read once a run;
+        none with `formatted_labels`, where the rows carry their labels)."""
+        if self.formatted_labels:
+            return {}
         if logical_name not in self._labels:
             labels: dict[str, dict[int, str]] = {}
             for cast in OPTION_SET_CASTS:

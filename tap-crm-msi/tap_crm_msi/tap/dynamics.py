@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from tap_crm_msi.tap.tap import TapCrmMsi
 
 LOGICAL = "@Microsoft.Dynamics.CRM.lookuplogicalname"
+FORMATTED = "@OData.Community.Display.V1.FormattedValue"  # the client's formatted_labels
 DELTA_KEY = "delta_link"
 MODE_KEY = "mode"  # "changes" (change tracking) or "modifiedon"
 STAKEHOLDER = 1000
@@ -58,7 +59,8 @@ _NO_LABELS: dict[int, str] = {}
 
 
 class Labels:
-    """Option set values to their labels, for one table."""
+    """Option set values to their labels, for one table (or the row's own formatted value,
+    where the client asked for those instead of the metadata)."""
 
     def __init__(self, by_attribute: dict[str, dict[int, str]]) -> None:
         self.by_attribute = by_attribute
@@ -68,7 +70,7 @@ class Labels:
         if value is None:
             return None
         # No default argument: `str(value)` per call would be built for every labelled row.
-        label = self.by_attribute.get(name, _NO_LABELS).get(value)
+        label = self.by_attribute.get(name, _NO_LABELS).get(value) or row.get(name + FORMATTED)
         return str(value) if label is None else label
 
 

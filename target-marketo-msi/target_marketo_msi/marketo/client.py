@@ -15,9 +15,10 @@ from __future__ import annotations
 import dataclasses
 import json as jsonlib
 import logging
+import re
 import threading
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 import requests
@@ -45,6 +46,9 @@ RATE_CODE = "606"
 RETRYABLE_HTTP = frozenset({429, 500, 502, 503, 504})
 # Longest URI we send as a GET; longer look-ups go as POST ?_method=GET with a form body (414).
 MAX_GET_URI = 7_000
+MERGE_PATH = "/rest/v1/leads/{}/merge.json"
+# A record id inside a path (a merge's winner, a bulk batch): counted under one endpoint.
+_PATH_ID = re.compile(r"/\d+(?=/)")
 
 
 def _is_export_quota(error: MarketoError) -> bool:
@@ -214,7 +218,7 @@ class MarketoClient:
         tries.sent += 1
         if tries.sent > 1 and _is_write(method, send.get("params")):
             with self._stats_lock:
-                self.resent[path] += 1
+                self.resent[_endpoint(path)] += 1
         self.limiter.acquire()
         try:
             response = self.session.request(
@@ -284,7 +288,7 @@ class MarketoClient:
 
     def _count(self, path: str, outcome: str) -> None:
         with self._stats_lock:
-            self.calls[path] += 1
+            self.calls[_endpoint(path)] += 1
             self.outcomes[outcome if outcome != "ok" else "ok"] += 1
 
     @property
@@ -340,6 +344,35 @@ class MarketoClient:
             if not token or not body.get("result"):
                 return
             params = {**params, "nextPageToken": token}
+
+    def merge_leads(self, winner_id: int, loser_ids: Sequence[int]) -> int:
+        """Merge the losing leads into the winner (Marketo's Merge Leads); returns the calls made.
+
+        The winner keeps its id and takes the losers' activities and score; the losers are
+        deleted. One call for all the losers (`mergeInCRM` is not sent: it is for instances
+        natively synched to a CRM, which an MSI non-native sync is not). A merge resent after a
+        lost answer may be refused with 1004 because its first try already deleted the losers:
+        then the leads are read, and the merge counts as done when the winner is there and no
+        loser is. Raises MarketoError for a merge Marketo refuses (1004 a lead not there, ...).
+        """
+        losers = [int(i) for i in dict.fromkeys(loser_ids) if int(i) != int(winner_id)]
+        if not losers:
+            return 0
+        tries = Tries()
+        params = {"leadIds": ",".join(str(i) for i in losers)}
+        try:
+            self.request("POST", MERGE_PATH.format(int(winner_id)), params=params, tries=tries)
+        except MarketoError as exc:
+            if not (exc.code == "1004" and tries.resent and self._merged(winner_id, losers)):
+                raise
+            return tries.sent + 1
+        return tries.sent
+
+    def _merged(self, winner_id: int, loser_ids: list[int]) -> bool:
+        """Whether a merge has taken effect: the winner is there, none of the losers is."""
+        ids = [str(i) for i in (winner_id, *loser_ids)]
+        present = {int(r["id"]) for r in self.leads_by("id", ids, ["id"])}
+        return present == {int(winner_id)}
 
     def describe(self, describe_path: str) -> list[dict[str, Any]]:
         return list(self.request("GET", describe_path).get("result") or [])
@@ -460,6 +493,11 @@ class _ResumableDownload:
             self._response.close()
         self._response = None
         self._chunks = None
+
+
+def _endpoint(path: str) -> str:
+    """The endpoint a call is counted under: record ids in the path as `{id}`."""
+    return _PATH_ID.sub("/{id}", path)
 
 
 def _is_write(method: str, params: Mapping[str, Any] | None) -> bool:

@@ -6,6 +6,7 @@ import contextlib
 import copy
 import io
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,14 +60,20 @@ class TapRun:
 
 
 def run_tap(
-    config: dict[str, Any], state: dict[str, Any] | None = None, *, expect_error: bool = False
+    config: dict[str, Any],
+    state: dict[str, Any] | None = None,
+    *,
+    expect_error: bool = False,
+    prepare: Callable[[TapCrmMsi], None] | None = None,
 ) -> TapRun:
-    """Run the tap in this process and parse what it wrote to stdout."""
+    """Run the tap in this process (`prepare` sees it first) and parse what it wrote."""
     run = TapRun()
     out = io.StringIO()
     tap = TapCrmMsi(
         config=config, state=copy.deepcopy(state), parse_env_config=False, validate_config=True
     )
+    if prepare is not None:
+        prepare(tap)
     run.tap = tap
     with contextlib.redirect_stdout(out):
         try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tap_crm_helpers import dynamics_config, run_tap
+from tap_crm_helpers import assert_same_records, dynamics_config, run_tap
 
 from msi_common.contract import STREAM_NAMES
 from msi_sandbox.generator import INDUSTRIES
@@ -65,6 +65,28 @@ def test_full_run_matches_the_store(seeded_dynamics: Any) -> None:
     assert {
         (c["opportunityid"].lower(), c["_customerid_value"].lower()) for c in customers
     } <= roles
+
+
+def test_labels_from_formatted_values_are_the_metadata_labels(seeded_dynamics: Any) -> None:
+    """msi-doctor's way: option-set labels from each row's formatted value, no metadata calls."""
+    sandbox = seeded_dynamics
+    from_metadata = run_tap(dynamics_config(sandbox))
+
+    def formatted(tap: Any) -> None:
+        tap.streams["companies"].client.formatted_labels = True
+
+    from_rows = run_tap(dynamics_config(sandbox), prepare=formatted)
+
+    assert_same_records(from_rows.records, from_metadata.records)
+    assert {r["industry"] for r in from_rows.records["companies"]} <= set(INDUSTRIES)
+    # Four labelled tables, three option-set kinds each: the metadata calls saved.
+    client = from_rows.tap.streams["companies"].client
+    assert from_metadata.tap.streams["companies"].client.calls - client.calls == 12
+    # The rows the queries returned: every table read whole, the opportunity table twice (its
+    # own stream and its contact customers' roles), connections in both directions.
+    tables = ("systemuser", "account", "lead", "contact", "opportunity", "opportunity")
+    tables += ("connection",)
+    assert client.rows_read == sum(len(_rows(sandbox, t, columns=[f"{t}id"])) for t in tables)
 
 
 def test_team_owned_records_get_the_fallback(seeded_dynamics: Any) -> None:
