@@ -7,6 +7,12 @@ STAMP := $(VENV)/.installed
 PACKAGES := msi-common msi-sandbox tap-crm-msi target-marketo-msi msi-doctor
 PACKAGE_FILES := $(foreach p,$(PACKAGES),$(p)/pyproject.toml) requirements-dev.txt orchestrate/requirements.txt
 
+# Third-party clients the sandbox must serve unmodified, each pinning its own old dependencies,
+# so they live in a venv of their own (tests/msi-sandbox/salesforce/test_sf_third_party_tap.py).
+THIRDPARTY := .venv-thirdparty
+THIRDPARTY_STAMP := $(THIRDPARTY)/.installed
+THIRDPARTY_PACKAGES := tap-salesforce==2.8.1
+
 .PHONY: install test demo lint format bench chaos clean
 
 $(STAMP): $(PACKAGE_FILES)
@@ -15,9 +21,14 @@ $(STAMP): $(PACKAGE_FILES)
 	$(BIN)/pip install --quiet $(foreach p,$(PACKAGES),-e ./$(p)) -r requirements-dev.txt
 	touch $(STAMP)
 
-install: $(STAMP)
+$(THIRDPARTY_STAMP): Makefile
+	$(PYTHON) -m venv $(THIRDPARTY)
+	$(THIRDPARTY)/bin/pip install --quiet $(THIRDPARTY_PACKAGES)
+	touch $(THIRDPARTY_STAMP)
 
-test: $(STAMP)
+install: $(STAMP) $(THIRDPARTY_STAMP)
+
+test: $(STAMP) $(THIRDPARTY_STAMP)
 	$(BIN)/pytest
 
 lint: $(STAMP)
@@ -45,4 +56,4 @@ chaos: $(STAMP)
 	$(BIN)/pytest -m chaos -q
 
 clean:
-	rm -rf $(VENV) .meltano .sandbox output
+	rm -rf $(VENV) $(THIRDPARTY) .meltano .sandbox output

@@ -19,6 +19,7 @@ from cheroot.ssl.builtin import BuiltinSSLAdapter
 
 from msi_sandbox import tls
 from msi_sandbox.generator import generate
+from msi_sandbox.login_proxy import LoginProxy
 from msi_sandbox.service import SOCKET_ENVIRON_KEY, SandboxService
 
 # Service name -> "module:Class"; each service lives in its own package.
@@ -138,6 +139,7 @@ class Sandbox:
     servers: dict[str, wsgi.Server]
     ca_bundle: Path | None
     threads: list[threading.Thread] = field(default_factory=list)
+    proxies: list[LoginProxy] = field(default_factory=list)
 
     def info(self) -> dict[str, Any]:
         info: dict[str, Any] = {
@@ -169,6 +171,8 @@ class Sandbox:
                     server.stop()
             for thread in self.threads:
                 thread.join(timeout=5)
+            for proxy in self.proxies:
+                proxy.stop()
         finally:
             (self.data_dir / SANDBOX_FILE).unlink(missing_ok=True)
 
@@ -194,7 +198,9 @@ def start(
     extra = dict(service_classes or {})
     names = services or [*SERVICE_CLASSES, *(n for n in extra if n not in SERVICE_CLASSES)]
     ports = {**DEFAULT_PORTS, **(ports or {})}
-    ca_bundle = tls.ensure_certificates(data_dir / "tls", [host]) if use_tls else None
+    classes = {n: extra.get(n) or service_class(n) for n in names}
+    login_hosts = [h for n in names for h in classes[n].login_hosts]
+    ca_bundle = tls.ensure_certificates(data_dir / "tls", [host, *login_hosts]) if use_tls else None
     tls_dir = data_dir / "tls" if use_tls else None
     scheme = "https" if use_tls else "http"
     sandbox = Sandbox(data_dir, {}, {}, ca_bundle)
@@ -210,6 +216,10 @@ def start(
                 service.seed_world(world)
             server = _http_server(service.app, host, ports.get(name, 0), tls_dir)
             service.base_url = f"{scheme}://{host}:{server.bind_addr[1]}"
+            if use_tls and service.login_hosts:
+                proxy = LoginProxy(service.login_hosts, server.bind_addr[1], host).start()
+                sandbox.proxies.append(proxy)
+                service.login_proxy_url = proxy.url
             sandbox.services[name], sandbox.servers[name] = service, server
         for name, server in sandbox.servers.items():
             thread = threading.Thread(target=server.serve, name=f"sandbox-{name}", daemon=True)

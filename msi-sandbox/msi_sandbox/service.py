@@ -137,6 +137,9 @@ class SandboxService:
     # Token lifetime in seconds, changeable like a limit under the name "token_lifetime".
     default_token_lifetime: ClassVar[float] = 3600
     reuse_tokens: ClassVar[bool] = False
+    # Hosts the real service's clients log in at by a fixed name; the sandbox's certificate
+    # names them and a login proxy (login_proxy.py) takes them to this service.
+    login_hosts: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
         self,
@@ -157,6 +160,7 @@ class SandboxService:
             "client_secret": secrets.token_urlsafe(24),
         }
         self.base_url = ""
+        self.login_proxy_url: str | None = None
         self.limits: dict[str, float] = {
             **self.default_limits,
             "token_lifetime": self.default_token_lifetime,

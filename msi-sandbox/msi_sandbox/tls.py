@@ -38,11 +38,21 @@ def write_private(path: Path, data: str | bytes) -> None:
     os.replace(tmp, path)
 
 
+def _covers(cert_path: Path, hosts: list[str]) -> bool:
+    """Whether the server certificate names every host (a data dir made before a host was
+    added, e.g. the CRM login hosts, gets a new CA and certificate)."""
+    cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    listed = {str(n) for n in names.get_values_for_type(x509.DNSName)}
+    listed |= {str(a) for a in names.get_values_for_type(x509.IPAddress)}
+    return all(host in listed for host in hosts)
+
+
 def ensure_certificates(directory: Path, hosts: list[str]) -> Path:
     """Create (once) a CA and a server certificate for `hosts`; returns the CA bundle path."""
     directory.mkdir(parents=True, exist_ok=True)
     ca_path, cert_path, key_path = (directory / f for f in (CA_FILE, CERT_FILE, KEY_FILE))
-    if ca_path.exists() and cert_path.exists() and key_path.exists():
+    if ca_path.exists() and cert_path.exists() and key_path.exists() and _covers(cert_path, hosts):
         return ca_path
 
     now = dt.datetime.now(dt.UTC)

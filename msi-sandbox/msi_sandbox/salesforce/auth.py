@@ -217,13 +217,15 @@ class Authenticator:
         """None when the call carries a live session, else Salesforce's 401."""
         header = request.headers.get("Authorization", "")
         scheme, _, value = header.partition(" ")
-        if scheme.lower() not in {"bearer", "oauth"} or not value:
-            self.service.set_outcome("INVALID_SESSION_ID")
-            return error(401, "INVALID_SESSION_ID", "Session expired or invalid")
-        if self.service.tokens.check(value.strip()) != "valid":
-            self.service.set_outcome("INVALID_SESSION_ID")
-            return error(401, "INVALID_SESSION_ID", "Session expired or invalid")
-        return None
+        if scheme.lower() in {"bearer", "oauth"} and self.valid_session(value):
+            return None
+        self.service.set_outcome("INVALID_SESSION_ID")
+        return error(401, "INVALID_SESSION_ID", "Session expired or invalid")
+
+    def valid_session(self, value: str) -> bool:
+        """Whether `value` is a live session id (REST's bearer token, Bulk API 1.0's
+        `X-SFDC-Session`)."""
+        return bool(value.strip()) and self.service.tokens.check(value.strip()) == "valid"
 
 
 def register(app: Flask, service: SalesforceService) -> None:

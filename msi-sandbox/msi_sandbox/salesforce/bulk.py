@@ -189,19 +189,9 @@ class BulkJobs:
 
     def query_results(self, job: Job, start: int, count: int) -> str:
         chunk = job.rowids[start : start + count]
-        types = {c: job.sobject.lookup(c).type for c in job.columns}  # type: ignore[union-attr]
-        rows = []
-        for record in self.engine.rows(job.sobject, job.columns, chunk):
-            row = []
-            for name in job.columns:
-                value = record[name]
-                if isinstance(value, bool):
-                    value = "true" if value else "false"
-                elif value is not None and types[name] == "datetime":
-                    value = bulk_datetime(value)
-                row.append(value)
-            rows.append(row)
-        return self.csv_text(job, job.columns, rows)
+        return self.csv_text(
+            job, job.columns, csv_values(self.engine, job.sobject, job.columns, chunk)
+        )
 
     def process_upload(self, job: Job) -> None:
         """Parse the uploaded CSV and apply it (results are kept for the result calls)."""
@@ -224,6 +214,35 @@ class BulkJobs:
             }
             changes.append(Change(job.sobject, row[id_at], values, from_csv=True))
         job.outcomes = self.writer.update(changes, all_or_none=False)
+
+
+def csv_values(
+    engine: QueryEngine, sobject: SObject, columns: list[str], rowids: array
+) -> list[list[Any]]:
+    """The rows' values as Bulk API CSV files write them (both versions): booleans `true` /
+    `false`, datetimes with `Z`, nulls as None (each version writes those its own way)."""
+    types = {c: sobject.lookup(c).type for c in columns}  # type: ignore[union-attr]
+    rows = []
+    for record in engine.rows(sobject, columns, rowids):
+        row = []
+        for name in columns:
+            value = record[name]
+            if isinstance(value, bool):
+                value = "true" if value else "false"
+            elif value is not None and types[name] == "datetime":
+                value = bulk_datetime(value)
+            row.append(value)
+        rows.append(row)
+    return rows
+
+
+def compound_refusal(plan: Any) -> str | None:
+    """Salesforce's reason a Bulk query selecting a compound address field fails, else None."""
+    for name in plan.columns:
+        spec = plan.sobject.lookup(name)
+        if spec is not None and not spec.stored:
+            return "FUNCTIONALITY_NOT_ENABLED: Selecting compound data not supported in Bulk Query"
+    return None
 
 
 def _multiple_contents(job_id: str) -> str:
@@ -276,6 +295,9 @@ def register(app: Flask, service: SalesforceService) -> None:
                 "API_ERROR",
                 "Bulk API 2.0 query does not support aggregate functions or OFFSET",
             )
+        refusal = compound_refusal(plan)
+        if refusal:
+            raise ApiError(400, "API_ERROR", refusal)
         delimiter, line_ending = formats(body)
         rowids = jobs.engine.rowids(plan, include_deleted=operation == "queryAll")
         job = Job(jobs.new_id(), "query", operation, plan.sobject, version, delimiter, line_ending)

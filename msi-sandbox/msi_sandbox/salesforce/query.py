@@ -79,7 +79,8 @@ class QueryEngine:
     def rows(self, sobject: SObject, columns: list[str], rowids: array) -> list[dict[str, Any]]:
         """Rows by rowid, in the given order (rows deleted since are left out), decoded."""
         wanted = list(dict.fromkeys(["Id", *columns]))
-        return self._fetch(sobject, wanted, [f't."{c}"' for c in wanted], (), rowids)
+        expressions = [column_sql(sobject, c) for c in wanted]
+        return self._fetch(sobject, wanted, expressions, (), rowids)
 
     def records(
         self, sobject: SObject, columns: list[str], rowids: array, version: str
@@ -88,7 +89,7 @@ class QueryEngine:
 
         SQLite writes each record's url, so a fetched row is one `dict(zip())` from its record.
         """
-        expressions = ['? || t."Id"', *(f't."{c}"' for c in columns)]
+        expressions = ['? || t."Id"', *(column_sql(sobject, c) for c in columns)]
         prefix = record_url(version, sobject.name, "")
         rows = self._fetch(sobject, ["attributes", *columns], expressions, (prefix,), rowids)
         return with_attributes(sobject, rows)
@@ -113,7 +114,14 @@ class QueryEngine:
         cursor = self.service.store.connect().cursor()
         cursor.row_factory = None  # plain tuples, decoded a column at a time
         fetched = cursor.execute(sql, (*params, json.dumps(rowids.tolist()))).fetchall()
-        return self.service.store.table(sobject.name).decode(names, fetched)
+        records = self.service.store.table(sobject.name).decode(names, fetched)
+        for name in names:
+            spec = sobject.lookup(name)
+            if spec is not None and not spec.stored:  # a compound address, built as JSON
+                for record in records:
+                    if record[name] is not None:
+                        record[name] = json.loads(record[name])
+        return records
 
     def open_cursor(self, plan: SqlPlan, rowids: array, batch: int) -> Cursor:
         locator = ids.make_id("01g", next(self._numbers))
@@ -143,6 +151,18 @@ class QueryEngine:
             body["nextRecordsUrl"] = f"/services/data/{version}/query/{cursor.locator}-{end}"
         body["records"] = records
         return body
+
+
+def column_sql(sobject: SObject, name: str) -> str:
+    """The SQL for one selected field of `t`: its column, or for a compound address the JSON
+    object of its components (null when every component is), as the REST API writes it."""
+    spec = sobject.lookup(name)
+    if spec is None or spec.stored:
+        return f't."{name}"'
+    parts = sobject.components(spec)
+    pairs = ", ".join(f"'{key}', t.\"{column}\"" for key, column in parts)
+    present = " OR ".join(f't."{column}" IS NOT NULL' for _key, column in parts)
+    return f"CASE WHEN {present} THEN json_object({pairs}) END"
 
 
 def batch_size() -> int:

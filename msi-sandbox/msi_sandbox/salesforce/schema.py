@@ -1,8 +1,10 @@
 """The seven sObjects the MSI sync reads and writes: their fields, as describe reports them.
 
-One declaration per field feeds the SQLite tables, the describe calls, SOQL type checks and
-update validation. Datetimes are stored in the REST wire form (`2024-05-01T10:00:00.000+0000`,
-always UTC), which sorts like time, so SOQL comparisons run as plain SQL string comparisons.
+The standard fields come from `catalogue.py` (every one a real org describes); the MSI score
+fields are added to Lead and Contact here. One declaration per field feeds the SQLite tables,
+the describe calls, SOQL type checks and update validation. Datetimes are stored in the REST
+wire form (`2024-05-01T10:00:00.000+0000`, always UTC), which sorts like time, so SOQL
+comparisons run as plain SQL string comparisons.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from msi_sandbox.salesforce import catalogue
 from msi_sandbox.store import BOOLEAN, INTEGER, REAL, TEXT, Table
 
 # describe type -> (store kind, soapType)
@@ -29,6 +32,7 @@ FIELD_TYPES: dict[str, tuple[str, str]] = {
     "int": (INTEGER, "xsd:int"),
     "date": (TEXT, "xsd:date"),
     "datetime": (TEXT, "xsd:dateTime"),
+    "address": ("", "urn:address"),  # compound: made of its components, never stored
 }
 TEXT_TYPES = frozenset({"string", "textarea", "picklist", "email", "phone", "url"})
 NUMBER_TYPES = frozenset({"double", "currency", "percent", "int"})
@@ -58,44 +62,102 @@ class Field:
     updateable: bool = True
     reference_to: tuple[str, ...] = ()
     relationship_name: str | None = None
+    compound: str | None = None  # the compound field this one is a component of
+    calculated: bool = False
 
     @property
     def custom(self) -> bool:
         return self.name.endswith("__c")
 
     @property
+    def stored(self) -> bool:
+        return self.type != "address"
+
+    @property
     def store_kind(self) -> str:
         return FIELD_TYPES[self.type][0]
 
+    @property
+    def filterable(self) -> bool:
+        return self.type not in {"textarea", "address"}
+
+    def number_shape(self) -> tuple[int, int]:
+        """(precision, scale) as describe reports them."""
+        if self.type not in {"double", "currency", "percent"}:
+            return 0, 0
+        for suffix, shape in catalogue.NUMBER_SHAPES.items():
+            if self.name.endswith(suffix):
+                return shape
+        return 18, 2
+
     def describe(self) -> dict[str, Any]:
-        """The field as `sobjects/{Type}/describe` lists it."""
-        numeric = self.type in NUMBER_TYPES
+        """The field as `sobjects/{Type}/describe` lists it (every key a real org sends)."""
+        precision, scale = self.number_shape()
+        text = self.type in TEXT_TYPES or self.type in ID_TYPES
+        creatable = self.updateable and not self.calculated
         return {
-            "name": self.name,
-            "label": self.label or self.name,
-            "type": self.type,
-            "soapType": FIELD_TYPES[self.type][1],
-            "length": self.length,
-            "byteLength": self.length * 3,
-            "precision": 18 if numeric and self.type != "int" else 0,
-            "scale": 2 if self.type in {"double", "currency", "percent"} else 0,
-            "digits": 9 if self.type == "int" else 0,
-            "nillable": self.nillable,
-            "updateable": self.updateable,
-            "createable": self.updateable,
+            "aggregatable": self.type not in {"textarea", "address", "boolean"},
+            "aiPredictionField": False,
+            "autoNumber": False,
+            "byteLength": self.length * 3 if text else 0,
+            "calculated": self.calculated,
+            "calculatedFormula": None,
+            "cascadeDelete": False,
+            "caseSensitive": False,
+            "compoundFieldName": self.compound,
+            "controllerName": None,
+            "createable": creatable,
             "custom": self.custom,
-            "calculated": False,
-            "filterable": self.type != "textarea",
-            "sortable": self.type != "textarea",
-            "groupable": self.type not in {"textarea", "double", "currency", "percent"},
-            "unique": False,
-            "externalId": False,
-            "idLookup": self.name in {"Id", "Email", "Username", "Name"},
+            "defaultValue": False if self.type == "boolean" and self.nillable is False else None,
+            "defaultValueFormula": None,
             "defaultedOnCreate": self.name in SYSTEM_FIELDS or self.type == "boolean",
+            "dependentPicklist": False,
+            "deprecatedAndHidden": False,
+            "digits": 9 if self.type == "int" else 0,
+            "displayLocationInDecimal": False,
+            "encrypted": False,
+            "externalId": False,
+            "extraTypeInfo": _EXTRA_TYPE_INFO.get(self.type),
+            "filterable": self.filterable,
+            "filteredLookupInfo": None,
+            "formulaTreatNullNumberAsZero": False,
+            "groupable": self.type not in {"textarea", "double", "currency", "percent", "address"},
+            "highScaleNumber": False,
+            "htmlFormatted": False,
+            "idLookup": self.name in {"Id", "Email", "Username", "Name"},
+            "inlineHelpText": None,
+            "label": self.label or self.name,
+            "length": self.length,
+            "mask": None,
+            "maskType": None,
+            "name": self.name,
+            "nameField": self.name == "Name",
+            "namePointing": len(self.reference_to) > 1,
+            "nillable": self.nillable,
+            "permissionable": self.nillable and not self.calculated and self.updateable,
+            "picklistValues": [],
+            "polymorphicForeignKey": len(self.reference_to) > 1,
+            "precision": precision,
+            "queryByDistance": False,
+            "referenceTargetField": None,
             "referenceTo": list(self.reference_to),
             "relationshipName": self.relationship_name,
-            "picklistValues": [],
+            "relationshipOrder": None,
+            "restrictedDelete": False,
+            "restrictedPicklist": False,
+            "scale": scale,
+            "searchPrefilterable": self.type == "reference",
+            "soapType": FIELD_TYPES[self.type][1],
+            "sortable": self.filterable,
+            "type": self.type,
+            "unique": False,
+            "updateable": self.updateable and not self.calculated,
+            "writeRequiresMasterRead": False,
         }
+
+
+# describe's extraTypeInfo for the types that carry one.
+_EXTRA_TYPE_INFO = {"textarea": "plaintextarea"}
 
 
 @dataclass(frozen=True)
@@ -119,94 +181,126 @@ class SObject:
     def has_is_deleted(self) -> bool:
         return "isdeleted" in self.by_lower
 
+    def components(self, compound: Field) -> list[tuple[str, str]]:
+        """(value key, component field name) of a compound address field, in its value's order."""
+        prefix = compound.name.removesuffix("Address")
+        parts = {key: prefix + suffix for suffix, _t, _n, key in catalogue.ADDRESS_PARTS}
+        return [(key, parts[key]) for key in catalogue.ADDRESS_KEYS]
+
+    def value(self, spec: Field, row: dict[str, Any]) -> Any:
+        """`spec`'s value in a stored row; a compound address is built from its components."""
+        if spec.stored:
+            return row[spec.name]
+        parts = {key: row.get(column) for key, column in self.components(spec)}
+        return parts if any(v is not None for v in parts.values()) else None
+
     def table(self) -> Table:
         return Table(
             self.name,
-            {f.name: f.store_kind for f in self.fields},
+            {f.name: f.store_kind for f in self.fields if f.stored},
             key="Id",
             indexes=(("SystemModstamp",), ("LastModifiedDate",)),
         )
 
     def describe_summary(self, version: str) -> dict[str, Any]:
+        """The object as describeGlobal lists it (every key a real org sends)."""
         base = f"/services/data/{version}/sobjects/{self.name}"
+        urls = {
+            "compactLayouts": f"{base}/describe/compactLayouts",
+            "rowTemplate": f"{base}/{{ID}}",
+            "approvalLayouts": f"{base}/describe/approvalLayouts",
+            "defaultValues": f"{base}/defaultValues?recordTypeId&fields",
+            "listviews": f"{base}/listviews",
+            "describe": f"{base}/describe",
+            "quickActions": f"{base}/quickActions",
+            "layouts": f"{base}/describe/layouts",
+            "sobject": base,
+        }
         return {
-            "name": self.name,
+            "activateable": False,
+            "associateEntityType": None,
+            "associateParentEntity": None,
+            "createable": True,
+            "custom": False,
+            "customSetting": False,
+            "deepCloneable": False,
+            "deletable": self.deletable,
+            "deprecatedAndHidden": False,
+            "feedEnabled": self.name != "OpportunityContactRole",
+            "hasSubtypes": False,
+            "isInterface": False,
+            "isSubtype": False,
+            "keyPrefix": self.key_prefix,
             "label": self.label,
             "labelPlural": self.label_plural,
-            "keyPrefix": self.key_prefix,
-            "custom": False,
-            "queryable": True,
-            "retrieveable": True,
-            "searchable": True,
-            "createable": True,
-            "updateable": True,
-            "deletable": self.deletable,
-            "replicateable": True,
-            "triggerable": True,
             "layoutable": True,
-            "urls": {
-                "sobject": base,
-                "describe": f"{base}/describe",
-                "rowTemplate": f"{base}/{{ID}}",
-            },
+            "mergeable": self.name in {"Account", "Lead", "Contact"},
+            "mruEnabled": True,
+            "name": self.name,
+            "queryable": True,
+            "replicateable": True,
+            "retrieveable": True,
+            "searchable": self.name != "OpportunityContactRole",
+            "triggerable": True,
+            "undeletable": self.deletable,
+            "updateable": True,
+            "urls": urls,
         }
 
     def describe(self, version: str) -> dict[str, Any]:
+        """`sobjects/{name}/describe`: the summary's keys plus the object-only ones."""
         return {
             **self.describe_summary(version),
-            "fields": [f.describe() for f in self.fields],
+            "actionOverrides": [],
             "childRelationships": [],
+            "compactLayoutable": True,
+            "defaultImplementation": None,
+            "extendedBy": None,
+            "extendsInterfaces": None,
+            "fields": [f.describe() for f in self.fields],
+            "implementedBy": None,
+            "implementsInterfaces": None,
+            "listviewable": None,
+            "lookupLayoutable": None,
+            "namedLayoutInfos": [],
+            "networkScopeFieldName": None,
             "recordTypeInfos": [],
+            "searchLayoutable": True,
+            "sobjectDescribeOption": "FULL",
+            "supportedScopes": [
+                {"label": "All " + self.label_plural.lower(), "name": "everything"}
+            ],
         }
 
 
-def _system(deletable: bool = True) -> tuple[Field, ...]:
-    head = (Field("Id", "id", "Record ID", 18, nillable=False, updateable=False),)
-    if deletable:
-        head += (Field("IsDeleted", "boolean", "Deleted", nillable=False, updateable=False),)
-    return head
-
-
-def _audit() -> tuple[Field, ...]:
-    return tuple(
-        Field(name, "datetime", label, nillable=False, updateable=False)
-        for name, label in (
-            ("CreatedDate", "Created Date"),
-            ("LastModifiedDate", "Last Modified Date"),
-            ("SystemModstamp", "System Modstamp"),
-        )
-    )
-
-
-def _reference(
-    name: str, label: str, *targets: str, nillable: bool = True, updateable: bool = True
-) -> Field:
-    """A lookup to `targets`; its relationship is its name without `Id` (AccountId: Account)."""
+def _field(sobject: str, declaration: catalogue.Declaration) -> Field:
+    """A catalogue declaration as a Field."""
+    name, kind, size, flags = declaration
+    targets: tuple[str, ...] = tuple(size) if kind == "reference" else ()
+    length = 18 if kind in ID_TYPES else int(size or 0)
+    compound = None
+    if kind != "address":
+        for prefix in ("Billing", "Shipping", "Mailing", "Other", ""):
+            for suffix, _t, _n, _key in catalogue.ADDRESS_PARTS:
+                if name == prefix + suffix:
+                    compound = f"{prefix}Address"
     return Field(
-        name, "reference", label, 18, nillable, updateable, targets, name.removesuffix("Id")
+        name,
+        kind,
+        catalogue.label(sobject, name),
+        length,
+        nillable="n" not in flags,
+        updateable="r" not in flags,
+        reference_to=targets,
+        relationship_name=_relationship(name) if targets else None,
+        compound=compound,
+        calculated="c" in flags,
     )
 
 
-def _master(name: str) -> Field:
-    """Set on a record deleted by a merge: the record it was merged into."""
-    return _reference("MasterRecordId", "Master Record ID", name, updateable=False)
-
-
-def _owner(*targets: str) -> Field:
-    return _reference("OwnerId", "Owner ID", *targets, nillable=False)
-
-
-def _person() -> tuple[Field, ...]:
-    return (
-        Field("FirstName", "string", "First Name", 40),
-        Field("LastName", "string", "Last Name", 80, nillable=False),
-        Field("Name", "string", "Full Name", 121, updateable=False),
-        Field("Email", "email", "Email", 80),
-        Field("Title", "string", "Title", 128),
-        Field("Phone", "phone", "Phone", 40),
-        Field("MobilePhone", "phone", "Mobile Phone", 40),
-        Field("Fax", "phone", "Fax", 40),
-    )
+def _relationship(name: str) -> str:
+    """A lookup's relationship: its name without `Id` (AccountId: Account)."""
+    return name.removesuffix("Id")
 
 
 def msi_fields(namespace: str | None) -> tuple[Field, ...]:
@@ -215,150 +309,29 @@ def msi_fields(namespace: str | None) -> tuple[Field, ...]:
     return tuple(Field(prefix + n, t, label, length) for n, t, label, length in MSI_FIELDS)
 
 
+# name, label, plural, key prefix, whether its records can be deleted
+OBJECTS = (
+    ("User", "User", "Users", "005", False),
+    ("Group", "Group", "Groups", "00G", False),
+    ("Account", "Account", "Accounts", "001", True),
+    ("Lead", "Lead", "Leads", "00Q", True),
+    ("Contact", "Contact", "Contacts", "003", True),
+    ("Opportunity", "Opportunity", "Opportunities", "006", True),
+    ("OpportunityContactRole", "Opportunity Contact Role", "Opportunity Contact Role", "00K", True),
+)
+
+
 def build_objects(namespace: str | None = None) -> dict[str, SObject]:
-    """Every sObject of the sandbox, keyed by API name."""
+    """Every sObject of the sandbox, keyed by API name: the catalogue's standard fields, plus
+    the MSI score fields on Lead and Contact."""
     msi = msi_fields(namespace)
-    objects = [
-        SObject(
-            "User",
-            "User",
-            "Users",
-            "005",
-            (
-                *_system(deletable=False),
-                Field("Username", "string", "Username", 80, nillable=False),
-                *_person(),
-                Field("Department", "string", "Department", 80),
-                Field("IsActive", "boolean", "Active", nillable=False),
-                Field("UserType", "picklist", "User Type", 40, updateable=False),
-                *_audit(),
-            ),
-            deletable=False,
-        ),
-        SObject(
-            "Group",
-            "Group",
-            "Groups",
-            "00G",
-            (
-                *_system(deletable=False),
-                Field("Name", "string", "Name", 40, nillable=False),
-                Field("DeveloperName", "string", "Developer Name", 80, nillable=False),
-                Field("Type", "picklist", "Type", 40, nillable=False, updateable=False),
-                Field("Email", "email", "Email", 255),
-                *_audit(),
-            ),
-            deletable=False,
-        ),
-        SObject(
-            "Account",
-            "Account",
-            "Accounts",
-            "001",
-            (
-                *_system(),
-                Field("Name", "string", "Account Name", 255, nillable=False),
-                Field("Website", "url", "Website", 255),
-                Field("Industry", "picklist", "Industry", 255),
-                Field("AnnualRevenue", "currency", "Annual Revenue"),
-                Field("NumberOfEmployees", "int", "Employees"),
-                Field("Phone", "phone", "Account Phone", 40),
-                Field("BillingStreet", "textarea", "Billing Street", 255),
-                Field("BillingCity", "string", "Billing City", 40),
-                Field("BillingState", "string", "Billing State/Province", 80),
-                Field("BillingPostalCode", "string", "Billing Zip/Postal Code", 20),
-                Field("BillingCountry", "string", "Billing Country", 80),
-                _owner("User"),
-                _master("Account"),
-                *_audit(),
-            ),
-        ),
-        SObject(
-            "Lead",
-            "Lead",
-            "Leads",
-            "00Q",
-            (
-                *_system(),
-                *_person(),
-                Field("Company", "string", "Company", 255, nillable=False),
-                Field("Status", "picklist", "Status", 255, nillable=False),
-                Field("LeadSource", "picklist", "Lead Source", 255),
-                Field("Industry", "picklist", "Industry", 255),
-                _owner("Group", "User"),
-                Field("IsConverted", "boolean", "Converted", nillable=False, updateable=False),
-                Field("ConvertedDate", "date", "Converted Date", updateable=False),
-                _reference(
-                    "ConvertedAccountId", "Converted Account ID", "Account", updateable=False
-                ),
-                _reference(
-                    "ConvertedContactId", "Converted Contact ID", "Contact", updateable=False
-                ),
-                _master("Lead"),
-                *msi,
-                *_audit(),
-            ),
-        ),
-        SObject(
-            "Contact",
-            "Contact",
-            "Contacts",
-            "003",
-            (
-                *_system(),
-                _reference("AccountId", "Account ID", "Account"),
-                *_person(),
-                Field("LeadSource", "picklist", "Lead Source", 255),
-                _owner("User"),
-                _master("Contact"),
-                *msi,
-                *_audit(),
-            ),
-        ),
-        SObject(
-            "Opportunity",
-            "Opportunity",
-            "Opportunities",
-            "006",
-            (
-                *_system(),
-                _reference("AccountId", "Account ID", "Account"),
-                _reference("ContactId", "Contact ID", "Contact"),
-                Field("Name", "string", "Name", 120, nillable=False),
-                Field("Amount", "currency", "Amount"),
-                Field("CloseDate", "date", "Close Date", nillable=False),
-                Field("StageName", "picklist", "Stage", 255, nillable=False),
-                Field("IsClosed", "boolean", "Closed", nillable=False, updateable=False),
-                Field("IsWon", "boolean", "Won", nillable=False, updateable=False),
-                Field("Type", "picklist", "Opportunity Type", 255),
-                Field("LeadSource", "picklist", "Lead Source", 255),
-                Field("Probability", "percent", "Probability (%)"),
-                _owner("User"),
-                *_audit(),
-            ),
-        ),
-        SObject(
-            "OpportunityContactRole",
-            "Opportunity Contact Role",
-            "Opportunity Contact Role",
-            "00K",
-            (
-                *_system(),
-                _reference(
-                    "OpportunityId",
-                    "Opportunity ID",
-                    "Opportunity",
-                    nillable=False,
-                    updateable=False,
-                ),
-                _reference("ContactId", "Contact ID", "Contact", nillable=False),
-                Field("Role", "picklist", "Role", 40),
-                Field("IsPrimary", "boolean", "Primary", nillable=False),
-                *_audit(),
-            ),
-        ),
-    ]
-    return {o.name: o for o in objects}
+    objects = {}
+    for name, label, plural, prefix, deletable in OBJECTS:
+        fields = tuple(_field(name, d) for d in catalogue.STANDARD_FIELDS[name])
+        if name in {"Lead", "Contact"}:
+            fields += msi
+        objects[name] = SObject(name, label, plural, prefix, fields, deletable=deletable)
+    return objects
 
 
 def find_object(objects: dict[str, SObject], name: str) -> SObject | None:

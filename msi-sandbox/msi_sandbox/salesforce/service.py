@@ -1,4 +1,5 @@
-"""The Salesforce stand-in: OAuth, REST query/queryAll, describe, updates, Bulk API 2.0, limits.
+"""The Salesforce stand-in: OAuth, REST query/queryAll, describe, updates, Bulk API 2.0, Bulk
+API 1.0 queries (bulk_v1.py), limits.
 
 Limits (PUT /_sandbox/limits): `daily_api_requests` is the org's daily allowance (every
 authenticated /services/data call counts; `Sforce-Limit-Info: api-usage=N/M` on each answer,
@@ -36,7 +37,17 @@ from flask import Blueprint, Flask, Response, g, request
 from msi_sandbox.faults import FaultInjector
 from msi_sandbox.generator import World
 from msi_sandbox.limits import ConcurrencyGate, DailyQuota
-from msi_sandbox.salesforce import auth, bulk, ids, lifecycle, query, schema, sobjects, world
+from msi_sandbox.salesforce import (
+    auth,
+    bulk,
+    bulk_v1,
+    ids,
+    lifecycle,
+    query,
+    schema,
+    sobjects,
+    world,
+)
 from msi_sandbox.salesforce.wire import MAX_VERSION, ApiError, error, not_found, now_stamp
 from msi_sandbox.service import SandboxService, json_response
 from msi_sandbox.store import Table
@@ -64,6 +75,7 @@ JOB_FAULT_STATES = frozenset({"Failed", "Aborted"})
 class SalesforceService(SandboxService):
     name = "salesforce"
     default_token_lifetime = 7200
+    login_hosts = ("login.salesforce.com", "test.salesforce.com")
     default_limits = {
         "daily_api_requests": 100_000,
         "refresh_token_rotation": 0,
@@ -78,6 +90,7 @@ class SalesforceService(SandboxService):
         self.quota = DailyQuota(int(self.default_limits["daily_api_requests"]))
         self.query_engine = query.QueryEngine(self)
         self.bulk_jobs = bulk.BulkJobs(self, self.query_engine)
+        self.bulk_v1 = bulk_v1.BulkV1(self)
         super().__init__(*args, **kwargs)
         self.record_faults = FaultInjector(self.seed)
         self.job_faults = FaultInjector(self.seed)
@@ -94,6 +107,7 @@ class SalesforceService(SandboxService):
         query.register(app, self)
         sobjects.register(app, self)
         bulk.register(app, self)
+        bulk_v1.register(app, self)
         app.register_error_handler(ApiError, self._api_error)
         app.register_error_handler(404, self._unknown_resource)
         app.register_error_handler(405, self._method_not_allowed)
@@ -125,9 +139,12 @@ class SalesforceService(SandboxService):
 
     def enter_limits(self) -> Response | None:
         path = request.path
-        if not path.startswith("/services/data/v"):
+        if path.startswith("/services/data/v"):
+            refusal = self.auth.check_session()
+        elif path.startswith("/services/async/"):
+            refusal = bulk_v1.check_session(self)  # Bulk API 1.0: X-SFDC-Session
+        else:
             return None  # the token endpoint and the versions list are not API calls
-        refusal = self.auth.check_session()
         if refusal is not None:
             return refusal
         if not self.in_flight.enter():
@@ -170,6 +187,8 @@ class SalesforceService(SandboxService):
             "api_version": f"v{MAX_VERSION - 4}.0",
             "msi_namespace": self.options.get("msi_namespace"),
             **self.auth.connection_info(),
+            # HTTPS_PROXY for clients that log in at login.salesforce.com by a fixed name.
+            **({"login_proxy": self.login_proxy_url} if self.login_proxy_url else {}),
         }
 
     def reset(self) -> None:
@@ -177,6 +196,7 @@ class SalesforceService(SandboxService):
         self.quota = DailyQuota(int(self.limits["daily_api_requests"]))
         self.query_engine.reset()
         self.bulk_jobs.reset()
+        self.bulk_v1.reset()
         self.record_faults.configure({"seed": self.seed})
         self.job_faults.configure({"seed": self.seed})
         self.auth.reset()

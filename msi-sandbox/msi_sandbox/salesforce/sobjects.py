@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 COMPOSITE_MAX = 200
 COMPOSITE_MAX_CHUNKS = 10
+BULK_BATCHES_PER_DAY = 15_000  # Bulk API 1.0 batches an org may add in 24 hours
 
 
 def register(app: Flask, service: SalesforceService) -> None:
@@ -64,7 +65,10 @@ def register(app: Flask, service: SalesforceService) -> None:
                 "DailyApiRequests": {"Max": allowance, "Remaining": max(allowance - used, 0)},
                 "DailyBulkV2QueryJobs": {"Max": 10000, "Remaining": 10000},
                 "DailyBulkV2QueryFileStorageMB": {"Max": 976562, "Remaining": 976562},
-                "DailyBulkApiBatches": {"Max": 15000, "Remaining": 15000},
+                "DailyBulkApiBatches": {
+                    "Max": BULK_BATCHES_PER_DAY,
+                    "Remaining": max(BULK_BATCHES_PER_DAY - service.bulk_v1.batches_today, 0),
+                },
                 "DataStorageMB": {"Max": 1024, "Remaining": 1024},
             }
         )

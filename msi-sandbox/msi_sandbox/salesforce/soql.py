@@ -413,6 +413,18 @@ class Translator:
             raise soql_error(self.query.text, token.pos, "INVALID_FIELD", message)
         return found
 
+    def filter_field(self, token: Token) -> Field:
+        """A field in WHERE or ORDER BY: compound fields cannot be filtered or sorted."""
+        spec = self.field(token)
+        if not spec.stored:
+            raise soql_error(
+                self.query.text,
+                token.pos,
+                "INVALID_FIELD",
+                f"field '{spec.name}' can not be filtered in query call",
+            )
+        return spec
+
     def translate(self) -> SqlPlan:
         columns: list[str] = []
         for token, name in self.selected():
@@ -427,7 +439,7 @@ class Translator:
         where = self.condition(self.query.where) if self.query.where is not None else ""
         orders = []
         for order in self.query.order_by:
-            spec = self.field(order.field)
+            spec = self.filter_field(order.field)
             collate = " COLLATE NOCASE" if spec.type in TEXT_TYPES else ""
             direction = "DESC" if order.descending else "ASC"
             nulls = order.nulls or ("LAST" if order.descending else "FIRST")
@@ -511,7 +523,7 @@ class Translator:
         )
 
     def comparison(self, node: Comparison) -> str:
-        spec = self.field(node.field)
+        spec = self.filter_field(node.field)
         value = self.value(spec, node.value)
         column = f'"{spec.name}"'
         if value is None:
@@ -537,7 +549,7 @@ class Translator:
         return f"{column} {node.op} ?{collate}"
 
     def membership(self, node: Membership) -> str:
-        spec = self.field(node.field)
+        spec = self.filter_field(node.field)
         values = [self.value(spec, v) for v in node.values]
         column = f'"{spec.name}"'
         collate = " COLLATE NOCASE" if spec.type in TEXT_TYPES else ""
@@ -553,7 +565,7 @@ class Translator:
         return f"({column} IS NULL OR {inner})" if has_null else inner
 
     def like(self, node: Like) -> str:
-        spec = self.field(node.field)
+        spec = self.filter_field(node.field)
         if spec.type not in TEXT_TYPES and spec.type not in ID_TYPES:
             raise soql_error(
                 self.query.text,

@@ -85,7 +85,7 @@ def render_record(
 ) -> dict[str, Any]:
     """A stored row as the REST API returns it: `attributes` first, then the asked fields."""
     record = {"attributes": record_url(version, sobject.name, row["Id"])}
-    record.update((name, row[name]) for name in columns)
+    record.update((name, sobject.value(sobject.lookup(name), row)) for name in columns)
     return with_attributes(sobject, [record])[0]
 
 

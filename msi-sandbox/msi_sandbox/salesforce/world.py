@@ -21,6 +21,8 @@ from msi_sandbox.salesforce.wire import format_datetime
 from msi_sandbox.store import Store
 
 SEED_CACHE_KIB = 512 * 1024
+# The "Standard User" profile every generated user has (00e: Profile's key prefix).
+STANDARD_PROFILE_ID = ids.make_id("00e", 1)
 ROLE_CHOICES = ("Decision Maker", "Economic Buyer", "Evaluator", "Influencer", "Other")
 
 
@@ -50,12 +52,19 @@ class WorldMapper:
             key = key % self.n_users if self.n_users else 0
         return self.id_of("005", key)
 
-    @staticmethod
-    def audit(record: dict[str, Any]) -> dict[str, Any]:
+    def audit(self, record: dict[str, Any]) -> dict[str, Any]:
+        """Who and when: the first user (the org's admin) created and last changed every record."""
         created = format_datetime(record["created"])
         same = record["modified"] is record["created"]
         modified = created if same else format_datetime(record["modified"])
-        return {"CreatedDate": created, "LastModifiedDate": modified, "SystemModstamp": modified}
+        admin = self.ids["005"][0] if self.ids["005"] else None
+        return {
+            "CreatedDate": created,
+            "CreatedById": admin,
+            "LastModifiedDate": modified,
+            "LastModifiedById": admin,
+            "SystemModstamp": modified,
+        }
 
     def users(self) -> Iterator[dict[str, Any]]:
         for u in self.world.users:
@@ -71,6 +80,16 @@ class WorldMapper:
                 "Department": u["department"],
                 "IsActive": int(u["is_active"]),
                 "UserType": "Standard",
+                "Alias": (u["first_name"][:1] + u["last_name"])[:8],
+                "CommunityNickname": u["email"].split("@")[0][:40],
+                "BadgeText": "",
+                "TimeZoneSidKey": "America/Los_Angeles",
+                "LocaleSidKey": "en_US",
+                "EmailEncodingKey": "UTF-8",
+                "LanguageLocaleKey": "en_US",
+                "ProfileId": STANDARD_PROFILE_ID,
+                "DigestFrequency": "D",
+                "DefaultGroupNotificationFrequency": "N",
                 **self.audit(u),
             }
 
@@ -82,6 +101,7 @@ class WorldMapper:
                 "DeveloperName": q["name"].replace(" ", "_"),
                 "Type": "Queue",
                 "Email": None,
+                "OwnerId": self.id_of("005", 0) if self.n_users else None,
                 **self.audit(q),
             }
 
@@ -206,6 +226,10 @@ def seed(store: Store, objects: dict[str, SObject], world: World) -> dict[str, i
         for name, rows in WorldMapper(world).rows().items():
             table = objects[name].table()
             columns = list(table.columns)
+            # Checkboxes are never empty in Salesforce: left out, they are false.
+            defaults = {
+                f.name: 0 for f in objects[name].fields if f.type == "boolean" and not f.nillable
+            }
             conn.execute(f'DELETE FROM "{name}"')
             for group in table.indexes:
                 conn.execute(f'DROP INDEX IF EXISTS "ix_{name}_{"_".join(group)}"')
@@ -213,7 +237,7 @@ def seed(store: Store, objects: dict[str, SObject], world: World) -> dict[str, i
             marks = ", ".join("?" for _ in columns)
             cursor = conn.executemany(
                 f'INSERT INTO "{name}" ({names}) VALUES ({marks})',
-                (tuple(map(row.get, columns)) for row in rows),
+                (tuple(row.get(c, defaults.get(c)) for c in columns) for row in rows),
             )
             counts[name] = cursor.rowcount
             for statement in table.ddl()[1:]:
