@@ -139,7 +139,8 @@ def json_body() -> Any:
 def api_call(
     service: MarketoService,
 ) -> Callable[[Callable[..., Response]], Callable[..., Response]]:
-    """Wrap a REST/bulk handler: header auth first, MarketoApiError answered as an error body."""
+    """Wrap a REST/bulk handler: header auth first, then the request checked against the spec;
+    MarketoApiError answered as an error body."""
 
     def decorate(handler: Callable[..., Response]) -> Callable[..., Response]:
         @functools.wraps(handler)
@@ -148,6 +149,7 @@ def api_call(
             if refusal is not None:
                 return refusal
             try:
+                service.check_request()
                 return handler(*args, **kwargs)
             except MarketoApiError as exc:
                 return marketo_error(service, exc.code, exc.message)
