@@ -31,6 +31,7 @@ from flask import Flask, Response, request
 from msi_sandbox.marketo import delimited, leads
 from msi_sandbox.marketo.activities import parse_datetime
 from msi_sandbox.marketo.jobs import JobQueue, JobRunner
+from msi_sandbox.marketo.params import request_params
 from msi_sandbox.marketo.records import (
     batch_size,
     now_iso,
@@ -44,7 +45,6 @@ from msi_sandbox.marketo.wire import (
     MarketoApiError,
     api_call,
     json_body,
-    request_params,
     success,
 )
 from msi_sandbox.service import SOCKET_ENVIRON_KEY

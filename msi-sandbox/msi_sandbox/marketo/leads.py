@@ -303,8 +303,10 @@ def _lead_records(
     limit: int,
     offset: int,
 ) -> list[dict[str, Any]]:
-    rows = lead_values(service, fields, where, params, limit=limit, offset=offset)
-    return [dict(zip(fields, row, strict=True)) for row in rows]
+    # A lead record always carries its id, asked for or not (the Swagger's Lead definition).
+    names = fields if "id" in fields else ["id", *fields]
+    rows = lead_values(service, names, where, params, limit=limit, offset=offset)
+    return [dict(zip(names, row, strict=True)) for row in rows]
 
 
 def get_lead(service: MarketoService, lead_id: int, fields: list[str]) -> list[dict[str, Any]]:

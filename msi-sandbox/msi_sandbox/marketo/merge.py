@@ -25,8 +25,9 @@ from typing import TYPE_CHECKING, Any
 from flask import Flask, Response
 
 from msi_sandbox.marketo import leads
+from msi_sandbox.marketo.params import request_params
 from msi_sandbox.marketo.records import find_by, now_iso, split_list
-from msi_sandbox.marketo.wire import MarketoApiError, api_call, request_params, success
+from msi_sandbox.marketo.wire import MarketoApiError, api_call, success
 
 if TYPE_CHECKING:
     from msi_sandbox.marketo.service import MarketoService

@@ -61,6 +61,8 @@ class ObjectType:
     fields: tuple[MarketoField, ...]
     describe_name: str
     display_name: str
+    plural_name: str
+    description: str
     noun: str  # used in record messages ("Company not found")
     id_field: str
     dedupe_fields: tuple[str, ...]
@@ -70,6 +72,8 @@ class ObjectType:
     # Rows that still point at this object's dedupe key: delete is refused with 1022.
     in_use_by: tuple[tuple[str, str], ...] = ()
     seq: bool = True
+    # Link fields describe lists: (field, related object's describe name, its field).
+    relations: tuple[tuple[str, str, str], ...] = ()
 
     @property
     def by_name(self) -> dict[str, MarketoField]:
@@ -94,6 +98,8 @@ SALES_PERSONS = ObjectType(
     fields=schema.SALES_PERSON_FIELDS,
     describe_name="SalesPerson",
     display_name="Sales Person",
+    plural_name="Sales Persons",
+    description="Marketo standard sales person object",
     noun="Sales person",
     id_field="id",
     dedupe_fields=("externalSalesPersonId",),
@@ -111,12 +117,15 @@ COMPANIES = ObjectType(
     fields=schema.COMPANY_FIELDS,
     describe_name="Company",
     display_name="Company",
+    plural_name="Companies",
+    description="Marketo standard company object",
     noun="Company",
     id_field="id",
     dedupe_fields=("externalCompanyId",),
     required=("externalCompanyId", "externalSalesPersonId"),
     default_fields=("id", "externalCompanyId", "company"),
     in_use_by=(("opportunities", "externalCompanyId"),),
+    relations=(("externalSalesPersonId", "SalesPerson", "externalSalesPersonId"),),
 )
 OPPORTUNITIES = ObjectType(
     path="opportunities",
@@ -124,11 +133,17 @@ OPPORTUNITIES = ObjectType(
     fields=schema.OPPORTUNITY_FIELDS,
     describe_name="opportunity",
     display_name="Opportunity",
+    plural_name="Opportunities",
+    description="Marketo standard opportunity object",
     noun="Opportunity",
     id_field="marketoGUID",
     dedupe_fields=("externalOpportunityId",),
     required=("externalOpportunityId", "externalCompanyId", "externalSalesPersonId"),
     default_fields=("marketoGUID", "externalOpportunityId", "createdAt", "updatedAt"),
+    relations=(
+        ("externalCompanyId", "Company", "externalCompanyId"),
+        ("externalSalesPersonId", "SalesPerson", "externalSalesPersonId"),
+    ),
 )
 OPPORTUNITY_ROLES = ObjectType(
     path="opportunities/roles",
@@ -136,6 +151,8 @@ OPPORTUNITY_ROLES = ObjectType(
     fields=schema.OPPORTUNITY_ROLE_FIELDS,
     describe_name="opportunityRole",
     display_name="Opportunity Role",
+    plural_name="Opportunity Roles",
+    description="Marketo standard opportunity role object",
     noun="Opportunity role",
     id_field="marketoGUID",
     dedupe_fields=("externalOpportunityId", "leadId", "role"),
@@ -159,6 +176,10 @@ OPPORTUNITY_ROLES = ObjectType(
             "Object not found",
         ),
     ),
+    relations=(
+        ("leadId", "Lead", "id"),
+        ("externalOpportunityId", "opportunity", "externalOpportunityId"),
+    ),
 )
 LEADS = ObjectType(
     path="leads",
@@ -166,6 +187,8 @@ LEADS = ObjectType(
     fields=schema.LEAD_FIELDS,
     describe_name="API Lead",
     display_name="Lead",
+    plural_name="Leads",
+    description="Marketo standard lead object",
     noun="Lead",
     id_field="id",
     dedupe_fields=("email",),
@@ -178,7 +201,8 @@ _FIELD_MAPS = {t.path: _map(t.fields) for t in (*SYNCABLE, LEADS)}
 
 # Describe ------------------------------------------------------------------------------------
 def describe(otype: ObjectType) -> dict[str, Any]:
-    """One describe result for a non-lead object (the shape Adobe's docs show)."""
+    """One describe result for a non-lead object: the `name` Adobe's examples show, and every
+    property the Swagger's ObjectMetaData declares (`description`, `apiName`, ...)."""
     fields = []
     for f in otype.fields:
         entry: dict[str, Any] = {"name": f.name, "displayName": f.display_name}
@@ -186,16 +210,26 @@ def describe(otype: ObjectType) -> dict[str, Any]:
         if f.length is not None:
             entry["length"] = f.length
         entry["updateable"] = not f.read_only and f.name not in otype.dedupe_fields
+        entry["crmManaged"] = False
         fields.append(entry)
     return {
         "name": otype.describe_name,
+        "apiName": otype.describe_name,
+        "description": otype.description,
         "displayName": otype.display_name,
+        "pluralName": otype.plural_name,
         "createdAt": DESCRIBE_DATE,
         "updatedAt": DESCRIBE_DATE,
         "idField": otype.id_field,
         "dedupeFields": list(otype.dedupe_fields),
         "searchableFields": otype.searchable,
+        "relationships": [
+            {"field": field, "type": "parent", "relatedTo": {"name": name, "field": related}}
+            for field, name, related in otype.relations
+        ],
         "fields": fields,
+        "state": "approved",
+        "version": "approved",
     }
 
 

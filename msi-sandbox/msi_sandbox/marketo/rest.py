@@ -13,16 +13,10 @@ from flask import Flask, Response, request
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from msi_sandbox.marketo import leads, objects
+from msi_sandbox.marketo.params import is_get_override, request_params
 from msi_sandbox.marketo.records import split_list
 from msi_sandbox.marketo.schema import LEAD_FIELDS
-from msi_sandbox.marketo.wire import (
-    api_call,
-    is_get_override,
-    json_body,
-    marketo_error,
-    request_params,
-    success,
-)
+from msi_sandbox.marketo.wire import api_call, json_body, marketo_error, success
 
 if TYPE_CHECKING:
     from msi_sandbox.marketo.service import MarketoService

@@ -128,26 +128,6 @@ def authenticate(service: MarketoService) -> Response | None:
     return marketo_error(service, "602" if state == "expired" else "601")
 
 
-def is_get_override() -> bool:
-    """A POST that is really a GET: `_method=GET` in the query string or in the form body.
-
-    Marketo accepts both (marketorestpython puts it in the form); it beats the 8 KB URI limit.
-    """
-    if request.method != "POST":
-        return False
-    method = request.args.get("_method") or (request.form.get("_method") if request.form else None)
-    return (method or "").upper() == "GET"
-
-
-def request_params() -> dict[str, str]:
-    """Query parameters, merged with the form body of a `_method=GET` POST (long filters)."""
-    params = request.args.to_dict()
-    if is_get_override():
-        params.update(request.form.to_dict())
-    params.pop("_method", None)
-    return params
-
-
 def json_body() -> Any:
     """The request's JSON body; MarketoApiError 609 when it is not JSON."""
     try:
@@ -159,7 +139,8 @@ def json_body() -> Any:
 def api_call(
     service: MarketoService,
 ) -> Callable[[Callable[..., Response]], Callable[..., Response]]:
-    """Wrap a REST/bulk handler: header auth first, MarketoApiError answered as an error body."""
+    """Wrap a REST/bulk handler: header auth first, then the request checked against the spec;
+    MarketoApiError answered as an error body."""
 
     def decorate(handler: Callable[..., Response]) -> Callable[..., Response]:
         @functools.wraps(handler)
@@ -168,6 +149,7 @@ def api_call(
             if refusal is not None:
                 return refusal
             try:
+                service.check_request()
                 return handler(*args, **kwargs)
             except MarketoApiError as exc:
                 return marketo_error(service, exc.code, exc.message)

@@ -82,7 +82,9 @@ def test_msi_chain_round_trip(mc: MarketoClient) -> None:
     assert mc.get_opportunities("externalOpportunityId", ["006O1"])[0]["marketoGUID"]
     got_roles = mc.get_opportunity_roles("leadId", [str(created[0]["id"])])
     assert got_roles[0]["marketoGUID"] == roles[0]["marketoGUID"]
-    assert mc.get_lead_by_id(created[1]["id"], fields=["email"]) == [{"email": "p1@acme.example"}]
+    assert mc.get_lead_by_id(created[1]["id"], fields=["email", "externalPersonId"]) == [
+        {"id": created[1]["id"], "email": "p1@acme.example", "externalPersonId": "003P1"}
+    ]
 
     assert (
         mc.delete_opportunity_roles([{"marketoGUID": roles[0]["marketoGUID"]}], deleteBy="idField")[
@@ -139,3 +141,53 @@ def test_errors_surface_as_marketo_exceptions(sandbox: Any, mc: MarketoClient) -
         mc.describe()  # retried by the client's backoff for max_retry_time, then raised
     assert rate.value.code == "606"
     assert rate.value.message == "Max rate limit '1' exceeded with in '20' secs"
+
+
+def test_list_arguments_get_every_field_and_record(sandbox: Any, mc: MarketoClient) -> None:
+    """Python lists go on the wire as repeated keys (`fields=a&fields=b`, the Swagger's
+    `collectionFormat: multi`) in a `_method=GET` form body: every one must count."""
+    companies = [
+        {
+            "externalCompanyId": f"001L{i}",
+            "externalSalesPersonId": "005L",
+            "company": f"List {i} AB",
+            "industry": f"Industry {i}",
+            "website": f"https://l{i}.example",
+        }
+        for i in range(3)
+    ]
+    people = [
+        {
+            "externalPersonId": f"003L{i}",
+            "email": f"l{i}@list.example",
+            "firstName": f"First{i}",
+            "title": f"Title {i}",
+            "externalCompanyId": f"001L{i}",
+        }
+        for i in range(4)
+    ]
+    sandbox.service("marketo").load_records(
+        [{"object": "salespersons", "record": {"externalSalesPersonId": "005L"}}]
+        + [{"object": "companies", "record": c} for c in companies]
+        + [{"object": "leads", "record": p} for p in people]
+    )
+    company_fields = ["externalCompanyId", "company", "industry", "website"]
+    got = mc.get_companies(
+        "externalCompanyId", [c["externalCompanyId"] for c in companies], fields=company_fields
+    )
+    assert sorted(({k: r[k] for k in company_fields} for r in got), key=str) == sorted(
+        ({k: c[k] for k in company_fields} for c in companies), key=str
+    )
+    assert all(set(r) == {"seq", *company_fields} for r in got)
+
+    lead_fields = ["externalPersonId", "email", "firstName", "title", "company"]
+    leads = mc.get_multiple_leads_by_filter_type(
+        "externalPersonId", [p["externalPersonId"] for p in people], fields=lead_fields
+    )
+    by_id = {r["externalPersonId"]: r for r in leads}
+    assert set(by_id) == {p["externalPersonId"] for p in people}
+    for i, person in enumerate(people):
+        lead = by_id[person["externalPersonId"]]
+        assert {k: lead[k] for k in lead_fields[:4]} == {k: person[k] for k in lead_fields[:4]}
+        assert lead["company"] == (f"List {i} AB" if i < 3 else None)  # the company's name
+        assert set(lead) == {"id", *lead_fields}  # Marketo always adds the id
