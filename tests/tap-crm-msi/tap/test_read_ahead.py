@@ -27,8 +27,10 @@ def _rows(page: list[int]) -> int:
 class _Source:
     """Pages of `size` rows, counting how many were read; fails after `fail_after` pages."""
 
-    def __init__(self, pages: int, size: int = 10, fail_after: int | None = None) -> None:
-        self.pages, self.size, self.fail_after = pages, size, fail_after
+    def __init__(
+        self, pages: int, size: int = 10, fail_after: int | None = None, delay_s: float = 0.0
+    ) -> None:
+        self.pages, self.size, self.fail_after, self.delay_s = pages, size, fail_after, delay_s
         self.read = 0
         self.closed = threading.Event()
 
@@ -37,6 +39,7 @@ class _Source:
             for n in range(self.pages):
                 if self.fail_after is not None and n == self.fail_after:
                     raise RuntimeError(f"page {n} failed")
+                threading.Event().wait(self.delay_s)  # the call's latency
                 self.read += 1
                 yield list(range(n * self.size, (n + 1) * self.size))
         finally:
@@ -64,8 +67,8 @@ def test_a_changed_query_drops_the_read_ahead_and_stops_it() -> None:
     pool.plan("a", "planned", source, _rows)
     try:
         assert pool.take("a", "another") is None
-        assert source.closed.wait(5)  # the read stopped, without reading the object to its end
-        assert source.read < 100
+        pool.close()  # returns once the workers have stopped
+        assert source.read < 100  # the read stopped without reading the object to its end
         assert pool.take("a", "planned") is None  # a slot is taken once
         assert pool.take("never planned", "q") is None
     finally:
@@ -87,6 +90,25 @@ def test_objects_not_yet_taken_buffer_at_most_max_rows() -> None:
         assert first.read <= 1 + AHEAD + 1
         assert len(list(pages)) == 19
         assert [row for page in pool.take("b", "q") for row in page] == list(range(200))
+    finally:
+        pool.close()
+
+
+@pytest.mark.parametrize("slow", ["fetch", "emit"])
+def test_others_are_read_ahead_only_while_the_stream_would_wait(slow: str) -> None:
+    pool = ReadAhead(workers=2)
+    fetch_s = 0.05 if slow == "fetch" else 0.0
+    first, second = _Source(4, delay_s=fetch_s), _Source(4, delay_s=fetch_s)
+    pool.plan("a", "q", first, _rows)
+    pool.plan("b", "q", second, _rows)
+    try:
+        pages = pool.take("a", "q")
+        assert pages is not None
+        for _ in pages:
+            threading.Event().wait(0.05 if slow == "emit" else 0.0)  # writing the records
+        # Calls slower than writing: "b" was read meanwhile; else it waited to be taken.
+        assert (second.read > 0) is (slow == "fetch")
+        assert [row for page in pool.take("b", "q") for row in page] == list(range(40))
     finally:
         pool.close()
 
