@@ -27,10 +27,8 @@ import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
-import requests
-from _common import crm_connection, serve, trusting_session
+from _common import crm_connection, serve, set_latency, trusting_session
 
 from tap_crm_msi.tap.tap import TapCrmMsi
 
@@ -66,14 +64,6 @@ def run(config: dict[str, Any], state: dict | None = None) -> tuple[float, float
     elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     client = next(iter(tap.streams.values())).client  # type: ignore[attr-defined]
     return elapsed, cpu, sink, client
-
-
-def set_latency(session: requests.Session, service: dict[str, Any], latency: str) -> None:
-    """The stand-in's latency: none, or a named profile."""
-    base = urlparse(service["base_url"])
-    plan = {} if latency == "none" else {"latency_ms": latency}
-    url = f"{base.scheme}://{base.netloc}/_sandbox/faults"
-    session.put(url, json=plan, timeout=30).raise_for_status()
 
 
 def floor_seconds(config: dict[str, Any]) -> tuple[float, str, int]:
