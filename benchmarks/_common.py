@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import requests
 
@@ -32,6 +33,7 @@ __all__ = [
     "marketo_connection",
     "one_service",
     "serve",
+    "set_latency",
     "singer_text",
     "trusting_session",
     "unlimited",
@@ -83,6 +85,14 @@ def unlimited(service: Any, limits: dict[str, int]) -> None:
     """Lift a stand-in's limits: `limits` names each of its own at 0 (none)."""
     service.limits.update(limits)
     service.apply_limits()
+
+
+def set_latency(session: requests.Session, service: dict[str, Any], latency: str) -> None:
+    """The stand-in's latency: none, or a named profile."""
+    base = urlparse(service["base_url"])
+    plan = {} if latency == "none" else {"latency_ms": latency}
+    url = f"{base.scheme}://{base.netloc}/_sandbox/faults"
+    session.put(url, json=plan, timeout=30).raise_for_status()
 
 
 def access_token(session: requests.Session, name: str, info: dict[str, Any]) -> str:

@@ -5,7 +5,14 @@ TLS) with the `medium` world, runs the tap in this process with its Singer outpu
 dropped (as a pipe to a target would consume it), and prints records/s, the API calls made, and
 the tap's own CPU time per record. Tap and sandbox share the machine's two cores.
 
+Each CRM is run without latency and with the sandbox's `real` latency profile, each with
+`read_concurrency` 1 (one object after another) and the default. With latency the floor is
+printed too: the longest chain of dependent calls, i.e. the slowest object's pages read one
+after another and nothing else (timed alone on the same sandbox), and the run's wall time as a
+multiple of it.
+
     .venv/bin/python benchmarks/tap_crm_extract.py [--size medium] [--crm salesforce dynamics]
+        [--latency none real] [--concurrency 1 4]
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from _common import crm_connection, serve
+from _common import crm_connection, serve, set_latency, trusting_session
 
 from tap_crm_msi.tap.tap import TapCrmMsi
 
@@ -59,35 +66,75 @@ def run(config: dict[str, Any], state: dict | None = None) -> tuple[float, float
     return elapsed, cpu, sink, client
 
 
+def floor_seconds(config: dict[str, Any]) -> tuple[float, str, int]:
+    """(seconds, object, pages) of the slowest object's page chain, read alone."""
+    tap = TapCrmMsi(config=config, parse_env_config=False)
+    slowest = (0.0, "", 0)
+    for stream in tap.streams.values():
+        for crm_object in stream.crm_objects:  # type: ignore[attr-defined]
+            plan = stream.plan_read(crm_object, {}, None)  # type: ignore[attr-defined]
+            if plan is None:
+                continue
+            started = time.perf_counter()
+            pages = sum(1 for _ in plan[1]())
+            slowest = max(slowest, (time.perf_counter() - started, crm_object, pages))
+    return slowest
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", default="medium")
     parser.add_argument("--crm", nargs="+", default=["salesforce", "dynamics"])
+    parser.add_argument("--latency", nargs="+", default=["none", "real"])
+    parser.add_argument("--concurrency", nargs="+", type=int, default=[1, 4])
     args = parser.parse_args()
     logging.disable(logging.WARNING)  # the SDK logs a line per stream partition
     data_dir = Path(tempfile.mkdtemp(prefix="msi-bench-"))
     seeding = time.perf_counter()
     process, info = serve(data_dir, args.size, args.crm, timeout_s=300)
     print(f"sandbox up with the {args.size} world in {time.perf_counter() - seeding:.1f}s")
+    session = trusting_session(info["ca_bundle"])
     try:
         for crm in args.crm:
-            config = crm_connection(crm, info, info["ca_bundle"])
+            base = crm_connection(crm, info, info["ca_bundle"])
             if crm == "salesforce":
-                config |= SALESFORCE_REST_PAGING
-            elapsed, cpu, sink, client = run(config)
-            total = sum(sink.records.values())
-            if not total:
-                print(f"{crm:<10} no records in {elapsed:.2f}s; {client.calls} API calls")
-                continue
-            print(
-                f"{crm:<10} {total:>7} records in {elapsed:6.2f}s = {total / elapsed:>7,.0f} "
-                f"records/s; {client.calls} API calls; tap CPU {1e6 * cpu / total:.0f} us/record "
-                f"(= {total / cpu:,.0f} records/s of tap CPU); {dict(sink.records)}"
-            )
+                base |= SALESFORCE_REST_PAGING
+            for latency in args.latency:
+                set_latency(session, info[crm], latency)
+                floor = floor_seconds(base) if latency != "none" else None
+                if floor is not None:
+                    print(
+                        f"{crm:<10} latency {latency}: floor {floor[0]:.2f}s "
+                        f"({floor[1]}: {floor[2]} pages one after another)"
+                    )
+                for workers in args.concurrency:
+                    report(crm, latency, workers, base | {"read_concurrency": workers}, floor)
+            set_latency(session, info[crm], "none")
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=30)
         shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def report(
+    crm: str,
+    latency: str,
+    workers: int,
+    config: dict[str, Any],
+    floor: tuple[float, str, int] | None,
+) -> None:
+    elapsed, cpu, sink, client = run(config)
+    total = sum(sink.records.values())
+    label = f"{crm:<10} latency {latency:<4} read_concurrency {workers}:"
+    if not total:
+        print(f"{label} no records in {elapsed:.2f}s; {client.calls} API calls")
+        return
+    against = f" = {elapsed / floor[0]:.2f}x the floor" if floor else ""
+    print(
+        f"{label} {total:>7} records in {elapsed:6.2f}s{against} = {total / elapsed:>7,.0f} "
+        f"records/s; {client.calls} API calls; tap CPU {1e6 * cpu / total:.0f} us/record "
+        f"(= {total / cpu:,.0f} records/s of tap CPU); {dict(sink.records)}"
+    )
 
 
 if __name__ == "__main__":

@@ -16,7 +16,10 @@ the machine's 2 cores. Two scenarios (`--scenario`, both by default):
   nothing).
 
     .venv/bin/python benchmarks/writeback_crm.py [--records 50000] [--crm salesforce dynamics]
-        [--scenario first-run paths] [--scored-share 0.05]
+        [--scenario first-run paths] [--scored-share 0.05] [--latency none real]
+
+`paths` runs once per `--latency`: none, and the sandbox's `real` latency profile (per call and
+per KB written, see msi-sandbox/README.md).
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import crm_connection, serve, trusting_session
+from _common import crm_connection, serve, set_latency, trusting_session
 
 from msi_common.contract import SCORES_STREAM
 from msi_common.testing import schema_message
@@ -170,6 +173,8 @@ def main() -> None:
         "--scenario", nargs="+", choices=SCENARIOS, default=list(SCENARIOS),
         help="first-run (5%% scored, the first write-back and a fresh worker) and/or paths "
         "(every record changed, per write path)")  # fmt: skip
+    parser.add_argument("--latency", nargs="+", default=["none", "real"],
+                        help="paths: the stand-in's latency, none or a profile")  # fmt: skip
     parser.add_argument("--scored-share", type=float, default=0.05,
                         help="first-run: share of the people with scores")  # fmt: skip
     args = parser.parse_args()
@@ -182,6 +187,7 @@ def main() -> None:
         print(f"sandbox with the medium world up in {time.perf_counter() - started:.0f} s")
         try:
             ca = info["ca_bundle"]
+            generation = 0  # each pass writes new values
             for crm in args.crm:
                 ids = person_ids(crm, info, ca, args.records)
                 if "first-run" in args.scenario:  # on the world as generated: no scores yet
@@ -195,14 +201,20 @@ def main() -> None:
                      ("composite/sobjects", {"bulk_write_threshold": 0})]
                     if crm == "salesforce" else [("$batch PATCH If-Match", {})]
                 )  # fmt: skip
-                for generation, (path, extra) in enumerate(paths, start=1):
-                    state = Path(tmp) / f"{crm}-{generation}"
-                    config = config_for(crm, info, ca, state, **extra)
-                    text = singer_input(ids, generation)
-                    seconds, summary = run(config, text)
-                    report(f"{crm} {path}", len(ids), seconds, summary)
-                    seconds, summary = run(config, text)
-                    report(f"{crm} {path}: same input again", len(ids), seconds, summary)
+                session = trusting_session(ca)
+                for latency in args.latency:
+                    set_latency(session, info[crm], latency)
+                    for path, extra in paths:
+                        generation += 1
+                        state = Path(tmp) / f"{crm}-{generation}"
+                        config = config_for(crm, info, ca, state, **extra)
+                        text = singer_input(ids, generation)
+                        label = f"{crm} {path} (latency {latency})"
+                        seconds, summary = run(config, text)
+                        report(label, len(ids), seconds, summary)
+                        seconds, summary = run(config, text)
+                        report(f"{label}: same input again", len(ids), seconds, summary)
+                set_latency(session, info[crm], "none")
         finally:
             process.send_signal(signal.SIGINT)
             try:

@@ -1,5 +1,8 @@
 """Fault injection set at run time: latency, errors at a rate or on the Nth call, dropped links.
 
+Latency is one figure for every call, or per endpoint and growing with the request's and the
+answer's size (rules, or a named profile that imitates the real services: `latency.py`).
+
 A fault strikes before the call takes effect (the request is refused or cut, nothing changes) or,
 for `after` rules and `lose_*`, after it: the request is applied, then its answer is replaced by
 the error or lost with the connection. Only the second kind shows whether a retried write is safe
@@ -18,6 +21,8 @@ import re
 import threading
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from msi_sandbox.latency import LatencyRule, latency_rules
 
 
 @dataclass
@@ -73,7 +78,7 @@ class _ConnectionFault:
 
 @dataclass
 class FaultConfig:
-    latency_ms: float = 0.0
+    latency_ms: float | str | list[dict[str, Any]] = 0.0  # ms, a profile name, or rules
     latency_jitter_ms: float = 0.0
     errors: list[ErrorRule] = field(default_factory=list)
     drop_rate: float = 0.0
@@ -90,6 +95,8 @@ class Decision:
     """What to do to one call."""
 
     latency_s: float = 0.0
+    # Added after the call, per KB of its answer (a latency rule's `per_response_kb_ms`).
+    latency_per_response_kb_s: float = 0.0
     drop: bool = False
     error_code: str | None = None
     # Faults after the effect: the call is applied, then its answer is lost or replaced.
@@ -104,8 +111,10 @@ class Decision:
 class FaultInjector:
     """Holds the current fault configuration and decides the fate of each call."""
 
-    def __init__(self, seed: int = 0) -> None:
+    def __init__(self, seed: int = 0, service: str = "") -> None:
         self._lock = threading.Lock()
+        self.service = service  # whose rules a named latency profile gives
+        self._latency_rules: list[LatencyRule] | None = None
         self.configure({"seed": seed})
 
     def configure(self, settings: dict[str, Any]) -> FaultConfig:
@@ -120,8 +129,11 @@ class FaultInjector:
         errors = settings.get("errors") or []
         if not isinstance(errors, list):
             raise ValueError("'errors' must be a list of rules")
+        rules = latency_rules(settings.get("latency_ms"), self.service)
         config = FaultConfig(
-            latency_ms=_number(settings, "latency_ms", 0.0),
+            latency_ms=settings["latency_ms"]
+            if rules is not None
+            else _number(settings, "latency_ms", 0.0),
             latency_jitter_ms=_number(settings, "latency_jitter_ms", 0.0),
             errors=[ErrorRule(**_rule_fields(rule)) for rule in errors],
             drop_rate=_rate(settings, "drop_rate"),
@@ -134,6 +146,7 @@ class FaultInjector:
         )
         with self._lock:
             self.config = config
+            self._latency_rules = rules
             self._random = random.Random(config.seed)
             self._calls = 0
             self._drops = _ConnectionFault(config.drop_rate, config.drop_nth, config.drop_path)
@@ -148,15 +161,13 @@ class FaultInjector:
             data["lost"] = self._losses.struck
             return data
 
-    def decide(self, path: str) -> Decision:
+    def decide(self, path: str, method: str = "", request_bytes: int = 0) -> Decision:
         """The fate of one API call to `path` (counted in arrival order)."""
         with self._lock:
             config = self.config
             self._calls += 1
             decision = Decision()
-            if config.latency_ms or config.latency_jitter_ms:
-                jitter = self._random.uniform(0, config.latency_jitter_ms)
-                decision.latency_s = (config.latency_ms + jitter) / 1000.0
+            self._add_latency(decision, config, path, method, request_bytes)
             if self._drops.strikes(path, self._random):
                 decision.drop = True
                 return decision
@@ -177,6 +188,20 @@ class FaultInjector:
             else:
                 decision.lose = self._losses.strikes(path, self._random)
             return decision
+
+    def _add_latency(
+        self, decision: Decision, config: FaultConfig, path: str, method: str, request_bytes: int
+    ) -> None:
+        base_s = 0.0
+        if self._latency_rules is None:
+            base_s = float(config.latency_ms) / 1000.0  # type: ignore[arg-type]
+        else:
+            rule = next((r for r in self._latency_rules if r.matches(method, path)), None)
+            if rule is not None:
+                base_s = rule.before_s(request_bytes)
+                decision.latency_per_response_kb_s = rule.per_response_kb_ms / 1000.0
+        if base_s or config.latency_jitter_ms:
+            decision.latency_s = base_s + self._random.uniform(0, config.latency_jitter_ms) / 1000.0
 
 
 _CONFIG_FIELDS = {

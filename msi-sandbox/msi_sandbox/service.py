@@ -153,7 +153,7 @@ class SandboxService:
         self.seed = seed
         self.options = dict(options or {})
         self.store = Store(self.data_dir / f"{self.name}.db", self.tables)
-        self.faults = FaultInjector(seed)
+        self.faults = FaultInjector(seed, service=self.name)
         self.stats = CallStats()
         self.credentials = credentials or {
             "client_id": f"msi-sandbox-{self.name}",
@@ -215,7 +215,8 @@ class SandboxService:
         g.admin = False
         g.outcome = None
         g.limits_entered = False
-        decision = self.faults.decide(request.path)
+        decision = self.faults.decide(request.path, request.method, request.content_length or 0)
+        g.response_latency_s = decision.latency_per_response_kb_s
         if decision.latency_s:
             self.stopping.wait(decision.latency_s)
         if decision.drop:
@@ -246,6 +247,10 @@ class SandboxService:
                 response.close()
                 response = self.fault_response(decision.after_error_code)
                 g.outcome = f"after-{decision.after_error_code}"
+        per_kb_s = g.get("response_latency_s")
+        if per_kb_s and not response.is_streamed:
+            # The answer's share of the latency: a bigger page takes longer to build and send.
+            self.stopping.wait(per_kb_s * (response.calculate_content_length() or 0) / 1024)
         if not g.get("admin", True):
             endpoint = request.url_rule.rule if request.url_rule else "(unknown)"
             outcome = g.get("outcome") or str(response.status_code)

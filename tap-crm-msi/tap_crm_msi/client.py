@@ -58,6 +58,13 @@ class BaseCrmClient:
     def before_send(self) -> None:
         """Refuse a call before it is made (e.g. the API allowance is spent)."""
 
+    def calls_left(self) -> float:
+        """API calls this client may still make before its allowance guard stops it."""
+        return float("inf")
+
+    def after_send(self) -> None:
+        """A call `before_send` let through has ended: answered and checked, or failed."""
+
     def check_response(self, response: requests.Response) -> None:
         """Raise `Retryable` to retry, a `CrmError` to fail; return when usable."""
         if response.status_code in RETRYABLE_STATUS:
@@ -110,17 +117,20 @@ class BaseCrmClient:
 
     def _send_once(self, method: str, url: str, **kwargs: Any) -> requests.Response:
         self.before_send()
-        kwargs.setdefault("timeout", self.retry.request_timeout_seconds)
-        response = self.session.request(
-            method, url, auth=self.authenticator(), verify=self.session.verify, **kwargs
-        )
-        self.calls += 1
         try:
-            self.check_response(response)
-        except BaseException:
-            response.close()  # a streamed answer's connection goes back to the pool
-            raise
-        return response
+            kwargs.setdefault("timeout", self.retry.request_timeout_seconds)
+            response = self.session.request(
+                method, url, auth=self.authenticator(), verify=self.session.verify, **kwargs
+            )
+            self.calls += 1
+            try:
+                self.check_response(response)
+            except BaseException:
+                response.close()  # a streamed answer's connection goes back to the pool
+                raise
+            return response
+        finally:
+            self.after_send()
 
     def _get_json_once(self, url: str, **kwargs: Any) -> Any:
         with self._send_once("GET", url, stream=True, **kwargs) as response:

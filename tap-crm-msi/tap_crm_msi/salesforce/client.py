@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -60,6 +61,9 @@ class SalesforceClient(BaseCrmClient):
         self.auth = SalesforceAuthenticator(config, self.session, self.policy)
         self.api_usage: tuple[int, int] | None = None
         self._stop_reason: str | None = None
+        self._guard = threading.Condition()
+        self._in_flight = 0  # calls sent and not yet counted in `api_usage`
+        self._counted = threading.local()  # whether this thread's call left `_in_flight`
 
     # BaseCrmClient hooks -----------------------------------------------------------------------
     def authenticator(self) -> SalesforceAuthenticator:
@@ -67,8 +71,41 @@ class SalesforceClient(BaseCrmClient):
         return self.auth
 
     def before_send(self) -> None:
-        if self._stop_reason:
-            raise ApiAllowanceExhausted(self._stop_reason)
+        """Refuse a call once the share of the allowance is used, counting calls in flight (the
+        tap reads several objects at once): a stop then overshoots by none. Until a first answer
+        tells the usage, calls go one at a time."""
+        with self._guard:
+            while self.api_usage is None and self._in_flight and not self._stop_reason:
+                self._guard.wait()
+            if not self._stop_reason and self.api_usage is not None:
+                used, allowed = self.api_usage
+                if self._in_flight and allowed and used + self._in_flight >= self._stop_at():
+                    self._stop_reason = self._allowance_message(
+                        f"Salesforce API usage reached {used + self._in_flight} of {allowed} "
+                        f"daily calls, {self._in_flight} of them still answering (this tap "
+                        f"stops at {self.daily_share:.0%})"
+                    )
+            if self._stop_reason:
+                raise ApiAllowanceExhausted(self._stop_reason)
+            self._in_flight += 1
+
+    def calls_left(self) -> float:
+        """Calls left before `daily_api_share` (none known until a first answer tells usage)."""
+        with self._guard:
+            if self._stop_reason:
+                return 0.0
+            if self.api_usage is None:
+                return 0.0
+            if not self.api_usage[1]:
+                return float("inf")  # no allowance stated
+            return self._stop_at() - self.api_usage[0] - self._in_flight
+
+    def after_send(self) -> None:
+        with self._guard:
+            if not getattr(self._counted, "done", False):
+                self._in_flight -= 1
+            self._counted.done = False
+            self._guard.notify_all()
 
     def check_response(self, response: requests.Response) -> None:
         self._read_limit_info(response)
@@ -101,14 +138,25 @@ class SalesforceClient(BaseCrmClient):
                 continue
             used, _, allowed = value.partition("/")
             try:
-                self.api_usage = (int(used), int(allowed))
+                usage = (int(used), int(allowed))
             except ValueError:
                 continue
-            if self.api_usage[1] and self.api_usage[0] >= self.daily_share * self.api_usage[1]:
+            with self._guard:  # answers of calls in parallel may arrive out of order
+                if self.api_usage is None or usage[0] >= self.api_usage[0]:
+                    self.api_usage = usage
+                if not getattr(self._counted, "done", False):
+                    # This call is in the usage now, no longer in flight: counted once.
+                    self._in_flight -= 1
+                    self._counted.done = True
+                self._guard.notify_all()
+            if self.api_usage[1] and self.api_usage[0] >= self._stop_at():
                 self._stop_reason = self._allowance_message(
                     f"Salesforce API usage reached {self.api_usage[0]} of {self.api_usage[1]} "
                     f"daily calls (this tap stops at {self.daily_share:.0%})"
                 )
+
+    def _stop_at(self) -> float:
+        return self.daily_share * self.api_usage[1] if self.api_usage else float("inf")
 
     def _allowance_message(self, what: str) -> str:
         return (

@@ -14,11 +14,13 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from typing_extensions import override
+
 from tap_crm_msi.client import prefetch
 from tap_crm_msi.errors import CrmError, DeltaTokenExpired
 from tap_crm_msi.tap.incremental import format_ts
 from tap_crm_msi.tap.mapping import OwnerPolicy, apply_mappings, canonical_ts
-from tap_crm_msi.tap.streams import CrmStream
+from tap_crm_msi.tap.streams import CrmStream, ReadPlan
 
 if TYPE_CHECKING:
     from singer_sdk.helpers.types import Context
@@ -100,21 +102,34 @@ class DynamicsStream(CrmStream):
         return self.owner_policy(_guid(row.get(OWNER)))
 
     # Reading ------------------------------------------------------------------------------------
+    def select(self, table: Table) -> str:
+        """The `$select` of `table`'s reads: its id, its columns, the timestamps, mapped fields."""
+        mapped = (crm for crm, _ in self.field_mappings.for_object(table.logical_name))
+        columns = [table.primary_id, *table.columns, "createdon", "modifiedon", *mapped]
+        return ",".join(dict.fromkeys(columns))
+
+    @override
+    def plan_read(self, crm_object: str, state: dict, start: Any) -> ReadPlan | None:
+        table = self.tables[crm_object]
+        window = self._window(state, start, sorted_input=False)
+        select = self.select(table)
+        if self.use_change_tracking and state.get(MODE_KEY) != "modifiedon":
+            delta = state.get(DELTA_KEY) if state.get(MODE_KEY) == "changes" else None
+            place = window.progress or {}
+            url = place.get("link") or delta or self.client.url(table.entity_set, select=select)
+            return (
+                ("changes", url),
+                lambda: self.client.linked_pages(url, track_changes=True),
+                lambda page: len(page[1]),
+            )
+        url = self._modifiedon_url(table, select, window)
+        return ("modifiedon", url), lambda: self.client.pages(url), lambda page: len(page[0])
+
     def read_object(self, crm_object: str, context: Context | None) -> Iterator[dict[str, Any]]:
         table = self.tables[crm_object]
         state = self.get_context_state(context)
         window = self.open_window(context, sorted_input=False)
-        select = ",".join(
-            dict.fromkeys(
-                [
-                    table.primary_id,
-                    *table.columns,
-                    "createdon",
-                    "modifiedon",
-                    *(crm for crm, _ in self.field_mappings.for_object(table.logical_name)),
-                ]
-            )
-        )
+        select = self.select(table)
         delta = state.get(DELTA_KEY) if state.get(MODE_KEY) == "changes" else None
         if self.use_change_tracking and state.get(MODE_KEY) != "modifiedon":
             try:
@@ -158,7 +173,10 @@ class DynamicsStream(CrmStream):
         delta_link = None
         pages_read = 0
         try:
-            for page_url, rows, link in prefetch(self.client.linked_pages(url, track_changes=True)):
+            pages = self.pages_ahead(table.logical_name, ("changes", url)) or prefetch(
+                self.client.linked_pages(url, track_changes=True)
+            )
+            for page_url, rows, link in pages:
                 delta_link = link or delta_link
                 pages_read += 1
                 done = window.keep_place(link=page_url, rows=skip_rows, records=0)
@@ -185,17 +203,21 @@ class DynamicsStream(CrmStream):
         state[DELTA_KEY] = delta_link
         window.finish()
 
-    def _read_modifiedon(
-        self, table: Table, select: str, window: OverlapWindow
-    ) -> Iterator[dict[str, Any]]:
-        window.sorted_input = True
+    def _modifiedon_url(self, table: Table, select: str, window: OverlapWindow) -> str:
         start = window.query_from
         query = {"select": select, "orderby": f"modifiedon asc,{table.primary_id} asc"}
         if start is not None:
             query["filter"] = f"modifiedon ge {start.strftime('%Y-%m-%dT%H:%M:%SZ')}"
+        return self.client.url(table.entity_set, **query)
+
+    def _read_modifiedon(
+        self, table: Table, select: str, window: OverlapWindow
+    ) -> Iterator[dict[str, Any]]:
+        window.sorted_input = True
+        url = self._modifiedon_url(table, select, window)
         emit = self._emitter(table, window.incremental, window, dedupe=True)
-        pages = self.client.pages(self.client.url(table.entity_set, **query))
-        for rows, _ in prefetch(pages):
+        pages = self.pages_ahead(table.logical_name, ("modifiedon", url))
+        for rows, _ in pages or prefetch(self.client.pages(url)):
             for row in rows:
                 yield from emit(row)
         window.finish()

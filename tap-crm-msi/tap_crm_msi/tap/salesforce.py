@@ -16,12 +16,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from typing_extensions import override
+
 from tap_crm_msi.client import prefetch
 from tap_crm_msi.errors import BulkJobUnfinished, CrmError
 from tap_crm_msi.salesforce.client import soql_datetime
 from tap_crm_msi.salesforce.ids import to_18
 from tap_crm_msi.tap.mapping import OwnerPolicy, apply_mappings, canonical_ts
-from tap_crm_msi.tap.streams import CrmStream
+from tap_crm_msi.tap.streams import CrmStream, ReadPlan
 
 if TYPE_CHECKING:
     from singer_sdk.helpers.types import Context
@@ -89,19 +91,41 @@ class SalesforceStream(CrmStream):
         where = f" WHERE SystemModstamp >= {soql_datetime(start)}" if start is not None else ""
         return f"SELECT {', '.join(columns)} FROM {sobject.name}{where}"
 
+    def rest_query(self, sobject: SObject, window: OverlapWindow) -> tuple[str, bool]:
+        """The ordered REST query from the window and whether it includes deleted rows."""
+        ordered = self.soql(sobject, window) + " ORDER BY SystemModstamp ASC, Id ASC"
+        return ordered, window.incremental and sobject.deletable
+
+    @override
+    def plan_read(self, crm_object: str, state: dict, start: Any) -> ReadPlan | None:
+        window = self._window(state, start, sorted_input=True)
+        if (window.progress or {}).get("job"):
+            return None  # goes on with its Bulk job
+        query = self.rest_query(self.sobjects[crm_object], window)
+        threshold = self.bulk_threshold
+
+        def pages() -> Iterator[tuple[int, list[dict[str, Any]]]]:
+            # The first page says whether the read switches to Bulk: then no further page.
+            for total, rows in self.client.query_pages(query[0], include_deleted=query[1]):
+                yield total, rows
+                if total > threshold:
+                    return
+
+        return query, pages, lambda page: len(page[1])
+
     def read_object(self, crm_object: str, context: Context | None) -> Iterator[dict[str, Any]]:
         sobject = self.sobjects[crm_object]
         window = self.open_window(context)
         soql = self.soql(sobject, window)
         incremental = window.incremental
-        include_deleted = incremental and sobject.deletable
+        ordered, include_deleted = self.rest_query(sobject, window)
         to_record = self.record_builder(crm_object, incremental)
-        ordered = soql + " ORDER BY SystemModstamp ASC, Id ASC"
         batches: Iterator[list[dict[str, Any]]] | None = None
         if (window.progress or {}).get("job"):  # a Bulk read was interrupted: go on with its job
             batches = self._bulk_batches(crm_object, soql, include_deleted, window)
         else:
-            pages = self.client.query_pages(ordered, include_deleted=include_deleted)
+            ahead = self.pages_ahead(crm_object, (ordered, include_deleted))
+            pages = ahead or self.client.query_pages(ordered, include_deleted=include_deleted)
             total, rows = next(pages, (0, []))
             if total > self.bulk_threshold:
                 pages.close()
@@ -112,8 +136,8 @@ class SalesforceStream(CrmStream):
                     self.bulk_threshold,
                 )
                 batches = self._bulk_batches(crm_object, soql, include_deleted, window)
-            else:
-                batches = _chain_first(rows, prefetch(pages))
+            else:  # pages read ahead are already ahead of this stream
+                batches = _chain_first(rows, pages if ahead else prefetch(pages))
         if batches is None:  # the Bulk job ended without results: REST paging after all
             pages = self.client.query_pages(ordered, include_deleted=include_deleted)
             batches = (page for _, page in prefetch(pages))

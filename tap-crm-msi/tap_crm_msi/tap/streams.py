@@ -7,7 +7,8 @@ The partition key is also a record field, so the SDK's context-into-record copy 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+import copy
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from singer_sdk.helpers.conform import TypeConformanceLevel
@@ -18,6 +19,7 @@ from tap_crm_msi.errors import ApiAllowanceExhausted
 from tap_crm_msi.sdk_compat import FastRecordStream
 from tap_crm_msi.tap.incremental import BOOKMARK_KEY, OverlapWindow
 from tap_crm_msi.tap.mapping import FieldMappings, RecordShape, canonical_ts
+from tap_crm_msi.tap.readahead import ReadAhead
 
 if TYPE_CHECKING:
     from singer_sdk.helpers.types import Context
@@ -25,6 +27,8 @@ if TYPE_CHECKING:
     from tap_crm_msi.tap.tap import TapCrmMsi
 
 PARTITION_KEY = "_crm_object"
+# An object's first query, as a stream plans it: (query, opener of its pages, rows of a page).
+ReadPlan = tuple[Hashable, Callable[[], Iterator[Any]], Callable[[Any], int]]
 
 
 class CrmStream(FastRecordStream):
@@ -68,6 +72,9 @@ class CrmStream(FastRecordStream):
         state = self.get_context_state(context)
         # A bookmark from a previous run, or else `start_date` (which is no previous run).
         start = self.get_starting_replication_key_value(context)
+        return self._window(state, start, sorted_input)
+
+    def _window(self, state: dict, start: Any, sorted_input: bool) -> OverlapWindow:
         return OverlapWindow(
             state,
             start=canonical_ts(start) if isinstance(start, str) else None,
@@ -81,6 +88,7 @@ class CrmStream(FastRecordStream):
     def get_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
         if self.crm_tap.stop_reason is not None:
             return  # the API allowance is spent: leave this partition's bookmark as it was
+        self.crm_tap.start_reading_ahead()
         crm_object = (context or {}).get(PARTITION_KEY, self.crm_objects[0])
         try:
             yield from self.read_object(crm_object, context)
@@ -89,6 +97,45 @@ class CrmStream(FastRecordStream):
             # read): the SDK must not promote its progress marker past rows not yet read.
             self.get_context_state(context).pop("progress_markers", None)
             self.crm_tap.stop(str(exc))
+
+    # Reading ahead (see readahead.py) -----------------------------------------------------------
+    def plan_reads(self, read_ahead: ReadAhead) -> None:
+        """Plan each object's first query from a copy of its state: nothing is written to the
+        state before the SDK syncs the partition."""
+        for context in self.partitions:
+            state = copy.deepcopy(self._peek_state(context))
+            plan = self.plan_read(context[PARTITION_KEY], state, self._planned_start(state))
+            if plan is not None:
+                read_ahead.plan((self.name, context[PARTITION_KEY]), *plan)
+
+    def plan_read(self, crm_object: str, state: dict, start: Any) -> ReadPlan | None:
+        """`crm_object`'s first query given its partition `state` (a copy) and starting value,
+        or None when its read cannot be planned (e.g. it goes on with a Bulk job)."""
+        return None
+
+    def pages_ahead(self, crm_object: str, query: Hashable) -> Iterator[Any] | None:
+        """The pages read ahead for `crm_object` if they are for `query`, else None."""
+        read_ahead = self.crm_tap.read_ahead
+        return None if read_ahead is None else read_ahead.take((self.name, crm_object), query)
+
+    def _peek_state(self, context: Mapping[str, Any]) -> dict:
+        """The partition's state as the Singer state holds it, without creating an entry."""
+        stream_state = (self.crm_tap.state.get("bookmarks") or {}).get(self.tap_stream_id) or {}
+        for partition in stream_state.get("partitions") or []:
+            if partition.get("context") == dict(context):
+                return partition
+        return {}
+
+    def _planned_start(self, state: dict) -> Any:
+        """The starting value the SDK will write for this partition: the bookmark, or else
+        `start_date` (the later of the two when both)."""
+        bookmark = state.get(BOOKMARK_KEY)
+        if state.get("replication_key") != self.replication_key:
+            bookmark = None
+        start_date = self.config.get("start_date")
+        if bookmark and start_date:
+            return self.compare_start_date(bookmark, start_date)
+        return bookmark or start_date
 
     def shape(self, crm_object: str, copied: Mapping[str, str] | None = None) -> RecordShape:
         """`crm_object`'s record shape: `copied` (contract field -> CRM field) plus provenance."""
