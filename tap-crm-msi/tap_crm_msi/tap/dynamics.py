@@ -409,6 +409,7 @@ class LeadsStream(DynamicsStream):
                 "industrycode",
                 "statecode",
                 "statuscode",
+                "_parentcontactid_value",
                 *MERGE_COLUMNS,
             ),
         ),
@@ -423,6 +424,10 @@ class LeadsStream(DynamicsStream):
             ),
         ),
     }
+
+    def __init__(self, tap: TapCrmMsi, client: DynamicsClient) -> None:
+        super().__init__(tap, client)
+        self._rekeyed: set[str] = set()  # leads re-keyed this run (each once)
 
     def deleted_record(self, table: Table, row_id: str | None, ts: str) -> dict[str, Any] | None:
         record = super().deleted_record(table, row_id, ts)
@@ -449,9 +454,26 @@ class LeadsStream(DynamicsStream):
         # A contact created since the last run from a lead: the lead was qualified meanwhile.
         created_since = window.floor if incremental else None
 
+        rekeyed = self._rekeyed
+
+        def rekey(lead_id: str, contact_id: str, row: dict[str, Any], ts: str) -> dict[str, Any]:
+            rekeyed.add(lead_id)
+            return rekey_shape(
+                row,
+                ts,
+                {
+                    "externalPersonId": lead_id,
+                    "personType": "lead",
+                    "convertedToExternalPersonId": contact_id,
+                },
+            )
+
         def build(row: dict[str, Any], row_id: str, ts: str) -> list[dict[str, Any]]:
             if is_lead and row.get("statecode") == LEAD_QUALIFIED:
-                return []  # continues as its contact; re-keyed from the contact's side
+                # It continues as its contact: re-keyed to it when qualified since the last run,
+                # onto the contact its `parentcontactid` names (one that existed already, too).
+                contact = _guid(row.get("_parentcontactid_value"))
+                return [rekey(row_id, contact, row, ts)] if contact and incremental else []
             customer = row.get("_parentcustomerid_value")
             company_id = (
                 _guid(customer)
@@ -479,18 +501,10 @@ class LeadsStream(DynamicsStream):
             if (
                 origin
                 and created_since
+                and origin not in rekeyed  # the lead's own row said it first
                 and (canonical_ts(row.get("createdon")) or "") >= created_since
             ):
-                rekey = rekey_shape(
-                    row,
-                    ts,
-                    {
-                        "externalPersonId": origin,
-                        "personType": "lead",
-                        "convertedToExternalPersonId": row_id,
-                    },
-                )
-                return [rekey, record]
+                return [rekey(origin, row_id, row, ts), record]
             return [record]
 
         return build

@@ -1,6 +1,7 @@
 """tap-crm-msi reads a Dynamics record's whole life: merged subordinates arrive deleted and name
 their master (the contract's merged-into fields), cascade deletes arrive as deletes, disabled
-owners as inactive sales persons whose records changed hands."""
+owners as inactive sales persons whose records changed hands, leads qualified onto existing
+contacts as re-keys."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ PLAN = {
     "account_deletes": 2,
     "owner_deactivations": 1,
     "reparents": 3,
+    "qualifications_into_existing": 3,
 }
 
 
@@ -76,9 +78,17 @@ def test_lifecycle_changes_arrive_with_merges_named(seeded_dynamics: Any) -> Non
             record = arrived_by_table[table].get(record_id)
             if record is None or record.get("_sdc_deleted_at"):
                 continue
+            if record.get("convertedToExternalPersonId"):
+                continue  # qualified since: the re-key carries no owner
             assert record["externalSalesPersonId"] != deactivation["user"]
             checked += 1
     assert checked
+
+    # A lead qualified onto a contact that already existed: re-keyed to it, once.
+    for qualified in changed["qualifications_into_existing"]["lead"]:
+        rekeys = [r for r in second.records["leads"] if r["externalPersonId"] == qualified["lead"]]
+        assert [r["convertedToExternalPersonId"] for r in rekeys] == [qualified["contact"]]
+        assert rekeys[0]["personType"] == "lead"
 
     # Nothing more to read: the merged rows are not read again.
     assert run_tap(config, second.state).count == 0
