@@ -449,7 +449,7 @@ class Mutator:
             self._note("qualifications", "contact", contact["contactid"])
 
     def change_owner(self) -> None:
-        entity = self.rng.choice(["lead", "contact", "account"])
+        entity = self.rng.choice(["lead", "contact", "account", "opportunity"])
         for record_id in self._sample(entity, 1):
             kind, owner = self._owner()
             self.records.update(

@@ -108,10 +108,11 @@ class DynamicsStream(CrmStream):
         return contract.merged_into(self.contract_name)
 
     def mark_merged(self, row: dict[str, Any], record: dict[str, Any], ts: str) -> None:
-        """A merged subordinate's record: deleted, naming the master it went into."""
+        """A merged subordinate's record: deleted, naming the master it went into (unless that
+        was deleted since, which clears `masterid`)."""
+        record["_sdc_deleted_at"] = ts
         master = row.get("_masterid_value")
         if master and self.merged_into:
-            record["_sdc_deleted_at"] = ts
             record[self.merged_into] = _guid(master)
 
     def owner(self, row: dict[str, Any]) -> str | None:

@@ -254,19 +254,32 @@ def _mutate(dyn: Any, plan: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_generator_makes_every_lifecycle_kind(dyn: Any) -> None:
-    before = {t: {r[f"{t}id"]: r for r in _rows(dyn, t)} for t in ("contact", "opportunity")}
+    tables = ("account", "lead", "contact", "opportunity")
+    before = {t: {r[f"{t}id"]: r for r in _rows(dyn, t)} for t in tables}
 
-    changed = _mutate(dyn, {"seed": 5, **LIFECYCLE_PLAN})
+    changed = _mutate(dyn, {"seed": 5, "owner_changes": 4, **LIFECYCLE_PLAN})
 
-    assert set(changed) == {*LIFECYCLE_PLAN, "cascaded"}
+    assert set(changed) == {*LIFECYCLE_PLAN, "owner_changes", "cascaded"}
     store = _store(dyn)
+    for entity, ids in changed["owner_changes"].items():
+        for record_id in ids:
+            row = store.get(entity, record_id)
+            if row is None:
+                continue  # deleted later in the same run
+            owner = store.get(row["_ownerid_value@type"], row["_ownerid_value"])
+            assert owner is not None
+            assert row["versionnumber"] > before[entity][record_id]["versionnumber"]
     merges = [(e, p) for e, pairs in changed["merges"].items() for p in pairs]
     assert len(merges) == LIFECYCLE_PLAN["merges"]
     for entity, pair in merges:
         loser = store.get(entity, pair["loser"])
+        if loser is None:
+            continue  # deleted later in the same run
         assert loser["merged"]
-        assert loser["_masterid_value"] == pair["master"]
         assert loser["statecode"] != 0
+        # A master deleted since leaves no link (Dataverse's remove-link), else it is named.
+        master_kept = store.get(entity, pair["master"]) is not None
+        assert loser["_masterid_value"] == (pair["master"] if master_kept else None)
     for account in changed["account_deletes"]["account"]:
         assert store.get("account", account) is None
     for entity, ids in changed["cascaded"].items():
