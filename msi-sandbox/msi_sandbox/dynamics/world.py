@@ -357,6 +357,12 @@ class Mutator:
             picked.extend(r[e.primary_id] for r in rows)
         return picked
 
+    def _new_id(self, entity: str) -> str:
+        """A new row's id, the same under the same seed on the same world (records are picked
+        by their place in id order, so random ids would change every later pick), and new on
+        a world changed since (the committed version moves with every change)."""
+        return guid(entity, f"{self.records.current_version()}:{self.rng.getrandbits(64):x}")
+
     def _owner(self) -> tuple[str, str]:
         if self.rng.random() < 0.15:
             teams = self._sample("team", 1)
@@ -421,6 +427,7 @@ class Mutator:
             contact = self.records.create(
                 self.entities["contact"],
                 {
+                    "contactid": self._new_id("contact"),
                     "firstname": lead["firstname"],
                     "lastname": lead["lastname"],
                     "emailaddress1": lead["emailaddress1"],
@@ -467,6 +474,7 @@ class Mutator:
         row = self.records.create(
             self.entities["opportunity"],
             {
+                "opportunityid": self._new_id("opportunity"),
                 "name": f"New deal {self.rng.randint(1, 10**6)}",
                 "estimatedvalue": float(self.rng.randrange(1_000, 500_000, 500)),
                 "estimatedclosedate": (dt.date.today() + dt.timedelta(days=60)).isoformat(),

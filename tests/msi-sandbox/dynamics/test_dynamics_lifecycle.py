@@ -308,7 +308,18 @@ def test_generator_makes_every_lifecycle_kind(dyn: Any) -> None:
 
 
 def test_generator_is_deterministic_under_a_seed(dyn: Any) -> None:
-    plan = {"seed": 11, "deletes": 4, "owner_changes": 2, **LIFECYCLE_PLAN}
+    # Every kind, those creating rows first: their ids decide the later picks too.
+    plan = {
+        "seed": 11,
+        "edits": 2,
+        "deletes": 4,
+        "qualifications": 2,
+        "owner_changes": 2,
+        "new_opportunities": 2,
+        "new_roles": 2,
+        "burst": 3,
+        **LIFECYCLE_PLAN,
+    }
     first = _mutate(dyn, plan)
     dyn.service.seed_world(generate("small", 0))
     again = _mutate(dyn, plan)
