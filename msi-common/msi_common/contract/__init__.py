@@ -22,6 +22,8 @@ catalog round-trip drops them, so code reads them here):
 - per property, `x-marketo-field`: the Marketo field a contract field goes to when its name
   differs, or null when it steers the target and is never sent to Marketo.
 - per property, `x-msi-score: true` (lead_scores): one of the scores MSI computes.
+- per property, `x-marketo-fields` (lead_scores): the Marketo fields that may hold it, where
+  Adobe's pages name it more than one way; an instance's describe2 says which it has.
 """
 
 from __future__ import annotations
@@ -106,6 +108,12 @@ def marketo_names(name: str) -> dict[str, str]:
         for f, prop in _properties(name).items()
         if prop.get("x-marketo-field") not in (None, f)
     }
+
+
+def marketo_field_choices(name: str) -> dict[str, tuple[str, ...]]:
+    """Contract field -> the Marketo fields that may hold it, in the order they are looked for
+    in the instance's describe2 (`x-marketo-fields`, else the field's own name)."""
+    return {f: tuple(prop.get("x-marketo-fields") or (f,)) for f, prop in _properties(name).items()}
 
 
 def company_fields() -> tuple[str, ...]:
