@@ -109,12 +109,13 @@ def test_marketo_required() -> None:
 def test_id_fields() -> None:
     assert {n: contract.id_fields(n) for n in STREAM_NAMES} == {
         "sales_persons": ("externalSalesPersonId",),
-        "companies": ("externalCompanyId", "externalSalesPersonId"),
+        "companies": ("externalCompanyId", "externalSalesPersonId", "mergedIntoExternalCompanyId"),
         "leads": (
             "externalPersonId",
             "externalSalesPersonId",
             "externalCompanyId",
             "convertedToExternalPersonId",
+            "mergedIntoExternalPersonId",
         ),
         "opportunities": ("externalOpportunityId", "externalCompanyId", "externalSalesPersonId"),
         # The role row's own id is never sent nor a key: it is not checked as a record id.
@@ -123,17 +124,29 @@ def test_id_fields() -> None:
     assert contract.id_fields() == (
         "externalSalesPersonId",
         "externalCompanyId",
+        "mergedIntoExternalCompanyId",
         "externalPersonId",
         "convertedToExternalPersonId",
+        "mergedIntoExternalPersonId",
         "externalOpportunityId",
     )
+
+
+def test_merged_into_fields() -> None:
+    assert {n: contract.merged_into(n) for n in STREAM_NAMES} == {
+        "sales_persons": None,
+        "companies": "mergedIntoExternalCompanyId",
+        "leads": "mergedIntoExternalPersonId",
+        "opportunities": None,
+        "opportunity_roles": None,
+    }
 
 
 def test_fields_never_sent_to_marketo() -> None:
     assert {n: contract.not_sent(n) for n in STREAM_NAMES} == {
         "sales_persons": {"isActive"},
-        "companies": set(),
-        "leads": {"personType", "convertedToExternalPersonId"},
+        "companies": {"mergedIntoExternalCompanyId"},
+        "leads": {"personType", "convertedToExternalPersonId", "mergedIntoExternalPersonId"},
         "opportunities": set(),
         "opportunity_roles": {"externalPersonId", "externalRoleId"},
     }
@@ -161,8 +174,10 @@ def test_company_fields_are_what_marketos_company_describe_puts_on_a_lead() -> N
 def test_company_fields_cover_the_companies_contract() -> None:
     schema = load_schema("companies")
     links = {*key_properties("companies"), *contract.parents("companies")}
-    bound = {p for p in schema["properties"] if not p.startswith("_")} - links
-    assert bound <= set(contract.company_fields())
+    sent = {p for p in schema["properties"] if not p.startswith("_")} - contract.not_sent(
+        "companies"
+    )
+    assert sent - links <= set(contract.company_fields())
     leads = load_schema("leads")["properties"]
     assert [f for f in contract.company_fields() if f in leads] == ["company", "industry"]
 
