@@ -106,32 +106,26 @@ class PeopleMerges:
             return
         # A winner without a Marketo lead takes its first loser's, re-keyed (history kept);
         # its other losers are merged into that one.
-        firsts = [
-            (members[0][0], members[0][1], w) for w, members in groups.items() if w not in ids
-        ]
-        ids.update(self._rekey(firsts))
-        merges: dict[str, list[tuple[PendingRecord, int]]] = {}
-        for winner, members in groups.items():
-            rest = members if winner not in {w for _, _, w in firsts} else members[1:]
-            if rest and winner not in ids:
+        firsts = {w: members.pop(0) for w, members in groups.items() if w not in ids}
+        made = self._rekey([(item, loser_id, w) for w, (item, loser_id) in firsts.items()])
+        merges: dict[str, tuple[int, list[tuple[PendingRecord, int]]]] = {}
+        for winner, rest in groups.items():
+            winner_id = ids.get(winner) or made.get(winner)
+            if rest and winner_id is None:
                 for item, _ in rest:
-                    loader.reject(
-                        item, "merge_winner_missing", f"{winner}'s Marketo lead could not be made"
-                    )
-            elif rest:
-                merges[winner] = rest
+                    why = f"{winner} has no Marketo lead: re-keying its first loser's was refused"
+                    loader.reject(item, "merge_winner_missing", why)
+            elif rest and winner_id is not None:
+                merges[winner] = (winner_id, rest)
         if merges:
-            self._merge_groups(merges, ids)
+            self._merge_groups(merges)
 
-    def _merge_groups(
-        self, groups: dict[str, list[tuple[PendingRecord, int]]], ids: dict[str, int]
-    ) -> None:
+    def _merge_groups(self, groups: dict[str, tuple[int, list[tuple[PendingRecord, int]]]]) -> None:
         """Merge Leads once per winner; the losers' roles, read first, re-pointed after."""
         loader = self.loader
-        roles = self._roles_of([loser_id for members in groups.values() for _, loser_id in members])
+        roles = self._roles_of([loser for _, members in groups.values() for _, loser in members])
         moves: dict[int, int] = {}
-        for winner, members in groups.items():
-            winner_id = ids[winner]
+        for winner, (winner_id, members) in groups.items():
             loser_ids = [loser_id for _, loser_id in members]
             try:
                 loader.client.merge_leads(winner_id, loser_ids)
