@@ -1,6 +1,7 @@
-"""The CRM lifecycle scenario both CRMs' tests run: scheduled runs of tap-crm-msi piped into
-target-marketo-msi (in this process), the CRM's change generator between them, Marketo read
-back through marketorestpython and compared with a fresh full load of the final CRM state.
+"""The CRM lifecycle scenario's parts, CRM-neutral (Salesforce's test uses them; a Dynamics
+test can too): scheduled runs of tap-crm-msi piped into target-marketo-msi (in this process),
+Marketo read back through marketorestpython (what MSI would see), links to nothing found in
+Marketo's tables, refused calls in its stats.
 
 tests/ is on sys.path as the root conftest's folder, so the e2e tests import this module.
 """
@@ -220,6 +221,13 @@ def links_in_marketo(sandbox: Any) -> list[str]:
                         f"{kind} {record.get('id') or record.get('marketoGUID')}: {name} {value}"
                     )
     return broken
+
+
+def refused_calls(sandbox: Any) -> list[dict[str, Any]]:
+    """Marketo calls since the stats were last reset that Marketo refused as a whole (an error
+    code, e.g. 1013 or 718 for a link to nothing, 1022 for a parent still in use)."""
+    stats = sandbox.admin("marketo", "GET", "stats").json()
+    return [row for row in stats["calls"] if row["outcome"] != "200"]
 
 
 def dangling_rejects(rejects: list[dict[str, Any]]) -> list[dict[str, Any]]:
