@@ -11,7 +11,7 @@ from singer_sdk.singerlib.schema import Schema
 
 from msi_common import contract
 from msi_common.contract import STREAM_NAMES, key_properties, load_schema
-from msi_sandbox.marketo.leads import MSI_FIELDS as SANDBOX_MSI_FIELDS
+from msi_sandbox.marketo import schema as sandbox_marketo
 from msi_sandbox.marketo.schema import COMPANY_FIELDS as SANDBOX_COMPANY_DESCRIBE
 from msi_sandbox.marketo.schema import LEAD_FIELDS as SANDBOX_LEAD_DESCRIBE
 from target_marketo_msi.marketo import objects
@@ -195,10 +195,16 @@ def test_scores_schema_is_valid_and_apart_from_the_forward_streams() -> None:
     jsonschema.Draft7Validator(schema).validate({"externalPersonId": "00Q1", "priority": 3})
 
 
-def test_score_fields_are_the_ones_marketo_computes() -> None:
+@pytest.mark.parametrize("naming", sorted(sandbox_marketo.MSI_SCORE_NAMINGS))
+def test_score_fields_are_the_ones_marketo_computes(naming: str) -> None:
     """The sandbox's Marketo keeps its own list of them (it stands in for Marketo, apart from
-    the connectors): the contract's, in its order. The other fields say whose scores they are."""
-    assert contract.score_fields() == SANDBOX_MSI_FIELDS
+    the connectors), in each naming Adobe's pages give: each contract field, in its order, is
+    exactly one of them, found among the Marketo names the contract gives it. The other fields
+    say whose scores they are."""
+    choices = contract.marketo_field_choices(contract.SCORES_STREAM)
+    described = {f.name for f in sandbox_marketo.lead_fields(naming)}
+    held = [[n for n in choices[f] if n in described] for f in contract.score_fields()]
+    assert held == [[n] for n in sandbox_marketo.msi_fields(naming)]
     properties = load_schema(contract.SCORES_STREAM)["properties"]
     assert [p for p in properties if p not in contract.score_fields()] == [
         "externalPersonId",

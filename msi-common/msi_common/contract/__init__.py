@@ -24,6 +24,8 @@ catalog round-trip drops them, so code reads them here):
 - per property, `x-msi-score: true` (lead_scores): one of the scores MSI computes.
 - per property, `x-merged-into: true`: on a record deleted by a CRM merge, the key of the record
   it was merged into (the target merges in Marketo instead of deleting).
+- per property, `x-marketo-fields` (lead_scores): the Marketo fields that may hold it, where
+  Adobe's pages name it more than one way; an instance's describe2 says which it has.
 """
 
 from __future__ import annotations
@@ -113,6 +115,12 @@ def marketo_names(name: str) -> dict[str, str]:
 def merged_into(name: str) -> str | None:
     """The field of stream `name` naming the record a merged-away record went into, if any."""
     return next((f for f, prop in _properties(name).items() if prop.get("x-merged-into")), None)
+
+
+def marketo_field_choices(name: str) -> dict[str, tuple[str, ...]]:
+    """Contract field -> the Marketo fields that may hold it, in the order they are looked for
+    in the instance's describe2 (`x-marketo-fields`, else the field's own name)."""
+    return {f: tuple(prop.get("x-marketo-fields") or (f,)) for f, prop in _properties(name).items()}
 
 
 def company_fields() -> tuple[str, ...]:
