@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+import pytest
 from lifecycle_support import (
     MarketoView,
     Pipeline,
@@ -79,7 +80,12 @@ def merged_people(changed: dict[str, Any]) -> dict[str, str]:
     return {loser: final(loser) for loser in into}
 
 
-def test_salesforce_lifecycle_ends_as_a_fresh_load(sandbox: Any, tmp_path: Any) -> None:
+def test_salesforce_lifecycle_ends_as_a_fresh_load(
+    sandbox: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # marketorestpython trusts the CA REQUESTS_CA_BUNDLE names: this sandbox's, whichever other
+    # sandbox of the session set it last.
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", sandbox.ca_bundle)
     sandbox.seeded("salesforce", "lifecycle", seed=4)
     # Marketo's rate window is not what this test is about: raised on both sides.
     sandbox.admin("marketo", "PUT", "limits", json={"calls_per_window": FAST_CALLS})
