@@ -58,7 +58,7 @@ def made(changed: dict[str, Any]) -> dict[str, int]:
     for key, value in changed.items():
         if key == "merged":
             counts.update({f"{name} merged": len(pairs) for name, pairs in value.items()})
-        elif key == "deactivated":
+        elif key == "deactivated" and value:
             counts["owners deactivated"] = len(value)
             counts["their records"] = sum(size(d["reassigned"]) for d in value)
         elif size(value):
