@@ -1,7 +1,9 @@
 """The loader: takes pending records and settles them in Marketo, in MSI's order.
 
 Upserts go parents first (sales persons, companies, leads, opportunities, roles); deletes go
-the other way (roles, leads when enabled, opportunities, companies, sales persons). Every batch
+the other way (roles, leads when enabled, opportunities, companies, sales persons). People the
+CRM merged are merged in Marketo before the leads' upserts; merged companies go with the
+companies' deletes, their children moved first (`target.merges`). Every batch
 is at most 300 records and 1 MB; the batches of one object run in parallel under the client's
 shared limiter. A record is fingerprinted only when Marketo confirms it.
 
@@ -34,6 +36,7 @@ from target_marketo_msi.marketo.objects import DELETE_ORDER, LOAD_ORDER, ObjectS
 from target_marketo_msi.target.batching import batches
 from target_marketo_msi.target.bulk_import import BulkLeadImporter
 from target_marketo_msi.target.fingerprints import FingerprintStore, fingerprint
+from target_marketo_msi.target.merges import CompanyMoves, PeopleMerges
 from target_marketo_msi.target.ordering import PendingRecord, PendingSet, RunLedger, gate
 from target_marketo_msi.target.resolve import LeadResolver
 from target_marketo_msi.target.strategies import STRATEGIES, ObjectStrategy
@@ -87,6 +90,8 @@ class Loader:
         self.fingerprints = FingerprintStore(state)
         self.resolver = LeadResolver(client, state)
         self.bulk = BulkLeadImporter(client, logger)
+        self.people_merges = PeopleMerges(self)
+        self.company_moves = CompanyMoves(self)
         self.ledger = RunLedger()
         self.pending = PendingSet(self._superseded)
         self.objects: dict[str, ObjectStrategy] = {
@@ -136,11 +141,16 @@ class Loader:
     # Upserts --------------------------------------------------------------------------------
     def _upsert(self, obj: ObjectStrategy, *, final: bool) -> None:
         spec = obj.spec
+        # Merges (and conversions) first, so the winner's own record, sent after, has the last
+        # word on its fields (Marketo's merge fills the winner's empty ones from the loser).
+        first = self._changed(spec, self.pending.take_where(spec.stream, obj.settles_first))
+        if first:
+            obj.settle_first(first)
         items = self.pending.take(spec.stream, deleted=False)
         if not items:
             return
         items = self._checked(obj, items)
-        gated = gate(items, self.ledger, self._known_to_marketo, final=final)
+        gated = gate(items, self.ledger, self.known_to_marketo, final=final)
         for item, why in gated.orphaned:
             self.reject(item, "parent_rejected", why)
         self.pending.put_back(gated.waiting)
@@ -170,11 +180,14 @@ class Loader:
         return ok
 
     def _changed(
-        self, spec: ObjectSpec, items: list[PendingRecord], *, deleted: bool
+        self, spec: ObjectSpec, items: list[PendingRecord], *, deleted: bool | None = None
     ) -> list[PendingRecord]:
-        """Items whose fingerprint differs from what this Marketo instance last confirmed."""
+        """Items whose fingerprint differs from what this Marketo instance last confirmed
+        (fingerprinted as deleted or not: `deleted`, or each as it is)."""
         for item in items:
-            item.digest = fingerprint(item.record, deleted=deleted)
+            item.digest = fingerprint(
+                item.record, deleted=item.deleted if deleted is None else deleted
+            )
         if self.settings.resend_unchanged:
             return items
         stored = self.fingerprints.known(spec.stream, [i.key for i in items])
@@ -183,7 +196,7 @@ class Loader:
         self.ledger.mark_loaded(spec.stream, [i.key for i in unchanged])
         return [i for i in items if stored.get(i.key) != i.digest]
 
-    def _known_to_marketo(self, stream: str, keys: list[str]) -> set[str]:
+    def known_to_marketo(self, stream: str, keys: list[str]) -> set[str]:
         stored = self.fingerprints.known(stream, keys)
         return {k for k, digest in stored.items() if not digest.startswith("deleted:")}
 
