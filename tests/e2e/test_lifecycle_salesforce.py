@@ -12,12 +12,14 @@ from typing import Any
 
 import pytest
 from lifecycle_support import (
-    MarketoView,
+    FAST_CALLS,
+    Changes,
     Pipeline,
-    add_counts,
-    dangling_rejects,
-    links_in_marketo,
-    refused_calls,
+    assert_as_fresh_load,
+    final_people,
+    raise_call_limits,
+    report,
+    run_scenario,
 )
 
 RUNS = 6
@@ -37,7 +39,6 @@ PLAN = {
 # (in one call it would mostly undo that call's deletes, which no run sees).
 TURNS = ({"deletes": 40, "account_deletes": 10}, {"undeletes": 40})
 AT_LEAST = 20
-FAST_CALLS = 10_000
 
 
 def kinds_of(changed: dict[str, Any]) -> Counter[str]:
@@ -75,15 +76,7 @@ def merged_people(changed: dict[str, Any]) -> dict[str, str]:
         for p in changed["merged"].get(name, [])
     }
     into.update({c["lead"]: c["contact"] for c in changed["converted_into"]})
-
-    def final(person: str) -> str:
-        seen = set()
-        while person in into and person not in seen:
-            seen.add(person)
-            person = into[person]
-        return person
-
-    return {loser: final(loser) for loser in into}
+    return final_people(into)
 
 
 def test_salesforce_lifecycle_ends_as_a_fresh_load(
@@ -93,65 +86,20 @@ def test_salesforce_lifecycle_ends_as_a_fresh_load(
     # sandbox of the session set it last.
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", sandbox.ca_bundle)
     sandbox.seeded("salesforce", "lifecycle", seed=4)
-    # Marketo's rate window is not what this test is about: raised on both sides.
-    sandbox.admin("marketo", "PUT", "limits", json={"calls_per_window": FAST_CALLS})
+    raise_call_limits(sandbox)
     settings = {
         "delete_leads": True,
         "reject_orphan_contacts": False,
         "calls_per_window": FAST_CALLS,
     }
+
+    def change(run: int) -> Changes:
+        body = {**PLAN, **TURNS[run % 2], "seed": 40 + run}
+        changed = sandbox.admin("salesforce", "POST", "mutate", json=body).json()
+        return Changes(kinds_of(changed), merged_people(changed))
+
     life = Pipeline(sandbox, "salesforce", tmp_path / "life", settings)
-    first = life.run()
-    assert dangling_rejects(first.rejects) == []
-    view = MarketoView(sandbox)
-    kinds: Counter[str] = Counter()
-    calls: Counter[str] = Counter()
-    landed: Counter[str] = Counter()  # what the target did, from its summaries
-    merges_checked = 0
-    for run in range(RUNS):
-        changed = sandbox.admin(
-            "salesforce", "POST", "mutate", json={**PLAN, **TURNS[run % 2], "seed": 40 + run}
-        )
-        changed = changed.json()
-        kinds += kinds_of(changed)
-        merges = merged_people(changed)
-        # MSI activity on every person about to be merged away: history the merge must keep.
-        body = {"externalPersonIds": sorted(merges), "seed": run}
-        sandbox.admin("marketo", "POST", "msi-activity", json=body)
-        before = {ext: row["id"] for ext, row in view.leads().items()}
-        losers_before = {p: before[p] for p in merges if p in before}
-        activities = view.activities(sorted(losers_before.values()))
-
-        sandbox.admin("marketo", "POST", "stats/reset")
-        result = life.run()
-        assert dangling_rejects(result.rejects) == [], run
-        assert refused_calls(sandbox) == [], run
-        assert links_in_marketo(sandbox) == [], run
-        add_counts(calls, result.summary)
-        for stream, counts in result.summary["objects"].items():
-            for outcome in ("deleted", "merged", "rekeyed"):
-                landed[f"{stream} {outcome}"] += counts.get(outcome, 0)
-
-        after = view.leads()
-        checked = {
-            loser: after[winner]["id"]
-            for loser, winner in merges.items()
-            # nothing of the loser's in Marketo, or the winner deleted since: nothing to check
-            if loser in losers_before and winner in after
-        }
-        on_winners = view.activities(sorted(set(checked.values())))
-        for loser, winner in merges.items():
-            assert loser not in after, f"run {run}: {loser} still has its own Marketo lead"
-            if loser not in checked:
-                continue
-            lead_id = checked[loser]
-            if winner in before:
-                assert lead_id == before[winner], (run, loser, winner)  # the winner keeps its id
-            moved = [a for a, on in activities.items() if on == losers_before[loser]]
-            assert moved, (run, loser)
-            assert {on_winners.get(a) for a in moved} == {lead_id}, (run, loser, winner)
-            merges_checked += 1
-
+    totals = run_scenario(sandbox, life, RUNS, change)
     for kind in (
         "Lead delete",
         "Contact delete",
@@ -172,24 +120,7 @@ def test_salesforce_lifecycle_ends_as_a_fresh_load(
         "owner deactivated",
         "conversion into existing contact",
     ):
-        assert kinds[kind] >= AT_LEAST, (kind, kinds)
-    assert merges_checked >= AT_LEAST
-
-    final = view.snapshot()
-    sandbox.admin("marketo", "POST", "reset")
-    sandbox.admin("marketo", "PUT", "limits", json={"calls_per_window": FAST_CALLS})
-    fresh = Pipeline(sandbox, "salesforce", tmp_path / "fresh", settings)
-    assert dangling_rejects(fresh.run().rejects) == []
-    fresh_view = view.snapshot()
-    for part in final:
-        a, b = final[part], fresh_view[part]
-        if isinstance(a, dict):
-            for k in sorted(set(a) | set(b)):
-                if a.get(k) != b.get(k):
-                    print("DIFF", part, k, "life:", a.get(k), "fresh:", b.get(k))
-        elif a != b:
-            print("DIFF", part, sorted(set(a) - set(b)), sorted(set(b) - set(a)))
-    assert fresh_view == final
-    print(f"\nSalesforce lifecycle over {RUNS} runs: changes {dict(sorted(kinds.items()))}")
-    print(f"the target's outcomes: {dict(sorted((k, n) for k, n in landed.items() if n))}")
-    print(f"extra Marketo calls per kind: {dict(calls)}; merges checked: {merges_checked}")
+        assert totals.kinds[kind] >= AT_LEAST, (kind, totals.kinds)
+    assert totals.merges_checked >= AT_LEAST
+    assert_as_fresh_load(sandbox, life)
+    report("Salesforce", RUNS, totals)
