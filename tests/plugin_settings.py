@@ -44,5 +44,9 @@ def marketo_connection(sandbox: Any) -> dict[str, Any]:
 
 
 def crm_connection(sandbox: Any, crm: str) -> dict[str, Any]:
-    """Connection settings for `crm` ("salesforce" or "dynamics") in the running sandbox."""
-    return testing.crm_connection(crm, sandbox.info, sandbox.ca_bundle)
+    """Connection settings for `crm` ("salesforce" or "dynamics") in the running sandbox, and
+    its connector state beside the sandbox's files (not in the working directory)."""
+    return {
+        **testing.crm_connection(crm, sandbox.info, sandbox.ca_bundle),
+        "state_dir": str(Path(sandbox.ca_bundle).parent / "crm-state"),
+    }

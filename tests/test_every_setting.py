@@ -45,6 +45,7 @@ from plugin_settings import crm_connection, marketo_connection, run_outputs
 
 from msi_common.contract import SCORES_STREAM, STREAM_NAMES, key_properties
 from msi_sandbox.dynamics.schema import DEFAULT_MSI_ATTRIBUTES
+from tap_crm_msi.tap.role_memory import RoleMemory
 
 TESTS = Path(__file__).resolve().parent
 for folder in ("target-marketo-msi", "tap-crm-msi/writeback"):
@@ -268,6 +269,9 @@ def tap_crm_dynamics(sandbox: Any, work: Path) -> dict[str, Any]:
         **tap_common(sandbox, "dynamics"),
         "change_tracking": False,
         "contact_customer_role": "Buyer",
+        # The roles it emitted, remembered in Postgres (nothing under state_dir).
+        "state_dir": str(work / "tap-crm-state"),
+        "state_url": shared_state()["state_url"],
     }
 
 
@@ -559,6 +563,7 @@ def clear_a_role(sandbox: Any, crm: str) -> None:
 
 
 @pytest.mark.parametrize("name", list(TAP_CRM_RUNS))
+@pytest.mark.usefixtures("state_url")
 def test_tap_crm_msi_with_every_setting(sandbox: Any, name: str, tmp_path: Path) -> None:
     crm, make, mapped = TAP_CRM_RUNS[name]
     sandbox.seeded(crm)
@@ -582,6 +587,15 @@ def test_tap_crm_msi_with_every_setting(sandbox: Any, name: str, tmp_path: Path)
         if r["externalSalesPersonId"] == settings["fallback_sales_person_id"]
     ]
     assert changed, "queue- or team-owned records got the fallback sales person"
+    if "state_url" in settings:
+        assert not list(Path(settings["state_dir"]).glob("*.sqlite")), "state_url: in Postgres"
+        memory = RoleMemory.for_instance(settings, crm, settings["org_url"])
+        held = {row.key for row in memory.rows.values()}
+        memory.close()
+        assert held == {
+            (r["externalOpportunityId"], r["externalPersonId"], r["role"])
+            for r in tested["opportunity_roles"]
+        }
 
 
 # Forward into Marketo, then the scores back into the CRMs --------------------------------------

@@ -13,8 +13,9 @@ a default. `meltano.yml` declares the same names and defaults (tests/msi-common 
   and the call limiter's `calls_per_window`, `window_seconds`, `max_concurrent`. The two plugins
   keep the day's call count in one file per instance under `state_dir`: with the same default
   they share that count (and the budget) even outside meltano.
-- Connector state in a shared database (both Marketo plugins and target-crm-msi): `state_url`,
-  read by `msi_common.state_store` (empty: the SQLite file under `state_dir`).
+- One CRM instance (tap-crm-msi and target-crm-msi): `state_dir`, one file per CRM instance.
+- Connector state in a shared database (both Marketo plugins, tap-crm-msi and target-crm-msi):
+  `state_url`, read by `msi_common.state_store` (empty: the SQLite file under `state_dir`).
 - The run lock (target-marketo-msi, tap-marketo-msi, target-crm-msi): `lock_wait_seconds`, read
   by `msi_common.run_lock`.
 """
@@ -106,7 +107,16 @@ MARKETO_STATE_DIR = th.Property(
     "describe cache, the target's fingerprints and leadId cache, the tap's ledger). "
     "target-marketo-msi and tap-marketo-msi share it, and so one daily call count.",
 )
-# Where connector state lives (target-marketo-msi, tap-marketo-msi, target-crm-msi) ---------------
+# One CRM instance (tap-crm-msi and target-crm-msi) ------------------------------------------------
+CRM_STATE_DIR = th.Property(
+    "state_dir",
+    th.StringType,
+    default=".crm-msi-state",
+    description="Directory of the per-CRM-instance state file: what target-crm-msi last wrote, "
+    "and which opportunity role each Dynamics role row was when tap-crm-msi emitted it (so a "
+    "connection deleted by id, or a role whose contact changed, becomes a role delete).",
+)
+# Where connector state lives (target-marketo-msi, tap-marketo-msi, tap-crm-msi, target-crm-msi) --
 STATE_URL = th.Property(
     "state_url",
     th.StringType,

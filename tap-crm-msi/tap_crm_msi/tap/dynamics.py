@@ -25,6 +25,7 @@ from tap_crm_msi.client import prefetch
 from tap_crm_msi.errors import CrmError, DeltaTokenExpired
 from tap_crm_msi.tap.incremental import format_ts
 from tap_crm_msi.tap.mapping import OwnerPolicy, apply_mappings, canonical_ts
+from tap_crm_msi.tap.role_memory import KEY_FIELDS, RoleKey, RoleMemory, role_key
 from tap_crm_msi.tap.streams import CrmStream, ReadPlan
 
 if TYPE_CHECKING:
@@ -202,8 +203,7 @@ class DynamicsStream(CrmStream):
                 done = window.keep_place(link=page_url, rows=skip_rows, records=0)
                 for row in rows[skip_rows:]:
                     if "id" in row and "$deletedEntity" in row.get("@odata.context", ""):
-                        deleted = self.deleted_record(table, _guid(row["id"]), now)
-                        records = [] if deleted is None else [deleted]
+                        records = self.deleted_records(table, _guid(row["id"]) or "", now)
                     else:
                         records = emit(row)
                     for index in range(skip_records, len(records)):
@@ -297,10 +297,10 @@ class DynamicsStream(CrmStream):
     def labels(self, table: Table) -> Labels:
         return Labels(self.client.option_labels(table.logical_name))
 
-    def deleted_record(self, table: Table, row_id: str | None, ts: str) -> dict[str, Any] | None:
-        """The record telling the target that `row_id` was deleted (None: cannot be said)."""
+    def deleted_records(self, table: Table, row_id: str, ts: str) -> list[dict[str, Any]]:
+        """The records telling the target that `row_id` was deleted (none: cannot be said)."""
         key = self.primary_keys[0]
-        return self.shape(table.logical_name)({}, ts, {key: row_id, "_sdc_deleted_at": ts})
+        return [self.shape(table.logical_name)({}, ts, {key: row_id, "_sdc_deleted_at": ts})]
 
 
 class _NoChangeTracking(Exception):
@@ -430,10 +430,11 @@ class LeadsStream(DynamicsStream):
         super().__init__(tap, client)
         self._rekeyed: set[str] = set()  # leads re-keyed this run (each once)
 
-    def deleted_record(self, table: Table, row_id: str | None, ts: str) -> dict[str, Any] | None:
-        record = super().deleted_record(table, row_id, ts)
-        record["personType"] = table.logical_name  # type: ignore[index]
-        return record
+    def deleted_records(self, table: Table, row_id: str, ts: str) -> list[dict[str, Any]]:
+        records = super().deleted_records(table, row_id, ts)
+        for record in records:
+            record["personType"] = table.logical_name
+        return records
 
     # Contacts have no companyname: their rows leave it None.
     copied: ClassVar[dict[str, str]] = {
@@ -474,7 +475,13 @@ class LeadsStream(DynamicsStream):
                 # It continues as its contact: re-keyed to it when qualified since the last run,
                 # onto the contact its `parentcontactid` names (one that existed already, too).
                 contact = _guid(row.get("_parentcontactid_value"))
-                return [rekey(row_id, contact, row, ts)] if contact and incremental else []
+                if not incremental:
+                    return []
+                if contact:
+                    return [rekey(row_id, contact, row, ts)]
+                # Qualified with no contact (none made, or deleted since): a full read has
+                # nothing of it, so its Marketo lead goes.
+                return self.deleted_records(table, row_id, ts)
             customer = row.get("_parentcustomerid_value")
             company_id = (
                 _guid(customer)
@@ -590,12 +597,52 @@ class OpportunityRolesStream(DynamicsStream):
             }
         return self._roles
 
-    def deleted_record(self, table: Table, row_id: str | None, ts: str) -> dict[str, Any] | None:
-        # A deleted connection's ends are gone with it: the delta row carries only its id.
-        self.logger.info("connection %s deleted; its role cannot be named for the target", row_id)
-        return None
+    @cached_property
+    def memory(self) -> RoleMemory:
+        """The role each role row last was (deletes by id, keys that changed)."""
+        return RoleMemory.for_instance(
+            self.crm_tap.config, self.crm, self.crm_tap.config["org_url"]
+        )
+
+    @override
+    def read_object(self, crm_object: str, context: Context | None) -> Iterator[dict[str, Any]]:
+        yield from super().read_object(crm_object, context)
+        self.memory.flush()
+
+    def retraction(self, table: Table, role_id: str, key: RoleKey, ts: str) -> dict[str, Any]:
+        """The delete of the Marketo role `key` that row `role_id` held."""
+        fields = dict(zip(KEY_FIELDS, key, strict=True))
+        return self.shape(table.logical_name)(
+            {},
+            ts,
+            {**fields, "isPrimary": None, "externalRoleId": role_id, "_sdc_deleted_at": ts},
+        )
+
+    def deleted_records(self, table: Table, row_id: str, ts: str) -> list[dict[str, Any]]:
+        # A deleted row's ends are gone with it (the delta names its id alone): the memory
+        # knows which role it was.
+        keys = self.memory.deleted(row_id, ts)
+        if not keys and table.logical_name == "connection":
+            self.logger.debug("connection %s deleted; no role of it was emitted", row_id)
+        return [self.retraction(table, row_id, key, ts) for key in keys]
 
     def record_builder(self, table: Table, incremental: bool, window: OverlapWindow) -> Callable:
+        build = self.role_builder(table)
+        memory, name = self.memory, table.logical_name
+        if not incremental and not window.progress:
+            memory.forget_object(name)  # a full read: its memory starts afresh
+
+        def remembered(row: dict[str, Any], row_id: str, ts: str) -> list[dict[str, Any]]:
+            records = build(row, row_id, ts)
+            live = [r for r in records if not r.get("_sdc_deleted_at")]
+            held = role_key(live[0]) if live else None
+            gone = memory.read(row_id, name, held, ts, incremental=incremental)
+            return [*(self.retraction(table, row_id, k, ts) for k in gone), *records]
+
+        return remembered
+
+    def role_builder(self, table: Table) -> Callable[[dict[str, Any], str, str], list[dict]]:
+        """A function (row, id, timestamp) -> the role records the row makes now."""
         default_role = self.crm_tap.config["default_role"]
         shape = self.shape(table.logical_name)
         if table.logical_name == "opportunity":

@@ -42,6 +42,8 @@ class TapCrmMsi(Tap):
             description="Earliest modification time to read on the first run (default: all).",
         ),
         settings.CA_BUNDLE,
+        settings.CRM_STATE_DIR,
+        settings.STATE_URL,
         th.Property(
             "overlap_seconds",
             th.NumberType,

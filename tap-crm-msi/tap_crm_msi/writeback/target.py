@@ -40,12 +40,7 @@ WRITERS: dict[str, type[ScoreWriter]] = {
 SCORE_MAP = th.ObjectType(additional_properties=th.StringType)
 
 OWN_SETTINGS = th.PropertiesList(
-    th.Property(
-        "state_dir",
-        th.StringType,
-        default=".crm-msi-state",
-        description="Where what was last written lives: one SQLite file per CRM instance.",
-    ),
+    settings.CRM_STATE_DIR,
     settings.STATE_URL,
     settings.LOCK_WAIT_SECONDS,
     th.Property(
