@@ -41,6 +41,22 @@ class LeadResolver:
     def cached(self, external_ids: list[str]) -> dict[str, int]:
         return self.state.lookup("lead_ids", "external_person_id", "lead_id", external_ids)
 
+    def shared(self, lead_ids: Iterable[int]) -> set[int]:
+        """The lead ids cached for more than one person: a merged-away person's key kept for
+        the winner's lead (so its roles' deletes find them), which is not that person's own."""
+        wanted = sorted(set(lead_ids))
+        found: set[int] = set()
+        for start in range(0, len(wanted), LOOKUP_BATCH):
+            chunk = wanted[start : start + LOOKUP_BATCH]
+            marks = ",".join("?" * len(chunk))
+            rows = self.state.query(
+                f"SELECT lead_id FROM lead_ids WHERE lead_id IN ({marks})"
+                " GROUP BY lead_id HAVING COUNT(*) > 1",
+                chunk,
+            )
+            found.update(int(r[0]) for r in rows)
+        return found
+
     def resolve(self, external_ids: Iterable[str], *, refresh: bool = False) -> dict[str, int]:
         """`{externalPersonId: leadId}` for those Marketo has; unknown ids are left out.
 

@@ -19,14 +19,28 @@ from target_marketo_msi.target.strategies.base import (
 )
 
 if TYPE_CHECKING:
-    from target_marketo_msi.target.loader import Describe
+    from target_marketo_msi.target.loader import Describe, Loader
     from target_marketo_msi.target.ordering import PendingRecord
 
 PERSON = "externalPersonId"
 
 
+RoleKey = tuple[str, int, str]
+
+
+def marketo_key(payload: dict) -> RoleKey:
+    """A role as Marketo dedupes it: opportunity, lead id, role."""
+    return (str(payload["externalOpportunityId"]), int(payload["leadId"]), str(payload["role"]))
+
+
 class OpportunityRoles(ObjectStrategy):
     spec = OPPORTUNITY_ROLES
+
+    def __init__(self, loader: Loader) -> None:
+        super().__init__(loader)
+        # Roles sent this run: a delete naming one of them (a person merged into the lead
+        # that holds it, the row re-pointed to the winner) leaves it, whichever comes first.
+        self.held: set[RoleKey] = set()
 
     def upsert(self, items: list[PendingRecord], describe: Describe | None) -> None:
         self.load(items)
@@ -48,6 +62,7 @@ class OpportunityRoles(ObjectStrategy):
                 continue
             ready.append(item)
             payloads.append({**self.payload(item.record), "leadId": ids[person]})
+            self.held.add(marketo_key(payloads[-1]))
         stale: list[PendingRecord] = []
 
         def handle(batch: list[PendingRecord], pls: list[dict], answer: SyncAnswer) -> None:
@@ -73,12 +88,16 @@ class OpportunityRoles(ObjectStrategy):
     def delete(self, items: list[PendingRecord]) -> None:
         """By Marketo's dedupe fields: externalOpportunityId, the lead's id, and role."""
         items, ids = self.in_marketo(items)
-        payloads = [
-            {
-                "externalOpportunityId": i.record["externalOpportunityId"],
-                "leadId": ids[str(i.record[PERSON])],
-                "role": i.record["role"],
+        sent, payloads = [], []
+        for item in items:
+            payload = {
+                "externalOpportunityId": item.record["externalOpportunityId"],
+                "leadId": ids[str(item.record[PERSON])],
+                "role": item.record["role"],
             }
-            for i in items
-        ]
-        self.send_deletes(items, payloads, DELETE_BODY)
+            if marketo_key(payload) in self.held:
+                self.loader.settled(item, "unchanged")
+            else:
+                sent.append(item)
+                payloads.append(payload)
+        self.send_deletes(sent, payloads, DELETE_BODY)
