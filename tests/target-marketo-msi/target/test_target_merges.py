@@ -251,3 +251,70 @@ def test_a_merged_companys_children_move_before_it_goes(sandbox: Any, tmp_path: 
     )
     assert run.rejects() == []
     assert set(run.summary["lifecycle_calls"]) == {"company merges", "company deletes"}
+
+
+def test_a_merged_person_deleted_later_leaves_the_winners_lead(sandbox: Any, tmp_path: Any) -> None:
+    world = make_world(leads=2, opportunities=0)
+    loser = crm_lead(world, 1)
+    winner = world.leads[0]
+    world.leads.append(loser)
+    config = {"state_dir": str(tmp_path / "state"), "delete_leads": True}
+    run_target({**target_config_for(sandbox, tmp_path, "load"), **config}, world.messages())
+    run_target(
+        {**target_config_for(sandbox, tmp_path, "merge"), **config},
+        [
+            *schema_messages(),
+            *record_messages("leads", [merged_away(loser, winner["externalPersonId"])]),
+        ],
+    )
+    winner_id = by_key(dump(sandbox, "leads"), "externalPersonId")[winner["externalPersonId"]]
+
+    # Dataverse keeps a merged subordinate; deleted later, it is named by its id alone.
+    run = run_target(
+        {**target_config_for(sandbox, tmp_path, "delete"), **config},
+        [
+            *schema_messages(),
+            *record_messages("leads", [{**loser, "_sdc_deleted_at": DELETED_AT}]),
+        ],
+    )
+
+    after = by_key(dump(sandbox, "leads"), "externalPersonId")
+    assert after[winner["externalPersonId"]]["id"] == winner_id["id"]
+    assert loser["externalPersonId"] not in after
+    assert run.summary["objects"]["leads"]["deleted"] == 0
+    assert run.rejects() == []
+
+
+def test_a_role_retracted_for_its_merged_person_stays_with_the_winner(
+    sandbox: Any, tmp_path: Any
+) -> None:
+    world = make_world(leads=3, opportunities=1, roles_per_opportunity=1)
+    config = {"state_dir": str(tmp_path / "state")}
+    run_target({**target_config_for(sandbox, tmp_path, "load"), **config}, world.messages())
+    (role,) = world.opportunity_roles
+    loser = next(p for p in world.leads if p["externalPersonId"] == role["externalPersonId"])
+    winner = next(p for p in world.leads if p is not loser)
+    winner_id = by_key(dump(sandbox, "leads"), "externalPersonId")[winner["externalPersonId"]]
+
+    # The merge re-points the role's row to the winner; the tap retracts the loser's role
+    # (Dynamics: the row's remembered key changed) and sends the winner's.
+    run = run_target(
+        {**target_config_for(sandbox, tmp_path, "merge"), **config},
+        [
+            *schema_messages(),
+            *record_messages("leads", [merged_away(loser, winner["externalPersonId"])]),
+            *record_messages(
+                "opportunity_roles",
+                [
+                    {**role, "_sdc_deleted_at": DELETED_AT},
+                    {**role, "externalPersonId": winner["externalPersonId"]},
+                ],
+            ),
+        ],
+    )
+
+    roles = dump(sandbox, "opportunity_roles")
+    assert [(r["externalOpportunityId"], r["leadId"], r["role"]) for r in roles] == [
+        (role["externalOpportunityId"], winner_id["id"], role["role"])
+    ]
+    assert run.rejects() == []
