@@ -637,7 +637,9 @@ class OpportunityRolesStream(DynamicsStream):
             live = [r for r in records if not r.get("_sdc_deleted_at")]
             held = role_key(live[0]) if live else None
             gone = memory.read(row_id, name, held, ts, incremental=incremental)
-            return [*(self.retraction(table, row_id, k, ts) for k in gone), *records]
+            said = {role_key(r) for r in records}  # an inactive connection deletes its own
+            retract = [self.retraction(table, row_id, k, ts) for k in gone if k not in said]
+            return [*retract, *records]
 
         return remembered
 

@@ -55,7 +55,7 @@ class RoleMemory(StateStore):
         self._rows: dict[str, Remembered] | None = None
         self._objects: dict[str, str] = {}
         self._holders: Counter[RoleKey] = Counter()
-        self._dirty: dict[str, Remembered | None] = {}
+        self._dirty: dict[str, Remembered] = {}
 
     @classmethod
     def for_instance(cls, config: dict[str, Any], crm: str, instance_url: str) -> RoleMemory:
@@ -83,8 +83,15 @@ class RoleMemory(StateStore):
 
     def forget_object(self, crm_object: str) -> None:
         """A full read of `crm_object` begins: what it remembered goes."""
-        for role_id in [r for r in self.rows if self._objects[r] == crm_object]:
-            self._set(role_id, crm_object, None)
+        rows = self.rows
+        for role_id in [r for r in rows if self._objects[r] == crm_object]:
+            old = rows.pop(role_id)
+            del self._objects[role_id]
+            self._dirty.pop(role_id, None)
+            if old.key:
+                self._holders[old.key] -= 1
+        with self.transaction() as conn:
+            conn.execute("DELETE FROM emitted_roles WHERE crm_object = ?", (crm_object,))
 
     def get(self, role_id: str) -> Remembered | None:
         return self.rows.get(role_id)
@@ -94,20 +101,14 @@ class RoleMemory(StateStore):
         return self._holders[key] > 0
 
     def set(self, role_id: str, crm_object: str, row: Remembered) -> None:
-        self._set(role_id, crm_object, row)
-
-    def _set(self, role_id: str, crm_object: str, row: Remembered | None) -> None:
         rows = self.rows
-        old = rows.pop(role_id, None)
+        old = rows.get(role_id)
         if old is not None and old.key:
             self._holders[old.key] -= 1
-        if row is None:
-            self._objects.pop(role_id, None)
-        else:
-            rows[role_id] = row
-            self._objects[role_id] = crm_object
-            if row.key:
-                self._holders[row.key] += 1
+        rows[role_id] = row
+        self._objects[role_id] = crm_object
+        if row.key:
+            self._holders[row.key] += 1
         self._dirty[role_id] = row
         if len(self._dirty) >= FLUSH_EVERY:
             self.flush()
@@ -119,9 +120,6 @@ class RoleMemory(StateStore):
         dirty, self._dirty = self._dirty, {}
         with self.transaction() as conn:
             for role_id, row in dirty.items():
-                if row is None:
-                    conn.execute("DELETE FROM emitted_roles WHERE role_id = ?", (role_id,))
-                    continue
                 conn.execute(
                     "INSERT INTO emitted_roles (role_id, crm_object, role_key, retired, changed_at)"
                     " VALUES (?, ?, ?, ?, ?) ON CONFLICT (role_id) DO UPDATE SET"
@@ -149,7 +147,7 @@ class RoleMemory(StateStore):
         if before.key == held:
             if before.changed_at == ts:  # the same change read again
                 return self._unheld(before.retired)
-            if before.retired or before.changed_at != ts:
+            if before.retired:  # a later change: the retraction was read before it
                 self.set(role_id, crm_object, Remembered(held, [], ts))
             return []
         retired = [before.key] if before.key and incremental else []
