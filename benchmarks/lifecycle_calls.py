@@ -1,16 +1,17 @@
-"""Benchmark: the Marketo calls each kind of Salesforce lifecycle change costs.
+"""Benchmark: the Marketo calls each kind of CRM lifecycle change costs.
 
-Starts the Salesforce and Marketo stand-ins in their own process (`msi-sandbox serve`, loopback,
-TLS) with the `lifecycle` world. For each kind of change: Marketo emptied and the CRM seeded
-afresh, a full load (`tap-crm-msi | target-marketo-msi`, piped as meltano runs them, the state
-carried), `--changes` changes of that kind by the sandbox's change generator, and one
-incremental run. Printed per kind: the changes made, the Marketo calls of that run (the
-stand-in's call stats, token calls left out), the part the target's summary books as
-`lifecycle_calls`, and the endpoints called. `edits` (plain field edits of leads, contacts and
-accounts) is what changes cost without the lifecycle, `none` what a run with no change costs.
+Starts the CRM's (`--crm`: salesforce or dynamics) and Marketo's stand-ins in their own process
+(`msi-sandbox serve`, loopback, TLS) with the `lifecycle` world. For each kind of change:
+Marketo emptied and the CRM seeded afresh, a full load (`tap-crm-msi | target-marketo-msi`,
+piped as meltano runs them, the state carried), `--changes` changes of that kind by the
+sandbox's change generator, and one incremental run. Printed per kind: the changes made, the
+Marketo calls of that run (the stand-in's call stats, token calls left out), the part the
+target's summary books as `lifecycle_calls`, and the endpoints called. `edits` (plain field
+edits of leads, contacts and accounts) is what changes cost without the lifecycle, `none` what a
+run with no change costs.
 Marketo's rate window is lifted on both sides: this counts calls, it does not time them.
 
-    .venv/bin/python benchmarks/lifecycle_calls.py [--changes 20] [--kinds merges undeletes]
+    .venv/bin/python benchmarks/lifecycle_calls.py [--crm dynamics] [--changes 20] [--kinds merges]
 """
 
 from __future__ import annotations
@@ -28,9 +29,9 @@ from _common import crm_connection, marketo_connection, serve, trusting_session
 
 BIN = Path(sys.executable).parent
 CALLS = 10_000  # Marketo's calls per window, lifted
-# Kind -> the generator's plan for `n` changes of it; what is done first (undeletes need a
-# recycle bin) is in PREPARE.
-KINDS: dict[str, Any] = {
+# Per CRM: kind -> the generator's plan for `n` changes of it; what is done first (undeletes
+# need a recycle bin) is in PREPARE.
+SALESFORCE_KINDS: dict[str, Any] = {
     "none": lambda n: {},
     "edits": lambda n: {"edits": n},
     "deletes": lambda n: {"deletes": n},
@@ -43,6 +44,19 @@ KINDS: dict[str, Any] = {
     "owner_changes": lambda n: {"owner_changes": n},
     "owner_deactivations": lambda n: {"owner_deactivations": n},
 }
+DYNAMICS_KINDS: dict[str, Any] = {
+    "none": lambda n: {},
+    "edits": lambda n: {"edits": n},
+    "deletes": lambda n: {"deletes": n},  # leads, contacts, opportunities, connections
+    "qualifications": lambda n: {"qualifications": n},
+    "qualifications_into_existing": lambda n: {"qualifications_into_existing": n},
+    "merges": lambda n: {"merges": n},
+    "account_deletes": lambda n: {"account_deletes": n},
+    "reparents": lambda n: {"reparents": n},
+    "owner_changes": lambda n: {"owner_changes": n},
+    "owner_deactivations": lambda n: {"owner_deactivations": n},
+}
+KINDS = {"salesforce": SALESFORCE_KINDS, "dynamics": DYNAMICS_KINDS}
 PREPARE = {"undeletes": lambda n: {"deletes": 2 * n, "account_deletes": n}}
 
 
@@ -56,18 +70,20 @@ def made(changed: dict[str, Any]) -> dict[str, int]:
 
     counts = {}
     for key, value in changed.items():
-        if key == "merged":
+        if key in ("merged", "merges"):  # Salesforce's name, Dynamics'
             counts.update({f"{name} merged": len(pairs) for name, pairs in value.items()})
-        elif key == "deactivated" and value:
-            counts["owners deactivated"] = len(value)
-            counts["their records"] = sum(size(d["reassigned"]) for d in value)
+        elif key in ("deactivated", "owner_deactivations") and value:
+            owners = value.get("systemuser", []) if isinstance(value, dict) else value
+            counts["owners deactivated"] = len(owners)
+            counts["their records"] = sum(size(d["reassigned"]) for d in owners)
         elif size(value):
             counts[key] = size(value)
     return counts
 
 
 class Bench:
-    def __init__(self, info: dict[str, Any], workdir: Path) -> None:
+    def __init__(self, crm: str, info: dict[str, Any], workdir: Path) -> None:
+        self.crm = crm
         self.info = info
         self.session = trusting_session(info["ca_bundle"])
         self.workdir = workdir
@@ -84,8 +100,10 @@ class Bench:
         run = self.workdir / kind / name
         run.mkdir(parents=True)
         tap_config = {
-            **crm_connection("salesforce", self.info, self.info["ca_bundle"]),
+            **crm_connection(self.crm, self.info, self.info["ca_bundle"]),
             "overlap_seconds": 300,
+            "state_dir": str(self.workdir / kind / "crm-state"),
+            **self.fallback(),
         }
         target_config = {
             **marketo_connection(self.info, self.info["ca_bundle"]),
@@ -117,15 +135,29 @@ class Bench:
         summary = json.loads((run / "summary.json").read_text())
         return (json.loads(lines[-1]) if lines else state or {}), summary
 
+    def fallback(self) -> dict[str, str]:
+        """Dynamics: a user for team-owned records (Marketo requires a company's sales person)."""
+        if self.crm != "dynamics":
+            return {}
+        url = f"{self.info['dynamics']['base_url']}/_sandbox/dump/systemuser"
+        text = self.session.get(url, timeout=60).text
+        users = [json.loads(line) for line in text.splitlines() if line.strip()]
+        people = [u["systemuserid"] for u in users if not u.get("applicationid")]
+        return {"fallback_sales_person_id": min(people)}
+
+    def mutate(self, plan: dict[str, Any]) -> dict[str, Any]:
+        changed = self.admin(self.crm, "POST", "mutate", plan)
+        return changed["changed"] if self.crm == "dynamics" else changed
+
     def kind(self, kind: str, n: int, seed: int) -> dict[str, Any]:
         self.admin("marketo", "POST", "reset")
         self.admin("marketo", "PUT", "limits", {"calls_per_window": CALLS})
-        self.admin("salesforce", "POST", "seed", {"size": "lifecycle", "seed": seed})
+        self.admin(self.crm, "POST", "seed", {"size": "lifecycle", "seed": seed})
         state, _ = self.pipe(kind, "load", None)
         if kind in PREPARE:
-            self.admin("salesforce", "POST", "mutate", {**PREPARE[kind](n), "seed": seed})
+            self.mutate({**PREPARE[kind](n), "seed": seed})
             state, _ = self.pipe(kind, "prepare", state)
-        changed = self.admin("salesforce", "POST", "mutate", {**KINDS[kind](n), "seed": seed + 1})
+        changed = self.mutate({**KINDS[self.crm][kind](n), "seed": seed + 1})
         self.admin("marketo", "POST", "stats/reset")
         _, summary = self.pipe(kind, "changes", state)
         stats = self.admin("marketo", "GET", "stats")
@@ -146,23 +178,32 @@ class Bench:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--crm", choices=list(KINDS), default="salesforce")
     parser.add_argument("--changes", type=int, default=20, help="changes of each kind")
+    every = sorted({kind for kinds in KINDS.values() for kind in kinds})
     parser.add_argument(
-        "--kinds", nargs="+", default=list(KINDS), choices=list(KINDS), help="kinds measured"
+        "--kinds", nargs="+", choices=every, help="kinds measured (default: all of the CRM's)"
     )
     parser.add_argument("--seed", type=int, default=4)
     args = parser.parse_args()
+    kinds = args.kinds or list(KINDS[args.crm])
+    unknown = [kind for kind in kinds if kind not in KINDS[args.crm]]
+    if unknown:
+        parser.error(f"not a kind of {args.crm} change: {', '.join(unknown)}")
     data = Path(tempfile.mkdtemp(prefix="lifecycle-calls-"))
-    process, info = serve(data / "sandbox", "empty", ["salesforce", "marketo"])
+    process, info = serve(data / "sandbox", "empty", [args.crm, "marketo"])
     info["ca_bundle"] = str(Path(info["ca_bundle"]))
     try:
-        bench = Bench(info, data / "runs")
-        rows = [bench.kind(kind, args.changes, args.seed) for kind in args.kinds]
+        bench = Bench(args.crm, info, data / "runs")
+        rows = [bench.kind(kind, args.changes, args.seed) for kind in kinds]
     finally:
         process.terminate()
         process.wait(timeout=30)
         shutil.rmtree(data, ignore_errors=True)
-    print(f"\nMarketo calls of one incremental run after {args.changes} changes of each kind")
+    print(
+        f"\nMarketo calls of one incremental run after {args.changes} changes of each kind"
+        f" ({args.crm})"
+    )
     print(f"{'kind':<27} {'calls':>5} {'lifecycle':>9}  changes made / endpoints")
     for row in rows:
         lifecycle = sum(row["lifecycle_calls"].values())

@@ -357,6 +357,12 @@ class Mutator:
             picked.extend(r[e.primary_id] for r in rows)
         return picked
 
+    def _active(self, entity: str, n: int, where: str = "", params: tuple = ()) -> list[str]:
+        """Like `_sample`, among active rows: what a lookup's view offers a user to pick (a
+        merged-away account or contact is inactive)."""
+        active = '"statecode" = 0' + (f" AND ({where})" if where else "")
+        return self._sample(entity, n, active, params)
+
     def _new_id(self, entity: str) -> str:
         """A new row's id, the same under the same seed on the same world (records are picked
         by their place in id order, so random ids would change every later pick), and new on
@@ -423,7 +429,7 @@ class Mutator:
     def qualify(self) -> None:
         for lead_id in self._sample("lead", 1, '"statecode" = 0'):
             lead = self.records.require(self.entities["lead"], lead_id)
-            accounts = self._sample("account", 1)
+            accounts = self._active("account", 1)
             contact = self.records.create(
                 self.entities["contact"],
                 {
@@ -467,7 +473,7 @@ class Mutator:
             self._note("owner_changes", entity, record_id)
 
     def new_opportunity(self) -> None:
-        accounts = self._sample("account", 1)
+        accounts = self._active("account", 1)
         if not accounts:
             return
         _, owner = self._owner_user()
@@ -497,10 +503,10 @@ class Mutator:
         opportunity = self.records.require(self.entities["opportunity"], opportunities[0])
         account = opportunity["_parentaccountid_value"]
         contacts = (
-            self._sample("contact", 1, '"_parentcustomerid_value" = ?', (account,))
+            self._active("contact", 1, '"_parentcustomerid_value" = ?', (account,))
             if account
             else []
-        ) or self._sample("contact", 1)
+        ) or self._active("contact", 1)
         if not contacts:
             return
         key = f"new:{self.rng.getrandbits(64):x}"
@@ -546,7 +552,7 @@ class Mutator:
     def reparent(self) -> None:
         """A contact moved to another account, or an opportunity to another account."""
         entity = self.rng.choice(["contact", "opportunity"])
-        moved, accounts = self._sample(entity, 1), self._sample("account", 1)
+        moved, accounts = self._sample(entity, 1), self._active("account", 1)
         if not moved or not accounts:
             return
         account = {"_value": accounts[0], "_value@type": "account"}
