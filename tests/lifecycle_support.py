@@ -276,6 +276,27 @@ def final_people(into: Mapping[str, str]) -> dict[str, str]:
     return {loser: final(loser) for loser in into}
 
 
+# The target as the scenario runs it: people's deletes reach Marketo, contacts without an
+# account are loaded, the limiter's window as raised as Marketo's.
+TARGET_SETTINGS = {
+    "delete_leads": True,
+    "reject_orphan_contacts": False,
+    "calls_per_window": FAST_CALLS,
+}
+
+
+def lifecycle_pipeline(
+    sandbox: Any, crm: str, workdir: Path, monkeypatch: Any, seed: int
+) -> Pipeline:
+    """`crm` holding the `lifecycle` world, Marketo's rate window raised, and the pipeline of
+    the scheduled runs. marketorestpython trusts the CA REQUESTS_CA_BUNDLE names: this
+    sandbox's, whichever other sandbox of the session set it last."""
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", sandbox.ca_bundle)
+    sandbox.seeded(crm, "lifecycle", seed=seed)
+    raise_call_limits(sandbox)
+    return Pipeline(sandbox, crm, workdir / "life", dict(TARGET_SETTINGS))
+
+
 def raise_call_limits(sandbox: Any) -> None:
     """Marketo's rate window is not what the scenario is about: raised on Marketo's side (the
     target's `calls_per_window` is raised by the caller's settings)."""

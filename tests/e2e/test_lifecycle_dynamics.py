@@ -14,12 +14,10 @@ from typing import Any
 
 import pytest
 from lifecycle_support import (
-    FAST_CALLS,
     Changes,
-    Pipeline,
     assert_as_fresh_load,
     final_people,
-    raise_call_limits,
+    lifecycle_pipeline,
     report,
     run_scenario,
 )
@@ -83,29 +81,19 @@ def merged_people(changed: dict[str, Any]) -> dict[str, str]:
 def test_dynamics_lifecycle_ends_as_a_fresh_load(
     sandbox: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # marketorestpython trusts the CA REQUESTS_CA_BUNDLE names: this sandbox's, whichever other
-    # sandbox of the session set it last.
-    monkeypatch.setenv("REQUESTS_CA_BUNDLE", sandbox.ca_bundle)
-    sandbox.seeded("dynamics", "lifecycle", seed=4)
-    raise_call_limits(sandbox)
-    settings = {
-        "delete_leads": True,
-        "reject_orphan_contacts": False,
-        "calls_per_window": FAST_CALLS,
-    }
+    life = lifecycle_pipeline(sandbox, "dynamics", tmp_path, monkeypatch, seed=4)
+    # Team-owned records name no sales person, which Marketo requires of a company: one user
+    # stands in, as a deployment configures it (disabled later or not, it stays a sales person).
+    users = sandbox.service("dynamics").store.select(
+        "systemuser", '"applicationid" IS NULL', (), columns=["systemuserid"]
+    )
+    life.tap_settings = {"fallback_sales_person_id": min(u["systemuserid"] for u in users)}
 
     def change(run: int) -> Changes:
         body = {**PLAN, "seed": 40 + run}
         changed = sandbox.admin("dynamics", "POST", "mutate", json=body).json()["changed"]
         return Changes(kinds_of(changed), merged_people(changed))
 
-    # Team-owned records name no sales person, which Marketo requires of a company: one user
-    # stands in, as a deployment configures it (disabled later or not, it stays a sales person).
-    users = sandbox.service("dynamics").store.select(
-        "systemuser", '"applicationid" IS NULL', (), columns=["systemuserid"]
-    )
-    tap = {"fallback_sales_person_id": min(u["systemuserid"] for u in users)}
-    life = Pipeline(sandbox, "dynamics", tmp_path / "life", settings, tap)
     totals = run_scenario(sandbox, life, RUNS, change)
     for kind in (
         "lead delete",

@@ -12,12 +12,10 @@ from typing import Any
 
 import pytest
 from lifecycle_support import (
-    FAST_CALLS,
     Changes,
-    Pipeline,
     assert_as_fresh_load,
     final_people,
-    raise_call_limits,
+    lifecycle_pipeline,
     report,
     run_scenario,
 )
@@ -82,23 +80,13 @@ def merged_people(changed: dict[str, Any]) -> dict[str, str]:
 def test_salesforce_lifecycle_ends_as_a_fresh_load(
     sandbox: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # marketorestpython trusts the CA REQUESTS_CA_BUNDLE names: this sandbox's, whichever other
-    # sandbox of the session set it last.
-    monkeypatch.setenv("REQUESTS_CA_BUNDLE", sandbox.ca_bundle)
-    sandbox.seeded("salesforce", "lifecycle", seed=4)
-    raise_call_limits(sandbox)
-    settings = {
-        "delete_leads": True,
-        "reject_orphan_contacts": False,
-        "calls_per_window": FAST_CALLS,
-    }
+    life = lifecycle_pipeline(sandbox, "salesforce", tmp_path, monkeypatch, seed=4)
 
     def change(run: int) -> Changes:
         body = {**PLAN, **TURNS[run % 2], "seed": 40 + run}
         changed = sandbox.admin("salesforce", "POST", "mutate", json=body).json()
         return Changes(kinds_of(changed), merged_people(changed))
 
-    life = Pipeline(sandbox, "salesforce", tmp_path / "life", settings)
     totals = run_scenario(sandbox, life, RUNS, change)
     for kind in (
         "Lead delete",
