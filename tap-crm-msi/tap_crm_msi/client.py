@@ -13,6 +13,7 @@ import contextlib
 import logging
 import queue
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
@@ -20,7 +21,14 @@ from typing import Any, TypeVar
 import msgspec
 import requests
 
-from msi_common.retry import RetriesExhausted, Retryable, RetryPolicy, RetrySettings, retry_after
+from msi_common.retry import (
+    MAX_RETRY_AFTER,
+    RetriesExhausted,
+    Retryable,
+    RetryPolicy,
+    RetrySettings,
+    retry_after,
+)
 from tap_crm_msi.errors import CrmError
 from tap_crm_msi.http import make_session
 
@@ -38,8 +46,14 @@ class BaseCrmClient:
 
     name = "crm"
 
-    def __init__(self, *, ca_bundle: str | None = None, retry: RetrySettings | None = None) -> None:
-        self.session = make_session(ca_bundle)
+    def __init__(
+        self,
+        *,
+        ca_bundle: str | None = None,
+        retry: RetrySettings | None = None,
+        pool_size: int = 8,
+    ) -> None:
+        self.session = make_session(ca_bundle, pool_size)
         self.retry = retry or RetrySettings()
         self.logger = logging.getLogger(f"tap_crm_msi.{self.name}")
         self.policy = RetryPolicy(
@@ -49,6 +63,8 @@ class BaseCrmClient:
         # Records written again per CRM object: a write call tried again after a try whose
         # answer failed or was lost (it may have taken effect all the same).
         self.repeated: Counter[str] = Counter()
+        self._counting = threading.Lock()  # calls run on several threads (pages, writes)
+        self._not_before = 0.0  # monotonic time before which no call goes (a 429's Retry-After)
 
     # Hooks -------------------------------------------------------------------------------------
     def authenticator(self) -> requests.auth.AuthBase | Any:
@@ -92,9 +108,19 @@ class BaseCrmClient:
         self, records: Mapping[str, int], call: Callable[..., T], *args: Any, **kwargs: Any
     ) -> T:
         """`call` under the retry policy, as `send_write` (e.g. several calls that write once)."""
-        return self._with_retries(
-            call, *args, on_retry=lambda: self.repeated.update(records), **kwargs
-        )
+        return self._with_retries(call, *args, on_retry=lambda: self._repeat(records), **kwargs)
+
+    def _repeat(self, records: Mapping[str, int]) -> None:
+        with self._counting:
+            self.repeated.update(records)
+
+    def hold(self, seconds: float | None) -> None:
+        """No call of this client starts for `seconds` (the server's `Retry-After` of a 429): the
+        calls made alongside on other threads wait too, instead of meeting the same throttling."""
+        if seconds:
+            until = time.monotonic() + min(seconds, MAX_RETRY_AFTER)
+            with self._counting:
+                self._not_before = max(self._not_before, until)
 
     def get_json(self, url: str, **kwargs: Any) -> Any:
         """GET a JSON body with retries, read in one piece and decoded by msgspec.
@@ -116,13 +142,19 @@ class BaseCrmClient:
             ) from exc
 
     def _send_once(self, method: str, url: str, **kwargs: Any) -> requests.Response:
+        wait = self._not_before - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
         self.before_send()
         try:
             kwargs.setdefault("timeout", self.retry.request_timeout_seconds)
             response = self.session.request(
                 method, url, auth=self.authenticator(), verify=self.session.verify, **kwargs
             )
-            self.calls += 1
+            with self._counting:
+                self.calls += 1
+            if response.status_code == 429:
+                self.hold(retry_after_seconds(response))
             try:
                 self.check_response(response)
             except BaseException:
