@@ -9,18 +9,17 @@ retried at once.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import queue
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import msgspec
 import requests
 
+from msi_common.prefetch import prefetch  # noqa: F401 (its earlier home, still imported)
 from msi_common.retry import (
     MAX_RETRY_AFTER,
     RetriesExhausted,
@@ -171,43 +170,3 @@ class BaseCrmClient:
             except requests.exceptions.ChunkedEncodingError as exc:  # cut mid-body
                 raise requests.ConnectionError(f"{self.name} answer cut short") from exc
         return msgspec.json.decode(body)
-
-
-_END = object()
-
-
-def prefetch(pages: Iterator[T]) -> Iterator[T]:
-    """Iterate `pages` one page ahead in a worker thread.
-
-    While the stream turns one page into records, the next page is already on the wire: a run
-    then takes as long as the slower of the API and the tap, not the two added up. Errors
-    (including a stop signal) surface where the failed page would have been.
-    """
-    slot: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=1)
-    stop = threading.Event()
-
-    def worker() -> None:
-        try:
-            for page in pages:
-                slot.put(("page", page))
-                if stop.is_set():
-                    return
-            slot.put(("end", _END))
-        except BaseException as exc:
-            slot.put(("error", exc))
-
-    thread = threading.Thread(target=worker, name="page-prefetch", daemon=True)
-    thread.start()
-    try:
-        while True:
-            kind, value = slot.get()
-            if kind == "page":
-                yield value
-            elif kind == "end":
-                return
-            else:
-                raise value
-    finally:
-        stop.set()
-        with contextlib.suppress(queue.Empty):
-            slot.get_nowait()  # unblock a worker waiting to hand over a page
