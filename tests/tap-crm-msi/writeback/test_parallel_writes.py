@@ -21,6 +21,7 @@ from writeback_support import (
 
 from tap_crm_msi.errors import CrmError
 from tap_crm_msi.writeback import salesforce as salesforce_writer
+from tap_crm_msi.writeback.writer import Item, waves
 
 COMPOSITE = "/services/data/<version>/composite/sobjects"
 # Each write call's answer takes a while (about 0.1 s: latency per KB of answer, which the
@@ -119,3 +120,12 @@ def test_a_run_failing_with_calls_in_flight_remembers_only_what_was_written(
         120 - first["written"],
     )
     assert people.mismatches(records, tmp_path) == {}
+
+
+def test_a_record_two_items_write_is_written_by_the_later_one_after_the_earlier() -> None:
+    def item(target: str, n: int) -> Item:
+        return Item("lead_scores", {"n": n}, target, target, {})
+
+    items = [item("Contact/A", 1), item("Lead/B", 2), item("Contact/A", 3), item("Lead/C", 4)]
+    rounds = [[i.record["n"] for i in wave] for wave in waves(items)]
+    assert rounds == [[1, 2, 4], [3]]
