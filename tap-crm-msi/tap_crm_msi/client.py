@@ -64,6 +64,12 @@ class BaseCrmClient:
         self.repeated: Counter[str] = Counter()
         self._counting = threading.Lock()  # calls run on several threads (pages, writes)
         self._not_before = 0.0  # monotonic time before which no call goes (a 429's Retry-After)
+        # Calls in flight at most, whatever the callers ask (0: no bound): a server's own advice,
+        # such as Dataverse's x-ms-dop-hint.
+        self.max_in_flight = 0
+        self._slots = threading.Condition()
+        self._in_flight_calls = 0
+        self.peak_in_flight = 0  # most calls in flight at once, for logs and benchmarks
 
     # Hooks -------------------------------------------------------------------------------------
     def authenticator(self) -> requests.auth.AuthBase | Any:
@@ -144,6 +150,19 @@ class BaseCrmClient:
         wait = self._not_before - time.monotonic()
         if wait > 0:
             time.sleep(wait)
+        with self._slots:
+            while self.max_in_flight and self._in_flight_calls >= self.max_in_flight:
+                self._slots.wait()
+            self._in_flight_calls += 1
+            self.peak_in_flight = max(self.peak_in_flight, self._in_flight_calls)
+        try:
+            return self._send_in_slot(method, url, **kwargs)
+        finally:
+            with self._slots:
+                self._in_flight_calls -= 1
+                self._slots.notify_all()
+
+    def _send_in_slot(self, method: str, url: str, **kwargs: Any) -> requests.Response:
         self.before_send()
         try:
             kwargs.setdefault("timeout", self.retry.request_timeout_seconds)

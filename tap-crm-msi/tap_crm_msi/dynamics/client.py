@@ -70,6 +70,10 @@ class DynamicsClient(BaseCrmClient):
         return self.auth
 
     def check_response(self, response: requests.Response) -> None:
+        # The environment's recommended degree of parallelism: no more calls at once than it.
+        hint = response.headers.get("x-ms-dop-hint", "")
+        if hint.isdigit():
+            self.max_in_flight = max(1, int(hint))
         status = response.status_code
         if status < 400:
             return

@@ -129,7 +129,8 @@ OWN_SETTINGS = th.PropertiesList(
         description="Write calls in flight at once (composite/sobjects calls, Bulk ingest jobs "
         "of Leads and Contacts, $batch calls). 4 stays within a Developer Edition org's 5 "
         "long-running requests and Dataverse's combined execution time (1,200 s per 5 "
-        "minutes); at most 25 are used on Salesforce, 52 on Dynamics (their limits).",
+        "minutes); at most 25 are used on Salesforce, 52 on Dynamics (their limits), and no "
+        "more than the Dataverse environment's x-ms-dop-hint.",
     ),
     th.Property(
         "rejects_path",

@@ -87,6 +87,24 @@ def test_batches_go_side_by_side_and_wait_out_service_protection(
     assert target.states
 
 
+def test_no_more_calls_at_once_than_the_environments_dop_hint(
+    seeded_dynamics: Any, tmp_path: Path
+) -> None:
+    sandbox = seeded_dynamics
+    people = People(sandbox, "dynamics", leads=30, contacts=30)
+    records = mixed_scores(people.all_ids())
+    # The environment advises 2 requests at once (x-ms-dop-hint): the target, set to 4, keeps to 2.
+    sandbox.admin("dynamics", "PUT", "limits", json={"dop_hint": 2})
+    # Every call waits 50 ms on the wire: calls sent together are in flight together.
+    sandbox.admin("dynamics", "PUT", "faults", json={"latency_ms": [{"path": "batch", "ms": 50}]})
+    config = dynamics_config(sandbox, tmp_path, dynamics_batch_size=10, write_concurrency=4)
+    target = run_target(config, singer_lines(records))  # 6 calls of 10
+
+    assert people.mismatches(records, tmp_path) == {}
+    assert (target.summary["written"], target.summary["rejected"]) == (60, 0)
+    assert target.writer.client.peak_in_flight == 2
+
+
 def test_a_run_failing_with_calls_in_flight_remembers_only_what_was_written(
     seeded_salesforce: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
