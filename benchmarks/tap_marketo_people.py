@@ -6,6 +6,9 @@ multi-line values), then runs `tap-marketo-msi` as its own process (as Meltano w
 prints records/s and the tap process's peak RSS. Run at two sizes to see that memory is flat:
 
     .venv/bin/python benchmarks/tap_marketo_people.py --sizes 100000 1000000
+
+`--latency none real` runs each size without latency and with the stand-in's `real` profile (the
+export file sent at its pace, which the tap downloads while it parses).
 """
 
 from __future__ import annotations
@@ -78,12 +81,14 @@ def load(store: Any, count: int, now: dt.datetime) -> None:
         store.insert_many("leads", batch)
 
 
-def run_once(count: int, *, track_companies: bool = True) -> dict[str, Any]:
+def run_once(count: int, *, track_companies: bool = True, latency: str = "none") -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-tap-marketo-") as tmp:
         work = Path(tmp)
         sandbox = start(work / "sandbox", ports={"marketo": 0}, use_tls=True, services=["marketo"])
         try:
             service = sandbox.services["marketo"]
+            if latency != "none":  # e.g. the `real` profile: the export file at its pace
+                service.faults.configure({"latency_ms": latency})
             now = dt.datetime.now(dt.UTC).replace(microsecond=0)
             began = time.perf_counter()
             load(service.store, count, now)
@@ -141,6 +146,7 @@ def run_once(count: int, *, track_companies: bool = True) -> dict[str, Any]:
             sandbox.stop()
     return {
         "people": count,
+        "latency": latency,
         "records": records,
         "load_s": round(load_s, 1),
         "extract_s": round(elapsed, 1),
@@ -193,12 +199,16 @@ def main() -> None:
     parser.add_argument(
         "--no-company-tracking", action="store_true", help="set track_company_changes: false"
     )
+    parser.add_argument(
+        "--latency", nargs="+", default=["none"], help="the stand-in's latency: none or a profile"
+    )
     args = parser.parse_args()
     for size in args.sizes:
-        result = run_once(size, track_companies=not args.no_company_tracking)
-        print(json.dumps(result), flush=True)
-        if result["records"] != size:
-            raise SystemExit(f"expected {size} records, got {result['records']}")
+        for latency in args.latency:
+            result = run_once(size, track_companies=not args.no_company_tracking, latency=latency)
+            print(json.dumps(result), flush=True)
+            if result["records"] != size:
+                raise SystemExit(f"expected {size} records, got {result['records']}")
 
 
 if __name__ == "__main__":

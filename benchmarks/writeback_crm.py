@@ -17,9 +17,12 @@ the machine's 2 cores. Two scenarios (`--scenario`, both by default):
 
     .venv/bin/python benchmarks/writeback_crm.py [--records 50000] [--crm salesforce dynamics]
         [--scenario first-run paths] [--scored-share 0.05] [--latency none real]
+        [--write-concurrency 4]
 
 `paths` runs once per `--latency`: none, and the sandbox's `real` latency profile (per call and
-per KB written, see msi-sandbox/README.md).
+per KB written, see msi-sandbox/README.md); and once per `--write-concurrency` (write calls in
+flight at once; `1 4` prints one at a time beside the default; Bulk ingest, whose jobs run one
+after the other whatever the setting, only at the first).
 """
 
 from __future__ import annotations
@@ -175,6 +178,8 @@ def main() -> None:
         "(every record changed, per write path)")  # fmt: skip
     parser.add_argument("--latency", nargs="+", default=["none", "real"],
                         help="paths: the stand-in's latency, none or a profile")  # fmt: skip
+    parser.add_argument("--write-concurrency", type=int, nargs="+", default=[4],
+                        help="paths: write calls in flight at once, one run each")  # fmt: skip
     parser.add_argument("--scored-share", type=float, default=0.05,
                         help="first-run: share of the people with scores")  # fmt: skip
     args = parser.parse_args()
@@ -202,14 +207,20 @@ def main() -> None:
                     if crm == "salesforce" else [("$batch PATCH If-Match", {})]
                 )  # fmt: skip
                 session = trusting_session(ca)
+                runs = [
+                    (path, extra, n)
+                    for n in args.write_concurrency
+                    for path, extra in paths
+                    if "bulk" not in path or n == args.write_concurrency[0]
+                ]
                 for latency in args.latency:
                     set_latency(session, info[crm], latency)
-                    for path, extra in paths:
+                    for path, extra, n in runs:
                         generation += 1
                         state = Path(tmp) / f"{crm}-{generation}"
-                        config = config_for(crm, info, ca, state, **extra)
+                        config = config_for(crm, info, ca, state, write_concurrency=n, **extra)
                         text = singer_input(ids, generation)
-                        label = f"{crm} {path} (latency {latency})"
+                        label = f"{crm} {path} (latency {latency}, {n} at once)"
                         seconds, summary = run(config, text)
                         report(label, len(ids), seconds, summary)
                         seconds, summary = run(config, text)

@@ -395,6 +395,7 @@ def target_crm_dynamics(sandbox: Any, work: Path) -> dict[str, Any]:
         "dynamics_attribute_map": dict(DEFAULT_MSI_ATTRIBUTES),
         "dynamics_entities": ["contact", "lead"],
         "dynamics_batch_size": 3,
+        "write_concurrency": 2,
     }
 
 

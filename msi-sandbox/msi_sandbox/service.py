@@ -248,7 +248,10 @@ class SandboxService:
                 response = self.fault_response(decision.after_error_code)
                 g.outcome = f"after-{decision.after_error_code}"
         per_kb_s = g.get("response_latency_s")
-        if per_kb_s and not response.is_streamed:
+        if per_kb_s and response.is_streamed:
+            # A file sent as it is read: each block takes its share, so it comes in at a pace.
+            response.response = self._paced(response.response, per_kb_s)
+        elif per_kb_s:
             # The answer's share of the latency: a bigger page takes longer to build and send.
             self.stopping.wait(per_kb_s * (response.calculate_content_length() or 0) / 1024)
         if not g.get("admin", True):
@@ -256,6 +259,17 @@ class SandboxService:
             outcome = g.get("outcome") or str(response.status_code)
             self.stats.record(request.method, endpoint, outcome)
         return response
+
+    def _paced(self, blocks: Iterable[bytes], per_kb_s: float) -> Iterator[bytes]:
+        """The blocks of a streamed answer, each sent after its share of the latency."""
+        try:
+            for block in blocks:
+                self.stopping.wait(per_kb_s * len(block) / 1024)
+                yield block
+        finally:
+            close = getattr(blocks, "close", None)
+            if close is not None:
+                close()  # the file the answer streams from
 
     def _teardown_call(self, _exc: BaseException | None) -> None:
         if g.get("limits_entered"):

@@ -9,18 +9,25 @@ retried at once.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import queue
 import threading
+import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import msgspec
 import requests
 
-from msi_common.retry import RetriesExhausted, Retryable, RetryPolicy, RetrySettings, retry_after
+from msi_common.prefetch import prefetch  # noqa: F401 (its earlier home, still imported)
+from msi_common.retry import (
+    MAX_RETRY_AFTER,
+    RetriesExhausted,
+    Retryable,
+    RetryPolicy,
+    RetrySettings,
+    retry_after,
+)
 from tap_crm_msi.errors import CrmError
 from tap_crm_msi.http import make_session
 
@@ -38,8 +45,14 @@ class BaseCrmClient:
 
     name = "crm"
 
-    def __init__(self, *, ca_bundle: str | None = None, retry: RetrySettings | None = None) -> None:
-        self.session = make_session(ca_bundle)
+    def __init__(
+        self,
+        *,
+        ca_bundle: str | None = None,
+        retry: RetrySettings | None = None,
+        pool_size: int = 8,
+    ) -> None:
+        self.session = make_session(ca_bundle, pool_size)
         self.retry = retry or RetrySettings()
         self.logger = logging.getLogger(f"tap_crm_msi.{self.name}")
         self.policy = RetryPolicy(
@@ -49,6 +62,14 @@ class BaseCrmClient:
         # Records written again per CRM object: a write call tried again after a try whose
         # answer failed or was lost (it may have taken effect all the same).
         self.repeated: Counter[str] = Counter()
+        self._counting = threading.Lock()  # calls run on several threads (pages, writes)
+        self._not_before = 0.0  # monotonic time before which no call goes (a 429's Retry-After)
+        # Calls in flight at most, whatever the callers ask (0: no bound): a server's own advice,
+        # such as Dataverse's x-ms-dop-hint.
+        self.max_in_flight = 0
+        self._slots = threading.Condition()
+        self._in_flight_calls = 0
+        self.peak_in_flight = 0  # most calls in flight at once, for logs and benchmarks
 
     # Hooks -------------------------------------------------------------------------------------
     def authenticator(self) -> requests.auth.AuthBase | Any:
@@ -92,9 +113,19 @@ class BaseCrmClient:
         self, records: Mapping[str, int], call: Callable[..., T], *args: Any, **kwargs: Any
     ) -> T:
         """`call` under the retry policy, as `send_write` (e.g. several calls that write once)."""
-        return self._with_retries(
-            call, *args, on_retry=lambda: self.repeated.update(records), **kwargs
-        )
+        return self._with_retries(call, *args, on_retry=lambda: self._repeat(records), **kwargs)
+
+    def _repeat(self, records: Mapping[str, int]) -> None:
+        with self._counting:
+            self.repeated.update(records)
+
+    def hold(self, seconds: float | None) -> None:
+        """No call of this client starts for `seconds` (the server's `Retry-After` of a 429): the
+        calls made alongside on other threads wait too, instead of meeting the same throttling."""
+        if seconds:
+            until = time.monotonic() + min(seconds, MAX_RETRY_AFTER)
+            with self._counting:
+                self._not_before = max(self._not_before, until)
 
     def get_json(self, url: str, **kwargs: Any) -> Any:
         """GET a JSON body with retries, read in one piece and decoded by msgspec.
@@ -116,13 +147,32 @@ class BaseCrmClient:
             ) from exc
 
     def _send_once(self, method: str, url: str, **kwargs: Any) -> requests.Response:
+        wait = self._not_before - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+        with self._slots:
+            while self.max_in_flight and self._in_flight_calls >= self.max_in_flight:
+                self._slots.wait()
+            self._in_flight_calls += 1
+            self.peak_in_flight = max(self.peak_in_flight, self._in_flight_calls)
+        try:
+            return self._send_in_slot(method, url, **kwargs)
+        finally:
+            with self._slots:
+                self._in_flight_calls -= 1
+                self._slots.notify_all()
+
+    def _send_in_slot(self, method: str, url: str, **kwargs: Any) -> requests.Response:
         self.before_send()
         try:
             kwargs.setdefault("timeout", self.retry.request_timeout_seconds)
             response = self.session.request(
                 method, url, auth=self.authenticator(), verify=self.session.verify, **kwargs
             )
-            self.calls += 1
+            with self._counting:
+                self.calls += 1
+            if response.status_code == 429:
+                self.hold(retry_after_seconds(response))
             try:
                 self.check_response(response)
             except BaseException:
@@ -139,43 +189,3 @@ class BaseCrmClient:
             except requests.exceptions.ChunkedEncodingError as exc:  # cut mid-body
                 raise requests.ConnectionError(f"{self.name} answer cut short") from exc
         return msgspec.json.decode(body)
-
-
-_END = object()
-
-
-def prefetch(pages: Iterator[T]) -> Iterator[T]:
-    """Iterate `pages` one page ahead in a worker thread.
-
-    While the stream turns one page into records, the next page is already on the wire: a run
-    then takes as long as the slower of the API and the tap, not the two added up. Errors
-    (including a stop signal) surface where the failed page would have been.
-    """
-    slot: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=1)
-    stop = threading.Event()
-
-    def worker() -> None:
-        try:
-            for page in pages:
-                slot.put(("page", page))
-                if stop.is_set():
-                    return
-            slot.put(("end", _END))
-        except BaseException as exc:
-            slot.put(("error", exc))
-
-    thread = threading.Thread(target=worker, name="page-prefetch", daemon=True)
-    thread.start()
-    try:
-        while True:
-            kind, value = slot.get()
-            if kind == "page":
-                yield value
-            elif kind == "end":
-                return
-            else:
-                raise value
-    finally:
-        stop.set()
-        with contextlib.suppress(queue.Empty):
-            slot.get_nowait()  # unblock a worker waiting to hand over a page

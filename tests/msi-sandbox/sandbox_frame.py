@@ -55,6 +55,12 @@ class EchoService(SandboxService):
             self.stopping.wait(float(request.args.get("ms", "500")) / 1000)
             return json_response({"slow": True})
 
+        @app.get("/api/file")
+        def file() -> Response:
+            # An answer streamed block by block, as Marketo's bulk export file is sent.
+            blocks = int(request.args.get("blocks", "4"))
+            return Response((b"x" * 16384 for _ in range(blocks)), mimetype="text/csv")
+
         @app.get("/api/boom")
         def boom() -> Response:
             raise RuntimeError("a bug in a route")

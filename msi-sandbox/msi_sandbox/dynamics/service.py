@@ -36,6 +36,9 @@ class DynamicsService(SandboxService):
         "retry_after_seconds": 0,  # Retry-After of injected 429s (0: computed or 1)
         "change_tracking_token_seconds": 7 * 24 * 3600,
         "max_batch_operations": 1000,
+        # x-ms-dop-hint on every Web API answer, the environment's recommended degree of
+        # parallelism (0: not sent; real environments send a value their resources decide).
+        "dop_hint": 0,
     }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -74,6 +77,9 @@ class DynamicsService(SandboxService):
             response.headers["x-ms-ratelimit-burst-remaining-xrm-requests"] = str(
                 window.remaining()
             )
+        hint = int(self.limits.get("dop_hint") or 0)
+        if hint and request.path.startswith(API_PATH):
+            response.headers["x-ms-dop-hint"] = str(hint)
         return response
 
     def connection_info(self) -> dict[str, Any]:

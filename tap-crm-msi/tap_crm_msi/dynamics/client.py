@@ -13,7 +13,7 @@ from urllib.parse import quote
 
 import requests
 
-from msi_common.retry import Retryable, RetrySettings
+from msi_common.retry import Retryable, RetrySettings, retry_after
 from tap_crm_msi.client import BaseCrmClient, retry_after_seconds
 from tap_crm_msi.dynamics import batch as odata_batch
 from tap_crm_msi.dynamics.auth import DataverseAuthenticator
@@ -48,7 +48,11 @@ class DynamicsClient(BaseCrmClient):
     name = "dynamics"
 
     def __init__(self, config: dict[str, Any]) -> None:
-        super().__init__(ca_bundle=config.get("ca_bundle"), retry=RetrySettings.from_config(config))
+        super().__init__(
+            ca_bundle=config.get("ca_bundle"),
+            retry=RetrySettings.from_config(config),
+            pool_size=int(config.get("write_concurrency") or 0),  # target-crm-msi's calls at once
+        )
         self.base = config["org_url"].rstrip("/") + API_PATH
         self.page_size = min(int(config.get("page_size") or 5000), 5000)
         self.auth = DataverseAuthenticator(config, self.session, self.policy)
@@ -66,6 +70,10 @@ class DynamicsClient(BaseCrmClient):
         return self.auth
 
     def check_response(self, response: requests.Response) -> None:
+        # The environment's recommended degree of parallelism: no more calls at once than it.
+        hint = response.headers.get("x-ms-dop-hint", "")
+        if hint.isdigit():
+            self.max_in_flight = max(1, int(hint))
         status = response.status_code
         if status < 400:
             return
@@ -141,7 +149,11 @@ class DynamicsClient(BaseCrmClient):
             headers={"Content-Type": content_type, "Prefer": "odata.continue-on-error"},
         )
         response.encoding = "utf-8"
-        return odata_batch.decode(response.headers.get("Content-Type", ""), response.text)
+        answers = odata_batch.decode(response.headers.get("Content-Type", ""), response.text)
+        # An operation throttled inside the batch: the client's other calls wait as it does.
+        throttled = [a.headers.get("retry-after") for a in answers if a.status == 429]
+        self.hold(max((retry_after(value) or 0.0 for value in throttled), default=0.0))
+        return answers
 
     def attributes(self, logical_name: str) -> list[dict[str, Any]]:
         """The table's attribute definitions (LogicalName, AttributeType, IsValidForUpdate)."""

@@ -51,7 +51,11 @@ class SalesforceClient(BaseCrmClient):
     name = "salesforce"
 
     def __init__(self, config: dict[str, Any]) -> None:
-        super().__init__(ca_bundle=config.get("ca_bundle"), retry=RetrySettings.from_config(config))
+        super().__init__(
+            ca_bundle=config.get("ca_bundle"),
+            retry=RetrySettings.from_config(config),
+            pool_size=int(config.get("write_concurrency") or 0),  # target-crm-msi's calls at once
+        )
         self.api_version = str(config["api_version"])
         self.page_size = int(config.get("page_size") or 2000)
         self.daily_share = float(config["daily_api_share"])

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from typing_extensions import override
 
 from msi_common import contract
-from tap_crm_msi.client import prefetch
+from msi_common.prefetch import prefetch
 from tap_crm_msi.errors import CrmError, DeltaTokenExpired
 from tap_crm_msi.tap.incremental import format_ts
 from tap_crm_msi.tap.mapping import OwnerPolicy, apply_mappings, canonical_ts

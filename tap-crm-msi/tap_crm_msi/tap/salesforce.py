@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from typing_extensions import override
 
 from msi_common import contract
-from tap_crm_msi.client import prefetch
+from msi_common.prefetch import prefetch
 from tap_crm_msi.errors import BulkJobUnfinished, CrmError
 from tap_crm_msi.salesforce.client import soql_datetime
 from tap_crm_msi.salesforce.ids import to_18

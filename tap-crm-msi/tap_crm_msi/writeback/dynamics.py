@@ -47,6 +47,7 @@ class DynamicsWriter(ScoreWriter):
     crm = "dynamics"
     client_type = DynamicsClient
     mapping_setting = "dynamics_attribute_map"
+    max_concurrency = 52  # service protection: concurrent requests per user
     client: DynamicsClient
 
     def __init__(self, config: Mapping[str, Any], report: WriteReport) -> None:
@@ -138,9 +139,11 @@ class DynamicsWriter(ScoreWriter):
         def attempt(pending: list[BatchOperation]) -> None:
             again: list[BatchOperation] = []
             waits: list[float] = []
-            for start in range(0, len(pending), READS_PER_BATCH):
-                chunk = pending[start : start + READS_PER_BATCH]
-                answers = self.client.batch(chunk)
+            chunks = [
+                pending[start : start + READS_PER_BATCH]
+                for start in range(0, len(pending), READS_PER_BATCH)
+            ]
+            for chunk, answers in self.send_each(self.client.batch, chunks):
                 for index, read in enumerate(chunk):
                     answer = answers[index] if index < len(answers) else None
                     if answer is None or answer.status == 429 or answer.status >= 500:
@@ -173,16 +176,14 @@ class DynamicsWriter(ScoreWriter):
             self.failed(item, "RETRIES_EXHAUSTED", f"still throttled after {tries} tries")
 
     def _send(self, items: list[Item]) -> None:
-        """One try of every item: settled ones reported, the throttled raised as `Resend`."""
+        """One try of every item, `$batch` calls side by side: settled ones reported, the
+        throttled raised as `Resend`."""
         again: list[Item] = []
         moved: list[Item] = []
         waits: list[float | None] = []
-        for start in range(0, len(items), self.batch_size):
-            chunk = items[start : start + self.batch_size]
-            answers = self.client.batch(
-                [_operation(item) for item in chunk],
-                records=Counter(item.object for item in chunk),
-            )
+        size = self.batch_size
+        chunks = [items[start : start + size] for start in range(0, len(items), size)]
+        for chunk, answers in self.send_each(self._patch, chunks):
             done = []
             for index, item in enumerate(chunk):
                 answer = answers[index] if index < len(answers) else None
@@ -209,6 +210,12 @@ class DynamicsWriter(ScoreWriter):
             raise Resend(
                 again, f"{len(again)} operations throttled", min_wait=max(given, default=0.0)
             )
+
+    def _patch(self, chunk: list[Item]) -> list[BatchAnswer]:
+        """One `$batch` call of the chunk's updates: an answer per operation, in order."""
+        return self.client.batch(
+            [_operation(item) for item in chunk], records=Counter(item.object for item in chunk)
+        )
 
     def _next_entity(self, item: Item) -> str | None:
         item.tried.add(item.object)

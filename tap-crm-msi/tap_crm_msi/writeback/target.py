@@ -118,6 +118,16 @@ OWN_SETTINGS = th.PropertiesList(
         description="Operations per $batch call (Dataverse allows 1,000).",
     ),
     th.Property(
+        "write_concurrency",
+        th.IntegerType(minimum=1),
+        default=4,
+        description="Write calls in flight at once (composite/sobjects calls, Bulk ingest jobs "
+        "of Leads and Contacts, $batch calls). 4 stays within a Developer Edition org's 5 "
+        "long-running requests and Dataverse's combined execution time (1,200 s per 5 "
+        "minutes); at most 25 are used on Salesforce, 52 on Dynamics (their limits), and no "
+        "more than the Dataverse environment's x-ms-dop-hint.",
+    ),
+    th.Property(
         "rejects_path",
         th.StringType,
         default="output/crm-rejects.jsonl",

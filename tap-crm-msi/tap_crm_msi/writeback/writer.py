@@ -8,7 +8,9 @@ a lost or fresh state, a record never written), or a full check is due (`full_ch
 items' records are read first with the CRM's cheapest batched read (`read_current`), and what
 was read seeds the memory, so the comparison is the same either way and is made in the written
 form (`convert`): a null in Marketo against a null in the CRM is no change. Subclasses read and
-send, and report each item as written or rejected with the CRM's own error code.
+send, and report each item as written or rejected with the CRM's own error code. Their write
+calls go out `write_concurrency` at a time (`send_each`), each answer recorded on the caller's
+thread as it comes back, so the memory holds only what a CRM answered as written.
 """
 
 from __future__ import annotations
@@ -22,14 +24,17 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from msi_common.retry import RetryPolicy
+from tap_crm_msi.pool import in_parallel
 from tap_crm_msi.writeback.fields import msi_values
 from tap_crm_msi.writeback.memory import WriteMemory, instance_file
 from tap_crm_msi.writeback.report import WriteReport
 
 ID_FIELD = "externalPersonId"
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 class InvalidIdError(ValueError):
@@ -68,11 +73,16 @@ class ScoreWriter:
     crm = "crm"
     client_type: ClassVar[Callable[[dict[str, Any]], Any]]  # the tap's client of this CRM
     mapping_setting: ClassVar[str]  # the setting: Marketo score field -> CRM field
+    max_concurrency: ClassVar[int]  # write calls the CRM allows in flight at once
 
     def __init__(self, config: Mapping[str, Any], report: WriteReport) -> None:
         self.config = config
         self.report = report
         self.logger = logging.getLogger(f"target_crm_msi.{self.crm}")
+        concurrency = int(config["write_concurrency"])
+        if concurrency < 1:
+            raise ValueError(f"write_concurrency must be at least 1, not {concurrency}")
+        self.concurrency = min(concurrency, self.max_concurrency)
         self.client = self.client_type(dict(config))
         self.mapping: dict[str, str] = dict(config[self.mapping_setting])
         self.full_check_s = float(config["full_check_hours"]) * 3600
@@ -192,8 +202,8 @@ class ScoreWriter:
                 todo.append(item)
             else:
                 self.report.add("unchanged")
-        if todo:
-            self.apply(todo)
+        for wave in waves(todo):
+            self.apply(wave)
 
     def _converted(self, items: list[Item]) -> list[tuple[Item, dict[str, Any]]]:
         """The items with their values in written form; those that cannot be are rejected."""
@@ -245,6 +255,11 @@ class ScoreWriter:
             self.memory.set_fact(key, fact)
         return fact
 
+    def send_each(self, call: Callable[[T], R], inputs: Iterable[T]) -> Iterator[tuple[T, R]]:
+        """(input, call(input)) in input order, `concurrency` calls in flight (see pool.py): the
+        caller records each answer on its own thread as it comes back."""
+        return in_parallel(call, inputs, self.concurrency, name=f"{self.crm}-write")
+
     def send_rounds(
         self, policy: RetryPolicy, send: Callable[[list[Item]], None], items: list[Item]
     ) -> list[Item]:
@@ -275,3 +290,18 @@ class ScoreWriter:
                 self._memory.set_full_check(self._started)
             self._memory.close()
             self._memory = None
+
+
+def waves(items: list[Item]) -> list[list[Item]]:
+    """The items in rounds in which each CRM record is written once, in input order: where two
+    items write one record (a converted lead's scores and its contact's own), the later one is
+    written after the earlier one has been answered, whatever order calls in flight end in."""
+    rounds: list[list[Item]] = []
+    seen: dict[str, int] = {}
+    for item in items:
+        number = seen.get(item.target, 0)
+        seen[item.target] = number + 1
+        if number == len(rounds):
+            rounds.append([])
+        rounds[number].append(item)
+    return rounds
