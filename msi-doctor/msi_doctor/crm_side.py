@@ -106,6 +106,7 @@ def read_crm(crm_config: dict[str, Any], writer: ScoreWriter | None) -> CrmWorld
         mappings["leads"] = {**(mappings.get("leads") or {}), **score_fields}
         config["field_mappings"] = mappings
     tap = TapCrmMsi(config=config, parse_env_config=False, validate_config=True)
+    tap.remember = False  # what the forward sync emitted stays as it was
     world = CrmWorld(crm, scores_skipped=skipped)
     marketo_scores = set(score_fields.values())
     client = tap.streams[STREAM_NAMES[0]].client  # one client serves every stream

@@ -607,7 +607,8 @@ class OpportunityRolesStream(DynamicsStream):
     @override
     def read_object(self, crm_object: str, context: Context | None) -> Iterator[dict[str, Any]]:
         yield from super().read_object(crm_object, context)
-        self.memory.flush()
+        if self.crm_tap.remember:
+            self.memory.flush()
 
     def retraction(self, table: Table, role_id: str, key: RoleKey, ts: str) -> dict[str, Any]:
         """The delete of the Marketo role `key` that row `role_id` held."""
@@ -621,13 +622,15 @@ class OpportunityRolesStream(DynamicsStream):
     def deleted_records(self, table: Table, row_id: str, ts: str) -> list[dict[str, Any]]:
         # A deleted row's ends are gone with it (the delta names its id alone): the memory
         # knows which role it was.
-        keys = self.memory.deleted(row_id, ts)
+        keys = self.memory.deleted(row_id, ts) if self.crm_tap.remember else []
         if not keys and table.logical_name == "connection":
             self.logger.debug("connection %s deleted; no role of it was emitted", row_id)
         return [self.retraction(table, row_id, key, ts) for key in keys]
 
     def record_builder(self, table: Table, incremental: bool, window: OverlapWindow) -> Callable:
         build = self.role_builder(table)
+        if not self.crm_tap.remember:
+            return build
         memory, name = self.memory, table.logical_name
         if not incremental and not window.progress:
             memory.forget_object(name)  # a full read: its memory starts afresh

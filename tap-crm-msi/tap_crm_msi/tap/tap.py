@@ -195,6 +195,9 @@ class TapCrmMsi(Tap):
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         self.stop_reason: str | None = None
+        # Whether this run keeps connector state (the Dynamics roles it emitted): off for a
+        # read whose records reach no target (msi-doctor), so it changes no memory.
+        self.remember = True
         self.read_ahead: ReadAhead | None = None
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
 
