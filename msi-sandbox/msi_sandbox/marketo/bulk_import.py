@@ -192,8 +192,10 @@ def register(app: Flask, service: MarketoService, queue: JobQueue) -> None:
         # Files over 10 MB are refused with HTTP 413 by the service's body-size limit.
         # Parameters may come in the query string or as form fields (curl -F format=csv).
         params = {**request.form.to_dict(), **request.args.to_dict()}
+        if not params.get("format"):
+            raise MarketoApiError("701", "format cannot be blank")
         fmt = delimited.normalise_format(params.get("format"), default="")
-        if fmt is None or not params.get("format"):
+        if fmt is None:
             raise MarketoApiError("1003", "Invalid format, must be one of csv, tsv, ssv")
         if not request.mimetype.startswith("multipart/"):
             raise MarketoApiError("612")

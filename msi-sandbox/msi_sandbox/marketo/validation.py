@@ -7,10 +7,13 @@ operation they declare is refused, before its handler runs, the way Marketo answ
 - a parameter the operation does not declare: 1003 `Invalid data` ("Unknown parameter 'x'");
 - a value not of the declared type (`batchSize=ten`): 1001 `Invalid value 'ten'. Required of
   type 'Integer'`;
-- a required parameter missing or blank: 701 `x cannot be blank`;
-- a JSON body sent as another content type: 612 `Invalid Content Type`;
+- a required parameter missing or blank: 701 `x cannot be blank` (Adobe's error codes: "a
+  required field is blank");
+- a JSON body sent as another content type, or an upload not sent as multipart: 612
+  `Invalid Content Type`; a multipart upload without its `file` part: 613;
 - a body that is not JSON, not of the schema's types, or with an undeclared top-level member:
-  609 `Invalid JSON`; a required top-level member missing (`input`): 701.
+  609 `Invalid JSON`; a required top-level member missing (`input`, `filter`): 701; a member
+  outside its enum (`action: upsert`): 1001, the code for a value of the wrong type.
 
 A `POST ...?_method=GET` is checked as the GET it stands for: its form fields as that GET's query
 parameters, a JSON body as that GET's body parameter. What the record-level rules refuse (an
@@ -47,6 +50,10 @@ def _response_only_members_not_required(defs: Definitions) -> None:
     defs["CustomObject"]["required"] = []
 
 
+def _column_header_names_map(defs: Definitions) -> None:
+    defs["ColumnHeaderNames"] = {"type": "object", "additionalProperties": {"type": "string"}}
+
+
 def _no_query_token(_defs: Definitions) -> None:
     """Nothing to relax in the schemas: the parameter is allowed by `TOLERATED_PARAMETERS`."""
 
@@ -63,6 +70,13 @@ REQUEST_GAPS: dict[str, RequestGap] = {
         "requires `marketoGUID` and `seq`, which only answers carry: its own text says `seq` "
         "must not be submitted, and a new opportunity has no marketoGUID yet.",
         _response_only_members_not_required,
+    ),
+    "column-header-names-is-a-map": RequestGap(
+        "ColumnHeaderNames (Create Export Lead Job) declares one {name, value} pair, both "
+        "required, while the same operation's text and example give `columnHeaderNames` as a "
+        'map of field name to header name (`{"firstName": "First Name"}`), which is what '
+        "Marketo takes: checked as an object of strings.",
+        _column_header_names_map,
     ),
     "retired-access-token-parameter": RequestGap(
         "No operation declares `access_token`, the retired query-string form of the token; "
@@ -96,11 +110,14 @@ class Operation:
 
     def check(self) -> None:
         """Raise MarketoApiError when the current request breaks this operation's contract."""
-        self._check_parameters(parameters(), multipart=bool(self.files))
+        # A GET override with a JSON body (roles or opportunities by compound key) carries its
+        # criteria in the body, so the query's required filterType/filterValues do not apply.
+        json_lookup = self.body is not None and is_get_override() and request.is_json
+        self._check_parameters(parameters(), multipart=bool(self.files), lookup=json_lookup)
         if self.body is not None and (self.method != "GET" or is_get_override()):
             self._check_body()
 
-    def _check_parameters(self, sent: Any, *, multipart: bool) -> None:
+    def _check_parameters(self, sent: Any, *, multipart: bool, lookup: bool = False) -> None:
         if multipart:  # an upload's parameters may also come as form fields
             sent = sent.copy()
             for name, value in request.form.items(multi=True):
@@ -111,7 +128,7 @@ class Operation:
         for name, spec in self.parameters.items():
             values = [v for v in sent.getlist(name) if v.strip()]
             if not values:
-                if spec.required:
+                if spec.required and not lookup:
                     raise MarketoApiError("701", f"{name} cannot be blank")
                 continue
             kind = spec.item_kind if spec.kind == "array" else spec.kind
@@ -124,9 +141,11 @@ class Operation:
                         "1001",
                         f"Invalid value '{item}'. Required of type '{_TYPE_NAMES.get(kind, kind)}'",
                     )
-        for name in self.files:
+        if self.files and not request.mimetype.startswith("multipart/"):
+            raise MarketoApiError("612")
+        for name in self.files:  # an upload without its file part is a malformed multipart
             if name not in request.files:
-                raise MarketoApiError("701", f"{name} cannot be blank")
+                raise MarketoApiError("613", f"Invalid Multipart Request: no '{name}' part")
 
     def _check_body(self) -> None:
         raw = request.get_data(cache=True)
@@ -146,6 +165,11 @@ class Operation:
             if error.validator == "required" and not error.absolute_path:
                 missing = next(iter(set(error.validator_value) - set(body)), "input")
                 raise MarketoApiError("701", f"{missing} cannot be blank")
+            if error.validator == "enum" and error.absolute_path:
+                member = error.absolute_path[-1]
+                raise MarketoApiError(
+                    "1001", f"Invalid value '{error.instance}'. Required of type '{member}'"
+                )
             raise MarketoApiError("609")
         unknown = set(body) - self.body_members if isinstance(body, dict) else set()
         if self.body_members is not None and unknown:

@@ -196,7 +196,7 @@ def test_files_over_one_megabyte_are_accepted_by_default(mkto: MarketoApi) -> No
 @pytest.mark.parametrize(
     ("params", "files", "code"),
     [
-        ({}, {"file": ("a.csv", b"email\na@x.com\n")}, "1003"),  # no format
+        ({}, {"file": ("a.csv", b"email\na@x.com\n")}, "701"),  # format is required
         ({"format": "xls"}, {"file": ("a.csv", b"email\na@x.com\n")}, "1003"),
         ({"format": "csv"}, {"other": ("a.csv", b"email\n")}, "613"),  # no file part
         ({"format": "csv"}, {"file": ("a.csv", b"")}, "1003"),  # empty file

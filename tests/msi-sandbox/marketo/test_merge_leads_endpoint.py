@@ -75,7 +75,9 @@ def test_merge_keeps_the_winner_and_moves_activities_and_score(mkto: MarketoApi)
     assert activities(mkto, first, second) == []
     # The losers are in the deleted-leads feed, removed by the merge.
     token = mkto.get("/rest/v1/activities/pagingtoken.json", sinceDatetime="2020-01-01")
-    deleted = mkto.get("/rest/v1/activities/deletedleads.json", **token)["result"]
+    deleted = mkto.get(
+        "/rest/v1/activities/deletedleads.json", nextPageToken=token["nextPageToken"]
+    )["result"]
     assert {d["leadId"] for d in deleted} == {first, second}
     assert all(
         {"name": "Api Method Name", "value": "mergeLeads"} in d["attributes"] for d in deleted
