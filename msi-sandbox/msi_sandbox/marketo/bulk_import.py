@@ -50,8 +50,13 @@ def import_dir(service: MarketoService) -> Path:
     return service.data_dir / "bulk_imports"
 
 
+MAX_BATCH_ID = 2**31 - 1  # batchId is an int32 in Adobe's Swagger
+
+
 def job_row(service: MarketoService, batch_id: int, *columns: str) -> dict[str, Any] | None:
     """The batch's status columns, plus `columns` (a result file) when asked for."""
+    if not 0 < batch_id <= MAX_BATCH_ID:
+        return None  # no such batch (and past what SQLite's integers hold)
     wanted = [*STATUS_COLUMNS, *columns]
     rows = service.store.select(TABLE, '"batchId" = ?', (batch_id,), columns=wanted)
     return rows[0] if rows else None
