@@ -3,8 +3,10 @@
 Cases come from Adobe's Swagger 2.0 (positive and negative, fixed seed, a bounded number per
 operation; `make fuzz` runs many more through MSI_FUZZ_EXAMPLES). Every answer must be no
 server error, conform to the spec (status, content type, headers, schema) and carry Marketo's
-envelope; what the spec itself gets wrong is excused only by an entry of `KNOWN_GAPS`
-(swagger_check.py, each with its reason). Anything else is a failure beyond the baseline.
+envelope, and a case off the spec must be refused as Marketo refuses it (HTTP 200,
+`success:false` and a code, or each record skipped); what the spec itself gets wrong is
+excused only by an entry of `KNOWN_GAPS` (swagger_check.py, each with its reason). Anything else
+is a failure beyond the baseline.
 """
 
 from __future__ import annotations
@@ -114,6 +116,22 @@ def _marketo_envelope(_ctx: Any, response: Any, _case: Any) -> bool | None:
     return None
 
 
+def _marketo_refuses_bad_input(_ctx: Any, response: Any, case: Any) -> bool | None:
+    """A case off the spec (negative mode) is refused as Marketo refuses: `success:false` with
+    a code, or, for records Marketo reads one by one, every record skipped with its reasons."""
+    meta = case._meta  # schemathesis keeps the generation mode only here
+    if meta is None or meta.generation.mode != GenerationMode.NEGATIVE:
+        return None
+    if "json" not in (response.headers.get("content-type") or [""])[0]:
+        return None
+    body = json.loads(response.content)
+    if body["success"] is True:
+        rows = body.get("result") or []
+        assert rows, f"off-spec request accepted: {body}"
+        assert all(r.get("status") == "skipped" and r.get("reasons") for r in rows), body
+    return None
+
+
 def _gap(check: str, label: str) -> str | None:
     for name, gap in KNOWN_GAPS.items():
         if any(c == check and re.fullmatch(p, label) for c, p in gap.ignores):
@@ -180,7 +198,10 @@ def test_connector_operations_conform_to_the_swagger(
     base, session = marketo
     load_all_checks()
     checks = [(name, CHECKS.get_one(name)) for name in CHECK_NAMES]
-    checks.append(("marketo_envelope", _marketo_envelope))
+    checks += [
+        ("marketo_envelope", _marketo_envelope),
+        ("marketo_refuses_bad_input", _marketo_refuses_bad_input),
+    ]
     report = FuzzReport()
     operations = {}
     for result in _schema().get_all_operations():
