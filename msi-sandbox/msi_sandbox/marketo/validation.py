@@ -5,8 +5,8 @@ The specs (`swagger/`, copies of Adobe's `marketo-lead-database.swagger.json` an
 operation they declare is refused, before its handler runs, the way Marketo answers it:
 
 - a parameter the operation does not declare: 1003 `Invalid data` ("Unknown parameter 'x'");
-- a value not of the declared type (`batchSize=ten`): 1001 `Invalid value 'ten'. Required of
-  type 'Integer'`;
+- a value not of the declared type (`batchSize=ten`, an int32 past 2^31): 1001
+  `Invalid value 'ten'. Required of type 'Integer'`;
 - a required parameter missing or blank: 701 `x cannot be blank` (Adobe's error codes: "a
   required field is blank");
 - a JSON body sent as another content type, or an upload not sent as multipart: 612
@@ -96,6 +96,7 @@ class Parameter:
     kind: str  # the Swagger type: string, integer, boolean, array, file
     item_kind: str
     required: bool
+    bits: int = 64  # an integer's width (`format: int32` -> 32): Marketo reads it as a Java int
 
 
 @dataclass(frozen=True)
@@ -136,7 +137,7 @@ class Operation:
             if spec.kind != "array" and len(values) > 1:
                 items = [",".join(values)]  # a repeated scalar reads as its comma list
             for item in items:
-                if not _is_kind(item, kind):
+                if not _is_kind(item, kind, spec.bits):
                     raise MarketoApiError(
                         "1001",
                         f"Invalid value '{item}'. Required of type '{_TYPE_NAMES.get(kind, kind)}'",
@@ -176,9 +177,11 @@ class Operation:
             raise MarketoApiError("609")
 
 
-def _is_kind(value: str, kind: str) -> bool:
+def _is_kind(value: str, kind: str, bits: int = 64) -> bool:
     if kind == "integer":
-        return re.fullmatch(r"[+-]?\d+", value.strip()) is not None
+        if re.fullmatch(r"[+-]?\d+", value.strip()) is None:
+            return False
+        return -(2 ** (bits - 1)) <= int(value) < 2 ** (bits - 1)
     if kind == "number":
         try:
             float(value)
@@ -229,9 +232,14 @@ def _compile(
             if param.get("type") == "file":
                 files.add(param["name"])
                 continue
-            items = param.get("items", {}).get("type", "string")
+            items = param.get("items", {})
+            fmt = param.get("format") or items.get("format") or ""
             params[param["name"]] = Parameter(
-                param["name"], param.get("type", "string"), items, bool(param.get("required"))
+                param["name"],
+                param.get("type", "string"),
+                items.get("type", "string"),
+                bool(param.get("required")),
+                32 if fmt == "int32" else 64,
             )
         elif where == "body":
             schema = param.get("schema", {})

@@ -43,6 +43,10 @@ def test_malformed_requests_are_refused_as_marketo_does(strict: MarketoApi) -> N
     assert "bogus" in unknown["errors"][0]["message"]
     wrong_type = strict.get(LEADS, filterType="email", filterValues="a@x.example", batchSize="ten")
     assert _code(wrong_type) == "1001"
+    past_int32 = strict.get(
+        LEADS, filterType="email", filterValues="a@x.example", batchSize=str(2**31)
+    )
+    assert _code(past_int32) == "1001"  # format int32: Marketo reads it as a Java int
     assert _code(strict.get(LEADS, filterValues="a@x.example")) == "701"
     off_schema = strict.post(LEADS, {"input": {"email": "a@x.example"}})  # input not a list
     assert _code(off_schema) == "609"
