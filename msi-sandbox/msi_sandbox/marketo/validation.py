@@ -108,9 +108,16 @@ class Operation:
     body: Draft4Validator | None
     body_members: frozenset[str] | None  # the body schema's declared top-level members
     takes_json: bool
+    path_integers: Mapping[str, int]  # integer path parameters and their widths
 
-    def check(self) -> None:
+    def check(self, path_values: Mapping[str, str]) -> None:
         """Raise MarketoApiError when the current request breaks this operation's contract."""
+        for name, bits in self.path_integers.items():
+            value = path_values.get(name, "")
+            if value.isdigit() and not _is_kind(value, "integer", bits):  # past a Java int
+                raise MarketoApiError(
+                    "1001", f"Invalid value '{value}'. Required of type 'Integer'"
+                )
         # A GET override with a JSON body (roles or opportunities by compound key) carries its
         # criteria in the body, so the query's required filterType/filterValues do not apply.
         json_lookup = self.body is not None and is_get_override() and request.is_json
@@ -200,13 +207,15 @@ class RequestRules:
     literal: Mapping[tuple[str, str], Operation]
     patterned: tuple[tuple[str, re.Pattern[str], Operation], ...]
 
-    def operation(self, method: str, path: str) -> Operation | None:
+    def operation(self, method: str, path: str) -> tuple[Operation, dict[str, str]] | None:
+        """The operation for `method path`, with the path's parameter values."""
         found = self.literal.get((method, path))
         if found is not None:
-            return found
+            return found, {}
         for op_method, pattern, op in self.patterned:
-            if op_method == method and pattern.match(path):
-                return op
+            match = pattern.match(path) if op_method == method else None
+            if match is not None:
+                return op, match.groupdict()
         return None
 
     def check(self) -> None:
@@ -214,9 +223,10 @@ class RequestRules:
         if not request.path.startswith(CHECKED_PREFIXES):
             return
         method = "GET" if is_get_override() else request.method
-        op = self.operation(method, request.path)
-        if op is not None:
-            op.check()
+        found = self.operation(method, request.path)
+        if found is not None:
+            op, path_values = found
+            op.check(path_values)
 
 
 def _compile(
@@ -226,9 +236,12 @@ def _compile(
     files: set[str] = set()
     body: Draft4Validator | None = None
     members: frozenset[str] | None = None
+    path_integers: dict[str, int] = {}
     for param in spec_op.get("parameters", []):
         where = param["in"]
-        if where in ("query", "formData"):
+        if where == "path" and param.get("type") == "integer":
+            path_integers[param["name"]] = 32 if param.get("format") == "int32" else 64
+        elif where in ("query", "formData"):
             if param.get("type") == "file":
                 files.add(param["name"])
                 continue
@@ -258,6 +271,7 @@ def _compile(
         body,
         members,
         "application/json" in consumes,
+        path_integers,
     )
 
 
@@ -279,6 +293,7 @@ def rules() -> RequestRules:
                 if "{" not in template:
                     literal[(op.method, template)] = op
                 else:
-                    regex = "^" + re.sub(r"\\\{[^}]+\\\}", r"[^/]+", re.escape(template)) + "$"
+                    named = r"(?P<\1>[^/]+)"  # each {name} a group of that name
+                    regex = "^" + re.sub(r"\\\{([^}]+)\\\}", named, re.escape(template)) + "$"
                     patterned.append((op.method, re.compile(regex), op))
     return RequestRules(literal, tuple(patterned))

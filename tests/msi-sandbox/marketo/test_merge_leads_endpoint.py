@@ -114,6 +114,8 @@ def test_refusals_change_nothing(mkto: MarketoApi, params: dict[str, str], code:
 def test_unknown_winner_and_wrong_method(mkto: MarketoApi) -> None:
     _, first, _ = three(mkto)
     assert error_code(mkto.post(MERGE.format(leadId=999999), None, leadIds=first)) == "1004"
+    past_int64 = MERGE.format(leadId=2**70)  # found by the fuzz: it was an HTTP 500
+    assert error_code(mkto.post(past_int64, None, leadIds=first)) == "1001"
     assert error_code(mkto.get(MERGE.format(leadId=first))) == "605"
 
 
