@@ -13,7 +13,7 @@ THIRDPARTY := .venv-thirdparty
 THIRDPARTY_STAMP := $(THIRDPARTY)/.installed
 THIRDPARTY_PACKAGES := tap-salesforce==2.8.1
 
-.PHONY: install test demo lint format bench chaos clean
+.PHONY: install test demo lint format bench chaos fuzz clean
 
 $(STAMP): $(PACKAGE_FILES)
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +54,14 @@ bench: $(STAMP)
 # The chaos tests alone (they also run in `make test`), ending with their table.
 chaos: $(STAMP)
 	$(BIN)/pytest -m chaos -q
+
+# schemathesis against the Marketo sandbox, every operation the connectors call, at length
+# (`make test` runs the same with 5 examples per operation and mode); prints cases and failures.
+FUZZ_EXAMPLES ?= 100
+FUZZ_SEED ?= 20261206
+fuzz: $(STAMP)
+	MSI_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) MSI_FUZZ_SEED=$(FUZZ_SEED) $(BIN)/pytest \
+		tests/msi-sandbox/marketo/test_swagger_fuzz.py -q -p no:cacheprovider --timeout=3600
 
 clean:
 	rm -rf $(VENV) $(THIRDPARTY) .meltano .sandbox output

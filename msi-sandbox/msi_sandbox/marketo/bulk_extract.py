@@ -116,8 +116,10 @@ def parse_create(body: Any, service: MarketoService) -> dict[str, Any]:
 
 
 def parse_filter(raw: Any, service: MarketoService) -> dict[str, Any]:
+    if raw is None:
+        raise MarketoApiError("701", "filter cannot be blank")
     if not isinstance(raw, dict) or not raw:
-        raise MarketoApiError("1003", "filter is required")
+        raise MarketoApiError("1003", "filter must name one filter type")
     if len(raw) > 1:
         raise MarketoApiError("1003", "Only one filter type may be specified per export job")
     ((kind, value),) = raw.items()

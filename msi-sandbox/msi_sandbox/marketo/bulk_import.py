@@ -49,8 +49,13 @@ def import_dir(service: MarketoService) -> Path:
     return service.data_dir / "bulk_imports"
 
 
+MAX_BATCH_ID = 2**31 - 1  # batchId is an int32 in Adobe's Swagger
+
+
 def job_row(service: MarketoService, batch_id: int, *columns: str) -> dict[str, Any] | None:
     """The batch's status columns, plus `columns` (a result file) when asked for."""
+    if not 0 < batch_id <= MAX_BATCH_ID:
+        return None  # no such batch (and past what SQLite's integers hold)
     wanted = [*STATUS_COLUMNS, *columns]
     rows = service.store.select(TABLE, '"batchId" = ?', (batch_id,), columns=wanted)
     return rows[0] if rows else None
@@ -192,8 +197,10 @@ def register(app: Flask, service: MarketoService, queue: JobQueue) -> None:
         # Files over 10 MB are refused with HTTP 413 by the service's body-size limit.
         # Parameters may come in the query string or as form fields (curl -F format=csv).
         params = {**request.form.to_dict(), **request.args.to_dict()}
+        if not params.get("format"):
+            raise MarketoApiError("701", "format cannot be blank")
         fmt = delimited.normalise_format(params.get("format"), default="")
-        if fmt is None or not params.get("format"):
+        if fmt is None:
             raise MarketoApiError("1003", "Invalid format, must be one of csv, tsv, ssv")
         if not request.mimetype.startswith("multipart/"):
             raise MarketoApiError("612")

@@ -12,10 +12,11 @@ What callers can rely on (see rest.py, leads.py, objects.py for the rules):
   Marketo leads, with the users and accounts they link to as sales persons and companies;
   `api_user` names the token's scope; `require_msi_links` makes lead creation need
   externalPersonId/externalSalesPersonId/externalCompanyId (MSI's table; Marketo doesn't);
-  `validate_requests` (default false for now) checks each REST and bulk request against the official
-  Swagger and refuses one Marketo would refuse (validation.py); `msi_score_naming` names two of
-  MSI's scores as Adobe's Sales Insight pages do ("sales-insight", the default: relativeScoring,
-  relativeUrgency) or its list of standard fields ("standard-fields": relativeScore, urgency).
+  `validate_requests` (default true; false turns it off) checks each REST and bulk request
+  against the official Swagger and refuses one Marketo would refuse (validation.py);
+  `msi_score_naming` names two of MSI's scores as Adobe's Sales Insight pages do
+  ("sales-insight", the default: relativeScoring, relativeUrgency) or its list of standard
+  fields ("standard-fields": relativeScore, urgency).
 - Merge Leads (merge.py): the winner keeps its id and takes the losers' activities and score.
 - Admin: POST /_sandbox/msi-activity {"leadIds"|"externalPersonIds"|"count","seed"} gives
   leads a new interesting moment (an activity, type 41) and scores, and moves their updatedAt.
@@ -104,8 +105,8 @@ class MarketoService(SandboxService):
     @property
     def validates_requests(self) -> bool:
         """Whether requests are checked against the official Swagger (option
-        `validate_requests`, off unless set: six existing tests still disagree with it)."""
-        return bool(self.options.get("validate_requests", False))
+        `validate_requests`, on unless set false), so a request Marketo refuses fails here too."""
+        return bool(self.options.get("validate_requests", True))
 
     def check_request(self) -> None:
         """Refuse, as Marketo does (MarketoApiError), a request the official Swagger forbids."""

@@ -5,12 +5,15 @@ The specs (`swagger/`, copies of Adobe's `marketo-lead-database.swagger.json` an
 operation they declare is refused, before its handler runs, the way Marketo answers it:
 
 - a parameter the operation does not declare: 1003 `Invalid data` ("Unknown parameter 'x'");
-- a value not of the declared type (`batchSize=ten`): 1001 `Invalid value 'ten'. Required of
-  type 'Integer'`;
-- a required parameter missing or blank: 701 `x cannot be blank`;
-- a JSON body sent as another content type: 612 `Invalid Content Type`;
+- a value not of the declared type (`batchSize=ten`, an int32 past 2^31): 1001
+  `Invalid value 'ten'. Required of type 'Integer'`;
+- a required parameter missing or blank: 701 `x cannot be blank` (Adobe's error codes: "a
+  required field is blank");
+- a JSON body sent as another content type, or an upload not sent as multipart: 612
+  `Invalid Content Type`; a multipart upload without its `file` part: 613;
 - a body that is not JSON, not of the schema's types, or with an undeclared top-level member:
-  609 `Invalid JSON`; a required top-level member missing (`input`): 701.
+  609 `Invalid JSON`; a required top-level member missing (`input`, `filter`): 701; a member
+  outside its enum (`action: upsert`): 1001, the code for a value of the wrong type.
 
 A `POST ...?_method=GET` is checked as the GET it stands for: its form fields as that GET's query
 parameters, a JSON body as that GET's body parameter. What the record-level rules refuse (an
@@ -47,6 +50,10 @@ def _response_only_members_not_required(defs: Definitions) -> None:
     defs["CustomObject"]["required"] = []
 
 
+def _column_header_names_map(defs: Definitions) -> None:
+    defs["ColumnHeaderNames"] = {"type": "object", "additionalProperties": {"type": "string"}}
+
+
 def _no_query_token(_defs: Definitions) -> None:
     """Nothing to relax in the schemas: the parameter is allowed by `TOLERATED_PARAMETERS`."""
 
@@ -63,6 +70,13 @@ REQUEST_GAPS: dict[str, RequestGap] = {
         "requires `marketoGUID` and `seq`, which only answers carry: its own text says `seq` "
         "must not be submitted, and a new opportunity has no marketoGUID yet.",
         _response_only_members_not_required,
+    ),
+    "column-header-names-is-a-map": RequestGap(
+        "ColumnHeaderNames (Create Export Lead Job) declares one {name, value} pair, both "
+        "required, while the same operation's text and example give `columnHeaderNames` as a "
+        'map of field name to header name (`{"firstName": "First Name"}`), which is what '
+        "Marketo takes: checked as an object of strings.",
+        _column_header_names_map,
     ),
     "retired-access-token-parameter": RequestGap(
         "No operation declares `access_token`, the retired query-string form of the token; "
@@ -82,6 +96,7 @@ class Parameter:
     kind: str  # the Swagger type: string, integer, boolean, array, file
     item_kind: str
     required: bool
+    bits: int = 64  # an integer's width (`format: int32` -> 32): Marketo reads it as a Java int
 
 
 @dataclass(frozen=True)
@@ -93,14 +108,24 @@ class Operation:
     body: Draft4Validator | None
     body_members: frozenset[str] | None  # the body schema's declared top-level members
     takes_json: bool
+    path_integers: Mapping[str, int]  # integer path parameters and their widths
 
-    def check(self) -> None:
+    def check(self, path_values: Mapping[str, str]) -> None:
         """Raise MarketoApiError when the current request breaks this operation's contract."""
-        self._check_parameters(parameters(), multipart=bool(self.files))
+        for name, bits in self.path_integers.items():
+            value = path_values.get(name, "")
+            if value.isdigit() and not _is_kind(value, "integer", bits):  # past a Java int
+                raise MarketoApiError(
+                    "1001", f"Invalid value '{value}'. Required of type 'Integer'"
+                )
+        # A GET override with a JSON body (roles or opportunities by compound key) carries its
+        # criteria in the body, so the query's required filterType/filterValues do not apply.
+        json_lookup = self.body is not None and is_get_override() and request.is_json
+        self._check_parameters(parameters(), multipart=bool(self.files), lookup=json_lookup)
         if self.body is not None and (self.method != "GET" or is_get_override()):
             self._check_body()
 
-    def _check_parameters(self, sent: Any, *, multipart: bool) -> None:
+    def _check_parameters(self, sent: Any, *, multipart: bool, lookup: bool = False) -> None:
         if multipart:  # an upload's parameters may also come as form fields
             sent = sent.copy()
             for name, value in request.form.items(multi=True):
@@ -111,7 +136,7 @@ class Operation:
         for name, spec in self.parameters.items():
             values = [v for v in sent.getlist(name) if v.strip()]
             if not values:
-                if spec.required:
+                if spec.required and not lookup:
                     raise MarketoApiError("701", f"{name} cannot be blank")
                 continue
             kind = spec.item_kind if spec.kind == "array" else spec.kind
@@ -119,14 +144,16 @@ class Operation:
             if spec.kind != "array" and len(values) > 1:
                 items = [",".join(values)]  # a repeated scalar reads as its comma list
             for item in items:
-                if not _is_kind(item, kind):
+                if not _is_kind(item, kind, spec.bits):
                     raise MarketoApiError(
                         "1001",
                         f"Invalid value '{item}'. Required of type '{_TYPE_NAMES.get(kind, kind)}'",
                     )
-        for name in self.files:
+        if self.files and not request.mimetype.startswith("multipart/"):
+            raise MarketoApiError("612")
+        for name in self.files:  # an upload without its file part is a malformed multipart
             if name not in request.files:
-                raise MarketoApiError("701", f"{name} cannot be blank")
+                raise MarketoApiError("613", f"Invalid Multipart Request: no '{name}' part")
 
     def _check_body(self) -> None:
         raw = request.get_data(cache=True)
@@ -146,15 +173,22 @@ class Operation:
             if error.validator == "required" and not error.absolute_path:
                 missing = next(iter(set(error.validator_value) - set(body)), "input")
                 raise MarketoApiError("701", f"{missing} cannot be blank")
+            if error.validator == "enum" and error.absolute_path:
+                member = error.absolute_path[-1]
+                raise MarketoApiError(
+                    "1001", f"Invalid value '{error.instance}'. Required of type '{member}'"
+                )
             raise MarketoApiError("609")
         unknown = set(body) - self.body_members if isinstance(body, dict) else set()
         if self.body_members is not None and unknown:
             raise MarketoApiError("609")
 
 
-def _is_kind(value: str, kind: str) -> bool:
+def _is_kind(value: str, kind: str, bits: int = 64) -> bool:
     if kind == "integer":
-        return re.fullmatch(r"[+-]?\d+", value.strip()) is not None
+        if re.fullmatch(r"[+-]?\d+", value.strip()) is None:
+            return False
+        return -(2 ** (bits - 1)) <= int(value) < 2 ** (bits - 1)
     if kind == "number":
         try:
             float(value)
@@ -173,13 +207,15 @@ class RequestRules:
     literal: Mapping[tuple[str, str], Operation]
     patterned: tuple[tuple[str, re.Pattern[str], Operation], ...]
 
-    def operation(self, method: str, path: str) -> Operation | None:
+    def operation(self, method: str, path: str) -> tuple[Operation, dict[str, str]] | None:
+        """The operation for `method path`, with the path's parameter values."""
         found = self.literal.get((method, path))
         if found is not None:
-            return found
+            return found, {}
         for op_method, pattern, op in self.patterned:
-            if op_method == method and pattern.match(path):
-                return op
+            match = pattern.match(path) if op_method == method else None
+            if match is not None:
+                return op, match.groupdict()
         return None
 
     def check(self) -> None:
@@ -187,9 +223,10 @@ class RequestRules:
         if not request.path.startswith(CHECKED_PREFIXES):
             return
         method = "GET" if is_get_override() else request.method
-        op = self.operation(method, request.path)
-        if op is not None:
-            op.check()
+        found = self.operation(method, request.path)
+        if found is not None:
+            op, path_values = found
+            op.check(path_values)
 
 
 def _compile(
@@ -199,15 +236,23 @@ def _compile(
     files: set[str] = set()
     body: Draft4Validator | None = None
     members: frozenset[str] | None = None
+    path_integers: dict[str, int] = {}
     for param in spec_op.get("parameters", []):
         where = param["in"]
-        if where in ("query", "formData"):
+        if where == "path" and param.get("type") == "integer":
+            path_integers[param["name"]] = 32 if param.get("format") == "int32" else 64
+        elif where in ("query", "formData"):
             if param.get("type") == "file":
                 files.add(param["name"])
                 continue
-            items = param.get("items", {}).get("type", "string")
+            items = param.get("items", {})
+            fmt = param.get("format") or items.get("format") or ""
             params[param["name"]] = Parameter(
-                param["name"], param.get("type", "string"), items, bool(param.get("required"))
+                param["name"],
+                param.get("type", "string"),
+                items.get("type", "string"),
+                bool(param.get("required")),
+                32 if fmt == "int32" else 64,
             )
         elif where == "body":
             schema = param.get("schema", {})
@@ -226,6 +271,7 @@ def _compile(
         body,
         members,
         "application/json" in consumes,
+        path_integers,
     )
 
 
@@ -247,6 +293,7 @@ def rules() -> RequestRules:
                 if "{" not in template:
                     literal[(op.method, template)] = op
                 else:
-                    regex = "^" + re.sub(r"\\\{[^}]+\\\}", r"[^/]+", re.escape(template)) + "$"
+                    named = r"(?P<\1>[^/]+)"  # each {name} a group of that name
+                    regex = "^" + re.sub(r"\\\{([^}]+)\\\}", named, re.escape(template)) + "$"
                     patterned.append((op.method, re.compile(regex), op))
     return RequestRules(literal, tuple(patterned))

@@ -277,7 +277,7 @@ def test_list_pages_jobs_and_filters_by_status(mkto: MarketoApi) -> None:
         ({"fields": [], "filter": MAY}, "1003"),
         ({"fields": ["shoeSize"], "filter": MAY}, "1006"),
         ({"fields": ["email"], "format": "XLS", "filter": MAY}, "1003"),
-        ({"fields": ["email"]}, "1003"),
+        ({"fields": ["email"]}, "701"),  # filter is required (Swagger): "cannot be blank"
         ({"fields": ["email"], "filter": {**MAY, "staticListId": 1}}, "1003"),
         ({"fields": ["email"], "filter": {"staticListId": 1}}, "1003"),
     ],

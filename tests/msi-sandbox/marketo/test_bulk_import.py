@@ -196,7 +196,7 @@ def test_files_over_one_megabyte_are_accepted_by_default(mkto: MarketoApi) -> No
 @pytest.mark.parametrize(
     ("params", "files", "code"),
     [
-        ({}, {"file": ("a.csv", b"email\na@x.com\n")}, "1003"),  # no format
+        ({}, {"file": ("a.csv", b"email\na@x.com\n")}, "701"),  # format is required
         ({"format": "xls"}, {"file": ("a.csv", b"email\na@x.com\n")}, "1003"),
         ({"format": "csv"}, {"other": ("a.csv", b"email\n")}, "613"),  # no file part
         ({"format": "csv"}, {"file": ("a.csv", b"")}, "1003"),  # empty file
@@ -213,6 +213,10 @@ def test_bad_import_requests(
 
 def test_status_of_unknown_batch_and_missing_token(mkto: MarketoApi) -> None:
     assert error_code(mkto.get(STATUS.format(999))) == "1013"
+    # Found by the fuzz: past SQLite's integers these were HTTP 500s. batchId is an int32.
+    assert error_code(mkto.get(STATUS.format(2**31 - 1))) == "1013"
+    assert error_code(mkto.get(STATUS.format(2**70))) == "1001"
+    assert error_code(mkto.get(f"/bulk/v1/leads/batch/{2**70}/failures.json")) == "1001"
     assert error_code(mkto.call("GET", STATUS.format(1), token="").json()) == "601"
     assert error_code(mkto.call("POST", IMPORT, token="", data={"format": "csv"}).json()) == "601"
 

@@ -43,13 +43,18 @@ def test_malformed_requests_are_refused_as_marketo_does(strict: MarketoApi) -> N
     assert "bogus" in unknown["errors"][0]["message"]
     wrong_type = strict.get(LEADS, filterType="email", filterValues="a@x.example", batchSize="ten")
     assert _code(wrong_type) == "1001"
+    past_int32 = strict.get(
+        LEADS, filterType="email", filterValues="a@x.example", batchSize=str(2**31)
+    )
+    assert _code(past_int32) == "1001"  # format int32: Marketo reads it as a Java int
     assert _code(strict.get(LEADS, filterValues="a@x.example")) == "701"
     off_schema = strict.post(LEADS, {"input": {"email": "a@x.example"}})  # input not a list
     assert _code(off_schema) == "609"
     extra_member = strict.post(LEADS, {"input": [{"email": "a@x.example"}], "bogus": True})
     assert _code(extra_member) == "609"
     bad_action = strict.post(LEADS, {"input": [{"email": "a@x.example"}], "action": "merge"})
-    assert _code(bad_action) == "609"  # not one of the schema's enum
+    assert _code(bad_action) == "1001"  # not one of the schema's enum: a value of the wrong type
+    assert "merge" in bad_action["errors"][0]["message"]
 
 
 def test_well_formed_requests_in_every_parameter_style_pass(strict: MarketoApi) -> None:
@@ -68,3 +73,10 @@ def test_well_formed_requests_in_every_parameter_style_pass(strict: MarketoApi) 
         assert _code(answer) is None, answer
         assert sorted(r["email"] for r in answer["result"]) == emails
         assert all(set(r) == {"id", "email", "updatedAt"} for r in answer["result"])
+
+
+def test_the_check_is_on_by_default(mkto: MarketoApi) -> None:
+    # The shared sandbox every connector test runs against sets no option: it checks requests.
+    answer = mkto.get(LEADS, filterType="email", filterValues="a@x.example", bogus="1")
+    assert _code(answer) == "1003"
+    assert "bogus" in answer["errors"][0]["message"]
