@@ -40,6 +40,10 @@ class ObjectStrategy:
         """The first reason this record cannot go to Marketo, or None."""
         return check(self.spec, record, queue_owner=self.queue_owner)
 
+    def keys(self, item: PendingRecord) -> list[str]:
+        """The keys a send of this record touches: another send of one of them waits for it."""
+        return [item.key]
+
     # Upserts --------------------------------------------------------------------------------
     def payload(self, record: dict[str, Any]) -> dict[str, Any]:
         """What Marketo receives of a record: no metadata, no contract-only fields."""

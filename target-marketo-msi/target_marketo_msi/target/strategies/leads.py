@@ -41,6 +41,11 @@ class Leads(ObjectStrategy):
             problem = check_orphan_contact(record)
         return problem
 
+    def keys(self, item: PendingRecord) -> list[str]:
+        """A conversion touches the lead it re-keys and the person it becomes."""
+        converted = item.record.get(CONVERTED)
+        return [item.key, str(converted)] if converted else [item.key]
+
     # Upserts --------------------------------------------------------------------------------
     def upsert(self, items: list[PendingRecord], describe: Describe | None) -> None:
         conversions = [i for i in items if i.record.get(CONVERTED)]
