@@ -50,7 +50,7 @@ def people(count: int, now: dt.datetime) -> Iterator[dict[str, Any]]:
             "externalPersonId": f"00Q{i:015d}",
             "externalCompanyId": f"001{i % COMPANIES:015d}" if linked else None,
             "priority": i % 5,
-            "relativeScore": i % 4,
+            "relativeScoring": i % 4,  # the sandbox Marketo's default naming
             "createdAt": when,
             "updatedAt": when,
         }

@@ -75,8 +75,15 @@ def serving(data_dir: Path, **start_kwargs: Any) -> Iterator[SandboxHandle]:
     sandbox = start(data_dir, use_tls=True, seed=0, **start_kwargs)
     # Third-party clients (marketorestpython, simple-salesforce, ...) trust the sandbox's CA the
     # way a user points them at a corporate CA: through the standard environment variables.
+    # Sandboxes alive at once (the session's, a package's own, a second Marketo) each have a CA:
+    # the environment trusts all of them, whichever started last.
     saved = {name: os.environ.get(name) for name in CA_ENV_VARS}
-    os.environ.update({name: str(sandbox.ca_bundle) for name in CA_ENV_VARS})
+    bundle = Path(sandbox.ca_bundle)
+    trusted = saved["REQUESTS_CA_BUNDLE"]
+    if trusted and Path(trusted).is_file():
+        bundle = data_dir / "trusted-cas.pem"
+        bundle.write_text(Path(trusted).read_text() + Path(sandbox.ca_bundle).read_text())
+    os.environ.update({name: str(bundle) for name in CA_ENV_VARS})
     try:
         yield SandboxHandle(sandbox)
     finally:

@@ -327,7 +327,7 @@ def tap_marketo_all(sandbox: Any, work: Path) -> dict[str, Any]:
         **shared_state(),
         **RETRIES,
         **MARKETO_SHARED,
-        "lead_scores_field_map": {"relativeScore": "relativeScore"},
+        "lead_scores_field_map": {"relativeScore": "relativeScoring"},  # what it has
         "people_extra_fields": ["title", "leadSource"],
         "people_created_at_fallback": True,
         "track_company_changes": False,

@@ -26,6 +26,9 @@ from typing import Any
 from msi_common.contract import CONTRACT_STREAMS, STREAM_NAMES, key_properties, load_schema
 
 ROLE_NAMES = ("Decision Maker", "Evaluator", "Influencer", "Technical Buyer")
+# The lead_scores fields a Marketo instance names one of two ways, by the sandbox Marketo's role
+# for them (its option `msi_score_naming` picks the names).
+_SCORE_ROLES = {"relativeScore": "score", "relativeUrgency": "urgency"}
 
 
 # Connection settings, from the sandbox's sandbox.json ------------------------------------------
@@ -39,6 +42,25 @@ def marketo_connection(info: Mapping[str, Any], ca_bundle: str) -> dict[str, Any
         "client_secret": service["client_secret"],
         "ca_bundle": ca_bundle,
     }
+
+
+def marketo_score_names(marketo: Any) -> dict[str, str]:
+    """lead_scores field -> the Marketo field holding it in the sandbox's Marketo (`marketo`:
+    its MarketoService), for the fields whose names differ between instances."""
+    return {field: marketo.msi_score_names[role] for field, role in _SCORE_ROLES.items()}
+
+
+def as_marketo_lead(marketo: Any, row: Mapping[str, Any]) -> dict[str, Any]:
+    """A lead whose scores are named as lead_scores names them, as the sandbox's Marketo
+    (`marketo`: its MarketoService) stores it."""
+    names = marketo_score_names(marketo)
+    return {names.get(key, key): value for key, value in row.items()}
+
+
+def as_scores_lead(marketo: Any, row: Mapping[str, Any]) -> dict[str, Any]:
+    """A lead the sandbox's Marketo stores, its scores named as lead_scores names them."""
+    names = {held: field for field, held in marketo_score_names(marketo).items()}
+    return {names.get(key, key): value for key, value in row.items()}
 
 
 def crm_connection(crm: str, info: Mapping[str, Any], ca_bundle: str) -> dict[str, Any]:

@@ -127,6 +127,7 @@ def read_marketo(
             max_wait_s=settings.export_max_wait_seconds,
         ),
         score_fields=list(writer.mapping) if writer is not None else (),
+        describe_max_age_s=float(settings.marketo["describe_cache_hours"]) * 3600,
     )
     reader.read_leads()
     leads = [row for rows in reader.world.leads_by_person.values() for row in rows]

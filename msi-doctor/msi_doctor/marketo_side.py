@@ -25,11 +25,12 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from msi_common.contract import SCORES_STREAM, load_schema
+from msi_common.contract import SCORES_STREAM, load_schema, marketo_field_choices
 from target_marketo_msi.marketo.budget import CallBudget
 from target_marketo_msi.marketo.client import MarketoClient
 from target_marketo_msi.marketo.errors import StopRun
 from target_marketo_msi.marketo.instance_state import InstanceState
+from target_marketo_msi.marketo.lead_fields import choose_fields, lead_field_types
 from target_marketo_msi.marketo.objects import (
     COMPANIES,
     OPPORTUNITIES,
@@ -148,12 +149,14 @@ class MarketoReader:
         leads_since: dt.datetime,
         extract: ExtractSettings,
         score_fields: Iterable[str] = (),
+        describe_max_age_s: float = 0,
     ) -> None:
         self.client = client
         self.state = state
         self.leads_since = leads_since
         self.extract_settings = extract
         self.score_fields = tuple(score_fields)
+        self.describe_max_age_s = describe_max_age_s
         self.world = MarketoWorld()
 
     def _counted(self, name: str, before: int) -> None:
@@ -164,12 +167,12 @@ class MarketoReader:
         """Every lead, through bulk exports of `createdAt` windows up to now."""
         before = self.client.total_calls
         now = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1)
-        extract = LeadExtract(
-            self.client, [*LEAD_FIELDS, *self.score_fields], self.extract_settings
-        )
+        columns = self._score_columns()
+        extract = LeadExtract(self.client, [*LEAD_FIELDS, *columns.values()], self.extract_settings)
         polls_before = self._status_polls()
         exports = minimum = 0
-        types = cell_types()
+        types = {columns.get(name, name): kind for name, kind in cell_types().items()}
+        renamed = {column: name for name, column in columns.items() if column != name}
         for start, end in windows(self.leads_since, now):
             left = self.client.budget.remaining()
             if left is not None and left < EXPORT_CALLS + 1:
@@ -180,6 +183,8 @@ class MarketoReader:
             has_file = False
             for lead in typed_rows(extract.rows(new_job("createdAt", start, end)), types):
                 has_file = True
+                for column, name in renamed.items():
+                    lead[name] = lead.pop(column, None)
                 person = norm(lead.get("externalPersonId"))
                 if person is None:
                     self.world.unlinked_leads += 1
@@ -189,6 +194,18 @@ class MarketoReader:
         self.world.minimum["leads"] = minimum
         self.world.waiting_polls = self._status_polls() - polls_before - exports
         self._counted("leads", before)
+
+    def _score_columns(self) -> dict[str, str]:
+        """Score field -> the Marketo field holding it on this instance, chosen as
+        tap-marketo-msi chooses (describe2, from the instance's describe cache while fresh)."""
+        if not self.score_fields:
+            return {}
+        present = lead_field_types(self.client, self.state, self.describe_max_age_s)
+        choices = marketo_field_choices(SCORES_STREAM)
+        wanted = {name: choices.get(name, (name,)) for name in self.score_fields}
+        found, missing = choose_fields(wanted, present)
+        # One Marketo lacks is asked for by its first name: Marketo's refusal (1006) names it.
+        return {name: found.get(name) or missing[name][0] for name in self.score_fields}
 
     def _status_polls(self) -> int:
         return sum(n for path, n in self.client.calls.items() if path.endswith(STATUS_SUFFIX))

@@ -49,6 +49,15 @@ SIZES: dict[str, dict[str, int]] = {
         "contacts": 10_000,
         "opportunities": 2_000,
     },
+    # Small, with owners enough to deactivate a few dozen over a lifecycle scenario.
+    "lifecycle": {
+        "users": 40,
+        "queues": 2,
+        "accounts": 150,
+        "leads": 220,
+        "contacts": 300,
+        "opportunities": 120,
+    },
     "medium": {
         "users": 200,
         "queues": 5,

@@ -29,6 +29,7 @@ from packaging_support import build
 from test_meltano_jobs import MELTANO, REPO_ROOT, assert_marketo_holds_the_crm_world
 
 from msi_common.contract import score_fields
+from msi_common.testing import as_scores_lead
 from msi_sandbox.dynamics.schema import DEFAULT_MSI_ATTRIBUTES
 from msi_sandbox.server import environment_variables
 from tap_crm_msi.writeback.fields import SALESFORCE_FIELDS
@@ -176,7 +177,8 @@ def test_a_new_project_syncs_forward_and_writes_scores_back(
     ).json()
     adopted.meltano("--environment=sandbox", "run", f"marketo-scores-to-{crm}", env=env)
     after = crm_people(sandbox, crm)
-    leads = {row["id"]: row for row in sandbox.service("marketo").store.select("leads")}
+    marketo = sandbox.service("marketo")
+    leads = {row["id"]: as_scores_lead(marketo, row) for row in marketo.store.select("leads")}
     scored = {
         leads[i]["externalPersonId"]: leads[i]
         for i in activity["leadIds"]

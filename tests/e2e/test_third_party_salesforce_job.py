@@ -11,17 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_meltano_jobs import (  # the native job's checks and its meltano project
-    assert_marketo_holds_the_crm_world,
-    meltano_project,  # noqa: F401 (a fixture this module uses)
-    meltano_run,
-)
+from test_meltano_jobs import assert_marketo_holds_the_crm_world, meltano_run
 
 
 @pytest.mark.slow
 def test_third_party_tap_through_stream_maps_loads_every_object_with_its_links(
     sandbox: Any,
-    meltano_project: Path,  # noqa: F811
+    meltano_project: Path,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -45,6 +45,7 @@ for folder in ("tap-crm-msi/writeback", "target-marketo-msi"):  # their helpers,
 from target_support import write_calls  # noqa: E402
 from writeback_support import dump, score_differences  # noqa: E402
 
+from msi_common.testing import as_scores_lead  # noqa: E402
 from tap_crm_msi.writeback.fields import SALESFORCE_FIELDS  # noqa: E402
 
 # Every plugin of the two jobs that keeps connector state, by meltano's variable for its state_url.
@@ -163,7 +164,7 @@ def test_the_second_worker_repeats_the_first_ones_runs_with_no_write(
         "write calls": crm_write_calls(stats(sandbox, "salesforce")),
     }
     scored = {
-        lead["externalPersonId"]: lead
+        lead["externalPersonId"]: as_scores_lead(sandbox.service("marketo"), lead)
         for lead in dump(sandbox, "marketo", "leads", "id").values()
         if lead["id"] in moved_ids
     }

@@ -11,7 +11,7 @@ from singer_sdk.singerlib.schema import Schema
 
 from msi_common import contract
 from msi_common.contract import STREAM_NAMES, key_properties, load_schema
-from msi_sandbox.marketo.leads import MSI_FIELDS as SANDBOX_MSI_FIELDS
+from msi_sandbox.marketo import schema as sandbox_marketo
 from msi_sandbox.marketo.schema import COMPANY_FIELDS as SANDBOX_COMPANY_DESCRIBE
 from msi_sandbox.marketo.schema import LEAD_FIELDS as SANDBOX_LEAD_DESCRIBE
 from target_marketo_msi.marketo import objects
@@ -109,12 +109,13 @@ def test_marketo_required() -> None:
 def test_id_fields() -> None:
     assert {n: contract.id_fields(n) for n in STREAM_NAMES} == {
         "sales_persons": ("externalSalesPersonId",),
-        "companies": ("externalCompanyId", "externalSalesPersonId"),
+        "companies": ("externalCompanyId", "externalSalesPersonId", "mergedIntoExternalCompanyId"),
         "leads": (
             "externalPersonId",
             "externalSalesPersonId",
             "externalCompanyId",
             "convertedToExternalPersonId",
+            "mergedIntoExternalPersonId",
         ),
         "opportunities": ("externalOpportunityId", "externalCompanyId", "externalSalesPersonId"),
         # The role row's own id is never sent nor a key: it is not checked as a record id.
@@ -123,17 +124,29 @@ def test_id_fields() -> None:
     assert contract.id_fields() == (
         "externalSalesPersonId",
         "externalCompanyId",
+        "mergedIntoExternalCompanyId",
         "externalPersonId",
         "convertedToExternalPersonId",
+        "mergedIntoExternalPersonId",
         "externalOpportunityId",
     )
+
+
+def test_merged_into_fields() -> None:
+    assert {n: contract.merged_into(n) for n in STREAM_NAMES} == {
+        "sales_persons": None,
+        "companies": "mergedIntoExternalCompanyId",
+        "leads": "mergedIntoExternalPersonId",
+        "opportunities": None,
+        "opportunity_roles": None,
+    }
 
 
 def test_fields_never_sent_to_marketo() -> None:
     assert {n: contract.not_sent(n) for n in STREAM_NAMES} == {
         "sales_persons": {"isActive"},
-        "companies": set(),
-        "leads": {"personType", "convertedToExternalPersonId"},
+        "companies": {"mergedIntoExternalCompanyId"},
+        "leads": {"personType", "convertedToExternalPersonId", "mergedIntoExternalPersonId"},
         "opportunities": set(),
         "opportunity_roles": {"externalPersonId", "externalRoleId"},
     }
@@ -161,8 +174,10 @@ def test_company_fields_are_what_marketos_company_describe_puts_on_a_lead() -> N
 def test_company_fields_cover_the_companies_contract() -> None:
     schema = load_schema("companies")
     links = {*key_properties("companies"), *contract.parents("companies")}
-    bound = {p for p in schema["properties"] if not p.startswith("_")} - links
-    assert bound <= set(contract.company_fields())
+    sent = {p for p in schema["properties"] if not p.startswith("_")} - contract.not_sent(
+        "companies"
+    )
+    assert sent - links <= set(contract.company_fields())
     leads = load_schema("leads")["properties"]
     assert [f for f in contract.company_fields() if f in leads] == ["company", "industry"]
 
@@ -180,10 +195,16 @@ def test_scores_schema_is_valid_and_apart_from_the_forward_streams() -> None:
     jsonschema.Draft7Validator(schema).validate({"externalPersonId": "00Q1", "priority": 3})
 
 
-def test_score_fields_are_the_ones_marketo_computes() -> None:
+@pytest.mark.parametrize("naming", sorted(sandbox_marketo.MSI_SCORE_NAMINGS))
+def test_score_fields_are_the_ones_marketo_computes(naming: str) -> None:
     """The sandbox's Marketo keeps its own list of them (it stands in for Marketo, apart from
-    the connectors): the contract's, in its order. The other fields say whose scores they are."""
-    assert contract.score_fields() == SANDBOX_MSI_FIELDS
+    the connectors), in each naming Adobe's pages give: each contract field, in its order, is
+    exactly one of them, found among the Marketo names the contract gives it. The other fields
+    say whose scores they are."""
+    choices = contract.marketo_field_choices(contract.SCORES_STREAM)
+    described = {f.name for f in sandbox_marketo.lead_fields(naming)}
+    held = [[n for n in choices[f] if n in described] for f in contract.score_fields()]
+    assert held == [[n] for n in sandbox_marketo.msi_fields(naming)]
     properties = load_schema(contract.SCORES_STREAM)["properties"]
     assert [p for p in properties if p not in contract.score_fields()] == [
         "externalPersonId",

@@ -7,6 +7,8 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
+from msi_common.testing import as_marketo_lead
+
 EACH = 10
 STALE_SCORES = {
     "msiLastInterestingMomentType": "Web",
@@ -67,7 +69,8 @@ def break_world(sandbox: Any, crm: str) -> dict[tuple[str, str], set[str]]:
             expected[("leads", "mismatched")].add(lead["externalPersonId"])
         # A stale score: MSI scored the lead, the write-back has not run.
         for lead in take():
-            marketo.update("leads", lead["id"], STALE_SCORES)
+            stale = as_marketo_lead(sandbox.service("marketo"), STALE_SCORES)
+            marketo.update("leads", lead["id"], stale)
             expected[("scores", "mismatched")].add(lead["externalPersonId"])
         # A company deleted in Marketo (not one a lead above was re-pointed to).
         for company in companies[-EACH:]:

@@ -10,6 +10,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from msi_common.testing import as_marketo_lead, as_scores_lead, marketo_score_names
 from target_marketo_msi.marketo.client import MarketoClient
 from target_marketo_msi.tap.tap import TapMarketoMsi
 
@@ -105,13 +106,26 @@ def lead(lead_id: int, when: dt.datetime, **fields: Any) -> dict[str, Any]:
 
 
 def put_leads(sandbox: Any, rows: list[dict[str, Any]]) -> None:
-    store = sandbox.service("marketo").store
-    with store.transaction():
-        store.insert_many("leads", rows, replace=True)
+    """Store leads whose scores are named as lead_scores names them, as the sandbox's Marketo
+    names them."""
+    service = sandbox.service("marketo")
+    with service.store.transaction():
+        service.store.insert_many(
+            "leads", [as_marketo_lead(service, r) for r in rows], replace=True
+        )
 
 
 def change_lead(sandbox: Any, lead_id: int, when: dt.datetime, **changes: Any) -> None:
-    sandbox.service("marketo").store.update("leads", lead_id, {**changes, "updatedAt": iso(when)})
+    service = sandbox.service("marketo")
+    service.store.update(
+        "leads", lead_id, as_marketo_lead(service, {**changes, "updatedAt": iso(when)})
+    )
+
+
+def stored_leads(sandbox: Any) -> dict[int, dict[str, Any]]:
+    """Every lead the sandbox's Marketo stores, by id, its scores named as lead_scores does."""
+    service = sandbox.service("marketo")
+    return {r["id"]: as_scores_lead(service, r) for r in service.store.select("leads")}
 
 
 def marketo_calls(sandbox: Any) -> dict[str, int]:
@@ -166,11 +180,12 @@ def source_records(
 
     service = sandbox.service("marketo")
     fields = [p for p in properties if p not in ("isDeleted", "_sdc_deleted_at")]
+    names = marketo_score_names(service)
     where, params = "", ()
     if ids is not None:
         where, params = f'"id" IN ({",".join(str(int(i)) for i in ids)})', ()
     records = {}
-    for row in leads.lead_values(service, fields, where, params):
+    for row in leads.lead_values(service, [names.get(f, f) for f in fields], where, params):
         record = dict.fromkeys(properties)
         record.update(zip(fields, row, strict=True))
         if "isDeleted" in record:

@@ -22,6 +22,10 @@ catalog round-trip drops them, so code reads them here):
 - per property, `x-marketo-field`: the Marketo field a contract field goes to when its name
   differs, or null when it steers the target and is never sent to Marketo.
 - per property, `x-msi-score: true` (lead_scores): one of the scores MSI computes.
+- per property, `x-merged-into: true`: on a record deleted by a CRM merge, the key of the record
+  it was merged into (the target merges in Marketo instead of deleting).
+- per property, `x-marketo-fields` (lead_scores): the Marketo fields that may hold it, where
+  Adobe's pages name it more than one way; an instance's describe2 says which it has.
 """
 
 from __future__ import annotations
@@ -106,6 +110,17 @@ def marketo_names(name: str) -> dict[str, str]:
         for f, prop in _properties(name).items()
         if prop.get("x-marketo-field") not in (None, f)
     }
+
+
+def merged_into(name: str) -> str | None:
+    """The field of stream `name` naming the record a merged-away record went into, if any."""
+    return next((f for f, prop in _properties(name).items() if prop.get("x-merged-into")), None)
+
+
+def marketo_field_choices(name: str) -> dict[str, tuple[str, ...]]:
+    """Contract field -> the Marketo fields that may hold it, in the order they are looked for
+    in the instance's describe2 (`x-marketo-fields`, else the field's own name)."""
+    return {f: tuple(prop.get("x-marketo-fields") or (f,)) for f, prop in _properties(name).items()}
 
 
 def company_fields() -> tuple[str, ...]:

@@ -20,6 +20,11 @@ RATE_LIMIT_REQUESTS = "0x80072322"  # service protection: number of requests
 RATE_LIMIT_EXECUTION_TIME = "0x80072321"  # service protection: combined execution time
 RATE_LIMIT_CONCURRENCY = "0x80072326"  # service protection: concurrent requests
 GENERIC = "0x80040216"  # an unexpected error
+INVALID_ARGUMENT = "0x80040203"  # the Merge of a table that cannot be merged (a guess)
+# Merge refusals (MergeRequest): codes as the CRM SDK's ErrorCodes list names them.
+MERGE_INACTIVE = "0x80045304"  # MergeEntityNotActiveError
+MERGE_IDENTICAL = "0x80045305"  # MergeEntitiesIdenticalError
+MERGE_DIFFERENTLY_PARENTED = "0x80045316"  # MergeDifferentlyParentedWarning
 
 SERVICE_PROTECTION = {
     RATE_LIMIT_REQUESTS: "Number of requests exceeded the limit of {requests} over time window "

@@ -3,8 +3,8 @@
 Every write takes the next global `versionnumber` (Dataverse's rowversion, which is also the
 etag and what change tracking counts from), moves `modifiedon`, keeps computed attributes
 (`fullname`, a connection's name and object type codes) right, records deletes for change
-tracking, and cascades what Dataverse cascades (a record's connections go with it; children
-of a deleted account lose the link).
+tracking, and cascades what Dataverse cascades (a record's connections and its parental
+children go with it; other records pointing at it lose the link).
 """
 
 from __future__ import annotations
@@ -24,6 +24,10 @@ if TYPE_CHECKING:
     from msi_sandbox.dynamics.service import DynamicsService
 
 OBJECT_TYPE_CODES = {"account": 1, "contact": 2, "opportunity": 3, "lead": 4}
+# Parental relationships whose delete cascades: an account's or a contact's contacts
+# (contact_customer_accounts / _contacts) and the opportunities it is the customer of
+# (opportunity_customer_accounts / _contacts). Other lookups to a deleted row are cleared.
+PARENTAL = (("contact", "_parentcustomerid_value"), ("opportunity", "_customerid_value"))
 PERSON_ENTITIES = ("systemuser", "lead", "contact")
 
 
@@ -163,6 +167,8 @@ class Records:
             if "statecode" in entity.attributes:
                 row.setdefault("statecode", 0)
                 row.setdefault("statuscode", 1)
+            if "merged" in entity.attributes:
+                row.setdefault("merged", False)
             if entity.logical_name in PERSON_ENTITIES:
                 row.setdefault("firstname", None)
                 row.setdefault("lastname", None)
@@ -189,8 +195,9 @@ class Records:
             self.store.update(entity.logical_name, current[entity.primary_id], delta)
         return row
 
-    def delete(self, entity: Entity, record_id: str) -> None:
-        """Delete a row, log it for change tracking, and cascade as Dataverse does."""
+    def delete(self, entity: Entity, record_id: str) -> list[tuple[str, str]]:
+        """Delete a row, log it for change tracking, and cascade as Dataverse does; returns
+        every (table, id) deleted, the row first."""
         if entity.logical_name == "systemuser":
             raise errors.DataverseError(
                 403,
@@ -199,10 +206,12 @@ class Records:
             )
         with self.write():
             row = self.require(entity, record_id)
-            record_id = row[entity.primary_id]
-            self._log_deletion(entity, record_id)
-            self.store.delete(entity.logical_name, f'"{entity.primary_id}" = ?', (record_id,))
-            self._cascade(entity, record_id)
+            return self._delete_row(entity, row[entity.primary_id])
+
+    def _delete_row(self, entity: Entity, record_id: str) -> list[tuple[str, str]]:
+        self._log_deletion(entity, record_id)
+        self.store.delete(entity.logical_name, f'"{entity.primary_id}" = ?', (record_id,))
+        return [(entity.logical_name, record_id), *self._cascade(entity, record_id)]
 
     def _log_deletion(self, entity: Entity, record_id: str) -> None:
         self.store.insert(
@@ -215,24 +224,28 @@ class Records:
             },
         )
 
-    def _cascade(self, entity: Entity, record_id: str) -> None:
+    def _cascade(self, entity: Entity, record_id: str) -> list[tuple[str, str]]:
         connection = self.entities["connection"]
         if entity.logical_name != "connection":
-            for row in self.store.select(
-                "connection",
-                '"_record1id_value" = ? OR "_record2id_value" = ?',
-                (record_id, record_id),
-                columns=["connectionid"],
-            ):
-                self._log_deletion(connection, row["connectionid"])
-                self.store.delete("connection", '"connectionid" = ?', (row["connectionid"],))
+            where = '"_record1id_value" = ? OR "_record2id_value" = ?'
+            params: tuple[str, ...] = (record_id, record_id)
         else:
-            # A connection and its reciprocal live and die together.
+            where, params = '"_relatedconnectionid_value" = ?', (record_id,)  # the reciprocal
+        taken = []
+        # A record's connections, and a connection's reciprocal, live and die with it.
+        for row in self.store.select("connection", where, params, columns=["connectionid"]):
+            self._log_deletion(connection, row["connectionid"])
+            self.store.delete("connection", '"connectionid" = ?', (row["connectionid"],))
+            taken.append(("connection", row["connectionid"]))
+        for child_name, column in PARENTAL:
+            child = self.entities[child_name]
+            lookup = child.attributes[column].lookup
+            if lookup is None or entity.logical_name not in lookup.targets:
+                continue
             for row in self.store.select(
-                "connection", '"_relatedconnectionid_value" = ?', (record_id,)
+                child_name, f'"{column}" = ?', (record_id,), columns=[child.primary_id]
             ):
-                self._log_deletion(connection, row["connectionid"])
-                self.store.delete("connection", '"connectionid" = ?', (row["connectionid"],))
+                taken += self._delete_row(child, row[child.primary_id])
         # Other lookups pointing at the deleted record are cleared (Dataverse's "remove link").
         for other in self.entities.values():
             for attr in other.attributes.values():
@@ -252,3 +265,4 @@ class Records:
                         child[other.primary_id],
                         {attr.name: None, attr.type_column: None},
                     )
+        return taken

@@ -262,6 +262,14 @@ def _person() -> tuple[Attribute, ...]:
     )
 
 
+def _merge(logical: str) -> tuple[Attribute, ...]:
+    """What a merge leaves on the subordinate: `merged` and the master it went into."""
+    return (
+        _a("merged", "Edm.Boolean", read_only=True, options={0: "No", 1: "Yes"}),
+        _a("_masterid_value", "Edm.Guid", read_only=True, lookup=Lookup({logical: "masterid"})),
+    )
+
+
 def _msi(names: Mapping[str, str]) -> tuple[Attribute, ...]:
     return tuple(
         _a(attr, MSI_EDM.get(field, "Edm.String"), custom=True) for field, attr in names.items()
@@ -320,6 +328,7 @@ def build_entities(
                 "_originatingleadid_value", "Edm.Guid", lookup=Lookup({"lead": "originatingleadid"})
             ),
             *_state(STATE_ACTIVE, STATUS_ACTIVE),
+            *_merge("account"),
         ),
         _entity(
             "lead",
@@ -334,6 +343,7 @@ def build_entities(
             _a("_parentaccountid_value", "Edm.Guid", lookup=Lookup({"account": "parentaccountid"})),
             _a("_parentcontactid_value", "Edm.Guid", lookup=Lookup({"contact": "parentcontactid"})),
             *_state(LEAD_STATE, LEAD_STATUS),
+            *_merge("lead"),
             *msi,
         ),
         _entity(
@@ -355,6 +365,7 @@ def build_entities(
                 "_originatingleadid_value", "Edm.Guid", lookup=Lookup({"lead": "originatingleadid"})
             ),
             *_state(STATE_ACTIVE, STATUS_ACTIVE),
+            *_merge("contact"),
             *msi,
             lead_score,
         ),

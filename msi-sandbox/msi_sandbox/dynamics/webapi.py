@@ -15,7 +15,7 @@ from urllib.parse import unquote, urlsplit
 from flask import Flask, Response, request
 from werkzeug.datastructures import Headers
 
-from msi_sandbox.dynamics import errors, metadata, tracking
+from msi_sandbox.dynamics import errors, lifecycle, metadata, tracking
 from msi_sandbox.dynamics.auth import Unauthorized
 from msi_sandbox.dynamics.query import (
     MAX_COUNT,
@@ -70,6 +70,9 @@ class WebApi:
         if path == "$batch":
             self._allow(method, "POST")
             return self.service.batch.handle(req)
+        if path in ("Merge", "Microsoft.Dynamics.CRM.Merge"):
+            self._allow(method, "POST")
+            return self.merge(req)
         if re.fullmatch(r"WhoAmI(\(\))?", path):
             self._allow(method, "GET")
             return self.who_am_i()
@@ -380,6 +383,51 @@ class WebApi:
     def delete(self, entity: Entity, record_id: str) -> ApiResponse:
         self.records.delete(entity, record_id)
         return ApiResponse(204)
+
+    def merge(self, req: ApiRequest) -> ApiResponse:
+        """The unbound `Merge` action: Target, Subordinate, UpdateContent (optional) and
+        PerformParentingChecks; 204 on success (see lifecycle.merge for what it does)."""
+        body = req.json()
+        if not isinstance(body, dict):
+            raise errors.bad_query("The request body must be a JSON object.")
+        for parameter in ("Target", "Subordinate", "PerformParentingChecks"):
+            if parameter not in body:
+                raise errors.bad_query(f"The Merge parameter '{parameter}' is missing.")
+        checks = body["PerformParentingChecks"]
+        if not isinstance(checks, bool):
+            raise errors.bad_query(
+                f"Cannot convert the literal '{checks}' to the expected type 'Edm.Boolean'."
+            )
+        entity = self._typed(body["Target"], "Target")
+        if self._typed(body["Subordinate"], "Subordinate") is not entity:
+            raise errors.bad_query("The Subordinate must be a record of the Target's table.")
+        update: dict[str, Any] = {}
+        if body.get("UpdateContent") is not None:
+            if self._typed(body["UpdateContent"], "UpdateContent") is not entity:
+                raise errors.bad_query("UpdateContent must be of the Target's table.")
+            update = self.parse_body(entity, body["UpdateContent"])
+            update.pop(entity.primary_id, None)
+        target_id, subordinate_id = (
+            self._key(str(body[p].get(entity.primary_id))) for p in ("Target", "Subordinate")
+        )
+        lifecycle.merge(
+            self.records, entity, target_id, subordinate_id, update, parenting_checks=checks
+        )
+        return ApiResponse(204)
+
+    def _typed(self, value: Any, parameter: str) -> Entity:
+        """The table an action's entity parameter names with its `@odata.type` annotation."""
+        odata_type = value.get("@odata.type") if isinstance(value, dict) else None
+        if not odata_type:
+            raise errors.bad_query(
+                f"The '{parameter}' parameter needs an '@odata.type' annotation "
+                "('Microsoft.Dynamics.CRM.<table>')."
+            )
+        logical = str(odata_type).lstrip("#").removeprefix("Microsoft.Dynamics.CRM.")
+        entity = self.service.entities.get(logical)
+        if entity is None:
+            raise errors.bad_query(f"The type '{odata_type}' of '{parameter}' is not known.")
+        return entity
 
     def _targets(self, entity: Entity, req: ApiRequest) -> list[dict[str, Any]]:
         body = req.json()

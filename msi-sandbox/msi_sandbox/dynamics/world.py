@@ -19,6 +19,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from msi_sandbox.dynamics import lifecycle
 from msi_sandbox.dynamics.odata import format_datetime
 from msi_sandbox.dynamics.records import OBJECT_TYPE_CODES, now_text
 from msi_sandbox.dynamics.schema import DELETIONS, INDUSTRY, LEAD_SOURCE, guid
@@ -172,6 +173,7 @@ def world_rows(world: World, app_user: dict[str, Any]) -> dict[str, list[dict[st
                 "telephone1": a["phone"],
                 "statecode": 0,
                 "statuscode": 1,
+                "merged": False,
                 **_owner(a["owner"]),
                 **_stamps(a),
             }
@@ -194,6 +196,7 @@ def world_rows(world: World, app_user: dict[str, Any]) -> dict[str, list[dict[st
                 "_originatingleadid_value@type": "lead" if lead is not None else None,
                 "statecode": 0,
                 "statuscode": 1,
+                "merged": False,
                 **_owner(c["owner"]),
                 **_stamps(c),
             }
@@ -210,6 +213,7 @@ def world_rows(world: World, app_user: dict[str, Any]) -> dict[str, list[dict[st
                 "industrycode": INDUSTRY_CODES.get(ld["industry"]),
                 "statecode": state,
                 "statuscode": status,
+                "merged": False,
                 "_parentcontactid_value": guid("contact", contact) if contact is not None else None,
                 "_parentcontactid_value@type": "contact" if contact is not None else None,
                 "_parentaccountid_value": guid("account", account) if account is not None else None,
@@ -328,10 +332,11 @@ class Mutator:
         self.records = service.records
         self.entities = service.entities
         self.rng = random.Random(seed_value)
-        self.changed: dict[str, dict[str, list[str]]] = {}
+        self.changed: dict[str, dict[str, list[Any]]] = {}
 
-    def _note(self, op: str, entity: str, record_id: str) -> None:
-        self.changed.setdefault(op, {}).setdefault(entity, []).append(record_id)
+    def _note(self, op: str, entity: str, item: Any) -> None:
+        """One change of kind `op` to `entity`: its id, or what else the kind reports."""
+        self.changed.setdefault(op, {}).setdefault(entity, []).append(item)
 
     def _sample(self, entity: str, n: int, where: str = "", params: tuple = ()) -> list[str]:
         """Up to `n` distinct ids, picked deterministically by position in key order."""
@@ -352,6 +357,12 @@ class Mutator:
             picked.extend(r[e.primary_id] for r in rows)
         return picked
 
+    def _new_id(self, entity: str) -> str:
+        """A new row's id, the same under the same seed on the same world (records are picked
+        by their place in id order, so random ids would change every later pick), and new on
+        a world changed since (the committed version moves with every change)."""
+        return guid(entity, f"{self.records.current_version()}:{self.rng.getrandbits(64):x}")
+
     def _owner(self) -> tuple[str, str]:
         if self.rng.random() < 0.15:
             teams = self._sample("team", 1)
@@ -363,7 +374,7 @@ class Mutator:
         users = self._sample("systemuser", 1, '"applicationid" IS NULL AND NOT "isdisabled"')
         return "systemuser", users[0]
 
-    def run(self, spec: dict[str, Any]) -> dict[str, dict[str, list[str]]]:
+    def run(self, spec: dict[str, Any]) -> dict[str, dict[str, list[Any]]]:
         # The plan counts each kind of change; they are made in this order, so a seed always
         # picks the same records.
         changes: tuple[tuple[str, Callable[[], None]], ...] = (
@@ -373,6 +384,11 @@ class Mutator:
             ("owner_changes", self.change_owner),
             ("new_opportunities", self.new_opportunity),
             ("new_roles", self.new_role),
+            ("merges", self.merge),
+            ("account_deletes", self.delete_account),
+            ("reparents", self.reparent),
+            ("owner_deactivations", self.deactivate_owner),
+            ("qualifications_into_existing", self.qualify_into_existing),
         )
         with self.records.write():
             for key, change in changes:
@@ -395,8 +411,14 @@ class Mutator:
         entity = self.rng.choice(["lead", "contact", "opportunity", "connection"])
         where = '"ismaster" = 1 AND "record1objecttypecode" = 3' if entity == "connection" else ""
         for record_id in self._sample(entity, 1, where):
-            self.records.delete(self.entities[entity], record_id)
-            self._note("deletes", entity, record_id)
+            self._delete("deletes", entity, record_id)
+
+    def _delete(self, op: str, entity: str, record_id: str) -> None:
+        """Delete one row: under `op`, and what Dataverse deleted with it under "cascaded"."""
+        _, *taken = self.records.delete(self.entities[entity], record_id)
+        self._note(op, entity, record_id)
+        for taken_entity, taken_id in taken:
+            self._note("cascaded", taken_entity, taken_id)
 
     def qualify(self) -> None:
         for lead_id in self._sample("lead", 1, '"statecode" = 0'):
@@ -405,6 +427,7 @@ class Mutator:
             contact = self.records.create(
                 self.entities["contact"],
                 {
+                    "contactid": self._new_id("contact"),
                     "firstname": lead["firstname"],
                     "lastname": lead["lastname"],
                     "emailaddress1": lead["emailaddress1"],
@@ -433,7 +456,7 @@ class Mutator:
             self._note("qualifications", "contact", contact["contactid"])
 
     def change_owner(self) -> None:
-        entity = self.rng.choice(["lead", "contact", "account"])
+        entity = self.rng.choice(["lead", "contact", "account", "opportunity"])
         for record_id in self._sample(entity, 1):
             kind, owner = self._owner()
             self.records.update(
@@ -451,6 +474,7 @@ class Mutator:
         row = self.records.create(
             self.entities["opportunity"],
             {
+                "opportunityid": self._new_id("opportunity"),
                 "name": f"New deal {self.rng.randint(1, 10**6)}",
                 "estimatedvalue": float(self.rng.randrange(1_000, 500_000, 500)),
                 "estimatedclosedate": (dt.date.today() + dt.timedelta(days=60)).isoformat(),
@@ -504,3 +528,76 @@ class Mutator:
                 stamp=stamp,
             )
             self._note("burst", "contact", record_id)
+
+    # The rest of a record's life (lifecycle.py): merges, account deletes, re-parenting,
+    # disabled owners, leads qualified onto contacts that already exist.
+    def merge(self) -> None:
+        """Two active records of one table merged (no parenting checks, as the UI's default)."""
+        entity = self.rng.choice(lifecycle.MERGEABLE)
+        pair = self._sample(entity, 2, '"statecode" = 0')
+        if len(pair) == 2:
+            lifecycle.merge(self.records, self.entities[entity], pair[0], pair[1])
+            self._note("merges", entity, {"master": pair[0], "loser": pair[1]})
+
+    def delete_account(self) -> None:
+        for record_id in self._sample("account", 1):
+            self._delete("account_deletes", "account", record_id)
+
+    def reparent(self) -> None:
+        """A contact moved to another account, or an opportunity to another account."""
+        entity = self.rng.choice(["contact", "opportunity"])
+        moved, accounts = self._sample(entity, 1), self._sample("account", 1)
+        if not moved or not accounts:
+            return
+        account = {"_value": accounts[0], "_value@type": "account"}
+        if entity == "contact":
+            changes = {f"_parentcustomerid{k}": v for k, v in account.items()}
+        else:
+            row = self.records.require(self.entities[entity], moved[0])
+            changes = {f"_parentaccountid{k}": v for k, v in account.items()}
+            if row.get("_customerid_value@type") != "contact":
+                changes.update({f"_customerid{k}": v for k, v in account.items()})
+        self.records.update(self.entities[entity], moved[0], changes)
+        self._note("reparents", entity, moved[0])
+
+    def deactivate_owner(self) -> None:
+        """A user disabled, its records handed to two others (leads sometimes to a team)."""
+        active = self._sample("systemuser", 3, '"applicationid" IS NULL AND NOT "isdisabled"')
+        if len(active) < 3:  # two stay, to hand records to
+            return
+        user, heirs = active[0], active[1:]
+
+        def heir(entity: str) -> tuple[str, str]:
+            if entity == "lead" and self.rng.random() < 0.2:
+                teams = self._sample("team", 1)
+                if teams:
+                    return "team", teams[0]
+            return "systemuser", self.rng.choice(heirs)
+
+        reassigned = lifecycle.reassign(self.records, user, heir)
+        self._note("owner_deactivations", "systemuser", {"user": user, "reassigned": reassigned})
+
+    def qualify_into_existing(self) -> None:
+        """An open lead qualified onto a contact that exists already (no contact created)."""
+        leads = self._sample("lead", 1, '"statecode" = 0')
+        contacts = self._sample("contact", 1, '"statecode" = 0')
+        if not leads or not contacts:
+            return
+        contact = self.records.require(self.entities["contact"], contacts[0])
+        account = contact["_parentcustomerid_value"]
+        is_account = contact["_parentcustomerid_value@type"] == "account"
+        self.records.update(
+            self.entities["lead"],
+            leads[0],
+            {
+                "statecode": 1,
+                "statuscode": 3,
+                "_parentcontactid_value": contacts[0],
+                "_parentcontactid_value@type": "contact",
+                "_parentaccountid_value": account if is_account else None,
+                "_parentaccountid_value@type": "account" if is_account else None,
+            },
+        )
+        self._note(
+            "qualifications_into_existing", "lead", {"lead": leads[0], "contact": contacts[0]}
+        )

@@ -40,7 +40,7 @@ from msi_sandbox.marketo.records import (
     split_list,
     to_iso,
 )
-from msi_sandbox.marketo.schema import BULK_EXPORTS, LEAD_FIELDS
+from msi_sandbox.marketo.schema import BULK_EXPORTS
 from msi_sandbox.marketo.wire import (
     MarketoApiError,
     api_call,
@@ -56,7 +56,6 @@ TABLE = BULK_EXPORTS.name
 CREATED, QUEUED, PROCESSING = "Created", "Queued", "Processing"
 COMPLETED, CANCELLED, FAILED = "Completed", "Cancelled", "Failed"
 STATUSES = (CREATED, QUEUED, PROCESSING, COMPLETED, CANCELLED, FAILED)
-FIELDS_BY_NAME = {f.name: f for f in LEAD_FIELDS}
 DATE_FILTERS = ("createdAt", "updatedAt")
 LIST_FILTERS = ("staticListId", "staticListName", "smartListId", "smartListName")
 # Filters that need infrastructure some subscriptions lack (answered with 1035 there).
@@ -99,7 +98,7 @@ def parse_create(body: Any, service: MarketoService) -> dict[str, Any]:
     fields = body.get("fields")
     if not isinstance(fields, list) or not fields or not all(isinstance(f, str) for f in fields):
         raise MarketoApiError("1003", "fields must be a non-empty array of field names")
-    unknown = [f for f in fields if f not in FIELDS_BY_NAME]
+    unknown = [f for f in fields if f not in service.lead_type.by_name]
     if unknown:
         raise MarketoApiError("1006", f"Field '{unknown[0]}' not found")
     fmt = delimited.normalise_format(body.get("format"))

@@ -20,7 +20,7 @@ from flask import Flask, Response, request
 from msi_sandbox.marketo import delimited, leads
 from msi_sandbox.marketo.jobs import JobQueue, JobRunner
 from msi_sandbox.marketo.records import now_iso
-from msi_sandbox.marketo.schema import BULK_IMPORTS, LEAD_FIELDS
+from msi_sandbox.marketo.schema import BULK_IMPORTS
 from msi_sandbox.marketo.wire import MarketoApiError, api_call, success
 
 if TYPE_CHECKING:
@@ -41,7 +41,6 @@ STATUS_COLUMNS = (
     "numOfRowsWithWarning",
     "message",
 )
-FIELDS = {f.name: f for f in LEAD_FIELDS}
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
@@ -98,6 +97,7 @@ class ImportRunner(JobRunner):
         text = Path(job["csv"]).read_text(encoding="utf-8-sig", errors="replace")
         rows = list(delimited.read_rows(text, fmt))
         header = [name.strip() for name in rows[0]]
+        fields = self.service.lead_type.by_name
         failures: list[list[str]] = []
         warnings: list[list[str]] = []
         imported = 0
@@ -114,7 +114,7 @@ class ImportRunner(JobRunner):
                 # values are converted and judged by sync_leads like REST JSON values, so a
                 # column naming no lead field fails every row with sync_leads' 1006 reason.
                 cells = zip(header, row, strict=True)
-                records.append({n: v for n, v in cells if v or n not in FIELDS})
+                records.append({n: v for n, v in cells if v or n not in fields})
                 keep.append(row)
             with store.write_lock:
                 if not self.still_running(batch_id, cancelled):

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from msi_sandbox.marketo.service import MarketoService
 
 LEAD_ACTIONS = ("createOrUpdate", "createOnly", "updateOnly", "createDuplicate")
-BY_NAME = {f.name: f for f in LEAD_FIELDS}
+# Fields every naming of MSI's scores has alike (the lead's own: service.lead_type).
 COMPANY_FIELDS = tuple(f.name for f in LEAD_FIELDS if f.company_field)
 BOOLEAN_FIELDS = frozenset(f.name for f in LEAD_FIELDS if f.data_type == "boolean")
 SEARCHABLE = tuple(f.name for f in LEAD_FIELDS if f.searchable)
@@ -43,15 +43,6 @@ SEARCHABLE = tuple(f.name for f in LEAD_FIELDS if f.searchable)
 # on create only when the service option `require_msi_links` is set.
 MSI_LINKS = ("externalPersonId", "externalSalesPersonId", "externalCompanyId")
 INTERESTING_MOMENT_ACTIVITY_TYPE = 41
-MSI_FIELDS = (
-    "msiLastInterestingMomentType",
-    "msiLastInterestingMomentDate",
-    "msiLastInterestingMomentDesc",
-    "msiLastInterestingMomentSource",
-    "priority",
-    "relativeUrgency",
-    "relativeScore",
-)
 
 
 def sync_leads(
@@ -77,11 +68,12 @@ def sync_leads(
         raise MarketoApiError("1003", f"Partition '{partition_name}' not found")
 
     prepared: list[dict[str, Any] | RecordError] = []
+    by_name = service.lead_type.by_name
     for record in records:
         try:
             if "id" in record and action in ("createOnly", "createDuplicate"):
                 raise RecordError("1003")  # Adobe's example of "Invalid data"
-            values = writable_values(BY_NAME, record, keep=(lookup_field,))
+            values = writable_values(by_name, record, keep=(lookup_field,))
             if action != "createDuplicate" and values.get(lookup_field) in (None, ""):
                 raise RecordError("1002", f"Value for lookup field '{lookup_field}' not specified")
             prepared.append(values)
@@ -172,7 +164,7 @@ def delete_leads(service: MarketoService, records: list[dict[str, Any]]) -> list
     ids: list[int | RecordError] = []
     for record in records:
         try:
-            ids.append(coerce(BY_NAME["id"], record.get("id")) or _missing_id())
+            ids.append(coerce(service.lead_type.by_name["id"], record.get("id")) or _missing_id())
         except RecordError as exc:
             ids.append(exc)
     results: list[dict[str, Any]] = []
@@ -292,7 +284,7 @@ def _booleans(row: tuple[Any, ...], at: list[int]) -> tuple[Any, ...]:
 def get_leads(
     service: MarketoService, params: dict[str, str]
 ) -> tuple[list[dict[str, Any]], str | None]:
-    return objects.query(service, objects.LEADS, params, read=_lead_records)
+    return objects.query(service, service.lead_type, params, read=_lead_records)
 
 
 def _lead_records(
@@ -311,9 +303,9 @@ def _lead_records(
 
 def get_lead(service: MarketoService, lead_id: int, fields: list[str]) -> list[dict[str, Any]]:
     for name in fields:
-        if name not in BY_NAME:
+        if name not in service.lead_type.by_name:
             raise MarketoApiError("1006", f"Field '{name}' not found")
-    wanted = fields or list(objects.LEADS.default_fields)
+    wanted = fields or list(service.lead_type.default_fields)
     return _lead_records(service, wanted, '"id" = ?', [lead_id], 1, 0)
 
 
@@ -344,13 +336,14 @@ def record_msi_activity(
                 page=rng.choice(_PAGES), campaign=rng.choice(_CAMPAIGNS), form=rng.choice(_FORMS)
             )
             urgency, score = rng.randint(1, 100), rng.randint(1, 100)
+            names = service.msi_score_names
             changes = {
                 "msiLastInterestingMomentType": kind,
                 "msiLastInterestingMomentDate": now,
                 "msiLastInterestingMomentDesc": desc,
                 "msiLastInterestingMomentSource": source,
-                "relativeUrgency": urgency,
-                "relativeScore": score,
+                names["urgency"]: urgency,
+                names["score"]: score,
                 "priority": (urgency + score) // 2,  # MSI blends urgency and relative score
                 "updatedAt": now,
             }

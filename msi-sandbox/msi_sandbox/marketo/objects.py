@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from msi_sandbox.marketo import schema
@@ -75,9 +76,9 @@ class ObjectType:
     # Link fields describe lists: (field, related object's describe name, its field).
     relations: tuple[tuple[str, str, str], ...] = ()
 
-    @property
+    @cached_property
     def by_name(self) -> dict[str, MarketoField]:
-        return _FIELD_MAPS[self.path]
+        return {f.name: f for f in self.fields}
 
     @property
     def searchable(self) -> list[list[str]]:
@@ -86,10 +87,6 @@ class ObjectType:
         if len(self.dedupe_fields) > 1:
             single.insert(0, list(self.dedupe_fields))
         return single
-
-
-def _map(fields: tuple[MarketoField, ...]) -> dict[str, MarketoField]:
-    return {f.name: f for f in fields}
 
 
 SALES_PERSONS = ObjectType(
@@ -181,22 +178,26 @@ OPPORTUNITY_ROLES = ObjectType(
         ("externalOpportunityId", "opportunity", "externalOpportunityId"),
     ),
 )
-LEADS = ObjectType(
-    path="leads",
-    table=schema.LEADS,
-    fields=schema.LEAD_FIELDS,
-    describe_name="API Lead",
-    display_name="Lead",
-    plural_name="Leads",
-    description="Marketo standard lead object",
-    noun="Lead",
-    id_field="id",
-    dedupe_fields=("email",),
-    default_fields=("id", "firstName", "lastName", "email", "updatedAt", "createdAt"),
-    seq=False,
-)
 SYNCABLE: tuple[ObjectType, ...] = (SALES_PERSONS, COMPANIES, OPPORTUNITIES, OPPORTUNITY_ROLES)
-_FIELD_MAPS = {t.path: _map(t.fields) for t in (*SYNCABLE, LEADS)}
+
+
+def lead_type(table: Table, fields: tuple[MarketoField, ...]) -> ObjectType:
+    """Leads as an object type: their fields (and so table) depend on the instance's naming of
+    the MSI scores (schema.MSI_SCORE_NAMINGS), so each service has its own."""
+    return ObjectType(
+        path="leads",
+        table=table,
+        fields=fields,
+        describe_name="API Lead",
+        display_name="Lead",
+        plural_name="Leads",
+        description="Marketo standard lead object",
+        noun="Lead",
+        id_field="id",
+        dedupe_fields=("email",),
+        default_fields=("id", "firstName", "lastName", "email", "updatedAt", "createdAt"),
+        seq=False,
+    )
 
 
 # Describe ------------------------------------------------------------------------------------

@@ -15,7 +15,6 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 from msi_sandbox.marketo import leads, objects
 from msi_sandbox.marketo.params import is_get_override, request_params
 from msi_sandbox.marketo.records import split_list
-from msi_sandbox.marketo.schema import LEAD_FIELDS
 from msi_sandbox.marketo.wire import api_call, json_body, marketo_error, success
 
 if TYPE_CHECKING:
@@ -62,7 +61,7 @@ def register(app: Flask, service: MarketoService) -> None:
         return success(leads.get_lead(service, lead_id, fields))
 
     def describe_leads() -> Response:
-        return success([_lead_attribute(n, f) for n, f in enumerate(LEAD_FIELDS, 1)])
+        return success([_lead_attribute(n, f) for n, f in enumerate(service.lead_type.fields, 1)])
 
     def describe2_leads() -> Response:
         fields = [
@@ -74,9 +73,9 @@ def register(app: Flask, service: MarketoService) -> None:
                 "updateable": not f.read_only,
                 "crmManaged": False,
             }
-            for f in LEAD_FIELDS
+            for f in service.lead_type.fields
         ]
-        searchable = objects.LEADS.searchable
+        searchable = service.lead_type.searchable
         return success([{"name": "API Lead", "searchableFields": searchable, "fields": fields}])
 
     route("/leads.json", "leads", leads_root, ["GET", "POST", "DELETE"])

@@ -68,7 +68,51 @@ _COMPANY_DETAILS = (
     _f("sicCode", "string", "SIC Code", 40),
 )
 
-LEAD_FIELDS: tuple[MarketoField, ...] = (
+# The two MSI scores whose REST names Adobe's pages give two ways (the spec's section 6): the
+# "Sales Insight for Non Native Salesforce / MS Dynamics Integrations" pages name them
+# `relativeScoring` and `relativeUrgency`; the "List of Standard Fields" page `relativeScore` and
+# `urgency`. An instance has one naming; option `msi_score_naming` picks it (default: the MSI
+# pages', which the most pages give).
+MSI_SCORE_NAMINGS: dict[str, dict[str, str]] = {
+    "sales-insight": {"score": "relativeScoring", "urgency": "relativeUrgency"},
+    "standard-fields": {"score": "relativeScore", "urgency": "urgency"},
+}
+DEFAULT_MSI_SCORE_NAMING = "sales-insight"
+MSI_MOMENT_FIELDS = (
+    "msiLastInterestingMomentType",
+    "msiLastInterestingMomentDate",
+    "msiLastInterestingMomentDesc",
+    "msiLastInterestingMomentSource",
+)
+
+
+def msi_score_names(naming: str | None = None) -> dict[str, str]:
+    """ "score" and "urgency" -> the instance's REST field names, in `naming` (default above)."""
+    naming = naming or DEFAULT_MSI_SCORE_NAMING
+    if naming not in MSI_SCORE_NAMINGS:
+        raise ValueError(f"msi_score_naming: one of {sorted(MSI_SCORE_NAMINGS)}, not {naming!r}")
+    return MSI_SCORE_NAMINGS[naming]
+
+
+def msi_fields(naming: str | None = None) -> tuple[str, ...]:
+    """Every field MSI computes, in `naming`."""
+    names = msi_score_names(naming)
+    return (*MSI_MOMENT_FIELDS, "priority", names["urgency"], names["score"])
+
+
+def lead_fields(naming: str | None = None) -> tuple[MarketoField, ...]:
+    """A lead's fields, as describe lists them, with the MSI scores in `naming`."""
+    names = msi_score_names(naming)
+    return (
+        *_LEAD_FIELDS_BEFORE_SCORES,
+        _f(names["urgency"], "integer", "Relative Urgency", read_only=True),
+        _f(names["score"], "integer", "Relative Score", read_only=True),
+        _f("createdAt", "datetime", "Created At", read_only=True, searchable=True),
+        _f("updatedAt", "datetime", "Updated At", read_only=True, searchable=True),
+    )
+
+
+_LEAD_FIELDS_BEFORE_SCORES: tuple[MarketoField, ...] = (
     _ID,
     _f("email", "email", "Email Address", 255, searchable=True),
     _f("firstName", "string", "First Name", 255),
@@ -121,11 +165,9 @@ LEAD_FIELDS: tuple[MarketoField, ...] = (
         read_only=True,
     ),
     _f("priority", "integer", "Priority", read_only=True),
-    _f("relativeUrgency", "integer", "Relative Urgency", read_only=True),
-    _f("relativeScore", "integer", "Relative Score", read_only=True),
-    _f("createdAt", "datetime", "Created At", read_only=True, searchable=True),
-    _f("updatedAt", "datetime", "Updated At", read_only=True, searchable=True),
 )
+# The default naming's: what does not depend on the naming reads these.
+LEAD_FIELDS = lead_fields()
 
 COMPANY_FIELDS: tuple[MarketoField, ...] = (
     _ID,
@@ -188,19 +230,22 @@ def _table(name: str, fields: tuple[MarketoField, ...], key: str, **kw: object) 
     return Table(name, columns, key, **kw)  # type: ignore[arg-type]
 
 
-LEADS = _table(
-    "leads",
-    LEAD_FIELDS,
-    "id",
-    autoincrement=True,
-    indexes=(
-        ("email",),
-        ("externalPersonId",),
-        ("externalCompanyId",),
-        ("updatedAt",),
-        ("createdAt",),
-    ),
-)
+def _leads_table(fields: tuple[MarketoField, ...]) -> Table:
+    return _table(
+        "leads",
+        fields,
+        "id",
+        autoincrement=True,
+        indexes=(
+            ("email",),
+            ("externalPersonId",),
+            ("externalCompanyId",),
+            ("updatedAt",),
+            ("createdAt",),
+        ),
+    )
+
+
 COMPANIES = _table(
     "companies",
     COMPANY_FIELDS,
@@ -299,14 +344,17 @@ BULK_EXPORTS = Table(
     "exportId",
 )
 
-TABLES: tuple[Table, ...] = (
-    LEADS,
-    COMPANIES,
-    SALES_PERSONS,
-    OPPORTUNITIES,
-    OPPORTUNITY_ROLES,
-    DELETED_LEADS,
-    LEAD_ACTIVITIES,
-    BULK_IMPORTS,
-    BULK_EXPORTS,
-)
+
+def tables(lead_fields: tuple[MarketoField, ...]) -> tuple[Table, ...]:
+    """Every table, the leads' columns being `lead_fields`."""
+    return (
+        _leads_table(lead_fields),
+        COMPANIES,
+        SALES_PERSONS,
+        OPPORTUNITIES,
+        OPPORTUNITY_ROLES,
+        DELETED_LEADS,
+        LEAD_ACTIVITIES,
+        BULK_IMPORTS,
+        BULK_EXPORTS,
+    )

@@ -13,7 +13,9 @@ What callers can rely on (see rest.py, leads.py, objects.py for the rules):
   `api_user` names the token's scope; `require_msi_links` makes lead creation need
   externalPersonId/externalSalesPersonId/externalCompanyId (MSI's table; Marketo doesn't);
   `validate_requests` (default false for now) checks each REST and bulk request against the official
-  Swagger and refuses one Marketo would refuse (validation.py).
+  Swagger and refuses one Marketo would refuse (validation.py); `msi_score_naming` names two of
+  MSI's scores as Adobe's Sales Insight pages do ("sales-insight", the default: relativeScoring,
+  relativeUrgency) or its list of standard fields ("standard-fields": relativeScore, urgency).
 - Merge Leads (merge.py): the winner keeps its id and takes the losers' activities and score.
 - Admin: POST /_sandbox/msi-activity {"leadIds"|"externalPersonIds"|"count","seed"} gives
   leads a new interesting moment (an activity, type 41) and scores, and moves their updatedAt.
@@ -37,6 +39,7 @@ from msi_sandbox.marketo import (
     identity,
     leads,
     merge,
+    objects,
     rest,
     schema,
     validation,
@@ -70,7 +73,7 @@ def _drain_body(chunk: int = 65_536, cap: int = 64 * 1_048_576) -> None:
 
 class MarketoService(SandboxService):
     name = "marketo"
-    tables = schema.TABLES
+    tables = schema.tables(schema.LEAD_FIELDS)  # the default naming's; per instance below
     reuse_tokens = True
     default_limits = {
         "calls_per_window": 100,  # 606 past this many calls ...
@@ -84,6 +87,12 @@ class MarketoService(SandboxService):
     }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # The leads' fields (and so their table) depend on how the instance names MSI's scores.
+        naming = (kwargs.get("options") or {}).get("msi_score_naming")
+        self.msi_score_names = schema.msi_score_names(naming)
+        lead_fields = schema.lead_fields(naming)
+        self.tables = schema.tables(lead_fields)
+        self.lead_type = objects.lead_type(self.tables[0], lead_fields)
         self._usage: Counter[str] = Counter()  # calls per UTC day, for stats/usage.json
         self._usage_lock = threading.Lock()
         super().__init__(*args, **kwargs)

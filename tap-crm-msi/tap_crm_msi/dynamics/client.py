@@ -112,9 +112,9 @@ class DynamicsClient(BaseCrmClient):
 
     def get_all(self, entity_set: str, **query: str) -> list[dict[str, Any]]:
         """A small lookup table whole (e.g. connection roles); its rows are not `rows_read`."""
-        counted = self.rows_read
         rows = [row for page, _ in self.pages(self.url(entity_set, **query)) for row in page]
-        self.rows_read = counted
+        # Taken back out, not reset: objects read ahead count their rows meanwhile.
+        self.rows_read -= len(rows)
         return rows
 
     # Writes (target-crm-msi) ---------------------------------------------------------------------

@@ -4,6 +4,10 @@ Each table is read through change tracking when it has it: the first read pages 
 and ends with a delta link, later runs read only the changes (deleted rows included) from it, and
 an expired delta link is recovered by reading the table afresh. A table without change tracking
 (or `change_tracking: false`) is read by `modifiedon` with the same overlap window as Salesforce.
+
+A merge in Dataverse deactivates the subordinate with `merged` and `masterid`; for Marketo it is a
+record merged away, so its record is deleted and names its master in the contract's merged-into
+field (`mergedIntoExternalPersonId`, `mergedIntoExternalCompanyId`), as a Salesforce merge's loser.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from typing_extensions import override
 
+from msi_common import contract
 from tap_crm_msi.client import prefetch
 from tap_crm_msi.errors import CrmError, DeltaTokenExpired
 from tap_crm_msi.tap.incremental import format_ts
@@ -38,6 +43,8 @@ OPPORTUNITY_TYPE, CONTACT_TYPE = 3, 2
 LEAD_QUALIFIED = 1
 OWNER = "_ownerid_value"
 OWNER_TYPE = OWNER + LOGICAL  # user or team
+# What a Dataverse merge leaves on the subordinate (account, contact, lead): it stays, inactive.
+MERGE_COLUMNS = ("merged", "_masterid_value")
 
 
 @dataclass(frozen=True)
@@ -94,6 +101,19 @@ class DynamicsStream(CrmStream):
     @property
     def crm_objects(self) -> tuple[str, ...]:  # type: ignore[override]
         return tuple(self.tables)
+
+    @cached_property
+    def merged_into(self) -> str | None:
+        """The contract field naming what a merged-away record went into (None: no merges)."""
+        return contract.merged_into(self.contract_name)
+
+    def mark_merged(self, row: dict[str, Any], record: dict[str, Any], ts: str) -> None:
+        """A merged subordinate's record: deleted, naming the master it went into (unless that
+        was deleted since, which clears `masterid`)."""
+        record["_sdc_deleted_at"] = ts
+        master = row.get("_masterid_value")
+        if master and self.merged_into:
+            record[self.merged_into] = _guid(master)
 
     def owner(self, row: dict[str, Any]) -> str | None:
         """The owning user's id; a team owner is no sales person (fallback or None)."""
@@ -259,7 +279,10 @@ class DynamicsStream(CrmStream):
         labels = self.labels(table) if self.labelled else Labels({})
 
         def build(row: dict[str, Any], row_id: str, ts: str) -> list[dict[str, Any]]:
-            return [shape(row, ts, computed(row, row_id, labels))]
+            record = shape(row, ts, computed(row, row_id, labels))
+            if row.get("merged"):
+                self.mark_merged(row, record, ts)
+            return [record]
 
         return build
 
@@ -337,6 +360,7 @@ class CompaniesStream(DynamicsStream):
                 "address1_country",
                 "telephone1",
                 "_ownerid_value",
+                *MERGE_COLUMNS,
             ),
         )
     }
@@ -380,14 +404,31 @@ class LeadsStream(DynamicsStream):
         "lead": Table(
             "lead",
             "leads",
-            (*PERSON_COLUMNS, "companyname", "industrycode", "statecode", "statuscode"),
+            (
+                *PERSON_COLUMNS,
+                "companyname",
+                "industrycode",
+                "statecode",
+                "statuscode",
+                "_parentcontactid_value",
+                *MERGE_COLUMNS,
+            ),
         ),
         "contact": Table(
             "contact",
             "contacts",
-            (*PERSON_COLUMNS, "_parentcustomerid_value", "_originatingleadid_value"),
+            (
+                *PERSON_COLUMNS,
+                "_parentcustomerid_value",
+                "_originatingleadid_value",
+                *MERGE_COLUMNS,
+            ),
         ),
     }
+
+    def __init__(self, tap: TapCrmMsi, client: DynamicsClient) -> None:
+        super().__init__(tap, client)
+        self._rekeyed: set[str] = set()  # leads re-keyed this run (each once)
 
     def deleted_record(self, table: Table, row_id: str | None, ts: str) -> dict[str, Any] | None:
         record = super().deleted_record(table, row_id, ts)
@@ -414,9 +455,26 @@ class LeadsStream(DynamicsStream):
         # A contact created since the last run from a lead: the lead was qualified meanwhile.
         created_since = window.floor if incremental else None
 
+        rekeyed = self._rekeyed
+
+        def rekey(lead_id: str, contact_id: str, row: dict[str, Any], ts: str) -> dict[str, Any]:
+            rekeyed.add(lead_id)
+            return rekey_shape(
+                row,
+                ts,
+                {
+                    "externalPersonId": lead_id,
+                    "personType": "lead",
+                    "convertedToExternalPersonId": contact_id,
+                },
+            )
+
         def build(row: dict[str, Any], row_id: str, ts: str) -> list[dict[str, Any]]:
             if is_lead and row.get("statecode") == LEAD_QUALIFIED:
-                return []  # continues as its contact; re-keyed from the contact's side
+                # It continues as its contact: re-keyed to it when qualified since the last run,
+                # onto the contact its `parentcontactid` names (one that existed already, too).
+                contact = _guid(row.get("_parentcontactid_value"))
+                return [rekey(row_id, contact, row, ts)] if contact and incremental else []
             customer = row.get("_parentcustomerid_value")
             company_id = (
                 _guid(customer)
@@ -437,23 +495,17 @@ class LeadsStream(DynamicsStream):
                     "convertedToExternalPersonId": None,
                 },
             )
+            if row.get("merged"):
+                self.mark_merged(row, record, ts)
             origin = _guid(row.get("_originatingleadid_value"))
             # `createdon` matters only for a contact made from a lead, on an incremental run.
             if (
                 origin
                 and created_since
+                and origin not in rekeyed  # the lead's own row said it first
                 and (canonical_ts(row.get("createdon")) or "") >= created_since
             ):
-                rekey = rekey_shape(
-                    row,
-                    ts,
-                    {
-                        "externalPersonId": origin,
-                        "personType": "lead",
-                        "convertedToExternalPersonId": row_id,
-                    },
-                )
-                return [rekey, record]
+                return [rekey(origin, row_id, row, ts), record]
             return [record]
 
         return build

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from typing_extensions import override
 
+from msi_common import contract
 from tap_crm_msi.client import prefetch
 from tap_crm_msi.errors import BulkJobUnfinished, CrmError
 from tap_crm_msi.salesforce.client import soql_datetime
@@ -48,6 +49,7 @@ class SObject:
     name: str
     fields: tuple[str, ...]
     deletable: bool = True  # has IsDeleted (and so queryAll returns its deletions)
+    mergeable: bool = False  # has MasterRecordId: merged-away rows name what they went into
 
 
 def _from_csv(row: dict[str, Any]) -> dict[str, Any]:
@@ -87,6 +89,7 @@ class SalesforceStream(CrmStream):
         extra = [crm for crm, _ in self.field_mappings.for_object(sobject.name)]
         columns = list(dict.fromkeys([*sobject.fields, *extra]))
         columns += [c for c in ("IsDeleted",) if sobject.deletable and c not in columns]
+        columns += [c for c in ("MasterRecordId",) if sobject.mergeable and c not in columns]
         start = window.query_from
         where = f" WHERE SystemModstamp >= {soql_datetime(start)}" if start is not None else ""
         return f"SELECT {', '.join(columns)} FROM {sobject.name}{where}"
@@ -143,6 +146,7 @@ class SalesforceStream(CrmStream):
             batches = (page for _, page in prefetch(pages))
         admit = window.admit
         mappings = self.field_mappings.for_object(crm_object)
+        merged_into = contract.merged_into(self.contract_name) if sobject.mergeable else None
         for batch in batches:
             for row in batch:
                 place = window.progress
@@ -157,6 +161,9 @@ class SalesforceStream(CrmStream):
                     continue
                 if row.get("IsDeleted"):
                     record["_sdc_deleted_at"] = ts
+                    if merged_into and row.get("MasterRecordId"):
+                        # Merged away: the target merges it in Marketo rather than deleting.
+                        record[merged_into] = to_18(row["MasterRecordId"])
                 yield apply_mappings(mappings, row, record) if mappings else record
         window.finish()
 
@@ -286,6 +293,7 @@ class CompaniesStream(SalesforceStream):
                 "Phone",
                 "SystemModstamp",
             ),
+            mergeable=True,
         )
     }
 
@@ -326,10 +334,12 @@ class LeadsStream(SalesforceStream):
                 "ConvertedContactId",
                 "SystemModstamp",
             ),
+            mergeable=True,
         ),
         "Contact": SObject(
             "Contact",
             (*PERSON_FIELDS, "MobilePhone", "AccountId", "LeadSource", "SystemModstamp"),
+            mergeable=True,
         ),
     }
 

@@ -21,6 +21,7 @@ from singer_sdk.exceptions import FatalAPIError
 
 from msi_common import contract
 from target_marketo_msi.marketo.errors import StopRun
+from target_marketo_msi.marketo.lead_fields import choose_fields
 from target_marketo_msi.marketo.objects import COMPANIES
 from target_marketo_msi.sdk_compat import StateCheckpointStream
 from target_marketo_msi.tap.csvstream import CONVERTERS
@@ -53,7 +54,6 @@ LOGGER = logging.getLogger("tap_marketo_msi")
 
 BATCH = 1000  # rows fingerprinted and remembered together
 MAX_FILTER_VALUES = 300  # Marketo's limit for filterValues
-DESCRIBE2 = "/rest/v1/leads/describe2.json"
 # The state keys that say where the reading is: without any, a run reads from start_date.
 CURSOR_KEYS = ("extracted_until", "scan", "export", "replication_key_value")
 
@@ -89,16 +89,12 @@ class MarketoLeadStream(StateCheckpointStream):
         super().__init__(tap)
 
     # Schema and field names -----------------------------------------------------------------
-    @cached_property
-    def field_map(self) -> dict[str, str]:
-        """Stream property -> Marketo field, with the user's remapping applied."""
-        overrides = (
-            dict(self.config.get(self.field_map_setting) or {}) if self.field_map_setting else {}
-        )
-        mapping = {prop: overrides.get(prop, field) for prop, field, _t, _r in self.FIELDS}
+    def field_choices(self) -> dict[str, tuple[str, ...]]:
+        """Stream property -> the Marketo fields that may hold it, in the order looked for."""
+        choices = {prop: (field,) for prop, field, _t, _r in self.FIELDS}
         for extra in self.extra_fields:
-            mapping.setdefault(extra, extra)
-        return mapping
+            choices.setdefault(extra, (extra,))
+        return choices
 
     @cached_property
     def extra_fields(self) -> list[str]:
@@ -125,26 +121,27 @@ class MarketoLeadStream(StateCheckpointStream):
 
     @cached_property
     def available(self) -> dict[str, str]:
-        """Stream property -> Marketo field for the fields this instance has (per describe2).
+        """Stream property -> Marketo field for the fields this instance has (per describe2):
+        the user's remapping, else the first of the property's names describe2 lists.
 
         A required field missing stops the run with a message naming the setting to fix;
         an optional one (e.g. sfdcLeadId on an instance without the native CRM sync) is
         emitted as null.
         """
-        types = self.tap.describe_types()
+        overrides = (
+            dict(self.config.get(self.field_map_setting) or {}) if self.field_map_setting else {}
+        )
         required = {prop for prop, _f, _t, req in self.FIELDS if req}
-        found: dict[str, str] = {}
-        for prop, field in self.field_map.items():
-            if field in types:
-                found[prop] = field
-            elif prop in required or prop in self.extra_fields:
+        found, missing = choose_fields(self.field_choices(), self.tap.describe_types(), overrides)
+        for prop, names in missing.items():
+            field = "' or '".join(names)
+            if prop in required or prop in self.extra_fields:
                 hint = (
                     f" (remap it in `{self.field_map_setting}`)" if self.field_map_setting else ""
                 )
                 msg = f"Marketo has no lead field '{field}' for '{prop}' per describe2{hint}"
                 raise FatalAPIError(msg)
-            else:
-                LOGGER.info("%s: Marketo has no field '%s'; '%s' is null", self.name, field, prop)
+            LOGGER.info("%s: Marketo has no field '%s'; '%s' is null", self.name, field, prop)
         return found
 
     @cached_property
@@ -349,8 +346,9 @@ class LeadScoresStream(MarketoLeadStream):
     """MSI's computed fields per lead that has an externalPersonId, emitted when they change.
 
     Name, keys and fields are the `lead_scores` contract's (msi_common.contract), which
-    target-crm-msi reads: every property is the Marketo field of the same name (unless
-    remapped) and must exist in describe2.
+    target-crm-msi reads: every property is the Marketo field of the same name, or of the first
+    of the names the contract gives it (`x-marketo-fields`) that describe2 lists, unless
+    remapped; each must exist in describe2.
     """
 
     name = contract.SCORES_STREAM
@@ -363,6 +361,10 @@ class LeadScoresStream(MarketoLeadStream):
         (prop, prop, th.CustomType(schema), True)
         for prop, schema in contract.load_schema(contract.SCORES_STREAM)["properties"].items()
     )
+
+    def field_choices(self) -> dict[str, tuple[str, ...]]:
+        # Where Adobe's pages name a score two ways, whichever this instance has.
+        return contract.marketo_field_choices(contract.SCORES_STREAM)
 
     def wanted(self, record: dict[str, Any]) -> bool:
         return bool(record.get("externalPersonId"))

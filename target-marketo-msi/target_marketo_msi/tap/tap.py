@@ -11,7 +11,6 @@ import contextlib
 import datetime as dt
 import logging
 from functools import cached_property
-from typing import Any
 
 from singer_sdk import Stream, Tap
 from singer_sdk import typing as th
@@ -20,8 +19,9 @@ from msi_common import settings
 from msi_common.run_lock import run_locked
 from target_marketo_msi.marketo.client import MarketoClient
 from target_marketo_msi.marketo.instance_state import InstanceState
+from target_marketo_msi.marketo.lead_fields import lead_field_types
 from target_marketo_msi.tap.extract import ExtractSettings, parse_time
-from target_marketo_msi.tap.streams import DESCRIBE2, LeadScoresStream, PeopleStream
+from target_marketo_msi.tap.streams import LeadScoresStream, PeopleStream
 
 LOGGER = logging.getLogger("tap_marketo_msi")
 
@@ -51,8 +51,9 @@ class TapMarketoMsi(Tap):
         th.Property(
             "lead_scores_field_map",
             th.ObjectType(additional_properties=th.StringType()),
-            description="lead_scores property -> Marketo field, where the instance differs "
-            "(e.g. {'relativeScore': 'relativeScoring'})",
+            description="lead_scores property -> Marketo field, over the names looked for in "
+            "describe2 (relativeScore: relativeScoring, relativeScore; relativeUrgency: "
+            "relativeUrgency, urgency)",
         ),
         th.Property(
             "people_extra_fields",
@@ -139,14 +140,7 @@ class TapMarketoMsi(Tap):
     @cached_property
     def _describe_types(self) -> dict[str, str]:
         max_age = float(self.config["describe_cache_hours"]) * 3600
-        result = self.instance_state.cached_describe(DESCRIBE2, max_age)
-        if result is None:
-            result = self.client.describe(DESCRIBE2)
-            self.instance_state.store_describe(DESCRIBE2, result)
-        fields: list[dict[str, Any]] = []
-        for entry in result:
-            fields.extend(entry.get("fields") or [])
-        return {f["name"]: f.get("dataType", "string") for f in fields if f.get("name")}
+        return lead_field_types(self.client, self.instance_state, max_age)
 
     def discover_streams(self) -> list[Stream]:
         return [LeadScoresStream(self), PeopleStream(self)]

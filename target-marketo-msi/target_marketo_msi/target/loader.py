@@ -1,7 +1,9 @@
 """The loader: takes pending records and settles them in Marketo, in MSI's order.
 
 Upserts go parents first (sales persons, companies, leads, opportunities, roles); deletes go
-the other way (roles, leads when enabled, opportunities, companies, sales persons). Every batch
+the other way (roles, leads when enabled, opportunities, companies, sales persons). People the
+CRM merged are merged in Marketo before the leads' upserts; merged companies go with the
+companies' deletes, their children moved first (`target.merges`). Every batch
 is at most 300 records and 1 MB; the batches of one object run in parallel under the client's
 shared limiter. A flush before the end of the input sends only whole batches and does not wait
 for them (`pipeline.SendPipeline`): the target reads on while they are in flight. A record is
@@ -37,6 +39,7 @@ from target_marketo_msi.marketo.objects import DELETE_ORDER, LOAD_ORDER, ObjectS
 from target_marketo_msi.target.batching import batches
 from target_marketo_msi.target.bulk_import import BulkLeadImporter
 from target_marketo_msi.target.fingerprints import FingerprintStore, fingerprint
+from target_marketo_msi.target.merges import CompanyMoves, PeopleMerges
 from target_marketo_msi.target.ordering import PendingRecord, PendingSet, RunLedger, gate
 from target_marketo_msi.target.pipeline import SendPipeline
 from target_marketo_msi.target.resolve import LeadResolver
@@ -93,6 +96,8 @@ class Loader:
         self.fingerprints = FingerprintStore(state)
         self.resolver = LeadResolver(client, state)
         self.bulk = BulkLeadImporter(client, logger)
+        self.people_merges = PeopleMerges(self)
+        self.company_moves = CompanyMoves(self)
         self.ledger = RunLedger()
         self.pending = PendingSet(self._superseded)
         self.objects: dict[str, ObjectStrategy] = {
@@ -101,8 +106,9 @@ class Loader:
         self._describes: dict[str, Describe | None] = {}
         self.pipeline = SendPipeline(client, summary, settings.backlog_batches)
         self._flush_lock = threading.Lock()
-        # Set on the thread running a flush before the end of the input: its sends go on in
-        # the pipeline (a send made from a send's own thread, a retry of a split, waits).
+        # Set on the thread running a flush before the end of the input while it hands an
+        # object's upserts on: their sends go on in the pipeline. Every other send waits (those
+        # of merges, of deletes, and those made from a send's own thread).
         self._reading_on = threading.local()
         self._last_progress = time.monotonic()
 
@@ -135,7 +141,6 @@ class Loader:
             try:
                 if final:
                     self.pipeline.settle()
-                self._reading_on.active = not final
                 for spec in LOAD_ORDER:
                     self._phase(spec, self._upsert, final=final)
                 if final:
@@ -148,8 +153,6 @@ class Loader:
             except BaseException:
                 self.pipeline.abandon()
                 raise
-            finally:
-                self._reading_on.active = False
 
     def _phase(self, spec: ObjectSpec, step: Callable[..., None], *, final: bool) -> None:
         if not self.pending.has(spec.stream):
@@ -163,13 +166,19 @@ class Loader:
     # Upserts --------------------------------------------------------------------------------
     def _upsert(self, obj: ObjectStrategy, *, final: bool) -> None:
         spec = obj.spec
+        # Merges (and conversions) first, so the winner's own record, sent after, has the last
+        # word on its fields (Marketo's merge fills the winner's empty ones from the loser).
+        first = self._changed(spec, self.pending.take_where(spec.stream, obj.settles_first))
+        if first:
+            self.pipeline.wait()  # merges look people up: what is in flight lands first
+            obj.settle_first(first)
         items = self.pending.take(spec.stream, deleted=False)
         if not items:
             return
-        if self.pipeline.in_flight(k for i in items for k in obj.keys(i)):
+        if self.pipeline.in_flight(i.key for i in items):
             self.pipeline.wait()  # a later version of a record must not overtake the earlier
         items = self._checked(obj, items)
-        gated = gate(items, self.ledger, self._known_to_marketo, final=final)
+        gated = gate(items, self.ledger, self.known_to_marketo, final=final)
         for item, why in gated.orphaned:
             self.reject(item, "parent_rejected", why)
         self.pending.put_back(gated.waiting)
@@ -186,9 +195,15 @@ class Loader:
                 else:
                     ok.append(item)
             changed = ok
-        if not final:
-            changed = self._whole_batches(spec, changed)
-        obj.upsert(changed, describe)
+        if final:
+            obj.upsert(changed, describe)
+            return
+        changed = self._whole_batches(spec, changed)
+        self._reading_on.active = True
+        try:
+            obj.upsert(changed, describe)
+        finally:
+            self._reading_on.active = False
 
     def _whole_batches(self, spec: ObjectSpec, items: list[PendingRecord]) -> list[PendingRecord]:
         """As many items as fill whole batches; the rest wait for the next flush, so that
@@ -211,11 +226,14 @@ class Loader:
         return ok
 
     def _changed(
-        self, spec: ObjectSpec, items: list[PendingRecord], *, deleted: bool
+        self, spec: ObjectSpec, items: list[PendingRecord], *, deleted: bool | None = None
     ) -> list[PendingRecord]:
-        """Items whose fingerprint differs from what this Marketo instance last confirmed."""
+        """Items whose fingerprint differs from what this Marketo instance last confirmed
+        (fingerprinted as deleted or not: `deleted`, or each as it is)."""
         for item in items:
-            item.digest = fingerprint(item.record, deleted=deleted)
+            item.digest = fingerprint(
+                item.record, deleted=item.deleted if deleted is None else deleted
+            )
         if self.settings.resend_unchanged:
             return items
         stored = self.fingerprints.known(spec.stream, [i.key for i in items])
@@ -224,7 +242,7 @@ class Loader:
         self.ledger.mark_loaded(spec.stream, [i.key for i in unchanged])
         return [i for i in items if stored.get(i.key) != i.digest]
 
-    def _known_to_marketo(self, stream: str, keys: list[str]) -> set[str]:
+    def known_to_marketo(self, stream: str, keys: list[str]) -> set[str]:
         stored = self.fingerprints.known(stream, keys)
         return {k for k, digest in stored.items() if not digest.startswith("deleted:")}
 
@@ -289,13 +307,12 @@ class Loader:
             self.log_progress()
 
         if getattr(self._reading_on, "active", False):
-            keys = self.objects[spec.stream].keys
-            if self.pipeline.in_flight(k for item in items for k in keys(item)):
+            if self.pipeline.in_flight(item.key for item in items):
                 self.pipeline.wait()  # an earlier send of these records lands first
             for group in groups:
                 part = [items[i] for i in group]
                 self.pipeline.submit(
-                    [k for item in part for k in keys(item)],
+                    [item.key for item in part],
                     functools.partial(send_one, part, [payloads[i] for i in group]),
                 )
             return

@@ -13,7 +13,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from msi_common import contract
 from target_marketo_msi.marketo.objects import BY_STREAM, LOAD_ORDER, record_key
+
+# Per stream, the field naming what a merged-away record went into (None: no merges).
+MERGED_INTO = {spec.stream: contract.merged_into(spec.stream) for spec in LOAD_ORDER}
 
 
 @dataclass
@@ -26,6 +30,13 @@ class PendingRecord:
     @property
     def deleted(self) -> bool:
         return bool(self.record.get("_sdc_deleted_at"))
+
+    @property
+    def merged_into(self) -> str | None:
+        """The key of the record this deleted one was merged into in the CRM, if it was."""
+        name = MERGED_INTO.get(self.stream)
+        value = self.record.get(name) if name and self.deleted else None
+        return str(value) if value else None
 
 
 @dataclass
@@ -78,6 +89,17 @@ class PendingSet:
         with self._lock:
             bucket = self._by_stream[stream]
             taken = [p for p in bucket.values() if p.deleted == deleted]
+            for p in taken:
+                del bucket[p.key]
+        return taken
+
+    def take_where(
+        self, stream: str, wanted: Callable[[PendingRecord], bool]
+    ) -> list[PendingRecord]:
+        """Remove and return the stream's pending records `wanted` picks."""
+        with self._lock:
+            bucket = self._by_stream[stream]
+            taken = [p for p in bucket.values() if wanted(p)]
             for p in taken:
                 del bucket[p.key]
         return taken

@@ -18,6 +18,7 @@ OUTCOMES = (
     "unchanged",
     "deleted",
     "rekeyed",
+    "merged",
     "rejected",
     "not_sent",
 )
@@ -42,12 +43,18 @@ class RunSummary:
     stop_reason: str | None = None
     dry_run: bool = False
     would_call: Counter[str] = field(default_factory=Counter)
+    # Calls the CRM's merges and removals cost beyond the ordinary syncs, per kind of change.
+    lifecycle_calls: Counter[str] = field(default_factory=Counter)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add(self, stream: str, outcome: str, n: int = 1) -> None:
         if n:
             with self._lock:
                 self.counts.setdefault(stream, Counter())[outcome] += n
+
+    def add_lifecycle_calls(self, kind: str, n: int) -> None:
+        with self._lock:
+            self.lifecycle_calls[kind] += n
 
     def add_calls(self, stream: str, n: int = 1, seconds: float = 0.0) -> None:
         with self._lock:
@@ -77,6 +84,7 @@ class RunSummary:
                     for stream, c in self.counts.items()
                 },
                 "would_call": dict(self.would_call),
+                "lifecycle_calls": dict(self.lifecycle_calls),
                 "total_calls": total_calls,
                 "repeated_writes": repeated_writes,
                 "budget_left": budget_left,

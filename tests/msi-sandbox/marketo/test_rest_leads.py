@@ -134,8 +134,8 @@ def test_call_level_errors(mkto: MarketoApi) -> None:
 
 def test_msi_fields_are_read_only_and_move_with_msi_activity(mkto: MarketoApi) -> None:
     lead_id = mkto.sync("leads", [{"email": "m@x.example", "externalPersonId": "003M"}])[0]["id"]
-    mkto.sync("leads", [{"email": "m@x.example", "priority": 99, "relativeScore": 7}])
-    fields = "priority,relativeScore,msiLastInterestingMomentDate,updatedAt"
+    mkto.sync("leads", [{"email": "m@x.example", "priority": 99, "relativeScoring": 7}])
+    fields = "priority,relativeScoring,msiLastInterestingMomentDate,updatedAt"
     assert _lead(mkto, lead_id, fields)["priority"] is None
     store = mkto.sandbox.service("marketo").store
     store.update("leads", lead_id, {"updatedAt": "2020-01-01T00:00:00Z"})
@@ -273,7 +273,7 @@ def test_describe_and_describe2(mkto: MarketoApi) -> None:
     assert described["name"] == "API Lead"
     assert ["externalPersonId"] in described["searchableFields"]
     fields = {f["name"]: f for f in described["fields"]}
-    for name in ("msiLastInterestingMomentType", "relativeUrgency", "relativeScore"):
+    for name in ("msiLastInterestingMomentType", "relativeUrgency", "relativeScoring"):
         assert fields[name]["updateable"] is False
 
 

@@ -128,7 +128,7 @@ def test_changes_deletes_and_qualifications_arrive_once(seeded_dynamics: Any) ->
         rekey = [r for r in people if r["externalPersonId"] == lead_id.lower()]
         assert [r["convertedToExternalPersonId"] for r in rekey] == [contact_id.lower()]
         assert person_ids.count(contact_id.lower()) == 1
-    # (an opportunity whose contact customer was deleted changes too: Dataverse clears the link)
+    # (an opportunity whose contact customer was deleted goes with it, as Dataverse cascades)
     assert set(second.ids("opportunities")) >= {
         i.lower() for i in changed["new_opportunities"]["opportunity"]
     }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from tap_crm_helpers import run_tap, salesforce_config
 
 from msi_common.contract import STREAM_NAMES
@@ -196,3 +197,34 @@ def test_start_date_limits_the_first_run_without_deletions(seeded_salesforce: An
     }
     assert set(run.ids("companies")) == expected
     assert all("_sdc_deleted_at" not in r for rs in run.records.values() for r in rs)
+
+
+@pytest.mark.parametrize("bulk_threshold", [100_000, 1], ids=["rest", "bulk"])
+def test_merged_away_records_arrive_as_deletes_naming_the_master(
+    seeded_salesforce: Any, bulk_threshold: int
+) -> None:
+    sandbox = seeded_salesforce
+    config = salesforce_config(sandbox, bulk_threshold=bulk_threshold)
+    first = run_tap(config)
+    changed = sandbox.admin("salesforce", "POST", "mutate", json={"merges": 9, "deletes": 4})
+    changed = changed.json()
+
+    second = run_tap(config, first.state)
+
+    for name, stream, key, merged_into in (
+        ("Lead", "leads", "externalPersonId", "mergedIntoExternalPersonId"),
+        ("Contact", "leads", "externalPersonId", "mergedIntoExternalPersonId"),
+        ("Account", "companies", "externalCompanyId", "mergedIntoExternalCompanyId"),
+    ):
+        emitted = {r[key]: r for r in second.records[stream]}
+        pairs = changed["merged"].get(name, [])
+        assert pairs, name
+        for pair in pairs:
+            loser, master = emitted[pair["loser"]], emitted[pair["master"]]
+            assert loser["_sdc_deleted_at"]
+            assert loser[merged_into] == pair["master"]
+            assert "_sdc_deleted_at" not in master  # the master is modified, and live
+            assert master.get(merged_into) is None
+        for record_id in changed["deleted"].get(name, []):
+            assert emitted[record_id]["_sdc_deleted_at"]
+            assert emitted[record_id].get(merged_into) is None  # a plain delete

@@ -2,6 +2,8 @@
 
 After MSI moves some people's scores, exactly those people's CRM records change, to Marketo's
 values, and nothing else in Lead/Contact (or lead/contact) does; a repeated run writes nothing.
+Both ways Adobe's pages name two of the scores pass with no setting: tap-marketo-msi finds the
+instance's names in the describe2 it reads anyway.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from writeback_support import (
     DYN_STAMPS,
     SF_FIELDS,
     SF_STAMPS,
+    StandaloneHandle,
     api_calls,
     changed_rows,
     dump,
@@ -28,6 +31,8 @@ from writeback_support import (
     salesforce_config,
 )
 
+from msi_common.testing import as_marketo_lead
+from msi_sandbox.server import start
 from target_marketo_msi.tap.tap import TapMarketoMsi
 
 ISO = "%Y-%m-%dT%H:%M:%SZ"
@@ -38,6 +43,32 @@ CRMS = {
     "dynamics": ((("lead", "leadid"), ("contact", "contactid")), DYN_FIELDS, DYN_STAMPS,
                  dynamics_config, "/api/"),
 }  # fmt: skip
+# The sandbox Marketo's option msi_score_naming -> the names of its relative urgency and score,
+# as Adobe's pages give them (None: the default, the Sales Insight pages' naming).
+NAMINGS = {
+    None: ("relativeUrgency", "relativeScoring"),
+    "standard-fields": ("urgency", "relativeScore"),
+}
+DESCRIBE2 = "/rest/v1/leads/describe2.json"
+
+
+@pytest.fixture
+def world(request: pytest.FixtureRequest, crm: str, naming: str | None, tmp_path: Path) -> Any:
+    """The shared sandbox (default naming), or Marketo and `crm` of their own started with
+    `naming`."""
+    if naming is None:
+        yield request.getfixturevalue("sandbox")
+        return
+    sandbox = start(
+        tmp_path / "sandbox",
+        ports={"marketo": 0, crm: 0},
+        services=["marketo", crm],
+        options={"marketo": {"msi_score_naming": naming}},
+    )
+    try:
+        yield StandaloneHandle(sandbox)
+    finally:
+        sandbox.stop()
 
 
 def crm_rows(sandbox: Any, crm: str) -> dict[str, dict[str, Any]]:
@@ -90,13 +121,16 @@ def put_marketo_leads(sandbox: Any, external_ids: list[str], unscored: list[str]
                 "updatedAt": when,
             }
         )
-    store = sandbox.service("marketo").store
-    with store.transaction():
-        store.insert_many("leads", rows, replace=True)
+    service = sandbox.service("marketo")
+    with service.store.transaction():
+        service.store.insert_many(
+            "leads", [as_marketo_lead(service, r) for r in rows], replace=True
+        )
 
 
 def run_tap(sandbox: Any, state_dir: Path, state: dict | None) -> tuple[list[str], dict]:
-    """tap-marketo-msi's lead_scores, in-process: its Singer lines and final state."""
+    """tap-marketo-msi's lead_scores, in-process: its Singer lines and final state (no
+    `lead_scores_field_map`: the instance's names are found)."""
     start = dt.datetime.now(dt.UTC) - dt.timedelta(days=40)
     config = {
         **marketo_connection(sandbox),
@@ -121,11 +155,23 @@ def run_tap(sandbox: Any, state_dir: Path, state: dict | None) -> tuple[list[str
     return lines, final
 
 
+def marketo_calls(sandbox: Any, endpoint: str) -> int:
+    stats = sandbox.admin("marketo", "GET", "stats").json()
+    return sum(row["calls"] for row in stats["calls"] if row["endpoint"] == endpoint)
+
+
+@pytest.mark.parametrize("naming", list(NAMINGS), ids=lambda n: n or "sales-insight")
 @pytest.mark.parametrize("crm", list(CRMS))
 def test_msi_activity_reaches_exactly_the_right_crm_records(
-    sandbox: Any, tmp_path: Path, crm: str
+    world: Any, tmp_path: Path, crm: str, naming: str | None
 ) -> None:
+    sandbox = world
     _, fields, stamps, make_config, calls_prefix = CRMS[crm]
+    urgency, score = NAMINGS[naming]
+    described = sandbox.service("marketo").lead_type.by_name
+    assert {urgency, score} <= set(described)
+    assert not ({"relativeUrgency", "relativeScoring", "urgency", "relativeScore"}
+                - {urgency, score}) & set(described)  # fmt: skip
     sandbox.admin(crm, "POST", "seed", json={"size": "small", "seed": 3})
     people = person_ids(crm_rows(sandbox, crm), crm, each=5)
     ids, unscored = people[:3] + people[5:8], people[3:5] + people[8:]
@@ -172,9 +218,11 @@ def test_msi_activity_reaches_exactly_the_right_crm_records(
         assert row[fields[2]] == source["msiLastInterestingMomentDesc"]
         assert row[fields[3]] == source["msiLastInterestingMomentSource"]
         assert row[fields[4]] == source["priority"]
-        assert row[fields[5]] == source["relativeUrgency"]
-        assert row[fields[6]] == source["relativeScore"]
+        assert row[fields[5]] == source[urgency]
+        assert row[fields[6]] == source[score]
     assert second.summary["written"] == 2
+    # The names were found in the describe2 the tap reads anyway: one call, then its cache.
+    assert marketo_calls(sandbox, DESCRIBE2) == 1
 
     # The same input again: nothing is written and the CRM is not called.
     sandbox.admin(crm, "POST", "stats/reset")

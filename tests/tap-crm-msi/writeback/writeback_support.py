@@ -114,6 +114,7 @@ class StandaloneHandle:
     starts itself (e.g. with service options the shared one does not have)."""
 
     def __init__(self, sandbox: Any) -> None:
+        self.sandbox = sandbox
         self.info = sandbox.info()
         self.ca_bundle = str(sandbox.ca_bundle)
         self.session = requests.Session()
@@ -125,6 +126,9 @@ class StandaloneHandle:
         response = self.session.request(method, url, timeout=60, **kwargs)
         response.raise_for_status()
         return response
+
+    def service(self, name: str) -> Any:
+        return self.sandbox.services[name]
 
 
 def with_defaults(config: dict[str, Any]) -> dict[str, Any]:

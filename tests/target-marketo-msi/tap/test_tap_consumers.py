@@ -15,7 +15,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tap_marketo_support import change_lead, lead, now, put_leads, run_tap, tap_config
+from tap_marketo_support import (
+    change_lead,
+    lead,
+    now,
+    put_leads,
+    run_tap,
+    stored_leads,
+    tap_config,
+)
 
 from msi_common.contract import SCORES_STREAM
 from target_marketo_msi.marketo.instance_state import InstanceState
@@ -49,7 +57,7 @@ def scores(run: Any) -> dict[int, tuple[Any, ...]]:
 
 def in_marketo(sandbox: Any, *lead_ids: int) -> dict[int, tuple[Any, ...]]:
     """The score fields Marketo holds for these leads."""
-    rows = {r["id"]: r for r in sandbox.service("marketo").store.select("leads")}
+    rows = stored_leads(sandbox)
     return {n: tuple(rows[n][f] for f in SCORE_FIELDS) for n in lead_ids}
 
 

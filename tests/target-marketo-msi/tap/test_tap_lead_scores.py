@@ -15,6 +15,7 @@ from tap_marketo_support import (
     now,
     put_leads,
     run_tap,
+    stored_leads,
     tap_config,
 )
 
@@ -48,7 +49,7 @@ def test_changed_scores_are_emitted_once(scored: Any, tmp_path: Any) -> None:
     second = run_tap(config, first.state, streams=SCORES)
     records = second.records("lead_scores")
     assert ids(records) == [2, 4]
-    stored = {r["id"]: r for r in scored.service("marketo").store.select("leads")}
+    stored = stored_leads(scored)
     for record in records:
         assert record["relativeScore"] == stored[record["id"]]["relativeScore"]
         assert (
@@ -97,7 +98,7 @@ def test_score_fields_can_be_remapped(scored: Any, tmp_path: Any) -> None:
 
 def test_a_score_field_marketo_lacks_stops_with_a_clear_message(scored: Any, tmp_path: Any) -> None:
     config = tap_config(
-        scored, tmp_path, lead_scores_field_map={"relativeScore": "relativeScoring"}
+        scored, tmp_path, lead_scores_field_map={"relativeScore": "relativeScoreValue"}
     )
-    with pytest.raises(Exception, match=r"relativeScoring.*lead_scores_field_map"):
+    with pytest.raises(Exception, match=r"relativeScoreValue.*lead_scores_field_map"):
         run_tap(config, streams=SCORES)

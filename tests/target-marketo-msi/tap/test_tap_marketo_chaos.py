@@ -28,6 +28,7 @@ from tap_marketo_support import (
     iso,
     msi_activity,
     now,
+    put_leads,
     run_tap,
     schema_of,
     source_records,
@@ -122,7 +123,7 @@ def chaos_world(sandbox: Any, leads: int, companies: int, seed: int) -> None:
     store = sandbox.service("marketo").store
     with store.transaction():
         store.insert_many("companies", company_rows, replace=True)
-        store.insert_many("leads", rows, replace=True)
+    put_leads(sandbox, rows)
 
 
 def chaos_config(sandbox: Any, state_dir: Path, **overrides: Any) -> dict[str, Any]:
@@ -172,8 +173,8 @@ def change_the_world(sandbox: Any, stream: str, rng: random.Random) -> dict[str,
     msi_activity(sandbox, *scored)
     fresh = list(range(LEADS + 1, LEADS + 101))
     when = iso(now())
-    store.insert_many(
-        "leads",
+    put_leads(
+        sandbox,
         [
             {"id": i, "email": f"p{i}@example.com", "externalPersonId": f"00Q{i:015d}",
              "priority": 50, "relativeScore": 3, "createdAt": when, "updatedAt": when}

@@ -18,6 +18,7 @@ NOT_FOUND_CODES = frozenset({"1004", "1013"})
 ALREADY_EXISTS = "1005"
 UPSERT_BODY: dict[str, Any] = {"action": "createOrUpdate", "dedupeBy": "dedupeFields"}
 DELETE_BODY: dict[str, Any] = {"deleteBy": "dedupeFields"}
+UPDATE_BY_ID: dict[str, Any] = {"action": "updateOnly", "lookupField": "id"}
 
 
 def reason_codes(result: dict[str, Any]) -> set[str]:
@@ -39,10 +40,6 @@ class ObjectStrategy:
     def check(self, record: dict[str, Any]) -> Problem | None:
         """The first reason this record cannot go to Marketo, or None."""
         return check(self.spec, record, queue_owner=self.queue_owner)
-
-    def keys(self, item: PendingRecord) -> list[str]:
-        """The keys a send of this record touches: another send of one of them waits for it."""
-        return [item.key]
 
     # Upserts --------------------------------------------------------------------------------
     def payload(self, record: dict[str, Any]) -> dict[str, Any]:
@@ -82,6 +79,15 @@ class ObjectStrategy:
         """delete.json by the key fields."""
         payloads = [{k: i.record[k] for k in self.spec.key_fields} for i in items]
         self.send_deletes(items, payloads, DELETE_BODY)
+
+    def settles_first(self, item: PendingRecord) -> bool:
+        """Whether this pending record is settled before the object's upserts (people's
+        merges and conversions); none by default."""
+        return False
+
+    def settle_first(self, items: list[PendingRecord]) -> None:
+        """Settle the records `settles_first` picked, before the upserts of their flush."""
+        raise NotImplementedError(f"{self.spec.stream} settles nothing first")
 
     def send_deletes(
         self, items: list[PendingRecord], payloads: list[dict[str, Any]], body: dict[str, Any]
@@ -129,11 +135,13 @@ class ObjectStrategy:
 
     # Helpers for objects keyed by a person --------------------------------------------------
     def in_marketo(
-        self, items: list[PendingRecord], field: str = "externalPersonId"
+        self, items: list[PendingRecord], field: str = "externalPersonId", *, refresh: bool = False
     ) -> tuple[list[PendingRecord], dict[str, int]]:
         """The items whose person Marketo has, with the lead ids; the rest have nothing in
-        Marketo to delete and are settled as they are."""
-        ids = self.loader.resolver.resolve([str(i.record.get(field)) for i in items])
+        Marketo to delete and are settled as they are (`refresh`: Marketo asked, not the cache)."""
+        ids = self.loader.resolver.resolve(
+            [str(i.record.get(field)) for i in items], refresh=refresh
+        )
         for item in items:
             if str(item.record.get(field)) not in ids:
                 self.loader.settled(item, "unchanged")

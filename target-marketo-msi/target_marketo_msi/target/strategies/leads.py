@@ -1,4 +1,5 @@
-"""Leads: CRM leads and contacts, looked up by externalPersonId, re-keyed when converted.
+"""Leads: CRM leads and contacts, looked up by externalPersonId, re-keyed when converted,
+merged when the CRM merged them (or converted a lead into a contact that has its own lead).
 
 Marketo refuses company fields on a lead linked to a company (1021), so those are left out of
 linked leads. Large volumes go through the bulk import; deletes are opt-in (`delete_leads`)
@@ -20,7 +21,12 @@ from target_marketo_msi.marketo.objects import (
     LEADS,
     NOT_COMPANY_FIELDS,
 )
-from target_marketo_msi.target.strategies.base import ALREADY_EXISTS, ObjectStrategy, reason_codes
+from target_marketo_msi.target.strategies.base import (
+    ALREADY_EXISTS,
+    UPDATE_BY_ID,
+    ObjectStrategy,
+    reason_codes,
+)
 from target_marketo_msi.target.summary import REPEATED, WARNED
 from target_marketo_msi.target.validate import Problem, check_email, check_orphan_contact
 
@@ -29,11 +35,21 @@ if TYPE_CHECKING:
     from target_marketo_msi.target.ordering import PendingRecord
 
 CONVERTED = "convertedToExternalPersonId"
-UPDATE_BY_ID: dict[str, Any] = {"action": "updateOnly", "lookupField": "id"}
 
 
 class Leads(ObjectStrategy):
     spec = LEADS
+
+    def settles_first(self, item: PendingRecord) -> bool:
+        return bool(item.merged_into or (not item.deleted and item.record.get(CONVERTED)))
+
+    def settle_first(self, items: list[PendingRecord]) -> None:
+        """People the CRM merged away and leads it converted become their winner's Marketo
+        lead (merged, or re-keyed where it has none): before the upserts, so the winners'
+        records are sent after."""
+        self.loader.people_merges.merge(
+            [(i, str(i.merged_into or i.record[CONVERTED])) for i in items]
+        )
 
     def check(self, record: dict[str, Any]) -> Problem | None:
         problem = super().check(record) or check_email(record)
@@ -41,19 +57,11 @@ class Leads(ObjectStrategy):
             problem = check_orphan_contact(record)
         return problem
 
-    def keys(self, item: PendingRecord) -> list[str]:
-        """A conversion touches the lead it re-keys and the person it becomes."""
-        converted = item.record.get(CONVERTED)
-        return [item.key, str(converted)] if converted else [item.key]
-
     # Upserts --------------------------------------------------------------------------------
     def upsert(self, items: list[PendingRecord], describe: Describe | None) -> None:
-        conversions = [i for i in items if i.record.get(CONVERTED)]
-        regular = [i for i in items if not i.record.get(CONVERTED)]
-        self.convert(conversions)
         company_fields = self.company_fields(describe)
         payloads = []
-        for item in regular:
+        for item in items:
             payload = self.payload(item.record)
             if payload.get("externalCompanyId"):
                 # Marketo refuses company fields on a lead linked to a company (1021).
@@ -61,9 +69,9 @@ class Leads(ObjectStrategy):
             payloads.append(payload)
         settings = self.loader.settings
         threshold = settings.bulk_import_threshold
-        if threshold and len(regular) >= threshold and not settings.dry_run:
+        if threshold and len(items) >= threshold and not settings.dry_run:
             self.loader.bulk.load(
-                regular,
+                items,
                 payloads,
                 on_result=self.settle_imported,
                 on_reject=self.loader.reject,
@@ -74,16 +82,16 @@ class Leads(ObjectStrategy):
         searchable = describe is None or "externalPersonId" in describe.searchable
         if searchable:
             body = {"action": "createOrUpdate", "lookupField": "externalPersonId"}
-            self.send(regular, payloads, body, self.handle_results)
+            self.send(items, payloads, body, self.handle_results)
             return
         # Not searchable here: find ids first, update those by id, create the rest.
-        ids = self.loader.resolver.resolve([i.key for i in regular], refresh=True)
+        ids = self.loader.resolver.resolve([i.key for i in items], refresh=True)
         updates = [
             (i, {**p, "id": ids[i.key]})
-            for i, p in zip(regular, payloads, strict=True)
+            for i, p in zip(items, payloads, strict=True)
             if i.key in ids
         ]
-        creates = [(i, p) for i, p in zip(regular, payloads, strict=True) if i.key not in ids]
+        creates = [(i, p) for i, p in zip(items, payloads, strict=True) if i.key not in ids]
         for pairs, body, handle in (
             (updates, UPDATE_BY_ID, self.handle_results),
             (creates, {"action": "createOnly"}, self.handle_creates),
@@ -175,44 +183,6 @@ class Leads(ObjectStrategy):
         """A bulk-imported row: Marketo returns no id for it."""
         self.loader.settled(item, str(result.get("status", "imported")))
 
-    # Conversions ----------------------------------------------------------------------------
-    def convert(self, items: list[PendingRecord]) -> None:
-        """Re-key the Marketo lead of each converted CRM lead to the contact it became."""
-        if not items:
-            return
-        resolver = self.loader.resolver
-        olds = [i.key for i in items]
-        news = [str(i.record[CONVERTED]) for i in items]
-        ids = resolver.resolve(olds + news, refresh=True)
-        updates: list[PendingRecord] = []
-        payloads: list[dict[str, Any]] = []
-        for item, old, new in zip(items, olds, news, strict=True):
-            old_id, new_id = ids.get(old), ids.get(new)
-            if old_id and not new_id:
-                updates.append(item)
-                payloads.append({"id": old_id, "externalPersonId": new})
-            elif old_id and new_id and old_id != new_id:
-                self.loader.reject(
-                    item,
-                    "conversion_conflict",
-                    f"lead {old} (Marketo id {old_id}) was converted to {new}, which already "
-                    f"has its own Marketo lead ({new_id}); merge them in Marketo",
-                )
-            else:  # already re-keyed, or never loaded: nothing to move
-                self.loader.settled(item, "unchanged")
-
-        def handle(batch: list[PendingRecord], pls: list[dict], answer: SyncAnswer) -> None:
-            # updateOnly by id lands the same re-key however often it is sent.
-            for item, payload, result in zip(batch, pls, answer.results, strict=False):
-                if result.get("status") == "updated":
-                    resolver.forget([item.key])
-                    resolver.remember([(payload["externalPersonId"], payload["id"])])
-                    self.loader.settled(item, "rekeyed")
-                else:
-                    self.loader.reject_with_reasons(item, result)
-
-        self.send(updates, payloads, UPDATE_BY_ID, handle)
-
     # Deletes --------------------------------------------------------------------------------
     def delete(self, items: list[PendingRecord]) -> None:
         """Only with `delete_leads`, and by Marketo's lead id."""
@@ -222,7 +192,13 @@ class Leads(ObjectStrategy):
                 "%d deleted leads not deleted in Marketo (delete_leads is off)", len(items)
             )
             return
-        items, ids = self.in_marketo(items)
+        # A converted lead's key may still be cached for the lead it was merged into (the
+        # contact's): what Marketo holds under the key itself is asked for instead.
+        plain, ids = self.in_marketo([i for i in items if not i.record.get(CONVERTED)])
+        converted, more = self.in_marketo(
+            [i for i in items if i.record.get(CONVERTED)], refresh=True
+        )
+        items, ids = plain + converted, {**ids, **more}
         self.send_deletes(items, [{"id": ids[i.key]} for i in items], {})
 
     def forget(self, item: PendingRecord) -> None:

@@ -1,0 +1,176 @@
+"""Benchmark: the Marketo calls each kind of Salesforce lifecycle change costs.
+
+Starts the Salesforce and Marketo stand-ins in their own process (`msi-sandbox serve`, loopback,
+TLS) with the `lifecycle` world. For each kind of change: Marketo emptied and the CRM seeded
+afresh, a full load (`tap-crm-msi | target-marketo-msi`, piped as meltano runs them, the state
+carried), `--changes` changes of that kind by the sandbox's change generator, and one
+incremental run. Printed per kind: the changes made, the Marketo calls of that run (the
+stand-in's call stats, token calls left out), the part the target's summary books as
+`lifecycle_calls`, and the endpoints called. `edits` (plain field edits of leads, contacts and
+accounts) is what changes cost without the lifecycle, `none` what a run with no change costs.
+Marketo's rate window is lifted on both sides: this counts calls, it does not time them.
+
+    .venv/bin/python benchmarks/lifecycle_calls.py [--changes 20] [--kinds merges undeletes]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from _common import crm_connection, marketo_connection, serve, trusting_session
+
+BIN = Path(sys.executable).parent
+CALLS = 10_000  # Marketo's calls per window, lifted
+# Kind -> the generator's plan for `n` changes of it; what is done first (undeletes need a
+# recycle bin) is in PREPARE.
+KINDS: dict[str, Any] = {
+    "none": lambda n: {},
+    "edits": lambda n: {"edits": n},
+    "deletes": lambda n: {"deletes": n},
+    "conversions": lambda n: {"conversions": n},
+    "conversions_into_existing": lambda n: {"conversions_into_existing": n},
+    "merges": lambda n: {"merges": n},
+    "account_deletes": lambda n: {"account_deletes": n},
+    "undeletes": lambda n: {"undeletes": n},
+    "reparents": lambda n: {"reparents": n},
+    "owner_changes": lambda n: {"owner_changes": n},
+    "owner_deactivations": lambda n: {"owner_deactivations": n},
+}
+PREPARE = {"undeletes": lambda n: {"deletes": 2 * n, "account_deletes": n}}
+
+
+def made(changed: dict[str, Any]) -> dict[str, int]:
+    """How many records each part of the generator's answer names."""
+
+    def size(value: Any) -> int:
+        if isinstance(value, dict):
+            return sum(size(v) for k, v in value.items() if k not in ("timestamp", "reassigned"))
+        return len(value) if isinstance(value, list) else 0
+
+    counts = {}
+    for key, value in changed.items():
+        if key == "merged":
+            counts.update({f"{name} merged": len(pairs) for name, pairs in value.items()})
+        elif key == "deactivated" and value:
+            counts["owners deactivated"] = len(value)
+            counts["their records"] = sum(size(d["reassigned"]) for d in value)
+        elif size(value):
+            counts[key] = size(value)
+    return counts
+
+
+class Bench:
+    def __init__(self, info: dict[str, Any], workdir: Path) -> None:
+        self.info = info
+        self.session = trusting_session(info["ca_bundle"])
+        self.workdir = workdir
+
+    def admin(self, service: str, method: str, path: str, body: Any = None) -> Any:
+        url = f"{self.info[service]['base_url']}/_sandbox/{path}"
+        response = self.session.request(method, url, json=body, timeout=600)
+        response.raise_for_status()
+        return response.json() if response.content else None
+
+    def pipe(self, kind: str, name: str, state: dict[str, Any] | None) -> tuple[dict, dict]:
+        """One run of tap | target for `kind` (its own connector state); (the state it ends
+        with, the target's summary)."""
+        run = self.workdir / kind / name
+        run.mkdir(parents=True)
+        tap_config = {
+            **crm_connection("salesforce", self.info, self.info["ca_bundle"]),
+            "overlap_seconds": 300,
+        }
+        target_config = {
+            **marketo_connection(self.info, self.info["ca_bundle"]),
+            "state_dir": str(self.workdir / kind / "state"),
+            "summary_path": str(run / "summary.json"),
+            "rejects_path": str(run / "rejects.jsonl"),
+            "delete_leads": True,
+            "reject_orphan_contacts": False,
+            "calls_per_window": CALLS,
+        }
+        (run / "tap.json").write_text(json.dumps(tap_config))
+        (run / "target.json").write_text(json.dumps(target_config))
+        tap_args = [str(BIN / "tap-crm-msi"), "--config", str(run / "tap.json")]
+        if state:
+            (run / "state.json").write_text(json.dumps(state))
+            tap_args += ["--state", str(run / "state.json")]
+        with subprocess.Popen(tap_args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL) as tap:
+            target = subprocess.run(
+                [str(BIN / "target-marketo-msi"), "--config", str(run / "target.json")],
+                stdin=tap.stdout,
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+        if target.returncode or tap.returncode:
+            codes = f"tap {tap.returncode}, target {target.returncode}"
+            sys.exit(f"{kind} {name}: {codes}\n{target.stderr}")
+        lines = [line for line in target.stdout.splitlines() if line.strip()]
+        summary = json.loads((run / "summary.json").read_text())
+        return (json.loads(lines[-1]) if lines else state or {}), summary
+
+    def kind(self, kind: str, n: int, seed: int) -> dict[str, Any]:
+        self.admin("marketo", "POST", "reset")
+        self.admin("marketo", "PUT", "limits", {"calls_per_window": CALLS})
+        self.admin("salesforce", "POST", "seed", {"size": "lifecycle", "seed": seed})
+        state, _ = self.pipe(kind, "load", None)
+        if kind in PREPARE:
+            self.admin("salesforce", "POST", "mutate", {**PREPARE[kind](n), "seed": seed})
+            state, _ = self.pipe(kind, "prepare", state)
+        changed = self.admin("salesforce", "POST", "mutate", {**KINDS[kind](n), "seed": seed + 1})
+        self.admin("marketo", "POST", "stats/reset")
+        _, summary = self.pipe(kind, "changes", state)
+        stats = self.admin("marketo", "GET", "stats")
+        endpoints: dict[str, int] = {}
+        for row in stats["calls"]:
+            if "identity" not in row["endpoint"]:
+                key = f"{row['method']} {row['endpoint']}"
+                endpoints[key] = endpoints.get(key, 0) + row["calls"]
+        return {
+            "kind": kind,
+            "made": made(changed),
+            "calls": sum(endpoints.values()),
+            "lifecycle_calls": summary.get("lifecycle_calls") or {},
+            "rejects": summary.get("rejects", 0),
+            "endpoints": endpoints,
+        }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--changes", type=int, default=20, help="changes of each kind")
+    parser.add_argument(
+        "--kinds", nargs="+", default=list(KINDS), choices=list(KINDS), help="kinds measured"
+    )
+    parser.add_argument("--seed", type=int, default=4)
+    args = parser.parse_args()
+    data = Path(tempfile.mkdtemp(prefix="lifecycle-calls-"))
+    process, info = serve(data / "sandbox", "empty", ["salesforce", "marketo"])
+    info["ca_bundle"] = str(Path(info["ca_bundle"]))
+    try:
+        bench = Bench(info, data / "runs")
+        rows = [bench.kind(kind, args.changes, args.seed) for kind in args.kinds]
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        shutil.rmtree(data, ignore_errors=True)
+    print(f"\nMarketo calls of one incremental run after {args.changes} changes of each kind")
+    print(f"{'kind':<27} {'calls':>5} {'lifecycle':>9}  changes made / endpoints")
+    for row in rows:
+        lifecycle = sum(row["lifecycle_calls"].values())
+        print(f"{row['kind']:<27} {row['calls']:>5} {lifecycle:>9}  {row['made']}")
+        print(f"{'':<27} {'':>5} {'':>9}  {row['lifecycle_calls']} rejects {row['rejects']}")
+        for endpoint, calls in sorted(row["endpoints"].items()):
+            print(f"{'':<45}{calls:>4}  {endpoint}")
+
+
+if __name__ == "__main__":
+    main()
