@@ -10,12 +10,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-# Of the shortest round trip seen, how much is not credited (see CallLimiter): a quarter of it,
-# for calls that split their round trips differently (a look-up's answer takes its time after
-# Marketo counted it, a sync's body before), and never less than this many seconds, so that
-# round trips of a few milliseconds (whose split says nothing) earn no credit.
+# Of the shortest round trip seen, how much is not credited (see CallLimiter): a tenth of it,
+# for round trips a little shorter than any seen and calls that split theirs a little
+# differently, and never less than this many seconds, so that round trips of a few
+# milliseconds (whose split says nothing) earn no credit.
 CREDIT_MARGIN_SECONDS = 0.05
-CREDIT_MARGIN_SHARE = 0.25
+CREDIT_MARGIN_SHARE = 0.1
 
 
 @dataclass

@@ -33,11 +33,11 @@ def test_a_finished_call_frees_its_slot_about_when_marketo_counted_it() -> None:
         sent = gate.acquire()
         clock.now += 1.0
         gate.release(sent)
-    # The shortest round trip less a quarter of it: the first call's window ends at
-    # 101 + 19.25, not 101 + 20 as when counted from its answer.
-    assert gate.credit == pytest.approx(0.75)
-    assert gate.wait_seconds() == pytest.approx(101 + 19.25 - 102 + 0.001)
-    clock.now = 101 + 19.3  # and a call may go then, 0.7 s before 101 + 20
+    # The shortest round trip less a tenth of it: the first call's window ends at 101 + 19.1,
+    # not 101 + 20 as when counted from its answer.
+    assert gate.credit == pytest.approx(0.9)
+    assert gate.wait_seconds() == pytest.approx(101 + 19.1 - 102 + 0.001)
+    clock.now = 101 + 19.15  # and a call may go then, 0.85 s before 101 + 20
     assert gate.wait_seconds() == 0
 
 
