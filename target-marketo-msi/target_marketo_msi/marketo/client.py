@@ -219,21 +219,21 @@ class MarketoClient:
         if tries.sent > 1 and _is_write(method, send.get("params")):
             with self._stats_lock:
                 self.resent[_endpoint(path)] += 1
-        self.limiter.acquire()
         try:
-            response = self.session.request(
-                method,
-                f"{self.base_url}{path}",
-                headers=headers,
-                timeout=self.retry.request_timeout_seconds,
-                verify=self.verify,
-                **send,
-            )
-            outcome, result = self._interpret(response, raw)
+            # The slot ends when the answer arrives: reading it is no longer Marketo's time.
+            with self.limiter.slot():
+                response = self.session.request(
+                    method,
+                    f"{self.base_url}{path}",
+                    headers=headers,
+                    timeout=self.retry.request_timeout_seconds,
+                    verify=self.verify,
+                    **send,
+                )
         except TRANSPORT_ERRORS as exc:
             outcome, result = "transport", MarketoError("transport", type(exc).__name__)
-        finally:
-            self.limiter.release()
+        else:
+            outcome, result = self._interpret(response, raw)
         self._count(path, outcome)
         if outcome == "ok":
             return result
@@ -458,21 +458,19 @@ class _ResumableDownload:
         headers = client.token.header()
         if self.received:
             headers["Range"] = f"bytes={self.received}-"
-        client.limiter.acquire()
         try:
-            response = client.session.get(
-                f"{client.base_url}{self.path}",
-                headers=headers,
-                stream=True,
-                timeout=client.retry.request_timeout_seconds,
-                verify=client.verify,
-            )
+            with client.limiter.slot():
+                response = client.session.get(
+                    f"{client.base_url}{self.path}",
+                    headers=headers,
+                    stream=True,
+                    timeout=client.retry.request_timeout_seconds,
+                    verify=client.verify,
+                )
         except TRANSPORT_ERRORS as exc:
             client._count(self.path, "transport")
             self.last = MarketoError("transport", type(exc).__name__)
             raise _Transient(self.last, self.path) from exc
-        finally:
-            client.limiter.release()
         content_type = response.headers.get("Content-Type", "")
         if response.status_code not in (200, 206) or content_type.startswith("application/json"):
             with response:

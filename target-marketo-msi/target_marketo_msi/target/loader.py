@@ -5,7 +5,9 @@ the other way (roles, leads when enabled, opportunities, companies, sales person
 CRM merged are merged in Marketo before the leads' upserts; merged companies go with the
 companies' deletes, their children moved first (`target.merges`). Every batch
 is at most 300 records and 1 MB; the batches of one object run in parallel under the client's
-shared limiter. A record is fingerprinted only when Marketo confirms it.
+shared limiter. A flush before the end of the input sends only whole batches and does not wait
+for them (`pipeline.SendPipeline`): the target reads on while they are in flight. A record is
+fingerprinted only when Marketo confirms it.
 
 The loader runs the generic flow: intake, the phases in load and delete order, parent gating,
 change detection, sending in batches (splitting a call that one record failed), settling,
@@ -15,6 +17,7 @@ look-ups, answers) is that object's strategy, in `target.strategies`.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -38,6 +41,7 @@ from target_marketo_msi.target.bulk_import import BulkLeadImporter
 from target_marketo_msi.target.fingerprints import FingerprintStore, fingerprint
 from target_marketo_msi.target.merges import CompanyMoves, PeopleMerges
 from target_marketo_msi.target.ordering import PendingRecord, PendingSet, RunLedger, gate
+from target_marketo_msi.target.pipeline import SendPipeline
 from target_marketo_msi.target.resolve import LeadResolver
 from target_marketo_msi.target.strategies import STRATEGIES, ObjectStrategy
 from target_marketo_msi.target.summary import REPEATED, RunSummary
@@ -57,6 +61,8 @@ class LoaderSettings:
     bulk_import_threshold: int = 0  # 0: never use the bulk lead import
     progress_interval_seconds: float = 30.0
     resend_unchanged: bool = False  # after out-of-band changes in Marketo: send everything
+    # Batches that may wait to be sent, besides those sending, before reading pauses.
+    backlog_batches: int = 20
 
 
 @dataclass(frozen=True)
@@ -98,7 +104,12 @@ class Loader:
             stream: strategy(self) for stream, strategy in STRATEGIES.items()
         }
         self._describes: dict[str, Describe | None] = {}
+        self.pipeline = SendPipeline(client, summary, settings.backlog_batches)
         self._flush_lock = threading.Lock()
+        # Set on the thread running a flush before the end of the input while it hands an
+        # object's upserts on: their sends go on in the pipeline. Every other send waits (those
+        # of merges, of deletes, and those made from a send's own thread).
+        self._reading_on = threading.local()
         self._last_progress = time.monotonic()
 
     # Intake ---------------------------------------------------------------------------------
@@ -120,23 +131,37 @@ class Loader:
 
     # Flushing -------------------------------------------------------------------------------
     def flush(self, *, final: bool) -> None:
-        """Settle what can be settled now; at the final flush, everything."""
+        """Settle what can be settled now; at the final flush, everything.
+
+        Before the end of the input, the whole batches ready are handed to the pipeline and the
+        flush returns while they are in flight (unless too many wait); the final flush first
+        waits for everything in flight, then settles the rest and waits for it.
+        """
         with self._flush_lock:
-            for spec in LOAD_ORDER:
-                self._phase(spec, self._upsert, final=final)
-            if final:
-                for spec in DELETE_ORDER:
-                    self._phase(spec, self._delete, final=True)
-                self.log_progress(force=True)
+            try:
+                if final:
+                    self.pipeline.settle()
+                for spec in LOAD_ORDER:
+                    self._phase(spec, self._upsert, final=final)
+                if final:
+                    for spec in DELETE_ORDER:
+                        self._phase(spec, self._delete, final=True)
+                    self.pipeline.settle()
+                    self.log_progress(force=True)
+                else:
+                    self.pipeline.throttle()
+            except BaseException:
+                self.pipeline.abandon()
+                raise
 
     def _phase(self, spec: ObjectSpec, step: Callable[..., None], *, final: bool) -> None:
-        before, started = self.client.total_calls, time.monotonic()
+        if not self.pending.has(spec.stream):
+            return
+        self.pipeline.begin(spec.stream)
         try:
             step(self.objects[spec.stream], final=final)
         finally:
-            calls = self.client.total_calls - before
-            elapsed = time.monotonic() - started if calls else 0.0
-            self.summary.add_calls(spec.stream, calls, elapsed)
+            self.pipeline.touch()
 
     # Upserts --------------------------------------------------------------------------------
     def _upsert(self, obj: ObjectStrategy, *, final: bool) -> None:
@@ -145,10 +170,13 @@ class Loader:
         # word on its fields (Marketo's merge fills the winner's empty ones from the loser).
         first = self._changed(spec, self.pending.take_where(spec.stream, obj.settles_first))
         if first:
+            self.pipeline.wait()  # merges look people up: what is in flight lands first
             obj.settle_first(first)
         items = self.pending.take(spec.stream, deleted=False)
         if not items:
             return
+        if self.pipeline.in_flight(i.key for i in items):
+            self.pipeline.wait()  # a later version of a record must not overtake the earlier
         items = self._checked(obj, items)
         gated = gate(items, self.ledger, self.known_to_marketo, final=final)
         for item, why in gated.orphaned:
@@ -167,7 +195,25 @@ class Loader:
                 else:
                     ok.append(item)
             changed = ok
-        obj.upsert(changed, describe)
+        if final:
+            obj.upsert(changed, describe)
+            return
+        changed = self._whole_batches(spec, changed)
+        self._reading_on.active = True
+        try:
+            obj.upsert(changed, describe)
+        finally:
+            self._reading_on.active = False
+
+    def _whole_batches(self, spec: ObjectSpec, items: list[PendingRecord]) -> list[PendingRecord]:
+        """As many items as fill whole batches; the rest wait for the next flush, so that
+        flushing often costs no extra calls. Unless records of a child object are pending:
+        they may be waiting for these, and all go now."""
+        if any(self.pending.has(s.stream) for s in LOAD_ORDER if spec.stream in s.parents.values()):
+            return items
+        whole = len(items) - len(items) % self.settings.batch_size
+        self.pending.put_back(items[whole:])
+        return items[:whole]
 
     def _checked(self, obj: ObjectStrategy, items: list[PendingRecord]) -> list[PendingRecord]:
         ok = []
@@ -260,6 +306,16 @@ class Loader:
             handle(part, sent, answer)
             self.log_progress()
 
+        if getattr(self._reading_on, "active", False):
+            if self.pipeline.in_flight(item.key for item in items):
+                self.pipeline.wait()  # an earlier send of these records lands first
+            for group in groups:
+                part = [items[i] for i in group]
+                self.pipeline.submit(
+                    [item.key for item in part],
+                    functools.partial(send_one, part, [payloads[i] for i in group]),
+                )
+            return
         workers = max(1, min(len(groups), self.client.limiter.settings.max_concurrent))
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"mkto-{spec.stream}")
         try:

@@ -109,6 +109,11 @@ class PendingSet:
             for item in items:
                 self._by_stream[item.stream].setdefault(item.key, item)
 
+    def has(self, stream: str) -> bool:
+        """Whether the stream has records pending."""
+        with self._lock:
+            return bool(self._by_stream[stream])
+
     def __len__(self) -> int:
         with self._lock:
             return sum(len(b) for b in self._by_stream.values())

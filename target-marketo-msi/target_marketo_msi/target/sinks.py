@@ -24,8 +24,11 @@ class MarketoObjectSink(TextTimestampsSink, BatchSink):
     Date-times stay the ISO text Marketo wants (`TextTimestampsSink`).
     """
 
-    # Flushing early only helps memory; whole batches of 300 are what keeps calls minimal.
-    MAX_SIZE_DEFAULT = 50_000
+    # Drained often, so that calls start early and go on while the next records are read (a
+    # drain sends only whole batches, so calls stay minimal). The bulk lead import's threshold
+    # counts leads per flush, so with it on, drains stay large.
+    MAX_SIZE_DEFAULT = 3_000
+    BULK_IMPORT_MAX_SIZE = 50_000
     # A record that breaks the schema is one bad record, not a reason to stop the load: the
     # loader's own checks reject it with a reason the user can act on.
     fail_on_record_validation_exception = False
@@ -39,6 +42,8 @@ class MarketoObjectSink(TextTimestampsSink, BatchSink):
     ) -> None:
         self.marketo_target = target
         super().__init__(target, stream_name, schema, key_properties)
+        if target.config.get("bulk_import_threshold"):
+            self.MAX_SIZE_DEFAULT = self.BULK_IMPORT_MAX_SIZE
 
     @property
     def include_sdc_metadata_properties(self) -> bool:

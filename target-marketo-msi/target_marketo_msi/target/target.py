@@ -153,6 +153,7 @@ class TargetMarketoMsi(MaxRecordAgeHookTarget):
 
     def finish(self) -> None:
         """Print the closing table and write it as JSON."""
+        self.loader.pipeline.close()
         self.rejects.close()
         data = self.summary.as_dict(
             total_calls=self.client.total_calls,
