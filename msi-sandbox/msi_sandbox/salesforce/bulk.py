@@ -170,6 +170,8 @@ class BulkJobs:
             body["numberRecordsProcessed"] = len(job.outcomes) if done else 0
             body["numberRecordsFailed"] = failed if done else 0
         body.update(retries=0, totalProcessingTime=0, apiActiveProcessingTime=0)
+        if job.kind == "ingest":
+            body["apexProcessingTime"] = 0  # no triggers run here
         if job.error_message:
             body["errorMessage"] = job.error_message
         return body

@@ -9,8 +9,11 @@ printed examples); known differences are listed in msi-sandbox/FIDELITY.md.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import re
+import time
 from typing import Any
 
 from sf_helpers import SalesforceClient
@@ -161,3 +164,169 @@ def test_bulk_answers_hold_the_documented_examples(sf: SalesforceClient) -> None
         timeout=30,
     ).json()
     assert list(json_job) == V1_JOB
+
+
+# REST API "List Available REST API Versions" example: a list of these (no Sforce-Limit-Info:
+# "calls to the Versions URI do not count towards your org's limit").
+# https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/dome_versions.htm
+VERSION = {"label": STR, "url": STR, "version": STR}
+# REST API "List Organization Limits" example: every limit is {Max, Remaining}.
+# https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/dome_limits.htm
+LIMIT = {"Max": INT, "Remaining": INT}
+LIMITS = ("DailyApiRequests", "DailyBulkV2QueryJobs", "DailyBulkV2QueryFileStorageMB")
+# REST API "Update Records Using sObject Collections" example response: a SaveResult per record;
+# a failed one carries no id, its errors are {statusCode, message, fields}.
+# https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_composite_sobjects_collections_update.htm
+SAVED = {"id": STR, "success": BOOL, "errors": LIST}
+SAVE_ERROR = {"statusCode": STR, "message": STR, "fields": LIST}
+# Bulk API 2.0 "Create a Job" (ingest) response example.
+# https://developer.salesforce.com/docs/atlas.en-us.api_asynch.meta/api_asynch/create_job.htm
+INGEST_JOB = {
+    "id": STR, "operation": STR, "object": STR, "createdById": STR, "createdDate": STR,
+    "systemModstamp": STR, "state": STR, "concurrencyMode": STR, "contentType": STR,
+    "apiVersion": FLOAT, "contentUrl": STR, "lineEnding": STR, "columnDelimiter": STR,
+}  # fmt: skip
+# "Close or Abort a Job" response example.
+# https://developer.salesforce.com/docs/atlas.en-us.api_asynch.meta/api_asynch/close_job.htm
+CLOSED_JOB = {
+    "id": STR, "operation": STR, "object": STR, "createdById": STR, "createdDate": STR,
+    "systemModstamp": STR, "state": STR, "concurrencyMode": STR, "contentType": STR,
+    "apiVersion": FLOAT,
+}  # fmt: skip
+# "Get Information About an Ingest Job" response body.
+# https://developer.salesforce.com/docs/atlas.en-us.api_asynch.meta/api_asynch/get_job_info.htm
+INGEST_INFO = {
+    **CLOSED_JOB, "jobType": STR, "lineEnding": STR, "columnDelimiter": STR,
+    "numberRecordsProcessed": INT, "numberRecordsFailed": INT, "retries": INT,
+    "totalProcessingTime": INT, "apiActiveProcessingTime": INT, "apexProcessingTime": INT,
+}  # fmt: skip
+# "Get Information About a Query Job" response body (isPkChunkingSupported: FIDELITY.md).
+# https://developer.salesforce.com/docs/atlas.en-us.api_asynch.meta/api_asynch/query_get_one_job.htm
+QUERY_INFO = {
+    **CLOSED_JOB, "jobType": STR, "lineEnding": STR, "columnDelimiter": STR,
+    "numberRecordsProcessed": INT, "retries": INT, "totalProcessingTime": INT,
+}  # fmt: skip
+# Dates in every example: `2022-01-02T21:33:43.000+0000`.
+STAMP = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+0000"
+
+
+def test_versions_limits_and_records_hold_the_documented_examples(sf: SalesforceClient) -> None:
+    listed = sf.call("GET", "/services/data/")
+    assert "Sforce-Limit-Info" not in listed.headers
+    assert isinstance(listed.json(), list)
+    for version in listed.json():
+        holds(VERSION, version, "version")
+        assert version["url"] == f"/services/data/v{version['version']}"
+    limits = sf.call("GET", "/limits")
+    assert re.fullmatch(r"api-usage=\d+/\d+", limits.headers["Sforce-Limit-Info"])
+    for name in LIMITS:
+        holds(LIMIT, limits.json()[name], name)
+    for name, value in limits.json().items():
+        holds(LIMIT, value, name)
+    # QueryAll example response, paged.
+    # https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_queryall.htm
+    options = {"Sforce-Query-Options": "batchSize=200"}
+    sf.sandbox.admin("salesforce", "POST", "mutate", json={"new_opportunities": 150, "seed": 1})
+    paged = sf.query("SELECT Id FROM Opportunity", all_rows=True, headers=options).json()
+    holds({**QUERY, "nextRecordsUrl": STR}, paged, "queryAll")
+    assert (paged["totalSize"] > 200, paged["done"], len(paged["records"])) == (True, False, 200)
+    # The example's locator: "/services/data/v61.0/query/01gRO0000016PIAYA2-500", `query` even
+    # for queryAll (resources_queryall.htm).
+    assert re.fullmatch(r"/services/data/v60\.0/query/01g\w{15}-200", paged["nextRecordsUrl"])
+    holds(QUERY, sf.call("GET", paged["nextRecordsUrl"]).json(), "queryAll more")
+    lead = sf.query("SELECT Id FROM Lead LIMIT 1").json()["records"][0]["Id"]
+    got = sf.call("GET", f"/sobjects/Lead/{lead}")
+    assert got.headers["Content-Type"].startswith("application/json")
+    holds(RECORD, got.json(), "record GET")
+    assert got.json()["attributes"] == {
+        "type": "Lead",
+        "url": f"/services/data/v60.0/sobjects/Lead/{lead}",
+    }
+    assert got.json()["Id"] == lead
+    assert {"LastName", "Company", "Email", "SystemModstamp"} <= got.json().keys()
+    # "Update a Record": "Example response body: none returned" (204).
+    updated = sf.call("PATCH", f"/sobjects/Lead/{lead}", json={"Title": "CTO"})
+    assert (updated.status_code, updated.content) == (204, b"")
+    refused = sf.call("PATCH", f"/sobjects/Lead/{lead}", json={"Nope__c": 1})
+    assert refused.status_code == 400
+    holds(ERROR, refused.json()[0], "record PATCH error")
+
+
+def test_collection_update_holds_the_documented_example(sf: SalesforceClient) -> None:
+    lead = sf.query("SELECT Id FROM Lead LIMIT 1").json()["records"][0]["Id"]
+    records = [
+        {"attributes": {"type": "Lead"}, "id": lead, "Title": "CTO"},
+        {"attributes": {"type": "Contact"}, "id": "001xx000003DGb2999", "Title": "CEO"},
+    ]
+    answer = sf.call("PATCH", "/composite/sobjects", json={"allOrNone": False, "records": records})
+    assert answer.status_code == 200
+    saved, failed = answer.json()
+    holds(SAVED, saved, "saved")
+    assert (saved["id"], saved["success"], saved["errors"]) == (lead, True, [])
+    assert set(failed) == {"success", "errors"}
+    assert failed["success"] is False
+    holds(SAVE_ERROR, failed["errors"][0], "save error")
+    assert failed["errors"][0]["statusCode"] == "MALFORMED_ID"
+    assert failed["errors"][0]["fields"] == ["Id"]
+    rolled = sf.call("PATCH", "/composite/sobjects", json={"allOrNone": True, "records": records})
+    first = rolled.json()[0]
+    assert (first["id"], first["success"]) == (lead, False)
+    assert first["errors"][0]["statusCode"] == "ALL_OR_NONE_OPERATION_ROLLED_BACK"
+    assert first["errors"][0]["fields"] == []
+
+
+def finished(sf: SalesforceClient, kind: str, job_id: str) -> dict[str, Any]:
+    for _ in range(200):
+        info = sf.call("GET", f"/jobs/{kind}/{job_id}").json()
+        if info["state"] in {"JobComplete", "Failed", "Aborted"}:
+            return info
+        time.sleep(0.02)
+    raise AssertionError("job did not finish")
+
+
+def test_bulk_ingest_holds_the_documented_examples(sf: SalesforceClient) -> None:
+    lead = sf.query("SELECT Id FROM Lead LIMIT 1").json()["records"][0]["Id"]
+    body = {"object": "Lead", "operation": "update", "contentType": "CSV", "lineEnding": "LF"}
+    created = sf.call("POST", "/jobs/ingest", json=body).json()
+    holds(INGEST_JOB, created, "ingest job")
+    assert created["state"] == "Open"
+    assert re.fullmatch(STAMP, created["createdDate"])
+    assert created["contentUrl"] == f"services/data/v60.0/jobs/ingest/{created['id']}/batches"
+    job = f"/jobs/ingest/{created['id']}"
+    # "Upload Job Data": 201 Created, no body.
+    uploaded = sf.call(
+        "PUT",
+        f"{job}/batches",
+        data=f"Id,Title\n{lead},CTO\n00Qxx0000000bad,CEO\n",
+        headers={"Content-Type": "text/csv"},
+    )
+    assert (uploaded.status_code, uploaded.content) == (201, b"")
+    closed = sf.call("PATCH", job, json={"state": "UploadComplete"}).json()
+    holds(CLOSED_JOB, closed, "closed job")
+    assert closed["state"] == "UploadComplete"
+    info = finished(sf, "ingest", created["id"])
+    holds(INGEST_INFO, info, "ingest job info")
+    assert (info["jobType"], info["numberRecordsProcessed"], info["numberRecordsFailed"]) == (
+        "V2Ingest",
+        2,
+        1,
+    )
+    # "Get Job Successful / Failed / Unprocessed Record Results": CSV, sf__ columns first.
+    for which, head in (
+        ("successfulResults", ["sf__Id", "sf__Created", "Id", "Title"]),
+        ("failedResults", ["sf__Id", "sf__Error", "Id", "Title"]),
+        ("unprocessedrecords", ["Id", "Title"]),
+    ):
+        results = sf.call("GET", f"{job}/{which}/")
+        assert results.headers["Content-Type"].startswith("text/csv")
+        assert next(csv.reader(io.StringIO(results.text))) == head
+    query = sf.call(
+        "POST", "/jobs/query", json={"operation": "query", "query": "SELECT Id FROM Lead"}
+    )
+    info = finished(sf, "query", query.json()["id"])
+    holds(QUERY_INFO, info, "query job info")
+    assert info["jobType"] == "V2Query"
+    results = sf.call("GET", f"/jobs/query/{info['id']}/results", params={"maxRecords": 5})
+    assert results.headers["Content-Type"].startswith("text/csv")
+    assert results.headers["Sforce-NumberOfRecords"] == "5"
+    assert results.headers["Sforce-Locator"] not in {"", "null"}
