@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
 from typing import Any
 
+import jwt
 import requests
 
 API = "/services/data/v60.0"
@@ -72,3 +75,16 @@ class SalesforceClient:
         """Replace a fault plan with these error rules: `faults` fail whole calls,
         `record_faults` single records of a write."""
         self.sandbox.admin("salesforce", "PUT", plan, json={"errors": list(rules)})
+
+
+def assertion(sf: SalesforceClient, *, key: bytes | None = None, **claims: Any) -> str:
+    """A JWT bearer assertion for the sandbox's connected app (claims overridable)."""
+    body = {
+        "iss": sf.info["client_id"],
+        "sub": sf.info["username"],
+        "aud": sf.info["jwt_audience"],
+        "exp": int(time.time()) + 180,
+        **claims,
+    }
+    key = key or Path(sf.info["jwt_private_key_file"]).read_bytes()
+    return jwt.encode(body, key, algorithm="RS256")

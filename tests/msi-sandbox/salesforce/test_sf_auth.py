@@ -3,30 +3,17 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
-import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from sf_helpers import assertion
 
 TOKEN = "/services/oauth2/token"
 
 
 def token_call(sf, **form):
     return sf.http.post(sf.url(TOKEN), data=form, timeout=30)
-
-
-def assertion(sf, *, key: bytes | None = None, **claims) -> str:
-    body = {
-        "iss": sf.info["client_id"],
-        "sub": sf.info["username"],
-        "aud": sf.info["jwt_audience"],
-        "exp": int(time.time()) + 180,
-        **claims,
-    }
-    key = key or Path(sf.info["jwt_private_key_file"]).read_bytes()
-    return jwt.encode(body, key, algorithm="RS256")
 
 
 def test_client_credentials_answer_has_salesforce_shape(sf):

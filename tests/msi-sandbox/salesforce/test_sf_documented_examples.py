@@ -16,7 +16,7 @@ import re
 import time
 from typing import Any
 
-from sf_helpers import SalesforceClient
+from sf_helpers import SalesforceClient, assertion
 
 STR, INT, BOOL, FLOAT, LIST, DICT = str, int, bool, float, list, dict
 # OAuth 2.0 client credentials flow, "token response" example.
@@ -29,6 +29,11 @@ TOKEN = {
     "token_type": STR,
     "issued_at": STR,
 }
+# OAuth 2.0 JWT bearer flow and refresh token flow response examples; the OAuth error body.
+# https://help.salesforce.com/s/articleView?id=sf.remoteaccess_oauth_jwt_flow.htm
+# https://help.salesforce.com/s/articleView?id=sf.remoteaccess_oauth_refresh_token_flow.htm
+JWT_TOKEN = {"access_token": STR, "scope": STR, "instance_url": STR, "id": STR, "token_type": STR}
+OAUTH_ERROR = {"error": STR, "error_description": STR}
 # REST API "Execute a SOQL Query" example, and a record in it.
 QUERY = {"totalSize": INT, "done": BOOL, "records": LIST}
 RECORD = {"attributes": {"type": STR, "url": STR}}
@@ -250,6 +255,16 @@ def test_versions_limits_and_records_hold_the_documented_examples(sf: Salesforce
     refused = sf.call("PATCH", f"/sobjects/Lead/{lead}", json={"Nope__c": 1})
     assert refused.status_code == 400
     holds(ERROR, refused.json()[0], "record PATCH error")
+    # "Status Codes and Error Responses": 401 and 404 carry the same error list.
+    # https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/errorcodes.htm
+    missing = sf.call("GET", "/sobjects/Lead/00Q5g9999999999")
+    assert (missing.status_code, missing.json()[0]["errorCode"]) == (404, "NOT_FOUND")
+    holds(ERROR, missing.json()[0], "404")
+    expired = sf.call("GET", "/limits", headers={"Authorization": "Bearer stale"})
+    assert (expired.status_code, expired.json()) == (
+        401,
+        [{"message": "Session expired or invalid", "errorCode": "INVALID_SESSION_ID"}],
+    )
 
 
 def test_collection_update_holds_the_documented_example(sf: SalesforceClient) -> None:
@@ -293,7 +308,7 @@ def test_bulk_ingest_holds_the_documented_examples(sf: SalesforceClient) -> None
     assert re.fullmatch(STAMP, created["createdDate"])
     assert created["contentUrl"] == f"services/data/v60.0/jobs/ingest/{created['id']}/batches"
     job = f"/jobs/ingest/{created['id']}"
-    # "Upload Job Data": 201 Created, no body.
+    # "Upload Job Data": 201 Created, no body (upload_job_data.htm).
     uploaded = sf.call(
         "PUT",
         f"{job}/batches",
@@ -311,7 +326,8 @@ def test_bulk_ingest_holds_the_documented_examples(sf: SalesforceClient) -> None
         2,
         1,
     )
-    # "Get Job Successful / Failed / Unprocessed Record Results": CSV, sf__ columns first.
+    # "Get Job Successful / Failed / Unprocessed Record Results": CSV, sf__ columns first
+    # (get_job_successful_results.htm, get_job_failed_results.htm, get_job_unprocessed_results.htm).
     for which, head in (
         ("successfulResults", ["sf__Id", "sf__Created", "Id", "Title"]),
         ("failedResults", ["sf__Id", "sf__Error", "Id", "Title"]),
@@ -330,3 +346,18 @@ def test_bulk_ingest_holds_the_documented_examples(sf: SalesforceClient) -> None
     assert results.headers["Content-Type"].startswith("text/csv")
     assert results.headers["Sforce-NumberOfRecords"] == "5"
     assert results.headers["Sforce-Locator"] not in {"", "null"}
+
+
+def test_token_flows_hold_the_documented_examples(sf: SalesforceClient) -> None:
+    def token(**form: str) -> Any:
+        return sf.http.post(sf.url("/services/oauth2/token"), data=form, timeout=30)
+
+    jwt_grant = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+    holds(JWT_TOKEN, token(grant_type=jwt_grant, assertion=assertion(sf)).json(), "jwt")
+    client = {"client_id": sf.info["client_id"], "client_secret": sf.info["client_secret"]}
+    refreshed = token(grant_type="refresh_token", refresh_token=sf.info["refresh_token"], **client)
+    holds(TOKEN, refreshed.json(), "refresh")
+    refused = token(grant_type="refresh_token", refresh_token="5Aep-stale", **client)
+    assert refused.status_code == 400
+    holds(OAUTH_ERROR, refused.json(), "oauth error")
+    assert refused.json()["error"] == "invalid_grant"
