@@ -37,16 +37,18 @@ def _b64(data: bytes) -> str:
 
 
 def _entra_error(status: int, error: str, code: int, description: str) -> Response:
-    now = dt.datetime.now(dt.UTC)
-    trace = str(uuid.uuid4())
+    # The description ends with the same trace id, correlation id and timestamp as the fields,
+    # on lines of their own (the identity platform's documented error response example).
+    now = f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M:%SZ}"
+    trace, correlation = str(uuid.uuid4()), str(uuid.uuid4())
     body = {
         "error": error,
-        "error_description": f"AADSTS{code}: {description} Trace ID: {trace} "
-        f"Correlation ID: {uuid.uuid4()} Timestamp: {now:%Y-%m-%d %H:%M:%SZ}",
+        "error_description": f"AADSTS{code}: {description}\r\nTrace ID: {trace}\r\n"
+        f"Correlation ID: {correlation}\r\nTimestamp: {now}",
         "error_codes": [code],
-        "timestamp": f"{now:%Y-%m-%d %H:%M:%SZ}",
+        "timestamp": now,
         "trace_id": trace,
-        "correlation_id": str(uuid.uuid4()),
+        "correlation_id": correlation,
         "error_uri": f"https://login.microsoftonline.com/error?code={code}",
     }
     return json_response(body, status, {"Cache-Control": "no-store, no-cache"})

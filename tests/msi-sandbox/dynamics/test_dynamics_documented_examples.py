@@ -93,6 +93,13 @@ def test_entra_token_answers_hold_the_documented_examples(dyn: Any) -> None:
     assert re.fullmatch(GUID, refused.json()["correlation_id"])
     # "2016-01-09 02:02:12Z": date, a space, time, Z.
     assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ", refused.json()["timestamp"])
+    # The description: "AADSTS<code>: ...", then the same ids and time on lines of their own.
+    described = refused.json()
+    assert described["error_description"].startswith(f"AADSTS{described['error_codes'][0]}: ")
+    assert described["error_description"].endswith(
+        f"\r\nTrace ID: {described['trace_id']}\r\nCorrelation ID: "
+        f"{described['correlation_id']}\r\nTimestamp: {described['timestamp']}"
+    )
 
 
 def test_reads_hold_the_documented_examples(dyn: Any) -> None:
@@ -275,7 +282,7 @@ def test_errors_hold_the_documented_examples(dyn: Any) -> None:
     assert segment.json()["error"]["message"] == "Resource not found for the segment 'Account'."
     # web-api-client-errors: "Could not find a property named ... on type ...".
     unknown = dyn.get("accounts", params={"$select": "Name"})
-    error_holds(unknown, 400)
+    error_holds(unknown, 400, "0x0")
     assert unknown.json()["error"]["message"] == (
         "Could not find a property named 'Name' on type 'Microsoft.Dynamics.CRM.account'."
     )
