@@ -49,7 +49,11 @@ LOOKUP_NAME = "@Microsoft.Dynamics.CRM.lookuplogicalname"
 # ("Retrieve attributes", "Retrieve attributes of a specific type", "Retrieve option sets").
 ATTRIBUTE = {"@odata.type": STR, "LogicalName": STR, "AttributeType": STR,
              "IsValidForUpdate": BOOL, "MetadataId": STR}  # fmt: skip
-OPTION_ATTRIBUTE = {"LogicalName": STR, "MetadataId": STR, "OptionSet": {"Options": LIST}}
+OPTION_ATTRIBUTE = {
+    "LogicalName": STR,
+    "MetadataId": STR,
+    "OptionSet": {"Options": LIST, "MetadataId": STR},
+}
 LABEL = {"LocalizedLabels": LIST, "UserLocalizedLabel": {"Label": STR, "LanguageCode": INT}}
 OPTION = {"Value": INT, "Label": LABEL}
 # https://learn.microsoft.com/power-apps/developer/data-platform/webapi/compose-http-requests-handle-errors
@@ -195,6 +199,7 @@ def test_metadata_holds_the_documented_examples(dyn: Any) -> None:
     assert options["value"]
     for attribute in options["value"]:
         holds(OPTION_ATTRIBUTE, attribute, attribute["LogicalName"])
+        assert set(attribute["OptionSet"]) == {"Options", "MetadataId"}  # $select=Options
         for option in attribute["OptionSet"]["Options"]:
             holds(OPTION, option, f"{attribute['LogicalName']} option")
 
