@@ -296,6 +296,15 @@ def test_errors_hold_the_documented_examples(dyn: Any) -> None:
     absent = dyn.get(f"leads({missing})")
     error_holds(absent, 404, "0x80040217")
     assert missing in absent.json()["error"]["message"]
+    # https://learn.microsoft.com/power-apps/developer/data-platform/authenticate-oauth
+    # ("Simple connection"): a call without a valid token is a bare 401 naming the authority.
+    unauthorized = dyn.session.get(f"{dyn.api}/WhoAmI", headers={"Authorization": "Bearer x"})
+    assert (unauthorized.status_code, unauthorized.content) == (401, b"")
+    challenge = unauthorized.headers["WWW-Authenticate"]
+    assert re.fullmatch(
+        r"Bearer authorization_uri=https://\S+/oauth2/authorize, resource_id=https://\S+/",
+        challenge,
+    )
     # https://learn.microsoft.com/power-apps/developer/data-platform/api-limits
     # ("Service protection API limit errors returned", "Retry operations"): 429, Retry-After.
     dyn.admin("PUT", "limits", json={"requests_per_window": 1, "window_seconds": 60})
