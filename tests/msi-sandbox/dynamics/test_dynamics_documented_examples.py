@@ -20,7 +20,9 @@ GUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 HRESULT = r"0x[0-9a-fA-F]+"
 
 # https://learn.microsoft.com/entra/identity-platform/v2-oauth2-client-creds-grant-flow
-# "Successful response example" and "Error response example".
+# "Successful response example" and "Error response example"; the description's layout and the
+# Content-Type from https://learn.microsoft.com/previous-versions/azure/dn645548(v=azure.100)
+# ("Token Issuance Endpoint Errors").
 TOKEN = {"token_type": STR, "expires_in": INT, "ext_expires_in": INT, "access_token": STR}
 TOKEN_ERROR = {
     "error": STR,
@@ -87,10 +89,12 @@ def error_holds(response: Any, status: int, code: str | None = None) -> None:
 def test_entra_token_answers_hold_the_documented_examples(dyn: Any) -> None:
     issued = dyn.token_response()
     assert issued.status_code == 200
+    assert issued.headers["Content-Type"] == "application/json; charset=utf-8"
     holds(TOKEN, issued.json(), "token")
     assert issued.json()["token_type"] == "Bearer"
     refused = dyn.token_response(client_secret="wrong")
     assert refused.status_code == 401
+    assert refused.headers["Content-Type"] == "application/json; charset=utf-8"
     holds(TOKEN_ERROR, refused.json(), "token error")
     assert all(isinstance(code, int) for code in refused.json()["error_codes"])
     assert re.fullmatch(GUID, refused.json()["trace_id"])
