@@ -15,6 +15,8 @@ import re
 import uuid
 from typing import Any
 
+from documented_shapes import holds
+
 STR, INT, BOOL, LIST, DICT = str, int, bool, list, dict
 GUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 HRESULT = r"0x[0-9a-fA-F]+"
@@ -62,17 +64,6 @@ OPTION = {"Value": INT, "Label": LABEL}
 # ("Parse errors from the response") and
 # https://learn.microsoft.com/troubleshoot/power-platform/power-apps/dataverse/web-api-client-errors
 ERROR = {"error": {"code": STR, "message": STR}}
-
-
-def holds(shape: dict[str, Any], answer: Any, where: str) -> None:
-    """Every key of `shape` is in `answer` with its type (nested shapes checked too)."""
-    assert isinstance(answer, dict), where
-    for key, kind in shape.items():
-        assert key in answer, f"{where}: {key} missing"
-        if isinstance(kind, dict):
-            holds(kind, answer[key], f"{where}.{key}")
-        else:
-            assert isinstance(answer[key], kind), f"{where}.{key}: {answer[key]!r}"
 
 
 def error_holds(response: Any, status: int, code: str | None = None) -> None:
