@@ -49,6 +49,7 @@ DELETED_ROW = {"@odata.context": STR, "id": STR, "reason": STR}
 # ("Formatted values") and .../webapi/query/overview ("Lookup property data").
 FORMATTED = "@OData.Community.Display.V1.FormattedValue"
 LOOKUP_NAME = "@Microsoft.Dynamics.CRM.lookuplogicalname"
+NAVIGATION = "@Microsoft.Dynamics.CRM.associatednavigationproperty"
 # https://learn.microsoft.com/power-apps/developer/data-platform/webapi/query-metadata-web-api
 # ("Retrieve attributes", "Retrieve attributes of a specific type", "Retrieve option sets").
 ATTRIBUTE = {"@odata.type": STR, "LogicalName": STR, "AttributeType": STR,
@@ -144,6 +145,9 @@ def test_reads_hold_the_documented_examples(dyn: Any) -> None:
     for row in linked:
         assert row[f"_parentcustomerid_value{LOOKUP_NAME}"] in ("account", "contact")
         assert isinstance(row[f"_parentcustomerid_value{FORMATTED}"], str)
+        assert row[f"_parentcustomerid_value{NAVIGATION}"] == (
+            f"parentcustomerid_{row[f'_parentcustomerid_value{LOOKUP_NAME}']}"
+        )
 
 
 def test_change_tracking_holds_the_documented_example(dyn: Any) -> None:
