@@ -36,20 +36,29 @@ def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
+def _token_json(body: dict[str, Any], status: int, headers: dict[str, str]) -> Response:
+    """The token endpoint's JSON, typed with its charset as Entra ID's answers are."""
+    response = json_response(body, status, headers)
+    response.headers["Content-Type"] = "application/json; charset=utf-8"
+    return response
+
+
 def _entra_error(status: int, error: str, code: int, description: str) -> Response:
-    now = dt.datetime.now(dt.UTC)
-    trace = str(uuid.uuid4())
+    # The description ends with the same trace id, correlation id and timestamp as the fields,
+    # on lines of their own (the identity platform's documented error response example).
+    now = f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M:%SZ}"
+    trace, correlation = str(uuid.uuid4()), str(uuid.uuid4())
     body = {
         "error": error,
-        "error_description": f"AADSTS{code}: {description} Trace ID: {trace} "
-        f"Correlation ID: {uuid.uuid4()} Timestamp: {now:%Y-%m-%d %H:%M:%SZ}",
+        "error_description": f"AADSTS{code}: {description}\r\nTrace ID: {trace}\r\n"
+        f"Correlation ID: {correlation}\r\nTimestamp: {now}",
         "error_codes": [code],
-        "timestamp": f"{now:%Y-%m-%d %H:%M:%SZ}",
+        "timestamp": now,
         "trace_id": trace,
-        "correlation_id": str(uuid.uuid4()),
+        "correlation_id": correlation,
         "error_uri": f"https://login.microsoftonline.com/error?code={code}",
     }
-    return json_response(body, status, {"Cache-Control": "no-store, no-cache"})
+    return _token_json(body, status, {"Cache-Control": "no-store, no-cache"})
 
 
 def caller(token: str) -> str:
@@ -211,9 +220,7 @@ class EntraId:
             "ext_expires_in": lifetime,
             "access_token": token.value,
         }
-        return json_response(
-            body, 200, {"Cache-Control": "no-store, no-cache", "Pragma": "no-cache"}
-        )
+        return _token_json(body, 200, {"Cache-Control": "no-store, no-cache", "Pragma": "no-cache"})
 
     def fault(self, code: str, retry_after: int) -> Response:
         """An injected error on an Entra ID endpoint, in Entra's shape."""

@@ -11,7 +11,10 @@ from msi_sandbox.service import StatusError, json_response
 
 # Codes as Dataverse reports them (hex HRESULT strings).
 RECORD_NOT_FOUND = "0x80040217"  # "<entity> With Id = <guid> Does Not Exist"
-QUERY_ERROR = "0x80060888"  # OData query/URL/payload problems (unknown property, syntax, ...)
+QUERY_ERROR = "0x80060888"  # OData query/URL/payload problems (syntax, types, ...)
+# The OData URI parser's own refusal: "Could not find a property named ..." (Microsoft's
+# web-api-client-errors troubleshooting page prints it with code 0x0).
+UNKNOWN_PROPERTY = "0x0"
 RESOURCE_NOT_FOUND = "0x8006088a"  # "Resource not found for the segment '...'"
 DUPLICATE_RECORD = "0x80040237"  # create with an id that exists
 VERSION_MISMATCH = "0x80060882"  # If-Match with a stale etag

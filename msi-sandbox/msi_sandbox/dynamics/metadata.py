@@ -110,6 +110,7 @@ def attribute_record(entity: Entity, attr: Attribute) -> dict[str, Any]:
         record["Targets"] = list(attr.lookup.targets)
     if attr.options is not None and kind in ("Picklist", "State", "Status"):
         record["OptionSet"] = {
+            "MetadataId": guid("optionset", f"{entity.logical_name}.{logical}"),
             "Name": f"{entity.logical_name}_{logical}",
             "Options": [
                 {
@@ -132,6 +133,14 @@ def _expand_option_set(
     expand = args.get("$expand")
     if expand is not None and not re.fullmatch(r"OptionSet(\(\$select=Options\))?", expand):
         raise errors.bad_query(f"The sandbox only expands OptionSet on attributes, not '{expand}'.")
+    if expand is not None and "$select=Options" in expand:
+        # A nested $select keeps the named properties and the key, as any $select does.
+        records = [
+            {**r, "OptionSet": {k: r["OptionSet"][k] for k in ("Options", "MetadataId")}}
+            if "OptionSet" in r
+            else r
+            for r in records
+        ]
     return records, expand is not None
 
 

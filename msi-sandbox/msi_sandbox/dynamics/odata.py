@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from msi_sandbox.dynamics.errors import bad_query
+from msi_sandbox.dynamics.errors import UNKNOWN_PROPERTY, DataverseError, bad_query
 
 COMPARISONS = {
     "eq": ("=", "Equal"),
@@ -313,7 +313,9 @@ def parse_filter(text: str) -> Node:
 
 
 def _unknown(field: str, type_name: str) -> Exception:
-    return bad_query(f"Could not find a property named '{field}' on type '{type_name}'.")
+    return DataverseError(
+        400, UNKNOWN_PROPERTY, f"Could not find a property named '{field}' on type '{type_name}'."
+    )
 
 
 def check_types(node: Node, fields: Mapping[str, str], type_name: str) -> None:

@@ -162,7 +162,10 @@ class WebApi:
         renderer = Renderer(self.records, entity, query.select, prefer)
         records, sorted_by = renderer.read(self.store, where, params, order, size + 1)
         more = len(records) > size and query.top is None
-        body: dict[str, Any] = {"@odata.context": context_url(self.base, entity, query)}
+        # A tracked read is a delta response from its first page on (Microsoft's change
+        # tracking example: the initial read's context already ends in `/$delta`).
+        suffix = "/$delta" if tracking_on else ""
+        body: dict[str, Any] = {"@odata.context": context_url(self.base, entity, query, suffix)}
         if query.count:
             total = self.store.count(entity.logical_name, query.where, query.params)
             body["@odata.count"] = min(total, MAX_COUNT)

@@ -16,6 +16,7 @@ import re
 import time
 from typing import Any
 
+from documented_shapes import holds
 from sf_helpers import SalesforceClient, assertion
 
 STR, INT, BOOL, FLOAT, LIST, DICT = str, int, bool, float, list, dict
@@ -100,19 +101,6 @@ V1_BATCH = [
     "apexProcessingTime",
 ]
 V1_ROOT = '<{}\\s+xmlns="http://www.force.com/2009/06/asyncapi/dataload">'
-
-
-def holds(shape: dict[str, Any], answer: Any, where: str) -> None:
-    """Every key of `shape` is in `answer` with its type (nested shapes checked too)."""
-    assert isinstance(answer, dict), where
-    for key, kind in shape.items():
-        assert key in answer, f"{where}: {key} missing"
-        if isinstance(kind, dict):
-            holds(kind, answer[key], f"{where}.{key}")
-        elif kind is FLOAT:
-            assert isinstance(answer[key], int | float), f"{where}.{key}"
-        else:
-            assert isinstance(answer[key], kind), f"{where}.{key}: {answer[key]!r}"
 
 
 def xml_tags(text: str) -> list[str]:
