@@ -51,6 +51,12 @@ def chaos_plan(seed: int) -> dict[str, Any]:
     """Each fault kind at RATE: before the effect, after it (answer replaced or lost), drops."""
     plan = fault_plan(ANY_PATH_CODES, rate=RATE, seed=seed, after_codes=AFTER_CODES)
     plan["errors"] += [{"code": code, "rate": RATE, "path": API_PATHS} for code in TOKEN_CODES]
+    # The token codes strike API calls only, fewer than the rest: each is also forced once, by a
+    # rule ahead of the others (the first rule that fires decides), so a run whose calls
+    # interleave otherwise still meets it.
+    plan["errors"][:0] = [
+        {"code": code, "nth": 5 + 4 * i, "path": API_PATHS} for i, code in enumerate(TOKEN_CODES)
+    ]
     return plan
 
 
