@@ -29,35 +29,22 @@ from _common import crm_connection, marketo_connection, serve, trusting_session
 
 BIN = Path(sys.executable).parent
 CALLS = 10_000  # Marketo's calls per window, lifted
-# Per CRM: kind -> the generator's plan for `n` changes of it; what is done first (undeletes
-# need a recycle bin) is in PREPARE.
-SALESFORCE_KINDS: dict[str, Any] = {
-    "none": lambda n: {},
-    "edits": lambda n: {"edits": n},
-    "deletes": lambda n: {"deletes": n},
-    "conversions": lambda n: {"conversions": n},
-    "conversions_into_existing": lambda n: {"conversions_into_existing": n},
-    "merges": lambda n: {"merges": n},
-    "account_deletes": lambda n: {"account_deletes": n},
-    "undeletes": lambda n: {"undeletes": n},
-    "reparents": lambda n: {"reparents": n},
-    "owner_changes": lambda n: {"owner_changes": n},
-    "owner_deactivations": lambda n: {"owner_deactivations": n},
+# Per CRM: the kinds of change its generator makes (`none` makes none; the generator's plan for
+# `n` changes of a kind is `{kind: n}`); what is done first (undeletes need a recycle bin) is in
+# PREPARE.
+_COMMON_KINDS = ("none", "edits", "deletes", "merges", "account_deletes", "reparents",
+                 "owner_changes", "owner_deactivations")  # fmt: skip
+KINDS = {
+    "salesforce": (*_COMMON_KINDS, "conversions", "conversions_into_existing", "undeletes"),
+    # deletes: leads, contacts, opportunities, connections
+    "dynamics": (*_COMMON_KINDS, "qualifications", "qualifications_into_existing"),
 }
-DYNAMICS_KINDS: dict[str, Any] = {
-    "none": lambda n: {},
-    "edits": lambda n: {"edits": n},
-    "deletes": lambda n: {"deletes": n},  # leads, contacts, opportunities, connections
-    "qualifications": lambda n: {"qualifications": n},
-    "qualifications_into_existing": lambda n: {"qualifications_into_existing": n},
-    "merges": lambda n: {"merges": n},
-    "account_deletes": lambda n: {"account_deletes": n},
-    "reparents": lambda n: {"reparents": n},
-    "owner_changes": lambda n: {"owner_changes": n},
-    "owner_deactivations": lambda n: {"owner_deactivations": n},
-}
-KINDS = {"salesforce": SALESFORCE_KINDS, "dynamics": DYNAMICS_KINDS}
 PREPARE = {"undeletes": lambda n: {"deletes": 2 * n, "account_deletes": n}}
+
+
+def _plan(kind: str, n: int) -> dict[str, int]:
+    """The generator's plan for `n` changes of `kind`."""
+    return {} if kind == "none" else {kind: n}
 
 
 def made(changed: dict[str, Any]) -> dict[str, int]:
@@ -157,7 +144,7 @@ class Bench:
         if kind in PREPARE:
             self.mutate({**PREPARE[kind](n), "seed": seed})
             state, _ = self.pipe(kind, "prepare", state)
-        changed = self.mutate({**KINDS[self.crm][kind](n), "seed": seed + 1})
+        changed = self.mutate({**_plan(kind, n), "seed": seed + 1})
         self.admin("marketo", "POST", "stats/reset")
         _, summary = self.pipe(kind, "changes", state)
         stats = self.admin("marketo", "GET", "stats")
