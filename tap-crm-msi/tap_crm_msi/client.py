@@ -19,7 +19,6 @@ from typing import Any, TypeVar
 import msgspec
 import requests
 
-from msi_common.prefetch import prefetch  # noqa: F401 (its earlier home, still imported)
 from msi_common.retry import (
     MAX_RETRY_AFTER,
     RetriesExhausted,

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
 
 from msi_common.prefetch import prefetch
 
@@ -53,3 +56,19 @@ def test_a_consumer_stopping_early_closes_the_source() -> None:
     ahead.close()
     assert eventually(lambda: source.closed)
     assert source.produced < 100
+
+
+def test_prefetch_keeps_order_and_raises_where_the_page_failed() -> None:
+    def pages() -> Any:
+        yield 1
+        yield 2
+        raise RuntimeError("page 3 failed")
+
+    seen: list[int] = []
+
+    def consume() -> None:
+        seen.extend(prefetch(pages()))
+
+    with pytest.raises(RuntimeError, match="page 3"):
+        consume()
+    assert seen == [1, 2]

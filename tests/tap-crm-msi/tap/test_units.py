@@ -1,4 +1,4 @@
-"""tap-crm-msi building blocks without a server: ids, timestamps, the overlap window, prefetch."""
+"""tap-crm-msi building blocks without a server: ids, timestamps, the overlap window."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from typing import Any
 import pytest
 
 from msi_common.contract import STREAM_NAMES, key_properties, load_schema
-from tap_crm_msi.client import prefetch
 from tap_crm_msi.salesforce.ids import is_queue, to_18
 from tap_crm_msi.tap.incremental import OverlapWindow
 from tap_crm_msi.tap.mapping import FieldMappings, canonical_ts
@@ -145,19 +144,3 @@ def test_field_mappings_per_object() -> None:
     assert mappings.for_object("Contact") == (("Title", "crmTitle"),)
     schema = mappings.extend_schema({"properties": {}})
     assert set(schema["properties"]) == {"crmStatus", "crmTitle"}
-
-
-def test_prefetch_keeps_order_and_raises_where_the_page_failed() -> None:
-    def pages() -> Any:
-        yield 1
-        yield 2
-        raise RuntimeError("page 3 failed")
-
-    seen: list[int] = []
-
-    def consume() -> None:
-        seen.extend(prefetch(pages()))
-
-    with pytest.raises(RuntimeError, match="page 3"):
-        consume()
-    assert seen == [1, 2]
