@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import contextlib
 from collections import defaultdict
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from target_marketo_msi.marketo.client import SyncAnswer
 from target_marketo_msi.marketo.errors import (
@@ -31,8 +31,11 @@ from target_marketo_msi.marketo.objects import LEADS, OPPORTUNITIES, OPPORTUNITY
 from target_marketo_msi.target.strategies.base import DELETE_BODY, UPDATE_BY_ID, UPSERT_BODY
 
 if TYPE_CHECKING:
+    from target_marketo_msi.marketo.client import MarketoClient
     from target_marketo_msi.target.loader import Loader
     from target_marketo_msi.target.ordering import PendingRecord
+
+T = TypeVar("T")
 
 UPDATE_ONLY: dict[str, Any] = {"action": "updateOnly", "dedupeBy": "dedupeFields"}
 LOOKUP_BATCH = 300
@@ -40,6 +43,26 @@ ROLE_FIELDS = ("externalOpportunityId", "leadId", "role", "isPrimary")
 MERGED = "merged"
 STALE = "merged:"  # a fingerprint no record has: known to Marketo, sent again when it comes
 REKEYED = "rekeyed"
+
+
+def _chunks(values: Sequence[T]) -> Iterator[Sequence[T]]:
+    """`values` in runs of LOOKUP_BATCH, the most one filtered read or sync call takes."""
+    for start in range(0, len(values), LOOKUP_BATCH):
+        yield values[start : start + LOOKUP_BATCH]
+
+
+def _read_all(
+    read: Callable[[Sequence[str]], Iterable[dict[str, Any]]], values: Sequence[str]
+) -> list[dict[str, Any]]:
+    """Every record `read` finds for `values`, one filtered read per chunk."""
+    return [record for chunk in _chunks(values) for record in read(chunk)]
+
+
+def _sync_all(client: MarketoClient, writes: Iterable[tuple[str, dict[str, Any], list]]) -> None:
+    """Each (path, body, rows) sent in chunks, in the order given."""
+    for path, body, rows in writes:
+        for chunk in _chunks(rows):
+            client.sync(path, {**body, "input": list(chunk)})
 
 
 @contextlib.contextmanager
@@ -172,16 +195,13 @@ class PeopleMerges:
     # Opportunity roles ------------------------------------------------------------------------
     def _roles_of(self, lead_ids: list[int]) -> list[dict[str, Any]]:
         """The Marketo roles on these leads, read before a merge removes the leads."""
-        found: list[dict[str, Any]] = []
-        values = [str(i) for i in lead_ids]
-        for start in range(0, len(values), LOOKUP_BATCH):
-            found += self.loader.client.filtered(
-                OPPORTUNITY_ROLES.sync_path,
-                "leadId",
-                values[start : start + LOOKUP_BATCH],
-                ROLE_FIELDS,
-            )
-        return found
+        client = self.loader.client
+        return _read_all(
+            lambda chunk: client.filtered(
+                OPPORTUNITY_ROLES.sync_path, "leadId", chunk, ROLE_FIELDS
+            ),
+            [str(i) for i in lead_ids],
+        )
 
     def _repoint_roles(self, roles: list[dict[str, Any]], moves: dict[int, int]) -> None:
         """The loser's roles, now the winner's: upserted for the winner, then deleted."""
@@ -201,12 +221,13 @@ class PeopleMerges:
         deletes = [
             {k: r.get(k) for k in ("externalOpportunityId", "leadId", "role")} for r in roles
         ]
-        for path, body, rows in (
-            (OPPORTUNITY_ROLES.sync_path, UPSERT_BODY, upserts),
-            (OPPORTUNITY_ROLES.delete_path, DELETE_BODY, deletes),
-        ):
-            for start in range(0, len(rows), LOOKUP_BATCH):
-                client.sync(path, {**body, "input": rows[start : start + LOOKUP_BATCH]})
+        _sync_all(
+            client,
+            (
+                (OPPORTUNITY_ROLES.sync_path, UPSERT_BODY, upserts),
+                (OPPORTUNITY_ROLES.delete_path, DELETE_BODY, deletes),
+            ),
+        )
 
 
 class CompanyMoves:
@@ -232,24 +253,25 @@ class CompanyMoves:
     def _move(self, moves: dict[str, str | None]) -> None:
         client = self.loader.client
         companies = sorted(moves)
-        leads: list[dict[str, Any]] = []
-        for start in range(0, len(companies), LOOKUP_BATCH):
-            chunk = companies[start : start + LOOKUP_BATCH]
-            leads += client.leads_by("externalCompanyId", chunk, ("id", "externalCompanyId"))
+        leads = _read_all(
+            lambda chunk: client.leads_by("externalCompanyId", chunk, ("id", "externalCompanyId")),
+            companies,
+        )
         lead_updates = [
             {"id": lead["id"], "externalCompanyId": moves[str(lead["externalCompanyId"])]}
             for lead in leads
             if str(lead.get("externalCompanyId")) in moves
         ]
         merged = sorted(c for c, winner in moves.items() if winner)
-        opportunities: list[dict[str, Any]] = []
-        for start in range(0, len(merged), LOOKUP_BATCH):
-            opportunities += client.filtered(
+        opportunities = _read_all(
+            lambda chunk: client.filtered(
                 OPPORTUNITIES.sync_path,
                 "externalCompanyId",
-                merged[start : start + LOOKUP_BATCH],
+                chunk,
                 ("externalOpportunityId", "externalCompanyId"),
-            )
+            ),
+            merged,
+        )
         opportunity_updates = [
             {
                 "externalOpportunityId": o["externalOpportunityId"],
@@ -257,9 +279,10 @@ class CompanyMoves:
             }
             for o in opportunities
         ]
-        for path, body, rows in (
-            (LEADS.sync_path, UPDATE_BY_ID, lead_updates),
-            (OPPORTUNITIES.sync_path, UPDATE_ONLY, opportunity_updates),
-        ):
-            for start in range(0, len(rows), LOOKUP_BATCH):
-                client.sync(path, {**body, "input": rows[start : start + LOOKUP_BATCH]})
+        _sync_all(
+            client,
+            (
+                (LEADS.sync_path, UPDATE_BY_ID, lead_updates),
+                (OPPORTUNITIES.sync_path, UPDATE_ONLY, opportunity_updates),
+            ),
+        )
