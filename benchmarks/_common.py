@@ -149,7 +149,7 @@ def side_by_side(title: str, columns: dict[str, dict[str, str]]) -> None:
         for latency, figures in columns.items()
     }
     header = "  ".join(f"{'latency ' + latency:<{widths[latency]}}" for latency in columns)
-    print(f"{title:<{label_width}}  {header}")
+    print(f"{title:<{label_width}}  {header}".rstrip())
     for name in rows:
         cells = "  ".join(f"{figures.get(name, '-'):<{widths[latency]}}"
                           for latency, figures in columns.items())  # fmt: skip
