@@ -14,6 +14,10 @@ jobs with the ids in chunks that keep the SOQL within its 100,000 characters (ab
 a job for 4,000 records, against ten REST queries). When the ids are a good share of the
 object's records (`SELECT COUNT()` says how many) and one job over the whole object costs fewer
 calls than the chunks, that one job is read instead and the rows kept are the ids'.
+
+Bulk jobs run side by side, `write_concurrency` at once (a pass's ingest jobs, one per object;
+the query jobs of an object's chunks): a job is mostly waiting on Salesforce, and running them
+together changes none of the Bulk allowances they use (batches, records, query jobs per day).
 """
 
 from __future__ import annotations
