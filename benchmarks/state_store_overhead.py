@@ -160,7 +160,6 @@ def main() -> None:
         with postgres_server() as server:
             if not args.ratio_only:
                 compare_stores(runner, marketo, server, workdir, scale, args.latency)
-            marketo.faults.configure({})
             call_ratio(runner, marketo, server, workdir)
         print(load_average())
     finally:
