@@ -48,9 +48,10 @@ class CrmWorld:
     scores: dict[str, dict[str, Any]] = field(default_factory=dict)
     scores_skipped: str | None = None  # why the score fields could not be read
     rows_per_object: Counter[str] = field(default_factory=Counter)
-    # Rows each of the tap's queries returned, per (stream, CRM object): where the client counts
-    # them (Dynamics: reciprocal connections, qualified leads), else the records emitted.
-    rows_per_query: Counter[tuple[str, str]] = field(default_factory=Counter)
+    # Rows each of the tap's queries returned: where the client counts them per query
+    # (Dynamics: reciprocal connections, qualified leads), else the records emitted per (stream,
+    # CRM object). Per query, not from a shared counter: the tap reads several objects at once.
+    rows_per_query: list[int] = field(default_factory=list)
     calls: int = 0
     page_size: int = 2000
 
@@ -61,7 +62,7 @@ class CrmWorld:
         """The CRM's query pages for what is in scope: one page per `page_size` rows each of the
         tap's queries returns (an empty one still costs its call). Metadata the tap and the
         write-back read (connection roles, describes) come on top."""
-        return sum(max(1, -(-rows // self.page_size)) for rows in self.rows_per_query.values())
+        return sum(max(1, -(-rows // self.page_size)) for rows in self.rows_per_query)
 
 
 def tap_settings(crm_config: dict[str, Any]) -> dict[str, Any]:
@@ -112,28 +113,40 @@ def read_crm(crm_config: dict[str, Any], writer: ScoreWriter | None) -> CrmWorld
     client = tap.streams[STREAM_NAMES[0]].client  # one client serves every stream
     if hasattr(client, "formatted_labels"):
         client.formatted_labels = True
+    try:
+        emitted = _read_streams(tap, world, marketo_scores)
+    finally:
+        if tap.read_ahead is not None:  # the objects read ahead: no thread left running
+            tap.read_ahead.close()
+    counted = getattr(client, "rows_per_query", None)
+    world.rows_per_query = list(emitted.values() if counted is None else counted)
+    world.calls = int(getattr(client, "calls", 0))
+    world.page_size = int(getattr(client, "page_size", world.page_size))
+    LOGGER.info("CRM %s read: %s in %d calls", crm, dict(world.rows_per_object), world.calls)
+    return world
+
+
+def _read_streams(
+    tap: TapCrmMsi, world: CrmWorld, marketo_scores: set[str]
+) -> Counter[tuple[str, str]]:
+    """Every stream's records into `world`; the records emitted per (stream, CRM object)."""
+    emitted: Counter[tuple[str, str]] = Counter()
     for name in STREAM_NAMES:
         stream = tap.streams[name]
         for partition in stream.partitions:
             crm_object = partition[PARTITION_KEY]
-            rows_before = getattr(client, "rows_read", None)
-            emitted = 0
+            emitted[(name, crm_object)] = 0  # an empty read still costs its call
             for raw in stream.get_records(partition):
                 record = normalise_ids(raw)
                 record.setdefault(PARTITION_KEY, crm_object)
                 world.rows_per_object[crm_object] += 1
-                emitted += 1
+                emitted[(name, crm_object)] += 1
                 if record.get("_sdc_deleted_at"):
                     continue
                 if name == "leads" and marketo_scores:
                     values = {m: record.pop(m, None) for m in marketo_scores}
                     world.scores[str(record["externalPersonId"])] = values
                 world.records[name][record_key(name, record)] = record
-            returned = emitted if rows_before is None else client.rows_read - rows_before
-            world.rows_per_query[(name, crm_object)] = returned
         if tap.stop_reason:
             raise RuntimeError(f"the CRM read stopped early: {tap.stop_reason}")
-    world.calls = int(getattr(client, "calls", 0))
-    world.page_size = int(getattr(client, "page_size", world.page_size))
-    LOGGER.info("CRM %s read: %s in %d calls", crm, dict(world.rows_per_object), world.calls)
-    return world
+    return emitted

@@ -7,6 +7,7 @@ target tables (user or team, account or contact) and option sets' labels.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import quote
@@ -60,7 +61,10 @@ class DynamicsClient(BaseCrmClient):
         # Option-set labels from each row's formatted values instead of the tables' metadata:
         # no metadata calls, larger pages. For a reader that counts calls more than rows/s.
         self.formatted_labels = False
-        self.rows_read = 0  # rows the queries returned, for the minimum pages of a read
+        # Rows each query (a chain of pages) returned, in the order the queries began: the
+        # minimum pages of a read. One entry per query, as several are read at once.
+        self.rows_per_query: list[int] = []
+        self._queries_lock = threading.Lock()
         self.session.headers.update(
             {"Accept": "application/json", "OData-MaxVersion": "4.0", "OData-Version": "4.0"}
         )
@@ -95,35 +99,44 @@ class DynamicsClient(BaseCrmClient):
         return f"{self.base}/{entity_set}" + (f"?{params}" if params else "")
 
     def pages(
-        self, url: str, *, track_changes: bool = False
+        self, url: str, *, track_changes: bool = False, counted: bool = True
     ) -> Iterator[tuple[list[dict[str, Any]], str | None]]:
         """(rows, deltaLink) per page, following @odata.nextLink; deltaLink on the last page."""
-        for _, rows, delta_link in self.linked_pages(url, track_changes=track_changes):
+        for _, rows, delta_link in self.linked_pages(
+            url, track_changes=track_changes, counted=counted
+        ):
             yield rows, delta_link
 
     def linked_pages(
-        self, url: str, *, track_changes: bool = False
+        self, url: str, *, track_changes: bool = False, counted: bool = True
     ) -> Iterator[tuple[str, list[dict[str, Any]], str | None]]:
         """(URL, rows, deltaLink) per page, as `pages`. A page's URL is where a read interrupted
-        on it goes on: Dataverse's paging links carry their position (the paging cookie)."""
+        on it goes on: Dataverse's paging links carry their position (the paging cookie).
+        `counted`: the query's rows go in `rows_per_query` (not a lookup table's)."""
         annotations = ANNOTATIONS_FORMATTED if self.formatted_labels else ANNOTATIONS
         prefer = f"odata.maxpagesize={self.page_size},{annotations}"
         if track_changes:
             prefer = "odata.track-changes," + prefer
         headers = {"Prefer": prefer}
+        query = self._new_query() if counted else None
         while url:
             body = self.get_json(url, headers=headers)
             rows = body.get("value", [])
-            self.rows_read += len(rows)
+            if query is not None:
+                self.rows_per_query[query] += len(rows)
             yield url, rows, body.get("@odata.deltaLink")
             url = body.get("@odata.nextLink") or ""
 
+    def _new_query(self) -> int:
+        """A slot in `rows_per_query` for a query that begins (its index)."""
+        with self._queries_lock:
+            self.rows_per_query.append(0)
+            return len(self.rows_per_query) - 1
+
     def get_all(self, entity_set: str, **query: str) -> list[dict[str, Any]]:
-        """A small lookup table whole (e.g. connection roles); its rows are not `rows_read`."""
-        rows = [row for page, _ in self.pages(self.url(entity_set, **query)) for row in page]
-        # Taken back out, not reset: objects read ahead count their rows meanwhile.
-        self.rows_read -= len(rows)
-        return rows
+        """A small lookup table whole (e.g. connection roles); not in `rows_per_query`."""
+        url = self.url(entity_set, **query)
+        return [row for page, _ in self.pages(url, counted=False) for row in page]
 
     # Writes (target-crm-msi) ---------------------------------------------------------------------
     def batch(
