@@ -16,7 +16,7 @@ Parts 1 to 3 run once per `--latency` (none and the stand-in's `real` profile by
 msi-sandbox/README.md) and their figures are printed side by side; part 4 runs once per
 `--latency` and also at 1 s per call (+25% jitter, the issue's goal figure), one column each.
 With the profile, part 4's least time counts the last call at the profile's fixed 500 ms of a
-sync call (its per-KB part left out). The whole run takes about 12 min (part 4 alone about 5).
+sync call (its per-KB part left out). The whole run takes about 10 min (part 4 alone about 5).
 
 Run: .venv/bin/python benchmarks/target_marketo_load.py [--quick] [--only 4]
     [--latency none real]
