@@ -15,14 +15,15 @@ overlap-window bookmark (sorted input) is unchanged; a range that fails surfaces
 would have been, after every row below it was emitted, so the state never passes a row not yet
 emitted.
 
-A row changed during the read is not lost: a range's first call is made only once the range
-below it has answered its first page, so the ranges' queries run in ascending order. A row that
-moves from range `i` has its new timestamp at or above the newest one read at the split, which
-is at or above every boundary: the new version is in the open last range, whose query runs after
-range `i`'s. Either range `i` saw the old version, or the last range sees the new one (if both,
-the change is emitted after the old version, as a change between two runs would be). A row
-committed late, with a timestamp below a range already queried, is what the overlap window
-re-reads on the next run, as for an unsplit read.
+A row changed during the read is not lost: the open last range's first call is made only once
+every range below it has answered its first page (those run at once), so its query runs after
+all of theirs. A row that moves from range `i` has its new timestamp at or above the newest one
+read at the split, which is at or above every boundary: the new version is in the open last
+range. Either range `i`'s query saw the old version, or it ran after the change, and then the
+last range's query, later still, sees the new one (if both, the change is emitted after the old
+version, as a change between two runs would be). A row committed late, with a timestamp below a
+range already queried, is what the overlap window re-reads on the next run, as for an unsplit
+read.
 """
 
 from __future__ import annotations
@@ -82,9 +83,9 @@ class RangeSplit:
         self.open_range = open_range
         self.stamp = stamp  # a row's canonical timestamp (`mapping.canonical_ts`)
         self.may_read_ahead = may_read_ahead
-        # How many ranges have had their first call answered (the open query's is); a range's
-        # first call waits for the range below it, so the queries run in ascending order.
-        self._answered = 1
+        # Ranges below the last whose first call is still to answer (the open query's has): the
+        # last range's query waits for them, so it runs after all of theirs.
+        self._unanswered = len(bounds) - 1
         self._stopped = False
         self._cond = threading.Condition()
 
@@ -98,13 +99,14 @@ class RangeSplit:
         )
         highs: list[dt.datetime | None] = [*self.bounds[1:], None]
         for index, (low, high) in enumerate(zip(self.bounds, highs, strict=True), start=2):
-            pool.plan(index, index, self._opener(index, low, high), len)
+            pool.plan(index, index, self._opener(low, high), len)
         try:
             yield from self._below(rest, format_ts(self.bounds[0]))
             for index in range(2, len(self.bounds) + 2):
                 pages = pool.take(index, index)
-                if pages is not None:
-                    yield from pages
+                if pages is None:  # only once closed; never leave a range out unsaid
+                    raise RuntimeError(f"range {index} of the split read was not read")
+                yield from pages
         finally:
             with self._cond:
                 self._stopped = True
@@ -126,12 +128,12 @@ class RangeSplit:
             if close is not None:
                 close()
 
-    def _opener(
-        self, index: int, low: dt.datetime, high: dt.datetime | None
-    ) -> Callable[[], Iterator[Rows]]:
+    def _opener(self, low: dt.datetime, high: dt.datetime | None) -> Callable[[], Iterator[Rows]]:
+        last = high is None
+
         def pages() -> Iterator[Rows]:
             with self._cond:
-                while self._answered < index - 1 and not self._stopped:
+                while last and self._unanswered and not self._stopped:
                     self._cond.wait()
                 if self._stopped:
                     return
@@ -139,9 +141,10 @@ class RangeSplit:
                 source = self.open_range(low, high)
                 first = next(source, None)
             finally:
-                with self._cond:  # answered, or failed: the range above may go
-                    self._answered = max(self._answered, index)
-                    self._cond.notify_all()
+                if not last:
+                    with self._cond:  # answered, or failed: one fewer for the last to wait on
+                        self._unanswered -= 1
+                        self._cond.notify_all()
             if first is not None:
                 yield first
                 yield from source

@@ -12,6 +12,8 @@ from __future__ import annotations
 import datetime as dt
 import random
 import re
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -22,7 +24,8 @@ from msi_sandbox.dynamics import query as dynamics_query
 from msi_sandbox.salesforce import ids as sf_ids
 from msi_sandbox.salesforce.query import QueryEngine
 from msi_sandbox.salesforce.wire import ApiError
-from tap_crm_msi.tap.ranges import boundaries
+from tap_crm_msi.tap.incremental import format_ts
+from tap_crm_msi.tap.ranges import RangeSplit, boundaries
 
 T0 = dt.datetime(2026, 3, 1, 8, 0, 0, tzinfo=dt.UTC)
 SECONDS = 9  # every timestamp falls in these whole seconds from T0 (or half a second after)
@@ -146,6 +149,37 @@ def test_boundaries_are_whole_seconds_above_what_was_read() -> None:
     assert boundaries(after, after + dt.timedelta(seconds=1), 4) == [
         dt.datetime(2026, 1, 1, 0, 0, 2, tzinfo=dt.UTC)
     ]
+
+
+def test_the_open_last_range_is_queried_after_every_other_range_answered() -> None:
+    """Ranges 2..k-1 go at once; the last (open) one only after their first answers, so a row
+    moved into it during the read is seen by it. Rows come in order, cut at the boundaries."""
+    bounds = [T0 + dt.timedelta(seconds=s) for s in (2, 4, 6)]
+    events: list[tuple[str, int]] = []
+    lock = threading.Lock()
+
+    def open_range(low: dt.datetime, high: dt.datetime | None) -> Iterator[list[dict]]:
+        second = int((low - T0).total_seconds())
+        with lock:
+            events.append(("asked", second))
+        if high is not None:
+            threading.Event().wait(0.05)  # the call's latency
+        with lock:
+            events.append(("answered", second))
+        end = int((high - T0).total_seconds()) if high else 8
+        yield [_row(s) for s in range(second, end)]
+
+    rest = iter([[_row(0), _row(1)], [_row(1), _row(2), _row(3)]])  # the open query goes on
+    split = RangeSplit(bounds, open_range, lambda row: row["ts"])
+    got = [row["ts"] for page in split.pages(rest) for row in page]
+    assert got == [format_ts(T0 + dt.timedelta(seconds=s)) for s in (0, 1, 1, *range(2, 8))]
+    last_asked = events.index(("asked", 6))
+    assert events.index(("answered", 2)) < last_asked
+    assert events.index(("answered", 4)) < last_asked
+
+
+def _row(second: int) -> dict[str, Any]:
+    return {"ts": format_ts(T0 + dt.timedelta(seconds=second))}
 
 
 def test_salesforce_split_read_writes_what_one_chain_writes(
