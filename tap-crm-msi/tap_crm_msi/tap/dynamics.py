@@ -275,8 +275,9 @@ class DynamicsStream(CrmStream):
             url = self._modifiedon_url(table, select, low, high)
             return (page for page, _ in self.client.pages(url))
 
-        # Dataverse counts rows up to 5,000 only ($count): the size is estimated instead.
-        return self.split_read(table.logical_name, rows, None, newest, open_range, _stamp)
+        # `$count` stops at 5,000: the table's own count bounds the read's size from above.
+        total = self.client.total_record_count(table.logical_name)
+        return self.split_read(table.logical_name, rows, total, newest, open_range, _stamp)
 
     def _read_modifiedon(
         self, table: Table, select: str, window: OverlapWindow

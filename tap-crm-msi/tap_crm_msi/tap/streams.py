@@ -19,7 +19,7 @@ from tap_crm_msi.errors import ApiAllowanceExhausted
 from tap_crm_msi.sdk_compat import FastRecordStream
 from tap_crm_msi.tap.incremental import BOOKMARK_KEY, OverlapWindow, parse_ts
 from tap_crm_msi.tap.mapping import FieldMappings, RecordShape, canonical_ts
-from tap_crm_msi.tap.ranges import SECOND, RangeOpener, RangeSplit, boundaries
+from tap_crm_msi.tap.ranges import RangeOpener, RangeSplit, boundaries
 from tap_crm_msi.tap.readahead import ReadAhead
 
 if TYPE_CHECKING:
@@ -143,7 +143,7 @@ class CrmStream(FastRecordStream):
         self,
         crm_object: str,
         rows: list[dict[str, Any]],
-        total: int | None,
+        total: int,
         newest: Callable[[], str | None],
         open_range: RangeOpener,
         stamp: Callable[[dict[str, Any]], str],
@@ -151,22 +151,17 @@ class CrmStream(FastRecordStream):
         """How to read the rest of `crm_object`'s ordered query in ranges at once, or None to
         read it as one chain.
 
-        `rows` is its first page (more follow), `total` the rows the query has when the API
-        says (else estimated from the first page's time span up to the newest timestamp),
-        `newest()` asks the API for the newest timestamp (one call, only when split is on).
+        `rows` is its first page (more follow), `total` the rows the API says it has, and
+        `newest()` asks the API for the newest timestamp (one call, only when it splits).
         """
         ranges = int(self.config.get("read_concurrency") or 1)
         threshold = int(self.config.get("split_threshold_rows") or 0)
-        if ranges < 2 or not threshold or not rows or (total is not None and total <= threshold):
+        if ranges < 2 or not threshold or not rows or total <= threshold:
             return None
         top = newest()
         if top is None:
             return None
-        first, last, newest_ts = parse_ts(stamp(rows[0])), parse_ts(stamp(rows[-1])), parse_ts(top)
-        if total is None:
-            total = int(len(rows) * ((newest_ts - first) / max(last - first, SECOND)))
-            if total <= threshold:
-                return None
+        last, newest_ts = parse_ts(stamp(rows[-1])), parse_ts(top)
         bounds = boundaries(last, newest_ts, ranges)
         if not bounds:
             return None
