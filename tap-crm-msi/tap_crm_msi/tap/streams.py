@@ -139,6 +139,12 @@ class CrmStream(FastRecordStream):
         return bookmark or start_date
 
     # Splitting a large object's read (see ranges.py) -------------------------------------------
+    def split_ranges(self) -> int:
+        """How many ranges a large object's read is split into (0: splitting is off)."""
+        ranges = int(self.config.get("read_concurrency") or 1)
+        on = ranges > 1 and int(self.config.get("split_threshold_rows") or 0) > 0
+        return ranges if on else 0
+
     def split_read(
         self,
         crm_object: str,
@@ -154,9 +160,8 @@ class CrmStream(FastRecordStream):
         `rows` is its first page (more follow), `total` the rows the API says it has, and
         `newest()` asks the API for the newest timestamp (one call, only when it splits).
         """
-        ranges = int(self.config.get("read_concurrency") or 1)
-        threshold = int(self.config.get("split_threshold_rows") or 0)
-        if ranges < 2 or not threshold or not rows or total <= threshold:
+        ranges, threshold = self.split_ranges(), int(self.config["split_threshold_rows"])
+        if ranges < 2 or not rows or total <= threshold:
             return None
         top = newest()
         if top is None:
