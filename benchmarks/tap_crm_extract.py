@@ -9,10 +9,12 @@ Each CRM is run without latency and with the sandbox's `real` latency profile, e
 `read_concurrency` 1 (one object after another) and the default. With latency the floor is
 printed too: the longest chain of dependent calls, i.e. the slowest object's pages read one
 after another and nothing else (timed alone on the same sandbox), and the run's wall time as a
-multiple of it.
+multiple of it. `--split on off` runs each with a large object's read split into ranges
+(`split_threshold_rows` at its default) and not (0); `--dynamics-modifiedon` reads Dynamics by
+`modifiedon` (`change_tracking: false`), the reads a split applies to.
 
     .venv/bin/python benchmarks/tap_crm_extract.py [--size medium] [--crm salesforce dynamics]
-        [--latency none real] [--concurrency 1 4]
+        [--latency none real] [--concurrency 1 4] [--split on off] [--dynamics-modifiedon]
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from tap_crm_msi.tap.tap import TapCrmMsi
 
 # Measure REST paging, with the whole daily allowance.
 SALESFORCE_REST_PAGING = {"bulk_threshold": 10_000_000, "daily_api_share": 1.0}
+SPLIT_OFF = {"split_threshold_rows": 0}
 
 
 class _CountingSink:
@@ -68,7 +71,7 @@ def run(config: dict[str, Any], state: dict | None = None) -> tuple[float, float
 
 def floor_seconds(config: dict[str, Any]) -> tuple[float, str, int]:
     """(seconds, object, pages) of the slowest object's page chain, read alone."""
-    tap = TapCrmMsi(config=config, parse_env_config=False)
+    tap = TapCrmMsi(config=config | SPLIT_OFF, parse_env_config=False)
     slowest = (0.0, "", 0)
     for stream in tap.streams.values():
         for crm_object in stream.crm_objects:  # type: ignore[attr-defined]
@@ -87,6 +90,8 @@ def main() -> None:
     parser.add_argument("--crm", nargs="+", default=["salesforce", "dynamics"])
     parser.add_argument("--latency", nargs="+", default=["none", "real"])
     parser.add_argument("--concurrency", nargs="+", type=int, default=[1, 4])
+    parser.add_argument("--split", nargs="+", choices=["on", "off"], default=["on"])
+    parser.add_argument("--dynamics-modifiedon", action="store_true")
     args = parser.parse_args()
     logging.disable(logging.WARNING)  # the SDK logs a line per stream partition
     data_dir = Path(tempfile.mkdtemp(prefix="msi-bench-"))
@@ -99,6 +104,8 @@ def main() -> None:
             base = crm_connection(crm, info, info["ca_bundle"])
             if crm == "salesforce":
                 base |= SALESFORCE_REST_PAGING
+            elif args.dynamics_modifiedon:
+                base |= {"change_tracking": False}
             for latency in args.latency:
                 set_latency(session, info[crm], latency)
                 floor = floor_seconds(base) if latency != "none" else None
@@ -108,7 +115,11 @@ def main() -> None:
                         f"({floor[1]}: {floor[2]} pages one after another)"
                     )
                 for workers in args.concurrency:
-                    report(crm, latency, workers, base | {"read_concurrency": workers}, floor)
+                    for split in args.split:
+                        config = base | {"read_concurrency": workers}
+                        config |= SPLIT_OFF if split == "off" else {}
+                        label = f" split {split}" if len(args.split) > 1 else ""
+                        report(crm, latency, workers, config, floor, label)
             set_latency(session, info[crm], "none")
     finally:
         process.send_signal(signal.SIGTERM)
@@ -122,10 +133,11 @@ def report(
     workers: int,
     config: dict[str, Any],
     floor: tuple[float, str, int] | None,
+    split: str = "",
 ) -> None:
     elapsed, cpu, sink, client = run(config)
     total = sum(sink.records.values())
-    label = f"{crm:<10} latency {latency:<4} read_concurrency {workers}:"
+    label = f"{crm:<10} latency {latency:<4} read_concurrency {workers}{split}:"
     if not total:
         print(f"{label} no records in {elapsed:.2f}s; {client.calls} API calls")
         return

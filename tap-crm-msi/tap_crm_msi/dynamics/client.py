@@ -133,6 +133,17 @@ class DynamicsClient(BaseCrmClient):
             self.rows_per_query.append(0)
             return len(self.rows_per_query) - 1
 
+    def total_record_count(self, logical_name: str) -> int:
+        """The table's rows, as the RetrieveTotalRecordCount function snapshots them (within the
+        last 24 hours): `$count` stops at 5,000."""
+        names = quote(f"['{logical_name}']", safe="")
+        url = f"{self.base}/RetrieveTotalRecordCount(EntityNames=@p1)?@p1={names}"
+        collection = self.get_json(url).get("EntityRecordCountCollection") or {}
+        counts = dict(
+            zip(collection.get("Keys") or [], collection.get("Values") or [], strict=False)
+        )
+        return int(counts.get(logical_name, 0))
+
     def get_all(self, entity_set: str, **query: str) -> list[dict[str, Any]]:
         """A small lookup table whole (e.g. connection roles); not in `rows_per_query`."""
         url = self.url(entity_set, **query)
