@@ -10,8 +10,9 @@ is dropped and the object read as before), so the records, their order and the s
 with them are exactly those of a read one object at a time; only the waiting overlaps.
 
 Bounds: `workers` objects are read at once (each API's concurrency limit is far above it);
-objects not yet taken are read while fetching a page takes `WAITING` times longer than emitting
-one (else the stream hardly waits, and reading ahead would only compete for the CPU), while they
+objects not yet taken are read while fetching a row's page takes `WAITING` times longer than
+emitting it (per row, as objects' pages differ in size) and a page takes at least `MIN_FETCH_S`
+(else the stream hardly waits, and reading ahead would only compete for the CPU), while they
 buffer fewer than `max_rows` rows between them, and while `may_read_ahead()` allows (the tap
 stops reading ahead near the end of the API allowance, so the calls left go where a read one
 object at a time would spend them); an object being emitted is read `AHEAD` pages in front of
@@ -37,6 +38,12 @@ DEFAULT_MAX_ROWS = 200_000  # rows buffered for objects not yet taken, all toget
 # run then waits on the network. Nearer 1, fetching is mostly the server's CPU (a sandbox on the
 # same cores), and reading ahead only slowed such runs (by 10% on loopback).
 WAITING = 3.0
+# Nor while a page comes back quicker than this: the stream then hardly waits, whatever the
+# ratio. A server on the same machine answers a first small page (a few hundred users) in ~10 ms
+# against ~1 ms to emit it, which alone would open reading ahead at the start of a CPU-bound
+# run, several objects at once (more server CPU and TLS connections, on loopback ~6% more of
+# the sandbox's CPU for nothing); real CRMs take hundreds of ms for any page.
+MIN_FETCH_S = 0.03
 WAIT_S = 0.1  # `may_read_ahead` is asked again at least this often
 _END = object()
 CLOSE_WAIT_S = 120.0  # longest wait at the end of a run for a call in hand to finish
@@ -77,11 +84,13 @@ class ReadAhead:
         self._todo: queue.Queue[_Read | None] = queue.Queue()
         self._cond = threading.Condition()
         self._untaken_rows = 0
-        # Seconds a page takes to fetch and to emit (moving averages): reading other objects
-        # ahead pays only while the stream would wait for its pages. Where calls are quick
-        # (loopback) it would only add threads and buffered rows to a CPU-bound run.
+        # Seconds a page takes to fetch, and a row to fetch and to emit (moving averages):
+        # reading other objects ahead pays only while the stream would wait for its pages.
+        # Where calls are quick (loopback) it would only add threads, connections and buffered
+        # rows to a CPU-bound run.
         self._fetch_s: float | None = None
-        self._emit_s: float | None = None
+        self._fetch_row_s: float | None = None
+        self._emit_row_s: float | None = None
         self._threads: list[threading.Thread] = []
 
     # Planning ------------------------------------------------------------------------------------
@@ -158,10 +167,13 @@ class ReadAhead:
                             return
                     started = time.monotonic()
                     page = next(pages, _END)
-                    self._fetch_s = _average(self._fetch_s, time.monotonic() - started)
                     if page is _END:
                         return
+                    fetch_s = time.monotonic() - started
+                    self._fetch_s = _average(self._fetch_s, fetch_s)
                     rows = read.rows_of(page)
+                    if rows:
+                        self._fetch_row_s = _average(self._fetch_row_s, fetch_s / rows)
                     with self._cond:
                         if read.cancelled:
                             return
@@ -188,8 +200,10 @@ class ReadAhead:
         return self._untaken_rows < self.max_rows and self._pays() and self.may_read_ahead()
 
     def _pays(self) -> bool:
-        fetch, emit = self._fetch_s, self._emit_s
-        return fetch is not None and emit is not None and fetch > WAITING * emit
+        fetch, fetch_row, emit_row = self._fetch_s, self._fetch_row_s, self._emit_row_s
+        if fetch is None or fetch_row is None or emit_row is None:
+            return False
+        return fetch >= MIN_FETCH_S and fetch_row > WAITING * emit_row
 
     def _pages(self, read: _Read) -> Iterator[Any]:
         try:
@@ -206,7 +220,9 @@ class ReadAhead:
                     self._cond.notify_all()
                 started = time.monotonic()
                 yield page
-                self._emit_s = _average(self._emit_s, time.monotonic() - started)
+                if rows:
+                    emit_s = time.monotonic() - started
+                    self._emit_row_s = _average(self._emit_row_s, emit_s / rows)
         finally:
             with self._cond:
                 self._cancel(read)
