@@ -10,8 +10,8 @@ is dropped and the object read as before), so the records, their order and the s
 with them are exactly those of a read one object at a time; only the waiting overlaps.
 
 Bounds: `workers` objects are read at once (each API's concurrency limit is far above it);
-objects not yet taken are read while fetching a row's page takes `WAITING` times longer than
-emitting it (per row, as objects' pages differ in size) and a page takes at least `MIN_FETCH_S`
+objects not yet taken are read while fetching rows takes `WAITING` times longer than emitting
+them (per row, as objects' pages differ in size) and a page takes at least `MIN_FETCH_S`
 (else the stream hardly waits, and reading ahead would only compete for the CPU), while they
 buffer fewer than `max_rows` rows between them, and while `may_read_ahead()` allows (the tap
 stops reading ahead near the end of the API allowance, so the calls left go where a read one
@@ -84,13 +84,12 @@ class ReadAhead:
         self._todo: queue.Queue[_Read | None] = queue.Queue()
         self._cond = threading.Condition()
         self._untaken_rows = 0
-        # Seconds a page takes to fetch, and a row to fetch and to emit (moving averages):
-        # reading other objects ahead pays only while the stream would wait for its pages.
-        # Where calls are quick (loopback) it would only add threads, connections and buffered
-        # rows to a CPU-bound run.
+        # Seconds a page takes to fetch, and rows to fetch and to emit: reading other objects
+        # ahead pays only while the stream would wait for its pages. Where calls are quick
+        # (loopback) it would only add threads, connections and buffered rows to a CPU-bound run.
         self._fetch_s: float | None = None
-        self._fetch_row_s: float | None = None
-        self._emit_row_s: float | None = None
+        self._fetching = _PerRow()
+        self._emitting = _PerRow()
         self._threads: list[threading.Thread] = []
 
     # Planning ------------------------------------------------------------------------------------
@@ -172,8 +171,7 @@ class ReadAhead:
                     fetch_s = time.monotonic() - started
                     self._fetch_s = _average(self._fetch_s, fetch_s)
                     rows = read.rows_of(page)
-                    if rows:
-                        self._fetch_row_s = _average(self._fetch_row_s, fetch_s / rows)
+                    self._fetching.add(fetch_s, rows)
                     with self._cond:
                         if read.cancelled:
                             return
@@ -200,7 +198,7 @@ class ReadAhead:
         return self._untaken_rows < self.max_rows and self._pays() and self.may_read_ahead()
 
     def _pays(self) -> bool:
-        fetch, fetch_row, emit_row = self._fetch_s, self._fetch_row_s, self._emit_row_s
+        fetch, fetch_row, emit_row = self._fetch_s, self._fetching.per_row, self._emitting.per_row
         if fetch is None or fetch_row is None or emit_row is None:
             return False
         return fetch >= MIN_FETCH_S and fetch_row > WAITING * emit_row
@@ -220,9 +218,7 @@ class ReadAhead:
                     self._cond.notify_all()
                 started = time.monotonic()
                 yield page
-                if rows:
-                    emit_s = time.monotonic() - started
-                    self._emit_row_s = _average(self._emit_row_s, emit_s / rows)
+                self._emitting.add(time.monotonic() - started, rows)
         finally:
             with self._cond:
                 self._cancel(read)
@@ -239,3 +235,21 @@ class ReadAhead:
 
 def _average(average: float | None, value: float) -> float:
     return value if average is None else 0.7 * average + 0.3 * value
+
+
+class _PerRow:
+    """Seconds per row over the recent pages, weighted by their rows: a small page (a first
+    object of 200 users, its fixed cost of a call spread over few rows) counts for little."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.rows = 0.0
+
+    def add(self, seconds: float, rows: int) -> None:
+        if rows:
+            self.seconds = 0.7 * self.seconds + seconds
+            self.rows = 0.7 * self.rows + rows
+
+    @property
+    def per_row(self) -> float | None:
+        return self.seconds / self.rows if self.rows else None
