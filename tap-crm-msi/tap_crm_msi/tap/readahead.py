@@ -41,7 +41,7 @@ WAITING = 3.0
 # Nor while a page comes back quicker than this: the stream then hardly waits, whatever the
 # ratio. A server on the same machine answers a first small page (a few hundred users) in ~10 ms
 # against ~1 ms to emit it, which alone would open reading ahead at the start of a CPU-bound
-# run, several objects at once (more server CPU and TLS connections, on loopback ~6% more of
+# run, several objects at once (more server CPU and TLS connections, on loopback 6-11% more of
 # the sandbox's CPU for nothing); real CRMs take hundreds of ms for any page.
 MIN_FETCH_S = 0.03
 WAIT_S = 0.1  # `may_read_ahead` is asked again at least this often
