@@ -15,12 +15,13 @@ Repeated runs tell a difference from noise: `--repeat N` runs each concurrency N
 5 without latency, 1 with it), in rounds that alternate their order (1 4, then 4 1, ...) so
 drift on a shared machine hits every configuration alike, after one untimed warm-up run. Each
 run is printed, then per configuration the median and the min-max spread of wall seconds,
-records/s and the tap's CPU seconds, and the default's median against concurrency 1's. Runs are
+records/s and the tap's CPU seconds, and the default's medians against concurrency 1's (with the
+wall ratio of the runs made next to each other, round by round, and how many it won). Runs are
 made in this process and, end to end as a user sees it, as a process (`tap-crm-msi --config`,
 start-up, parsing and logging included, its stdout a pipe this process reads and counts; CPU
 from its rusage); `--runs-as` picks either. Every run starts with an empty `state_dir` (a fresh
 load, the Dynamics role memory included). Whether concurrency costs records/s without latency
-(to compare on a quiet machine; about 3 minutes):
+(to compare on a quiet machine: 2.5 minutes there):
 
     .venv/bin/python benchmarks/tap_crm_extract.py --latency none --repeat 5
 
@@ -224,7 +225,8 @@ def compare(
                     f"against {concurrency[0]} (medians): "
                     f"records/s {_change(_median_rate(last), _median_rate(first))}, "
                     f"wall {_change(_median(last, 'wall_s'), _median(first, 'wall_s'))}, "
-                    f"tap CPU {_change(_median(last, 'cpu_s'), _median(first, 'cpu_s'))}"
+                    f"tap CPU {_change(_median(last, 'cpu_s'), _median(first, 'cpu_s'))}; "
+                    f"{_paired(last, first)}"
                 )
 
 
@@ -279,6 +281,15 @@ def _median(runs: list[Run], figure: str) -> float:
 
 def _median_rate(runs: list[Run]) -> float:
     return statistics.median(run.records / run.wall_s for run in runs)
+
+
+def _paired(runs: list[Run], against: list[Run]) -> str:
+    """Round by round (the two ran next to each other): the median wall ratio, and how often
+    `runs` was the faster."""
+    ratios = [run.wall_s / other.wall_s for run, other in zip(runs, against, strict=True)]
+    faster = sum(ratio < 1 for ratio in ratios)
+    ratio = statistics.median(ratios)
+    return f"paired by round: wall x{ratio:.3f}, faster in {faster}/{len(ratios)}"
 
 
 def _change(value: float, against: float) -> str:
