@@ -44,7 +44,7 @@ WAITING = 3.0
 # run, several objects at once (more server CPU and TLS connections, on loopback 6-11% more of
 # the sandbox's CPU for nothing); real CRMs take hundreds of ms for any page.
 MIN_FETCH_S = 0.03
-WAIT_S = 0.1  # `may_read_ahead` is asked again at least this often
+WAIT_S = 0.1  # an idle worker asks the gate, the budget and `may_read_ahead` again this often
 _END = object()
 CLOSE_WAIT_S = 120.0  # longest wait at the end of a run for a call in hand to finish
 
@@ -58,6 +58,9 @@ class _Read:
     query: Hashable
     open_pages: Callable[[], Iterator[Any]]
     rows_of: Callable[[Any], int]
+    # Wakes this read's worker and its consumer only (the pool's lock): a page read or emitted
+    # would otherwise wake every idle worker, each taking the GIL from the emitting thread.
+    changed: threading.Condition
     pages: deque[tuple[Any, int]] = field(default_factory=deque)
     buffered: int = 0  # rows in `pages`
     taken: bool = False
@@ -82,7 +85,7 @@ class ReadAhead:
         self.may_read_ahead = may_read_ahead
         self._reads: dict[Hashable, _Read] = {}
         self._todo: queue.Queue[_Read | None] = queue.Queue()
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
         self._untaken_rows = 0
         # Seconds a page takes to fetch, and rows to fetch and to emit: reading other objects
         # ahead pays only while the stream would wait for its pages. Where calls are quick
@@ -104,8 +107,8 @@ class ReadAhead:
 
         Plans must come in the order their slots will be taken.
         """
-        read = _Read(query, open_pages, rows_of)
-        with self._cond:
+        read = _Read(query, open_pages, rows_of, threading.Condition(self._lock))
+        with self._lock:
             self._reads[slot] = read
         self._todo.put(read)
         if len(self._threads) < self.workers:
@@ -119,7 +122,7 @@ class ReadAhead:
         None when it was not planned, or for another query (that read is then stopped): the
         caller reads the object itself. Closing the iterator early stops the read.
         """
-        with self._cond:
+        with self._lock:
             read = self._reads.pop(slot, None)
             if read is None:
                 return None
@@ -128,14 +131,14 @@ class ReadAhead:
                 logger.info("read-ahead of %s dropped: its query changed", slot)
                 return None
             read.taken = True
-            self._untaken_rows -= read.buffered
-            self._cond.notify_all()
+            self._untaken_rows -= read.buffered  # others waiting for room see it within WAIT_S
+            read.changed.notify_all()
         return self._pages(read)
 
     def close(self, wait_s: float = CLOSE_WAIT_S) -> None:
         """Stop every read not taken (the run ended or stopped early) and wait for the workers,
         so that no call is made once the run is over (a call in hand is finished first)."""
-        with self._cond:
+        with self._lock:
             for read in self._reads.values():
                 self._cancel(read)
             self._reads.clear()
@@ -159,9 +162,9 @@ class ReadAhead:
             pages = read.open_pages()
             try:
                 while True:
-                    with self._cond:  # room first: the next page is a call
+                    with self._lock:  # room first: the next page is a call
                         while not read.cancelled and not self._room(read):
-                            self._cond.wait(WAIT_S)
+                            read.changed.wait(WAIT_S)
                         if read.cancelled:
                             return
                     started = time.monotonic()
@@ -172,25 +175,25 @@ class ReadAhead:
                     self._fetch_s = _average(self._fetch_s, fetch_s)
                     rows = read.rows_of(page)
                     self._fetching.add(fetch_s, rows)
-                    with self._cond:
+                    with self._lock:
                         if read.cancelled:
                             return
                         read.pages.append((page, rows))
                         read.buffered += rows
                         if not read.taken:
                             self._untaken_rows += rows
-                        self._cond.notify_all()
+                        read.changed.notify_all()
             finally:
                 close = getattr(pages, "close", None)
                 if close is not None:
                     close()
         except BaseException as exc:  # surfaces where the failed page would have been
-            with self._cond:
+            with self._lock:
                 read.error = exc
         finally:
-            with self._cond:
+            with self._lock:
                 read.done = True
-                self._cond.notify_all()
+                read.changed.notify_all()
 
     def _room(self, read: _Read) -> bool:
         if read.taken:
@@ -206,21 +209,21 @@ class ReadAhead:
     def _pages(self, read: _Read) -> Iterator[Any]:
         try:
             while True:
-                with self._cond:
+                with self._lock:
                     while not read.pages and not read.done:
-                        self._cond.wait()
+                        read.changed.wait()
                     if not read.pages:
                         if read.error is not None:
                             raise read.error
                         return
                     page, rows = read.pages.popleft()
                     read.buffered -= rows
-                    self._cond.notify_all()
+                    read.changed.notify_all()
                 started = time.monotonic()
                 yield page
                 self._emitting.add(time.monotonic() - started, rows)
         finally:
-            with self._cond:
+            with self._lock:
                 self._cancel(read)
 
     def _cancel(self, read: _Read) -> None:
@@ -230,7 +233,7 @@ class ReadAhead:
             self._untaken_rows -= read.buffered
         read.pages.clear()
         read.buffered = 0
-        self._cond.notify_all()
+        read.changed.notify_all()
 
 
 def _average(average: float | None, value: float) -> float:
