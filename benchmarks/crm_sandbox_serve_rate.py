@@ -6,6 +6,8 @@ SystemModstamp, Id` in 2,000-record pages; OData change tracking with `$select`,
 and lookuplogicalname annotations. The client reads each body in one piece and decodes only the
 link to the next page, so the figures are the server's. Prints, per run, rows/s of wall time
 and the server process's CPU per row (from /proc): the stand-in must never be what limits a tap.
+It runs without latency: it measures the stand-in's own serving speed, which the sandbox's
+`real` latency profile would only slow by the sleeps it injects.
 
     .venv/bin/python benchmarks/crm_sandbox_serve_rate.py [--size medium] [--repeat 2]
 """
@@ -24,7 +26,7 @@ from urllib.parse import quote
 
 import msgspec
 import requests
-from _common import access_token, serve, trusting_session
+from _common import access_token, load_average, print_no_latency, serve, trusting_session
 
 SOQL_FIELDS = {
     "Lead": "Id, Email, FirstName, LastName, OwnerId, Title, Phone, MobilePhone, Company, "
@@ -127,6 +129,7 @@ def main() -> None:
     parser.add_argument("--size", default="medium")
     parser.add_argument("--repeat", type=int, default=2)
     args = parser.parse_args()
+    print_no_latency()
     with tempfile.TemporaryDirectory(prefix="msi-serve-rate-") as tmp:
         measure(Path(tmp), args.size, args.repeat)
 
@@ -135,7 +138,7 @@ def measure(data_dir: Path, size: str, repeat: int) -> None:
     started = time.perf_counter()
     process, info = serve(data_dir, size, ["salesforce", "dynamics"], timeout_s=300)
     print(f"sandbox up with the {size} world in {time.perf_counter() - started:.1f}s")
-    print("load average at start: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
+    print(f"at start: {load_average()}")
     try:
         http = trusting_session(info["ca_bundle"])
         runs = salesforce_runs(http, info["salesforce"]) + dynamics_runs(http, info["dynamics"])
@@ -154,7 +157,7 @@ def measure(data_dir: Path, size: str, repeat: int) -> None:
                 f"{label:<16} {count:>7,} {pages:>5} {wall:>6.2f} {count / wall:>8,.0f} "
                 f"{nbytes / wall / 1e6:>5.1f} {per_row} {per_cpu}"
             )
-        print("load average at end: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
+        print(f"at end: {load_average()}")
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=30)

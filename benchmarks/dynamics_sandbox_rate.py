@@ -5,6 +5,8 @@ default medium) and reports how long seeding took, then reads `leads` and `conta
 with `Prefer: odata.maxpagesize=5000`, following `@odata.nextLink`, the way an extractor does:
 once with a typical `$select`, once with every attribute plus `odata.include-annotations="*"`,
 and once as a change-tracking initial load. Prints records/s and MB/s per run.
+It runs without latency: it measures the stand-in's own serving speed, which the sandbox's
+`real` latency profile would only slow by the sleeps it injects.
 
     .venv/bin/python benchmarks/dynamics_sandbox_rate.py [--size medium] [--page-size 5000]
 """
@@ -15,7 +17,7 @@ import argparse
 import time
 
 import requests
-from _common import access_token, one_service, trusting_session, unlimited
+from _common import access_token, one_service, print_no_latency, trusting_session, unlimited
 
 from msi_sandbox.generator import generate
 
@@ -53,6 +55,7 @@ def main() -> None:
     parser.add_argument("--size", default="medium")
     parser.add_argument("--page-size", type=int, default=5000)
     args = parser.parse_args()
+    print_no_latency()
 
     with one_service("dynamics") as (sandbox, service):
         started = time.perf_counter()

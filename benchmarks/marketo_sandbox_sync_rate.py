@@ -3,6 +3,8 @@
 Starts only the Marketo stand-in (TLS, its own temp dir), lifts its limits, then times
 `POST /rest/v1/leads.json` calls that create new leads and calls that update the same leads,
 and prints calls/s and records/s for each. The sandbox must never be what limits a sync run.
+It runs without latency: it measures the stand-in's own serving speed, which the sandbox's
+`real` latency profile would only slow by the sleeps it injects.
 
     .venv/bin/python benchmarks/marketo_sandbox_sync_rate.py [--calls 200] [--threads 1]
 """
@@ -15,7 +17,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from _common import access_token, one_service, trusting_session, unlimited
+from _common import access_token, one_service, print_no_latency, trusting_session, unlimited
 
 BATCH = 300
 NO_LIMITS = {"calls_per_window": 0, "max_concurrent": 0, "daily_quota": 0}
@@ -65,6 +67,7 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=200, help="sync calls per phase")
     parser.add_argument("--threads", type=int, default=1, help="concurrent client threads")
     args = parser.parse_args()
+    print_no_latency()
 
     with one_service("marketo") as (sandbox, service):
         unlimited(service, NO_LIMITS)

@@ -10,7 +10,13 @@ the minimum (one lead export per 31-day window, ⌈n/300⌉ gets per other objec
 status polls and gets by Marketo id apart, the CRM calls beside the query pages, and the wall
 time end to end. The issue's goal is at most 1.1x the minimum on each side.
 
+The two doctor runs are made once per `--latency` (none and the sandbox's `real` profile by
+default, on both stand-ins; msi-sandbox/README.md), each from the state the sync left, then per
+CRM the wall time and the calls against the minimum are printed side by side. The sync itself
+runs without latency (tap_crm_extract.py and target_marketo_load.py time it with).
+
     .venv/bin/python benchmarks/msi_doctor_medium.py [--crm salesforce dynamics] [--size medium]
+        [--latency none real]
 """
 
 from __future__ import annotations
@@ -20,13 +26,23 @@ import contextlib
 import datetime as dt
 import io
 import logging
+import shutil
 import signal
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from _common import crm_connection, marketo_connection, serve, trusting_session
+from _common import (
+    add_latency_option,
+    crm_connection,
+    load_average,
+    marketo_connection,
+    serve,
+    set_latency,
+    side_by_side,
+    trusting_session,
+)
 
 from msi_doctor.doctor import Diagnosis, diagnose
 from msi_doctor.settings import load
@@ -35,7 +51,8 @@ from target_marketo_msi.target.target import TargetMarketoMsi
 
 
 def configs(crm: str, info: dict[str, Any], work: Path) -> tuple[dict, dict]:
-    """The job's tap-crm-msi (with target-crm-msi's memory) and target-marketo-msi settings."""
+    """The job's tap-crm-msi (with target-crm-msi's memory) and target-marketo-msi settings,
+    their state under `work`."""
     ca = info["ca_bundle"]
     crm_config = crm_connection(crm, info, ca) | {
         "state_dir": str(work / "crm-state"), "bulk_poll_seconds": 0.5,
@@ -67,7 +84,8 @@ def ratio(used: int, minimum: int) -> str:
     return f"{used}/{minimum} = {used / minimum:.2f}x" if minimum else f"{used}/0"
 
 
-def report(label: str, diagnosis: Diagnosis, seconds: float) -> None:
+def report(label: str, diagnosis: Diagnosis, seconds: float) -> dict[str, str]:
+    """Print one doctor run's line and its calls per object; return its figures by name."""
     marketo_used = sum(diagnosis.marketo_calls.values())
     marketo_minimum = sum(diagnosis.marketo_minimum.values())
     swept = sum(diagnosis.marketo_world.sweep_calls.values())
@@ -86,16 +104,58 @@ def report(label: str, diagnosis: Diagnosis, seconds: float) -> None:
         for name, used in diagnosis.marketo_calls.items()
     )
     print(f"{'':<34} Marketo per object: {by_object}", flush=True)
+    return {
+        "health": "healthy" if diagnosis.healthy else f"{findings} findings",
+        "wall time": f"{seconds:.1f} s",
+        "Marketo calls vs minimum": ratio(marketo_used, marketo_minimum),
+        "CRM calls vs query pages": ratio(diagnosis.crm_calls, diagnosis.crm_minimum),
+    }
+
+
+def doctor_runs(
+    crm: str, info: dict[str, Any], work: Path, latency: str, since: dt.datetime
+) -> dict[str, str]:
+    """Both doctor runs with the stand-ins at `latency`, from a copy of the state the sync left
+    (so each latency's first run pays the same metadata); their figures by name."""
+    copy = work / f"doctor-{latency}"
+    for state in ("crm-state", "marketo-state"):
+        if (work / state).exists():  # tap-crm-msi keeps state on Dynamics only
+            shutil.copytree(work / state, copy / state)
+    crm_config, marketo = configs(crm, info, copy)
+    settings = load(
+        {"crm": crm_config, "marketo": marketo},
+        environ={},
+        leads_since=since.isoformat(),
+        export_poll_seconds=1,
+    )
+    session = trusting_session(info["ca_bundle"])
+    for service in (crm, "marketo"):
+        set_latency(session, info[service], latency)
+    figures: dict[str, str] = {}
+    try:
+        for run, label in (("first", "first doctor run"),
+                           ("second", "second run (metadata remembered)")):  # fmt: skip
+            started = time.perf_counter()
+            diagnosis = diagnose(settings)
+            seconds = time.perf_counter() - started
+            line = report(f"{crm} {label}, latency {latency}", diagnosis, seconds)
+            figures |= {f"{run} run: {name}": value for name, value in line.items()}
+    finally:
+        for service in (crm, "marketo"):
+            set_latency(session, info[service], "none")
+    return figures
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--crm", nargs="+", default=["salesforce", "dynamics"])
     parser.add_argument("--size", default="medium", choices=["small", "medium", "large"])
+    add_latency_option(parser, "the doctor runs")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    logging.disable(logging.INFO)  # the SDK's metric lines, which it logs at INFO
+    print(load_average(), flush=True)
     for crm in args.crm:
-        logging.getLogger("singer_sdk.metrics").setLevel(logging.WARNING)  # the SDK sets it up
         with tempfile.TemporaryDirectory(prefix="doctor-bench-") as tmp:
             work = Path(tmp)
             (work / "sandbox").mkdir()
@@ -114,16 +174,12 @@ def main() -> None:
                 sync(crm_config, marketo)
                 print(f"{crm}: sync into Marketo {time.perf_counter() - started:.0f} s", flush=True)
                 since = dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
-                settings = load(
-                    {"crm": crm_config, "marketo": marketo},
-                    environ={},
-                    leads_since=since.isoformat(),
-                    export_poll_seconds=1,
-                )
-                for label in ("first doctor run", "second run (metadata remembered)"):
-                    started = time.perf_counter()
-                    diagnosis = diagnose(settings)
-                    report(f"{crm} {label}", diagnosis, time.perf_counter() - started)
+                columns = {
+                    latency: doctor_runs(crm, info, work, latency, since)
+                    for latency in args.latency
+                }
+                side_by_side(f"{crm}, {args.size} world: msi-doctor", columns)
+                print(load_average(), flush=True)
             finally:
                 process.send_signal(signal.SIGTERM)
                 process.wait(timeout=60)

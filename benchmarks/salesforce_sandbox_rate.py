@@ -4,6 +4,8 @@ Starts only the Salesforce stand-in (TLS, its own temp dir), seeds the `medium` 
 size given), logs in, and pages through Lead and Contact with `nextRecordsUrl` the way a tap
 does, then reads the same rows as a Bulk API 2.0 query job. Prints the seed time and, per
 run, pages, records, seconds and records/s. The sandbox must never be what limits a tap run.
+It runs without latency: it measures the stand-in's own serving speed, which the sandbox's
+`real` latency profile would only slow by the sleeps it injects.
 
     .venv/bin/python benchmarks/salesforce_sandbox_rate.py [--size medium] [--fields 12]
 """
@@ -14,7 +16,7 @@ import argparse
 import time
 
 import requests
-from _common import access_token, one_service, trusting_session
+from _common import access_token, one_service, print_no_latency, trusting_session
 
 from msi_sandbox.generator import generate
 
@@ -76,6 +78,7 @@ def main() -> None:
     parser.add_argument("--size", default="medium")
     parser.add_argument("--fields", type=int, default=len(FIELDS))
     args = parser.parse_args()
+    print_no_latency()
     fields = ", ".join(FIELDS[: args.fields])
     with one_service("salesforce") as (sandbox, service):
         world = generate(args.size, 0)

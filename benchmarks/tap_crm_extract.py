@@ -9,7 +9,9 @@ Each CRM is run without latency and with the sandbox's `real` latency profile, e
 `read_concurrency` 1 (one object after another) and the default. With latency the floor is
 printed too: the longest chain of dependent calls, i.e. the slowest object's pages read one
 after another and nothing else (timed alone on the same sandbox), and the run's wall time as a
-multiple of it.
+multiple of it. `--split on off` runs each with a large object's read split into ranges
+(`split_threshold_rows` at its default) and not (0); `--dynamics-modifiedon` reads Dynamics by
+`modifiedon` (`change_tracking: false`), the reads a split applies to.
 
 Repeated runs tell a difference from noise: `--repeat N` runs each concurrency N times (default:
 5 without latency, 1 with it), in rounds that alternate their order (1 4, then 4 1, ...) so
@@ -26,8 +28,8 @@ load, the Dynamics role memory included). Whether concurrency costs records/s wi
     .venv/bin/python benchmarks/tap_crm_extract.py --latency none --repeat 5
 
     .venv/bin/python benchmarks/tap_crm_extract.py [--size medium] [--crm salesforce dynamics]
-        [--latency none real] [--concurrency 1 4] [--repeat N]
-        [--runs-as in-process process]
+        [--latency none real] [--concurrency 1 4] [--split on off] [--dynamics-modifiedon]
+        [--repeat N] [--runs-as in-process process]
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ from tap_crm_msi.tap.tap import TapCrmMsi
 
 # Measure REST paging, with the whole daily allowance.
 SALESFORCE_REST_PAGING = {"bulk_threshold": 10_000_000, "daily_api_share": 1.0}
+SPLIT_OFF = {"split_threshold_rows": 0}
 RECORD = b'{"type":"RECORD"'
 RUNS_AS = ("in-process", "process")
 
@@ -91,7 +94,7 @@ def run(config: dict[str, Any], state: dict | None = None) -> tuple[float, float
 
 def floor_seconds(config: dict[str, Any]) -> tuple[float, str, int]:
     """(seconds, object, pages) of the slowest object's page chain, read alone."""
-    tap = TapCrmMsi(config=config, parse_env_config=False)
+    tap = TapCrmMsi(config=config | SPLIT_OFF, parse_env_config=False)
     slowest = (0.0, "", 0)
     for stream in tap.streams.values():
         for crm_object in stream.crm_objects:  # type: ignore[attr-defined]
@@ -110,6 +113,8 @@ def main() -> None:
     parser.add_argument("--crm", nargs="+", default=["salesforce", "dynamics"])
     parser.add_argument("--latency", nargs="+", default=["none", "real"])
     parser.add_argument("--concurrency", nargs="+", type=int, default=[1, 4])
+    parser.add_argument("--split", nargs="+", choices=["on", "off"], default=["on"])
+    parser.add_argument("--dynamics-modifiedon", action="store_true")
     parser.add_argument(
         "--repeat",
         type=int,
@@ -129,6 +134,8 @@ def main() -> None:
             base = crm_connection(crm, info, info["ca_bundle"])
             if crm == "salesforce":
                 base |= SALESFORCE_REST_PAGING
+            elif args.dynamics_modifiedon:
+                base |= {"change_tracking": False}
             for latency in args.latency:
                 set_latency(session, info[crm], latency)
                 floor = floor_seconds(base) if latency != "none" else None
@@ -138,7 +145,12 @@ def main() -> None:
                         f"({floor[1]}: {floor[2]} pages one after another)"
                     )
                 repeat = args.repeat or (5 if latency == "none" else 1)
-                compare(crm, latency, base, args.concurrency, repeat, args.runs_as, floor)
+                for split in args.split:
+                    config = base | (SPLIT_OFF if split == "off" else {})
+                    label = f" split {split}" if len(args.split) > 1 else ""
+                    compare(
+                        crm, latency, config, args.concurrency, repeat, args.runs_as, floor, label
+                    )
             set_latency(session, info[crm], "none")
     finally:
         process.send_signal(signal.SIGTERM)
@@ -202,6 +214,7 @@ def compare(
     repeat: int,
     runs_as: list[str],
     floor: tuple[float, str, int] | None,
+    split: str = "",
 ) -> None:
     """`repeat` runs of every (runs_as, concurrency), the rounds alternating their order, each
     printed; then the medians with their spread."""
@@ -213,16 +226,16 @@ def compare(
         for how, workers in configs if round_ % 2 == 0 else configs[::-1]:
             result = run_once(how, base | {"read_concurrency": workers})
             runs[how, workers].append(result)
-            report(crm, latency, how, workers, result, floor, f"run {round_ + 1}/{repeat}")
+            report(crm, latency, how, workers, result, floor, f"run {round_ + 1}/{repeat}", split)
     if repeat > 1:
         for how in runs_as:
             for workers in concurrency:
-                summarise(crm, latency, how, workers, runs[how, workers], floor)
+                summarise(crm, latency, how, workers, runs[how, workers], floor, split)
             first, last = runs[how, concurrency[0]], runs[how, concurrency[-1]]
             if first is not last:
                 print(
-                    f"{crm:<10} latency {latency:<4} {how}: read_concurrency {concurrency[-1]} "
-                    f"against {concurrency[0]} (medians): "
+                    f"{crm:<10} latency {latency:<4}{split} {how}: read_concurrency "
+                    f"{concurrency[-1]} against {concurrency[0]} (medians): "
                     f"records/s {_change(_median_rate(last), _median_rate(first))}, "
                     f"wall {_change(_median(last, 'wall_s'), _median(first, 'wall_s'))}, "
                     f"tap CPU {_change(_median(last, 'cpu_s'), _median(first, 'cpu_s'))}; "
@@ -238,8 +251,11 @@ def report(
     result: Run,
     floor: tuple[float, str, int] | None,
     which: str = "",
+    split: str = "",
 ) -> None:
-    label = f"{crm:<10} latency {latency:<4} read_concurrency {workers} {runs_as:<10} {which}:"
+    label = (
+        f"{crm:<10} latency {latency:<4} read_concurrency {workers}{split} {runs_as:<10} {which}:"
+    )
     calls = "" if result.calls is None else f"; {result.calls} API calls"
     if not result.records:
         print(f"{label} no records in {result.wall_s:.2f}s{calls}")
@@ -261,6 +277,7 @@ def summarise(
     workers: int,
     runs: list[Run],
     floor: tuple[float, str, int] | None,
+    split: str = "",
 ) -> None:
     walls = [r.wall_s for r in runs]
     rates = [r.records / r.wall_s for r in runs]
@@ -268,7 +285,7 @@ def summarise(
     wall = statistics.median(walls)
     against = f" = {wall / floor[0]:.2f}x the floor" if floor else ""
     print(
-        f"{crm:<10} latency {latency:<4} read_concurrency {workers} {runs_as:<10} "
+        f"{crm:<10} latency {latency:<4} read_concurrency {workers}{split} {runs_as:<10} "
         f"median of {len(runs)}: {wall:6.2f}s ({min(walls):.2f}-{max(walls):.2f}){against} = "
         f"{statistics.median(rates):>7,.0f} records/s ({min(rates):,.0f}-{max(rates):,.0f}); "
         f"tap CPU {statistics.median(cpus):.2f}s ({min(cpus):.2f}-{max(cpus):.2f})"

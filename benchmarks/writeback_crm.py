@@ -17,12 +17,12 @@ the machine's 2 cores. Two scenarios (`--scenario`, both by default):
 
     .venv/bin/python benchmarks/writeback_crm.py [--records 50000] [--crm salesforce dynamics]
         [--scenario first-run paths] [--scored-share 0.05] [--latency none real]
-        [--write-concurrency 4]
+        [--write-concurrency 4] [--paths bulk composite batch]
 
 `paths` runs once per `--latency`: none, and the sandbox's `real` latency profile (per call and
-per KB written, see msi-sandbox/README.md); and once per `--write-concurrency` (write calls in
-flight at once; `1 4` prints one at a time beside the default; Bulk ingest, whose jobs run one
-after the other whatever the setting, only at the first).
+per KB written, see msi-sandbox/README.md); and once per `--write-concurrency` (write calls, or
+Bulk API 2.0 jobs, in flight at once; `1 4` prints one at a time beside the default).
+`--paths` picks the write paths measured (all of the CRM's by default).
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ from msi_common.testing import schema_message
 from tap_crm_msi.writeback.target import TargetCrmMsi
 
 SCENARIOS = ("first-run", "paths")
+PATHS = ("bulk", "composite", "batch")  # Salesforce's two write paths, Dynamics' one
 OBJECTS = {"salesforce": (("Lead", "Id"), ("Contact", "Id")),
            "dynamics": (("lead", "leadid"), ("contact", "contactid"))}  # fmt: skip
 
@@ -180,6 +181,8 @@ def main() -> None:
                         help="paths: the stand-in's latency, none or a profile")  # fmt: skip
     parser.add_argument("--write-concurrency", type=int, nargs="+", default=[4],
                         help="paths: write calls in flight at once, one run each")  # fmt: skip
+    parser.add_argument("--paths", nargs="+", choices=PATHS, default=list(PATHS),
+                        help="paths: the write paths measured")  # fmt: skip
     parser.add_argument("--scored-share", type=float, default=0.05,
                         help="first-run: share of the people with scores")  # fmt: skip
     args = parser.parse_args()
@@ -201,18 +204,16 @@ def main() -> None:
                     continue
                 # Bulk above 2,000 records a pass (the default); below, so a small run uses it.
                 bulk = {"bulk_write_threshold": max(1, min(2000, len(ids) - 1))}
-                paths = (
-                    [("bulk 2.0 ingest", bulk),
-                     ("composite/sobjects", {"bulk_write_threshold": 0})]
-                    if crm == "salesforce" else [("$batch PATCH If-Match", {})]
-                )  # fmt: skip
+                paths = [
+                    (label, extra)
+                    for key, label, extra in (
+                        ("bulk", "bulk 2.0 ingest", bulk),
+                        ("composite", "composite/sobjects", {"bulk_write_threshold": 0}),
+                    ) if crm == "salesforce" and key in args.paths
+                ] + ([("$batch PATCH If-Match", {})]
+                     if crm == "dynamics" and "batch" in args.paths else [])  # fmt: skip
                 session = trusting_session(ca)
-                runs = [
-                    (path, extra, n)
-                    for n in args.write_concurrency
-                    for path, extra in paths
-                    if "bulk" not in path or n == args.write_concurrency[0]
-                ]
+                runs = [(path, extra, n) for n in args.write_concurrency for path, extra in paths]
                 for latency in args.latency:
                     set_latency(session, info[crm], latency)
                     for path, extra, n in runs:

@@ -237,6 +237,7 @@ def tap_common(sandbox: Any, crm: str) -> dict[str, Any]:
         "overlap_seconds": 120.5,
         "page_size": 200,
         "read_concurrency": 2,  # the reference runs read 4 objects at once: the same records
+        "split_threshold_rows": 100,  # larger objects read as 2 ranges at once: the same records
         "default_role": "Other Role",
         "fallback_sales_person_id": fallback_owner(sandbox, crm),
         # A CRM field into a Marketo lead field the contract leaves out.

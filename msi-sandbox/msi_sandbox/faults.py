@@ -27,18 +27,22 @@ from msi_sandbox.latency import LatencyRule, latency_rules
 
 @dataclass
 class ErrorRule:
-    """Answer `code` on calls whose path matches `path`: at `rate`, or on the `nth` match."""
+    """Answer `code` on calls whose path matches `path` (and whose HTTP method is `method`, when
+    given): at `rate`, or on the `nth` match."""
 
     code: str
     rate: float = 0.0
     nth: int | None = None
     path: str = ""
+    method: str = ""  # one HTTP method (a job's close PATCH, not its polls' GETs on one path)
     times: int | None = None  # stop after injecting this many times
     after: bool = False  # apply the request first, then answer the error instead of its result
     matched: int = 0
     injected: int = 0
 
-    def matches(self, path: str) -> bool:
+    def matches(self, path: str, method: str = "") -> bool:
+        if self.method and self.method != method.upper():
+            return False
         return not self.path or re.search(self.path, path) is not None
 
     def fires(self, rng: random.Random) -> bool:
@@ -175,7 +179,7 @@ class FaultInjector:
             # first rule that fires decides the error.
             fired: ErrorRule | None = None
             for rule in config.errors:
-                if not rule.matches(path):
+                if not rule.matches(path, method):
                     continue
                 rule.matched += 1
                 if fired is None and rule.fires(self._random):
@@ -216,7 +220,7 @@ _CONFIG_FIELDS = {
     "lose_path",
     "seed",
 }
-_RULE_FIELDS = {"code", "rate", "nth", "path", "times", "after"}
+_RULE_FIELDS = {"code", "rate", "nth", "path", "method", "times", "after"}
 
 
 def _number(settings: dict[str, Any], name: str, default: float) -> float:
@@ -257,6 +261,13 @@ def _pattern(settings: dict[str, Any], name: str) -> str:
     return value
 
 
+def _method(raw: dict[str, Any]) -> str:
+    value = raw.get("method") or ""
+    if value and not (isinstance(value, str) and value.isalpha()):
+        raise ValueError(f"'method' must be an HTTP method such as PATCH, got {value!r}")
+    return str(value).upper()
+
+
 def _check_known(settings: dict[str, Any], allowed: set[str], what: str) -> None:
     """A typo in a fault plan fails loudly (ValueError) rather than being ignored."""
     unknown = set(settings) - allowed
@@ -281,6 +292,7 @@ def _rule_fields(raw: Any) -> dict[str, Any]:
         "rate": _rate(raw, "rate"),
         "nth": _count(raw, "nth"),
         "path": _pattern(raw, "path"),
+        "method": _method(raw),
         "times": times,
         "after": after,
     }

@@ -18,12 +18,21 @@ R = TypeVar("R")
 
 
 def in_parallel(
-    call: Callable[[T], R], inputs: Iterable[T], workers: int, name: str = "crm-call"
+    call: Callable[[T], R],
+    inputs: Iterable[T],
+    workers: int,
+    name: str = "crm-call",
+    *,
+    first_alone: bool = True,
 ) -> Iterator[tuple[T, R]]:
     """(input, call(input)) for each input, in input order, at most `workers` calls in flight.
 
     The first call goes alone, the others once it has answered: what every call would meet (a
-    throttled org, an expired session, a spent allowance) is met once, not by all at once. When
+    throttled org, an expired session, a spent allowance) is met once, not by all at once.
+    `first_alone=False` starts them all at once, for calls that are each a chain of requests (a
+    Bulk API job: create, upload, close, polls, results) whose first request the client itself
+    sends alone (see `SalesforceClient.before_send`): waiting for a whole first chain would
+    make two jobs take as long as one after the other. When
     a call fails, no further call starts; the calls already in flight end, those that answered
     are still yielded (they took effect, so the caller records them), and then the first error
     is raised. With one worker (or one input) the calls run on the caller's thread.
@@ -36,7 +45,7 @@ def in_parallel(
     queued = iter(todo)
     in_flight: deque[tuple[T, Future[R]]] = deque()
     error: BaseException | None = None
-    limit = 1  # calls in flight: one until the first has answered
+    limit = 1 if first_alone else workers  # one until the first has answered
     with ThreadPoolExecutor(max_workers=min(workers, len(todo)), thread_name_prefix=name) as pool:
 
         def fill() -> None:

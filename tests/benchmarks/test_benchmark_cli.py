@@ -69,6 +69,29 @@ def test_help_names_the_documented_options(script: Path) -> None:
     assert not missing, f"{script.name} --help lacks {missing}:\n{text}"
 
 
+# Benchmarks whose latency runs are built in rather than chosen with --latency, and which.
+BUILT_IN_LATENCY = {"target_marketo_load": "part 4: no latency and 1 s per call (+25% jitter)"}
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.stem)
+def test_runs_with_the_latency_profile_or_says_why_not(script: Path) -> None:
+    """Every benchmark can print its figures without latency and with the sandbox's `real`
+    profile (`--latency none real`), or says in its docstring and first printed line why
+    latency does not apply."""
+    if script.stem in BUILT_IN_LATENCY:
+        return
+    source = script.read_text(encoding="utf-8")
+    docstring = ast.get_docstring(ast.parse(source)) or ""
+    if offers(help_text(script.stem), "--latency"):
+        assert "--latency none real" in " ".join(docstring.split()), docstring
+        return
+    assert "latency" in docstring, f"{script.name}: the docstring does not say why no latency"
+    main = source[source.index("def main(") :]
+    assert re.search(r"args = parser\.parse_args\(\)\n\s+print_no_latency\(", main), (
+        f"{script.name}: neither --latency nor print_no_latency(...) right after parse_args"
+    )
+
+
 @pytest.mark.parametrize("document", ["README.md", "Makefile", "msi-sandbox/README.md"])
 def test_commands_in_the_docs_use_existing_scripts_and_options(document: str) -> None:
     text = (REPO / document).read_text(encoding="utf-8")

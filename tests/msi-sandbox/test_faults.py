@@ -78,6 +78,21 @@ def test_path_filter_limits_a_rule_to_matching_paths(echo: EchoHandle) -> None:
     assert echo.get("/api/ping").status_code == 200
 
 
+def test_method_filter_limits_a_rule_to_one_http_method() -> None:
+    # A Bulk job's close and its polls share a path: only the PATCHes count towards `nth`.
+    injector = FaultInjector()
+    plan = {"errors": [{"code": "503", "nth": 2, "path": "^/jobs/", "method": "patch"}]}
+    injector.configure(plan)
+    calls = [("GET", "/jobs/1"), ("PATCH", "/jobs/1"), ("GET", "/jobs/1"), ("PATCH", "/jobs/1")]
+    assert [injector.decide(path, method).error_code for method, path in calls] == [
+        None,
+        None,
+        None,
+        "503",
+    ]
+    assert injector.describe()["errors"][0]["matched"] == 2
+
+
 def test_first_matching_rule_wins_and_nth_counts_matching_calls(echo: EchoHandle) -> None:
     plan = {
         "errors": [
@@ -176,6 +191,7 @@ def test_admin_calls_are_never_faulted(echo: EchoHandle) -> None:
         {"lose_rate": 1.5},
         {"lose_nth": 0},
         {"errors": [{"code": "500", "after": "yes"}]},
+        {"errors": [{"code": "500", "method": "PATCH /jobs"}]},
         {"latencyMs": 100},
         ["not", "an", "object"],
     ],

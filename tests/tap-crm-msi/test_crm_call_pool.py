@@ -1,6 +1,7 @@
 """Calls side by side (tap_crm_msi.pool): answers in order, a bounded number in flight, the first
-call alone, a failure stopping further calls; and a 429's Retry-After holding every thread of the
-client (tap_crm_msi.client), not only the one that met it."""
+call alone (or, for chains of calls, all at once), a failure stopping further calls; and a 429's
+Retry-After holding every thread of the client (tap_crm_msi.client), not only the one that met
+it."""
 
 from __future__ import annotations
 
@@ -48,6 +49,15 @@ def test_answers_come_in_order_with_a_bounded_number_in_flight_the_first_alone()
     assert list(in_parallel(call, range(10), workers=3)) == [(n, n * 10) for n in range(10)]
     assert call.peak == 3
     assert all(call.started[n] >= call.ended[0] for n in range(1, 10))
+
+
+def test_chains_of_calls_start_together_when_the_first_need_not_go_alone() -> None:
+    # Bulk jobs: the first does not go alone, so the first `workers` start before any has ended.
+    call = Tracker()
+    pairs = in_parallel(call, range(5), workers=3, first_alone=False)
+    assert list(pairs) == [(n, n * 10) for n in range(5)]
+    assert call.peak == 3
+    assert max(call.started[n] for n in range(3)) < min(call.ended.values())
 
 
 def test_a_failure_stops_new_calls_and_the_answers_in_flight_are_still_handed_back() -> None:

@@ -76,6 +76,10 @@ class WebApi:
         if re.fullmatch(r"WhoAmI(\(\))?", path):
             self._allow(method, "GET")
             return self.who_am_i()
+        count = re.fullmatch(r"RetrieveTotalRecordCount\(EntityNames=(.*)\)", path)
+        if count:
+            self._allow(method, "GET")
+            return self.total_record_count(count.group(1), req.args)
         if path.startswith("EntityDefinitions"):
             self._allow(method, "GET")
             return ApiResponse(200, metadata.read(self.service, path, req.args))
@@ -218,6 +222,22 @@ class WebApi:
                 "UserId": self.service.application_user_id,
                 "OrganizationId": guid("organization", 0),
             },
+        )
+
+    def total_record_count(self, names: str, args: dict[str, str]) -> ApiResponse:
+        """The RetrieveTotalRecordCount function: rows per table (Dataverse's is a snapshot of
+        the last 24 hours; the sandbox counts now). `EntityNames` inline or as an `@p` alias."""
+        text = args.get(names, "") if names.startswith("@") else names
+        keys = [n.strip().strip("'") for n in text.strip().strip("[]").split(",") if n.strip()]
+        entities = {e.logical_name: e for e in self.service.entity_sets.values()}
+        unknown = [k for k in keys if k not in entities]
+        if not keys or unknown:
+            raise errors.bad_query(f"EntityNames names no known table: {unknown or text!r}.")
+        values = [self.service.store.count(k) for k in keys]
+        context = f"{self.base}/$metadata#Microsoft.Dynamics.CRM.RetrieveTotalRecordCountResponse"
+        collection = {"Count": len(keys), "IsReadOnly": False, "Keys": keys, "Values": values}
+        return ApiResponse(
+            200, {"@odata.context": context, "EntityRecordCountCollection": collection}
         )
 
     # Writes --------------------------------------------------------------------------------

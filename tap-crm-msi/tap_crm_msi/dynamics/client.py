@@ -118,6 +118,17 @@ class DynamicsClient(BaseCrmClient):
             yield url, rows, body.get("@odata.deltaLink")
             url = body.get("@odata.nextLink") or ""
 
+    def total_record_count(self, logical_name: str) -> int:
+        """The table's rows, as the RetrieveTotalRecordCount function snapshots them (within the
+        last 24 hours): `$count` stops at 5,000."""
+        names = quote(f"['{logical_name}']", safe="")
+        url = f"{self.base}/RetrieveTotalRecordCount(EntityNames=@p1)?@p1={names}"
+        collection = self.get_json(url).get("EntityRecordCountCollection") or {}
+        counts = dict(
+            zip(collection.get("Keys") or [], collection.get("Values") or [], strict=False)
+        )
+        return int(counts.get(logical_name, 0))
+
     def get_all(self, entity_set: str, **query: str) -> list[dict[str, Any]]:
         """A small lookup table whole (e.g. connection roles); its rows are not `rows_read`."""
         rows = [row for page, _ in self.pages(self.url(entity_set, **query)) for row in page]

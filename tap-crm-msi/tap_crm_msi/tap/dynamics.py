@@ -3,7 +3,10 @@
 Each table is read through change tracking when it has it: the first read pages the whole table
 and ends with a delta link, later runs read only the changes (deleted rows included) from it, and
 an expired delta link is recovered by reading the table afresh. A table without change tracking
-(or `change_tracking: false`) is read by `modifiedon` with the same overlap window as Salesforce.
+(or `change_tracking: false`) is read by `modifiedon` with the same overlap window as Salesforce;
+a large one has the rest of its read cut into `modifiedon` ranges read at once (ranges.py). A
+change-tracked read stays one chain: Dataverse refuses `$filter` and `$orderby` with
+`odata.track-changes`, and its delta link comes only at the end of the whole table's pages.
 
 A merge in Dataverse deactivates the subordinate with `merged` and `masterid`; for Marketo it is a
 record merged away, so its record is deleted and names its master in the contract's merged-into
@@ -33,6 +36,7 @@ if TYPE_CHECKING:
 
     from tap_crm_msi.dynamics.client import DynamicsClient
     from tap_crm_msi.tap.incremental import OverlapWindow
+    from tap_crm_msi.tap.ranges import RangeSplit
     from tap_crm_msi.tap.tap import TapCrmMsi
 
 LOGICAL = "@Microsoft.Dynamics.CRM.lookuplogicalname"
@@ -143,8 +147,12 @@ class DynamicsStream(CrmStream):
                 lambda: self.client.linked_pages(url, track_changes=True),
                 lambda page: len(page[1]),
             )
-        url = self._modifiedon_url(table, select, window)
-        return ("modifiedon", url), lambda: self.client.pages(url), lambda page: len(page[0])
+        url = self._modifiedon_url(table, select, window.query_from)
+        return (
+            ("modifiedon", url),
+            lambda: self._modifiedon_pages(table, select, url),
+            lambda page: len(page[0]),
+        )
 
     def read_object(self, crm_object: str, context: Context | None) -> Iterator[dict[str, Any]]:
         table = self.tables[crm_object]
@@ -223,21 +231,63 @@ class DynamicsStream(CrmStream):
         state[DELTA_KEY] = delta_link
         window.finish()
 
-    def _modifiedon_url(self, table: Table, select: str, window: OverlapWindow) -> str:
-        start = window.query_from
+    def _modifiedon_url(
+        self, table: Table, select: str, start: dt.datetime | None, end: dt.datetime | None = None
+    ) -> str:
+        """The ordered read of the rows modified in [start, end) (either end open when None)."""
         query = {"select": select, "orderby": f"modifiedon asc,{table.primary_id} asc"}
-        if start is not None:
-            query["filter"] = f"modifiedon ge {start.strftime('%Y-%m-%dT%H:%M:%SZ')}"
+        bounds = [f"modifiedon ge {_literal(start)}" if start is not None else ""]
+        bounds.append(f"modifiedon lt {_literal(end)}" if end is not None else "")
+        query["filter"] = " and ".join(b for b in bounds if b)
         return self.client.url(table.entity_set, **query)
+
+    def _modifiedon_pages(
+        self, table: Table, select: str, url: str
+    ) -> Iterator[tuple[list[dict[str, Any]], str | None]]:
+        """(rows, None) per page of the ordered read at `url`; after a full first page (more
+        follow), a large table's rest is read in ranges (ranges.py)."""
+        pages = self.client.pages(url)
+        try:
+            first = next(pages, None)
+            if first is None:
+                return
+            yield first
+            rows = first[0]
+            # A full first page: more follow (and the size is worth asking, if splitting is on).
+            full = len(rows) >= self.client.page_size and self.split_ranges()
+            split = self._split(table, select, rows) if full else None
+            if split is None:
+                yield from pages
+                return
+            for page in split.pages(rows for rows, _ in pages):
+                yield page, None
+        finally:
+            pages.close()
+
+    def _split(self, table: Table, select: str, rows: list[dict[str, Any]]) -> RangeSplit | None:
+        def newest() -> str | None:
+            url = self.client.url(
+                table.entity_set, select="modifiedon", orderby="modifiedon desc", top="1"
+            )
+            top, _ = next(self.client.pages(url), ([], None))
+            return _stamp(top[0]) if top else None
+
+        def open_range(low: dt.datetime, high: dt.datetime | None) -> Iterator[list[dict]]:
+            url = self._modifiedon_url(table, select, low, high)
+            return (page for page, _ in self.client.pages(url))
+
+        # `$count` stops at 5,000: the table's own count bounds the read's size from above.
+        total = self.client.total_record_count(table.logical_name)
+        return self.split_read(table.logical_name, rows, total, newest, open_range, _stamp)
 
     def _read_modifiedon(
         self, table: Table, select: str, window: OverlapWindow
     ) -> Iterator[dict[str, Any]]:
         window.sorted_input = True
-        url = self._modifiedon_url(table, select, window)
+        url = self._modifiedon_url(table, select, window.query_from)
         emit = self._emitter(table, window.incremental, window, dedupe=True)
         pages = self.pages_ahead(table.logical_name, ("modifiedon", url))
-        for rows, _ in pages or prefetch(self.client.pages(url)):
+        for rows, _ in pages or prefetch(self._modifiedon_pages(table, select, url)):
             for row in rows:
                 yield from emit(row)
         window.finish()
@@ -301,6 +351,15 @@ class DynamicsStream(CrmStream):
         """The records telling the target that `row_id` was deleted (none: cannot be said)."""
         key = self.primary_keys[0]
         return [self.shape(table.logical_name)({}, ts, {key: row_id, "_sdc_deleted_at": ts})]
+
+
+def _literal(value: dt.datetime) -> str:
+    """A `modifiedon` literal in `$filter`: whole seconds, UTC."""
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _stamp(row: dict[str, Any]) -> str:
+    return canonical_ts(row.get("modifiedon")) or ""
 
 
 class _NoChangeTracking(Exception):

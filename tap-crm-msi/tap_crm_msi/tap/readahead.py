@@ -77,8 +77,13 @@ class ReadAhead:
         workers: int,
         max_rows: int = DEFAULT_MAX_ROWS,
         may_read_ahead: Callable[[], bool] = lambda: True,
+        *,
+        eager: bool = False,
     ) -> None:
         self.workers = max(1, int(workers))
+        # Read slots not yet taken whatever the emit speed (else only while `_pays`): for reads
+        # that are there only because the network is slow (ranges.py).
+        self.eager = eager
         self.max_rows = max_rows
         # Whether objects not yet taken may be read now (e.g. not when the API allowance is
         # nearly spent: the calls left then go to the object being emitted, as one at a time).
@@ -198,7 +203,8 @@ class ReadAhead:
     def _room(self, read: _Read) -> bool:
         if read.taken:
             return len(read.pages) < AHEAD
-        return self._untaken_rows < self.max_rows and self._pays() and self.may_read_ahead()
+        pays = self.eager or self._pays()
+        return self._untaken_rows < self.max_rows and pays and self.may_read_ahead()
 
     def _pays(self) -> bool:
         fetch, fetch_row, emit_row = self._fetch_s, self._fetching.per_row, self._emitting.per_row

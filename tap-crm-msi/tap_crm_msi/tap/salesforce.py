@@ -7,6 +7,9 @@ says the result is larger than `bulk_threshold`, the read switches to a Bulk API
 interrupted mid-job goes on with that job, from the results page it was on). A job that ends
 without results (Failed, Aborted, or given up on after `bulk_timeout_seconds`) has
 yielded no row: the object is then read with REST paging after all, nothing lost or doubled.
+Below `bulk_threshold`, an object larger than `split_threshold_rows` has the rest of its REST
+read cut into SystemModstamp ranges read at once (ranges.py); Bulk jobs are left whole, as
+Salesforce already splits their results server-side and serves each results page as one call.
 """
 
 from __future__ import annotations
@@ -27,10 +30,13 @@ from tap_crm_msi.tap.mapping import OwnerPolicy, apply_mappings, canonical_ts
 from tap_crm_msi.tap.streams import CrmStream, ReadPlan
 
 if TYPE_CHECKING:
+    import datetime as dt
+
     from singer_sdk.helpers.types import Context
 
     from tap_crm_msi.salesforce.client import SalesforceClient
     from tap_crm_msi.tap.incremental import OverlapWindow
+    from tap_crm_msi.tap.ranges import RangeSplit
     from tap_crm_msi.tap.tap import TapCrmMsi
 
 USER_PREFIX = "005"
@@ -84,15 +90,19 @@ class SalesforceStream(CrmStream):
     def crm_objects(self) -> tuple[str, ...]:  # type: ignore[override]
         return tuple(self.sobjects)
 
-    def soql(self, sobject: SObject, window: OverlapWindow) -> str:
-        """The query for `sobject` from the window's start (all rows on a first run)."""
+    def select_from(self, sobject: SObject) -> str:
+        """`SELECT <columns> FROM <sobject>` of every query of `sobject`."""
         extra = [crm for crm, _ in self.field_mappings.for_object(sobject.name)]
         columns = list(dict.fromkeys([*sobject.fields, *extra]))
         columns += [c for c in ("IsDeleted",) if sobject.deletable and c not in columns]
         columns += [c for c in ("MasterRecordId",) if sobject.mergeable and c not in columns]
+        return f"SELECT {', '.join(columns)} FROM {sobject.name}"
+
+    def soql(self, sobject: SObject, window: OverlapWindow) -> str:
+        """The query for `sobject` from the window's start (all rows on a first run)."""
         start = window.query_from
         where = f" WHERE SystemModstamp >= {soql_datetime(start)}" if start is not None else ""
-        return f"SELECT {', '.join(columns)} FROM {sobject.name}{where}"
+        return self.select_from(sobject) + where
 
     def rest_query(self, sobject: SObject, window: OverlapWindow) -> tuple[str, bool]:
         """The ordered REST query from the window and whether it includes deleted rows."""
@@ -104,17 +114,52 @@ class SalesforceStream(CrmStream):
         window = self._window(state, start, sorted_input=True)
         if (window.progress or {}).get("job"):
             return None  # goes on with its Bulk job
-        query = self.rest_query(self.sobjects[crm_object], window)
-        threshold = self.bulk_threshold
+        sobject = self.sobjects[crm_object]
+        query = self.rest_query(sobject, window)
+        return query, lambda: self.rest_pages(sobject, *query), lambda page: len(page[1])
 
-        def pages() -> Iterator[tuple[int, list[dict[str, Any]]]]:
-            # The first page says whether the read switches to Bulk: then no further page.
-            for total, rows in self.client.query_pages(query[0], include_deleted=query[1]):
-                yield total, rows
-                if total > threshold:
-                    return
+    def rest_pages(
+        self, sobject: SObject, ordered: str, include_deleted: bool
+    ) -> Iterator[tuple[int, list[dict[str, Any]]]]:
+        """(totalSize, rows) per page of the ordered REST query. The first page says whether the
+        read switches to Bulk (then no further page) or is split into ranges (ranges.py)."""
+        pages = self.client.query_pages(ordered, include_deleted=include_deleted)
+        try:
+            first = next(pages, None)
+            if first is None:
+                return
+            yield first
+            total, rows = first
+            if total > self.bulk_threshold:
+                return
+            more = total > len(rows)
+            split = self._split(sobject, include_deleted, rows, total) if more else None
+            if split is None:
+                yield from pages
+                return
+            for page in split.pages(rows for _, rows in pages):
+                yield total, page
+        finally:
+            pages.close()
 
-        return query, pages, lambda page: len(page[1])
+    def _split(
+        self, sobject: SObject, include_deleted: bool, rows: list[dict[str, Any]], total: int
+    ) -> RangeSplit | None:
+        select, order = self.select_from(sobject), " ORDER BY SystemModstamp ASC, Id ASC"
+
+        def newest() -> str | None:
+            soql = f"SELECT SystemModstamp FROM {sobject.name} ORDER BY SystemModstamp DESC LIMIT 1"
+            _, top = next(self.client.query_pages(soql, include_deleted=include_deleted))
+            return canonical_ts(top[0]["SystemModstamp"]) if top else None
+
+        def open_range(low: dt.datetime, high: dt.datetime | None) -> Iterator[list[dict]]:
+            where = f" WHERE SystemModstamp >= {soql_datetime(low)}"
+            if high is not None:
+                where += f" AND SystemModstamp < {soql_datetime(high)}"
+            pages = self.client.query_pages(select + where + order, include_deleted=include_deleted)
+            return (page for _, page in pages)
+
+        return self.split_read(sobject.name, rows, total, newest, open_range, _stamp)
 
     def read_object(self, crm_object: str, context: Context | None) -> Iterator[dict[str, Any]]:
         sobject = self.sobjects[crm_object]
@@ -128,7 +173,7 @@ class SalesforceStream(CrmStream):
             batches = self._bulk_batches(crm_object, soql, include_deleted, window)
         else:
             ahead = self.pages_ahead(crm_object, (ordered, include_deleted))
-            pages = ahead or self.client.query_pages(ordered, include_deleted=include_deleted)
+            pages = ahead or self.rest_pages(sobject, ordered, include_deleted)
             total, rows = next(pages, (0, []))
             if total > self.bulk_threshold:
                 pages.close()
@@ -226,6 +271,10 @@ class SalesforceStream(CrmStream):
     def computed(self, row: dict[str, Any], sf_id: str) -> dict[str, Any]:
         """The contract fields of a row that are not copied as they are."""
         raise NotImplementedError
+
+
+def _stamp(row: dict[str, Any]) -> str:
+    return canonical_ts(row["SystemModstamp"])  # type: ignore[return-value]
 
 
 def _chain_first(

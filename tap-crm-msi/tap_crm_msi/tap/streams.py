@@ -17,8 +17,9 @@ from typing_extensions import override
 from msi_common.contract import REPLICATION_KEY, key_properties, load_schema
 from tap_crm_msi.errors import ApiAllowanceExhausted
 from tap_crm_msi.sdk_compat import FastRecordStream
-from tap_crm_msi.tap.incremental import BOOKMARK_KEY, OverlapWindow
+from tap_crm_msi.tap.incremental import BOOKMARK_KEY, OverlapWindow, parse_ts
 from tap_crm_msi.tap.mapping import FieldMappings, RecordShape, canonical_ts
+from tap_crm_msi.tap.ranges import RangeOpener, RangeSplit, boundaries
 from tap_crm_msi.tap.readahead import ReadAhead
 
 if TYPE_CHECKING:
@@ -136,6 +137,49 @@ class CrmStream(FastRecordStream):
         if bookmark and start_date:
             return self.compare_start_date(bookmark, start_date)
         return bookmark or start_date
+
+    # Splitting a large object's read (see ranges.py) -------------------------------------------
+    def split_ranges(self) -> int:
+        """How many ranges a large object's read is split into (0: splitting is off)."""
+        ranges = int(self.config.get("read_concurrency") or 1)
+        on = ranges > 1 and int(self.config.get("split_threshold_rows") or 0) > 0
+        return ranges if on else 0
+
+    def split_read(
+        self,
+        crm_object: str,
+        rows: list[dict[str, Any]],
+        total: int,
+        newest: Callable[[], str | None],
+        open_range: RangeOpener,
+        stamp: Callable[[dict[str, Any]], str],
+    ) -> RangeSplit | None:
+        """How to read the rest of `crm_object`'s ordered query in ranges at once, or None to
+        read it as one chain.
+
+        `rows` is its first page (more follow), `total` the rows the API says it has, and
+        `newest()` asks the API for the newest timestamp (one call, only when it splits).
+        """
+        ranges, threshold = self.split_ranges(), int(self.config["split_threshold_rows"])
+        if ranges < 2 or not rows or total <= threshold:
+            return None
+        top = newest()
+        if top is None:
+            return None
+        last, newest_ts = parse_ts(stamp(rows[-1])), parse_ts(top)
+        bounds = boundaries(last, newest_ts, ranges)
+        if not bounds:
+            return None
+        self.logger.info(
+            "%s: about %d rows, above split_threshold_rows %d: the rest read as %d ranges at "
+            "once (from %s)",
+            crm_object,
+            total,
+            threshold,
+            len(bounds) + 1,
+            ", ".join(b.strftime("%Y-%m-%dT%H:%M:%SZ") for b in bounds),
+        )
+        return RangeSplit(bounds, open_range, stamp, self.crm_tap.may_read_ahead)
 
     def shape(self, crm_object: str, copied: Mapping[str, str] | None = None) -> RecordShape:
         """`crm_object`'s record shape: `copied` (contract field -> CRM field) plus provenance."""

@@ -15,6 +15,7 @@ from tap_crm_msi.dynamics.client import DynamicsClient
 from tap_crm_msi.salesforce.client import DEFAULT_API_VERSION, SalesforceClient
 from tap_crm_msi.tap.dynamics import STREAM_TYPES as DYNAMICS_STREAMS
 from tap_crm_msi.tap.output import FastSingerWriter
+from tap_crm_msi.tap.ranges import DEFAULT_SPLIT_THRESHOLD_ROWS
 from tap_crm_msi.tap.readahead import ReadAhead
 from tap_crm_msi.tap.salesforce import STREAM_TYPES as SALESFORCE_STREAMS
 from tap_crm_msi.tap.streams import CrmStream
@@ -81,6 +82,14 @@ class TapCrmMsi(Tap):
             description="CRM objects read at once: while one stream is emitted, the objects of "
             "the streams after it are read ahead (output unchanged: each stream's records in "
             "order, state only past what was emitted). 1 reads one object after another.",
+        ),
+        th.Property(
+            "split_threshold_rows",
+            th.IntegerType,
+            default=DEFAULT_SPLIT_THRESHOLD_ROWS,
+            description="An object with more rows to read than this (Salesforce REST paging, "
+            "Dynamics modifiedon reads) is read as read_concurrency SystemModstamp/modifiedon "
+            "ranges at once, emitted in order (output unchanged). 0 never splits.",
         ),
         *settings.RETRY_SETTINGS,  # max_tries, backoff_factor, max_backoff_seconds, timeout
         th.Property("client_id", th.StringType, description="OAuth client (app) id."),
@@ -219,15 +228,17 @@ class TapCrmMsi(Tap):
         streams = [s for s in self.streams.values() if s.selected and isinstance(s, CrmStream)]
         if not streams:
             return
-        client = streams[0].client  # type: ignore[attr-defined]
-
-        def may_read_ahead() -> bool:
-            # Ahead only while the allowance has room for every worker's next calls and more.
-            return client.calls_left() > 2 * workers
-
-        self.read_ahead = ReadAhead(workers, may_read_ahead=may_read_ahead)
+        self.read_ahead = ReadAhead(workers, may_read_ahead=self.may_read_ahead)
         for stream in streams:
             stream.plan_reads(self.read_ahead)
+
+    def may_read_ahead(self) -> bool:
+        """Whether reads beyond the pages being emitted may go on: only while the API allowance
+        has room for every worker's next calls and more (near its end, the calls left go where
+        a read one object at a time would spend them)."""
+        workers = int(self.config.get("read_concurrency") or 1)
+        client = next(iter(self.streams.values())).client  # type: ignore[attr-defined]
+        return client.calls_left() > 2 * workers
 
     def stop(self, reason: str) -> None:
         """The API allowance is spent: finish this partition and read nothing more."""

@@ -14,6 +14,10 @@ jobs with the ids in chunks that keep the SOQL within its 100,000 characters (ab
 a job for 4,000 records, against ten REST queries). When the ids are a good share of the
 object's records (`SELECT COUNT()` says how many) and one job over the whole object costs fewer
 calls than the chunks, that one job is read instead and the rows kept are the ids'.
+
+Bulk jobs run side by side, `write_concurrency` at once (a pass's ingest jobs, one per object;
+the query jobs of an object's chunks): a job is mostly waiting on Salesforce, and running them
+together changes none of the Bulk allowances they use (batches, records, query jobs per day).
 """
 
 from __future__ import annotations
@@ -178,8 +182,14 @@ class SalesforceWriter(ScoreWriter):
         if 2 + pages < 3 * len(chunks) and len(ids) >= WHOLE_OBJECT_SHARE * total:
             yield from self.client.bulk_query(select)
             return
-        for chunk in chunks:
-            yield from self.client.bulk_query(f"{select} WHERE Id IN ({_quoted(chunk)})")
+        queries = [f"{select} WHERE Id IN ({_quoted(chunk)})" for chunk in chunks]
+        # The chunks' jobs at once: each spends most of its time polling.
+        for _, pages in self.send_each(self._bulk_rows, queries, first_alone=False):
+            yield from pages
+
+    def _bulk_rows(self, soql: str) -> list[list[dict]]:
+        """The pages of one Bulk API 2.0 query job (a chunk's rows: one page, or a few)."""
+        return list(self.client.bulk_query(soql))
 
     # Sending -------------------------------------------------------------------------------
     def apply(self, items: list[Item]) -> None:
@@ -232,21 +242,14 @@ class SalesforceWriter(ScoreWriter):
         return self.client.update_records(body, all_or_none=False)
 
     def _send_bulk(self, items: list[Item]) -> list[tuple[Item, str, str]]:
-        failures = []
+        """One ingest job per object, the jobs at once (each spends most of its time polling);
+        each job's outcome recorded here, in object order, as it ends."""
         by_object: dict[str, list[Item]] = {}
         for item in items:
             by_object.setdefault(item.object, []).append(item)
-        for sobject, group in by_object.items():
-            columns = sorted({name for item in group for name in item.changes})
-            out = io.StringIO()
-            writer = csv.writer(out, lineterminator="\n")
-            writer.writerow(["Id", *columns])
-            for item in group:
-                writer.writerow([item.record_id, *(_cell(item.changes, c) for c in columns)])
-            failed_rows = {
-                to_18(row.get("Id")): row
-                for row in self.client.bulk_update(sobject, out.getvalue(), len(group))
-            }
+        failures = []
+        jobs = self.send_each(self._ingest, list(by_object.values()), first_alone=False)
+        for group, failed_rows in jobs:
             done = []
             for item in group:
                 row = failed_rows.get(item.record_id)
@@ -257,6 +260,17 @@ class SalesforceWriter(ScoreWriter):
                 failures.append((item, code, message.rsplit(":", 1)[0]))
             self.succeeded(done)
         return failures
+
+    def _ingest(self, group: list[Item]) -> dict[str | None, dict[str, str]]:
+        """One Bulk API 2.0 update job of one object's items: {id: failed row}."""
+        columns = sorted({name for item in group for name in item.changes})
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(["Id", *columns])
+        for item in group:
+            writer.writerow([item.record_id, *(_cell(item.changes, c) for c in columns)])
+        rows = self.client.bulk_update(group[0].object, out.getvalue(), len(group))
+        return {to_18(row.get("Id")): row for row in rows}
 
     def _follow_conversions(self, items: list[Item]) -> None:
         """Send converted leads' scores to their contacts (or report them)."""

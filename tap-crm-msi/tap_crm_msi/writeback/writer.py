@@ -255,10 +255,14 @@ class ScoreWriter:
             self.memory.set_fact(key, fact)
         return fact
 
-    def send_each(self, call: Callable[[T], R], inputs: Iterable[T]) -> Iterator[tuple[T, R]]:
+    def send_each(
+        self, call: Callable[[T], R], inputs: Iterable[T], *, first_alone: bool = True
+    ) -> Iterator[tuple[T, R]]:
         """(input, call(input)) in input order, `concurrency` calls in flight (see pool.py): the
         caller records each answer on its own thread as it comes back."""
-        return in_parallel(call, inputs, self.concurrency, name=f"{self.crm}-write")
+        return in_parallel(
+            call, inputs, self.concurrency, name=f"{self.crm}-write", first_alone=first_alone
+        )
 
     def send_rounds(
         self, policy: RetryPolicy, send: Callable[[list[Item]], None], items: list[Item]

@@ -59,6 +59,12 @@ OPTION_ATTRIBUTE = {
     "MetadataId": STR,
     "OptionSet": {"Options": LIST, "MetadataId": STR},
 }
+# https://learn.microsoft.com/power-apps/developer/data-platform/webapi/reference/retrievetotalrecordcountresponse
+# and .../reference/entityrecordcountcollection (the types; no printed example).
+TOTAL_COUNT = {
+    "@odata.context": STR,
+    "EntityRecordCountCollection": {"Count": INT, "IsReadOnly": BOOL, "Keys": LIST, "Values": LIST},
+}
 LABEL = {"LocalizedLabels": LIST, "UserLocalizedLabel": {"Label": STR, "LanguageCode": INT}}
 OPTION = {"Value": INT, "Label": LABEL}
 # https://learn.microsoft.com/power-apps/developer/data-platform/webapi/compose-http-requests-handle-errors
@@ -201,6 +207,29 @@ def test_metadata_holds_the_documented_examples(dyn: Any) -> None:
         assert set(attribute["OptionSet"]) == {"Options", "MetadataId"}  # $select=Options
         for option in attribute["OptionSet"]["Options"]:
             holds(OPTION, option, f"{attribute['LogicalName']} option")
+
+
+def test_total_record_count_holds_the_documented_types(dyn: Any) -> None:
+    """RetrieveTotalRecordCount counts past `$count`'s 5,000 (the tap sizes a split read by it)."""
+    answer = dyn.get(
+        "RetrieveTotalRecordCount(EntityNames=@p1)", params={"@p1": "['contact','account']"}
+    )
+    assert answer.status_code == 200
+    holds(TOTAL_COUNT, answer.json(), "RetrieveTotalRecordCount")
+    counts = [
+        dyn.get(f"{n}s", params={"$select": f"{n}id", "$count": "true"})
+        for n in ("contact", "account")
+    ]
+    counted = [page.json()["@odata.count"] for page in counts]
+    collection = answer.json()["EntityRecordCountCollection"]
+    assert collection == {
+        "Count": 2,
+        "IsReadOnly": False,
+        "Keys": ["contact", "account"],
+        "Values": counted,
+    }
+    inline = dyn.get("RetrieveTotalRecordCount(EntityNames=['contact'])").json()
+    assert inline["EntityRecordCountCollection"]["Values"] == counted[:1]
 
 
 def test_writes_hold_the_documented_examples(dyn: Any) -> None:

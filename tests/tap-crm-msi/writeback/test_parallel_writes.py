@@ -140,6 +140,63 @@ def test_a_run_failing_with_calls_in_flight_remembers_only_what_was_written(
     assert people.mismatches(records, tmp_path) == {}
 
 
+def test_bulk_ingest_jobs_of_leads_and_contacts_run_at_once(
+    seeded_salesforce: Any, tmp_path: Path
+) -> None:
+    sandbox = seeded_salesforce
+    people = People(sandbox, "salesforce", leads=60, contacts=60)
+    records = mixed_scores(people.all_ids())
+    # Each job stays InProgress for a second after its close.
+    sandbox.admin("salesforce", "PUT", "limits", json={"bulk_processing_seconds": 1.0})
+    config = salesforce_config(sandbox, tmp_path, bulk_write_threshold=10, write_concurrency=4)
+    target = run_target(config, singer_lines(records))
+
+    assert people.mismatches(records, tmp_path) == {}
+    assert (target.summary["written"], target.summary["rejected"]) == (120, 0)
+    jobs = sandbox.service("salesforce").bulk_jobs.listing("ingest")
+    assert sorted((j.sobject.name, j.state, len(j.outcomes)) for j in jobs) == [
+        ("Contact", "JobComplete", 60),
+        ("Lead", "JobComplete", 60),
+    ]
+    # Each job was created before the other had finished: one after the other, the second
+    # would only start once the first had been seen complete (a second after its close).
+    for job, other in (jobs, reversed(jobs)):
+        assert job.created < other.closed_at + 1.0
+
+
+def test_a_failed_bulk_job_leaves_the_other_objects_job_written_and_remembered(
+    seeded_salesforce: Any, tmp_path: Path
+) -> None:
+    sandbox = seeded_salesforce
+    people = People(sandbox, "salesforce", leads=60, contacts=60)
+    records = mixed_scores(people.all_ids())
+    # The first upload to arrive (the leads' or the contacts') fails and is not tried again;
+    # the other object's job, started with it, completes and is recorded.
+    faults = {"errors": [{"code": "500", "nth": 1, "path": "/batches$"}]}
+    sandbox.admin("salesforce", "PUT", "faults", json=faults)
+    config = salesforce_config(
+        sandbox, tmp_path, bulk_write_threshold=10, write_concurrency=4, max_tries=1
+    )
+    with pytest.raises(CrmError):
+        run_target(config, singer_lines(records))
+    first = json.loads((tmp_path / "summary.json").read_text())
+    assert (first["status"], first["written"]) == ("failed", 60)
+    jobs = sandbox.service("salesforce").bulk_jobs.listing("ingest")
+    (failed,) = [j.sobject.name for j in jobs if j.state == "Aborted"]
+    (written,) = [j.sobject.name for j in jobs if j.state == "JobComplete"]
+    assert {failed, written} == {"Lead", "Contact"}
+
+    sandbox.admin("salesforce", "PUT", "faults", json={})
+    rerun = run_target({**config, "max_tries": 4}, singer_lines(records))
+    # The memory held exactly the written object's records: only the other is sent now.
+    assert (rerun.summary["unchanged"], rerun.summary["written"]) == (60, 60)
+    assert people.mismatches(records, tmp_path) == {}
+    jobs = sandbox.service("salesforce").bulk_jobs.listing("ingest")
+    assert sorted(j.sobject.name for j in jobs if j.state == "JobComplete") == sorted(
+        [written, failed]
+    )
+
+
 def test_a_record_two_items_write_is_written_by_the_later_one_after_the_earlier() -> None:
     def item(target: str, n: int) -> Item:
         return Item("lead_scores", {"n": n}, target, target, {})

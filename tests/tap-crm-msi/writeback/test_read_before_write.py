@@ -288,6 +288,9 @@ def test_reads_in_small_chunks_find_every_record(
     assert target.summary["records_read"] == 2 * PEOPLE + (2 if name == "salesforce" else 0)
 
 
+PROCESSING = 0.5  # seconds a Bulk query job stays InProgress in the sandbox
+
+
 @pytest.mark.parametrize("whole_object", [False, True])
 def test_salesforce_reads_by_bulk_query_above_the_threshold(
     request: pytest.FixtureRequest,
@@ -304,10 +307,22 @@ def test_salesforce_reads_by_bulk_query_above_the_threshold(
     records, expected = build_input(crm)
     before = crm.dumps()
     crm.sandbox.admin("salesforce", "POST", "stats/reset")
+    crm.sandbox.admin("salesforce", "PUT", "limits", json={"bulk_processing_seconds": PROCESSING})
     config = crm.config(tmp_path / "run", bulk_read_threshold=10)
     target = run_target(config, singer_lines(records))
     expect_written_only(crm, before, expected, target.summary)
     assert target.summary["records_read"] == 2 * PEOPLE + 2
+    if not whole_object:  # an object's two jobs at once: each created before the other ended
+        by_object: dict[str, list[Any]] = {}
+        for job in crm.sandbox.service("salesforce").bulk_jobs.listing("query"):
+            by_object.setdefault(job.sobject.name, []).append(job)
+        assert sorted((name, len(jobs)) for name, jobs in by_object.items()) == [
+            ("Contact", 2),
+            ("Lead", 2),
+        ]
+        for first, second in by_object.values():
+            assert second.created < first.closed_at + PROCESSING
+            assert first.created < second.closed_at + PROCESSING
     # Reads: a COUNT() query per object, then its jobs (created, polled, results read).
     stats = crm.sandbox.admin("salesforce", "GET", "stats").json()["calls"]
     jobs = [r for r in stats if "/jobs/query" in r["endpoint"]]
