@@ -78,11 +78,12 @@ class ReadAhead:
         max_rows: int = DEFAULT_MAX_ROWS,
         may_read_ahead: Callable[[], bool] = lambda: True,
         *,
-        eager: bool = False,
+        eager: bool | Callable[[], bool] = False,
     ) -> None:
         self.workers = max(1, int(workers))
-        # Read slots not yet taken whatever the emit speed (else only while `_pays`): for reads
-        # that are there only because the network is slow (ranges.py).
+        # Read slots not yet taken whatever this pool measured (else only while `_pays`): for
+        # reads that are there only because the network is slow (ranges.py), or while a callable
+        # says so (the tap's own pool's `waits_on_network`).
         self.eager = eager
         self.max_rows = max_rows
         # Whether objects not yet taken may be read now (e.g. not when the API allowance is
@@ -203,8 +204,14 @@ class ReadAhead:
     def _room(self, read: _Read) -> bool:
         if read.taken:
             return len(read.pages) < AHEAD
-        pays = self.eager or self._pays()
+        eager = self.eager() if callable(self.eager) else self.eager
+        pays = eager or self._pays()
         return self._untaken_rows < self.max_rows and pays and self.may_read_ahead()
+
+    def waits_on_network(self) -> bool:
+        """Whether fetching is slow against emitting (pages from a slow network, not a server
+        sharing this machine's CPU): then reading more at once pays."""
+        return self._pays()
 
     def _pays(self) -> bool:
         fetch, fetch_row, emit_row = self._fetch_s, self._fetching.per_row, self._emitting.per_row
