@@ -78,11 +78,15 @@ class RangeSplit:
         open_range: RangeOpener,
         stamp: Callable[[dict[str, Any]], str],
         may_read_ahead: Callable[[], bool] = lambda: True,
+        eager: bool | Callable[[], bool] = True,
     ) -> None:
         self.bounds = bounds
         self.open_range = open_range
         self.stamp = stamp  # a row's canonical timestamp (`mapping.canonical_ts`)
         self.may_read_ahead = may_read_ahead
+        # Whether the ranges are read at once (else each when its turn comes, unless fetching
+        # proves slow here too): not while the run is CPU-bound, where they only compete for it.
+        self.eager = eager
         # Ranges below the last whose first call is still to answer (the open query's has): the
         # last range's query waits for them, so it runs after all of theirs.
         self._unanswered = len(bounds) - 1
@@ -95,7 +99,7 @@ class RangeSplit:
             len(self.bounds),
             max_rows=MAX_BUFFERED_ROWS,
             may_read_ahead=self.may_read_ahead,
-            eager=True,
+            eager=self.eager,
         )
         highs: list[dt.datetime | None] = [*self.bounds[1:], None]
         for index, (low, high) in enumerate(zip(self.bounds, highs, strict=True), start=2):

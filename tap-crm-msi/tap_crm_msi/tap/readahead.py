@@ -10,8 +10,9 @@ is dropped and the object read as before), so the records, their order and the s
 with them are exactly those of a read one object at a time; only the waiting overlaps.
 
 Bounds: `workers` objects are read at once (each API's concurrency limit is far above it);
-objects not yet taken are read while fetching a page takes `WAITING` times longer than emitting
-one (else the stream hardly waits, and reading ahead would only compete for the CPU), while they
+objects not yet taken are read while fetching rows takes `WAITING` times longer than emitting
+them (per row, as objects' pages differ in size) and a page takes at least `MIN_FETCH_S`
+(else the stream hardly waits, and reading ahead would only compete for the CPU), while they
 buffer fewer than `max_rows` rows between them, and while `may_read_ahead()` allows (the tap
 stops reading ahead near the end of the API allowance, so the calls left go where a read one
 object at a time would spend them); an object being emitted is read `AHEAD` pages in front of
@@ -37,7 +38,13 @@ DEFAULT_MAX_ROWS = 200_000  # rows buffered for objects not yet taken, all toget
 # run then waits on the network. Nearer 1, fetching is mostly the server's CPU (a sandbox on the
 # same cores), and reading ahead only slowed such runs (by 10% on loopback).
 WAITING = 3.0
-WAIT_S = 0.1  # `may_read_ahead` is asked again at least this often
+# Nor while a page comes back quicker than this: the stream then hardly waits, whatever the
+# ratio. A server on the same machine answers a first small page (a few hundred users) in ~10 ms
+# against ~1 ms to emit it, which alone would open reading ahead at the start of a CPU-bound
+# run, several objects at once (more server CPU and TLS connections, on loopback 6-11% more of
+# the sandbox's CPU for nothing); real CRMs take hundreds of ms for any page.
+MIN_FETCH_S = 0.03
+WAIT_S = 0.1  # an idle worker asks the gate, the budget and `may_read_ahead` again this often
 _END = object()
 CLOSE_WAIT_S = 120.0  # longest wait at the end of a run for a call in hand to finish
 
@@ -51,6 +58,9 @@ class _Read:
     query: Hashable
     open_pages: Callable[[], Iterator[Any]]
     rows_of: Callable[[Any], int]
+    # Wakes this read's worker and its consumer only (the pool's lock): a page read or emitted
+    # would otherwise wake every idle worker, each taking the GIL from the emitting thread.
+    changed: threading.Condition
     pages: deque[tuple[Any, int]] = field(default_factory=deque)
     buffered: int = 0  # rows in `pages`
     taken: bool = False
@@ -68,11 +78,12 @@ class ReadAhead:
         max_rows: int = DEFAULT_MAX_ROWS,
         may_read_ahead: Callable[[], bool] = lambda: True,
         *,
-        eager: bool = False,
+        eager: bool | Callable[[], bool] = False,
     ) -> None:
         self.workers = max(1, int(workers))
-        # Read slots not yet taken whatever the emit speed (else only while `_pays`): for reads
-        # that are there only because the network is slow (ranges.py).
+        # Read slots not yet taken whatever this pool measured (else only while `_pays`): for
+        # reads that are there only because the network is slow (ranges.py), or while a callable
+        # says so (the tap's own pool's `waits_on_network`).
         self.eager = eager
         self.max_rows = max_rows
         # Whether objects not yet taken may be read now (e.g. not when the API allowance is
@@ -80,13 +91,14 @@ class ReadAhead:
         self.may_read_ahead = may_read_ahead
         self._reads: dict[Hashable, _Read] = {}
         self._todo: queue.Queue[_Read | None] = queue.Queue()
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
         self._untaken_rows = 0
-        # Seconds a page takes to fetch and to emit (moving averages): reading other objects
+        # Seconds a page takes to fetch, and rows to fetch and to emit: reading other objects
         # ahead pays only while the stream would wait for its pages. Where calls are quick
-        # (loopback) it would only add threads and buffered rows to a CPU-bound run.
+        # (loopback) it would only add threads, connections and buffered rows to a CPU-bound run.
         self._fetch_s: float | None = None
-        self._emit_s: float | None = None
+        self._fetching = _PerRow()
+        self._emitting = _PerRow()
         self._threads: list[threading.Thread] = []
 
     # Planning ------------------------------------------------------------------------------------
@@ -101,8 +113,8 @@ class ReadAhead:
 
         Plans must come in the order their slots will be taken.
         """
-        read = _Read(query, open_pages, rows_of)
-        with self._cond:
+        read = _Read(query, open_pages, rows_of, threading.Condition(self._lock))
+        with self._lock:
             self._reads[slot] = read
         self._todo.put(read)
         if len(self._threads) < self.workers:
@@ -116,7 +128,7 @@ class ReadAhead:
         None when it was not planned, or for another query (that read is then stopped): the
         caller reads the object itself. Closing the iterator early stops the read.
         """
-        with self._cond:
+        with self._lock:
             read = self._reads.pop(slot, None)
             if read is None:
                 return None
@@ -125,14 +137,14 @@ class ReadAhead:
                 logger.info("read-ahead of %s dropped: its query changed", slot)
                 return None
             read.taken = True
-            self._untaken_rows -= read.buffered
-            self._cond.notify_all()
+            self._untaken_rows -= read.buffered  # others waiting for room see it within WAIT_S
+            read.changed.notify_all()
         return self._pages(read)
 
     def close(self, wait_s: float = CLOSE_WAIT_S) -> None:
         """Stop every read not taken (the run ended or stopped early) and wait for the workers,
         so that no call is made once the run is over (a call in hand is finished first)."""
-        with self._cond:
+        with self._lock:
             for read in self._reads.values():
                 self._cancel(read)
             self._reads.clear()
@@ -156,65 +168,75 @@ class ReadAhead:
             pages = read.open_pages()
             try:
                 while True:
-                    with self._cond:  # room first: the next page is a call
+                    with self._lock:  # room first: the next page is a call
                         while not read.cancelled and not self._room(read):
-                            self._cond.wait(WAIT_S)
+                            read.changed.wait(WAIT_S)
                         if read.cancelled:
                             return
                     started = time.monotonic()
                     page = next(pages, _END)
-                    self._fetch_s = _average(self._fetch_s, time.monotonic() - started)
                     if page is _END:
                         return
+                    fetch_s = time.monotonic() - started
+                    self._fetch_s = _average(self._fetch_s, fetch_s)
                     rows = read.rows_of(page)
-                    with self._cond:
+                    self._fetching.add(fetch_s, rows)
+                    with self._lock:
                         if read.cancelled:
                             return
                         read.pages.append((page, rows))
                         read.buffered += rows
                         if not read.taken:
                             self._untaken_rows += rows
-                        self._cond.notify_all()
+                        read.changed.notify_all()
             finally:
                 close = getattr(pages, "close", None)
                 if close is not None:
                     close()
         except BaseException as exc:  # surfaces where the failed page would have been
-            with self._cond:
+            with self._lock:
                 read.error = exc
         finally:
-            with self._cond:
+            with self._lock:
                 read.done = True
-                self._cond.notify_all()
+                read.changed.notify_all()
 
     def _room(self, read: _Read) -> bool:
         if read.taken:
             return len(read.pages) < AHEAD
-        pays = self.eager or self._pays()
+        eager = self.eager() if callable(self.eager) else self.eager
+        pays = eager or self._pays()
         return self._untaken_rows < self.max_rows and pays and self.may_read_ahead()
 
+    def waits_on_network(self) -> bool:
+        """Whether fetching is slow against emitting (pages from a slow network, not a server
+        sharing this machine's CPU): then reading more at once pays."""
+        return self._pays()
+
     def _pays(self) -> bool:
-        fetch, emit = self._fetch_s, self._emit_s
-        return fetch is not None and emit is not None and fetch > WAITING * emit
+        fetch, fetch_row, emit_row = self._fetch_s, self._fetching.per_row, self._emitting.per_row
+        if fetch is None or fetch_row is None or emit_row is None:
+            return False
+        return fetch >= MIN_FETCH_S and fetch_row > WAITING * emit_row
 
     def _pages(self, read: _Read) -> Iterator[Any]:
         try:
             while True:
-                with self._cond:
+                with self._lock:
                     while not read.pages and not read.done:
-                        self._cond.wait()
+                        read.changed.wait()
                     if not read.pages:
                         if read.error is not None:
                             raise read.error
                         return
                     page, rows = read.pages.popleft()
                     read.buffered -= rows
-                    self._cond.notify_all()
+                    read.changed.notify_all()
                 started = time.monotonic()
                 yield page
-                self._emit_s = _average(self._emit_s, time.monotonic() - started)
+                self._emitting.add(time.monotonic() - started, rows)
         finally:
-            with self._cond:
+            with self._lock:
                 self._cancel(read)
 
     def _cancel(self, read: _Read) -> None:
@@ -224,8 +246,26 @@ class ReadAhead:
             self._untaken_rows -= read.buffered
         read.pages.clear()
         read.buffered = 0
-        self._cond.notify_all()
+        read.changed.notify_all()
 
 
 def _average(average: float | None, value: float) -> float:
     return value if average is None else 0.7 * average + 0.3 * value
+
+
+class _PerRow:
+    """Seconds per row over the recent pages, weighted by their rows: a small page (a first
+    object of 200 users, its fixed cost of a call spread over few rows) counts for little."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.rows = 0.0
+
+    def add(self, seconds: float, rows: int) -> None:
+        if rows:
+            self.seconds = 0.7 * self.seconds + seconds
+            self.rows = 0.7 * self.rows + rows
+
+    @property
+    def per_row(self) -> float | None:
+        return self.seconds / self.rows if self.rows else None

@@ -179,7 +179,9 @@ class CrmStream(FastRecordStream):
             len(bounds) + 1,
             ", ".join(b.strftime("%Y-%m-%dT%H:%M:%SZ") for b in bounds),
         )
-        return RangeSplit(bounds, open_range, stamp, self.crm_tap.may_read_ahead)
+        return RangeSplit(
+            bounds, open_range, stamp, self.crm_tap.may_read_ahead, self.crm_tap.waits_on_network
+        )
 
     def shape(self, crm_object: str, copied: Mapping[str, str] | None = None) -> RecordShape:
         """`crm_object`'s record shape: `copied` (contract field -> CRM field) plus provenance."""

@@ -232,6 +232,11 @@ class TapCrmMsi(Tap):
         for stream in streams:
             stream.plan_reads(self.read_ahead)
 
+    def waits_on_network(self) -> bool:
+        """Whether the objects read ahead wait on the network (readahead.py's gate): only then
+        are a split object's ranges read at once."""
+        return self.read_ahead is not None and self.read_ahead.waits_on_network()
+
     def may_read_ahead(self) -> bool:
         """Whether reads beyond the pages being emitted may go on: only while the API allowance
         has room for every worker's next calls and more (near its end, the calls left go where

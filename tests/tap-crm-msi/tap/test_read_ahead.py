@@ -113,6 +113,24 @@ def test_others_are_read_ahead_only_while_the_stream_would_wait(slow: str) -> No
         pool.close()
 
 
+def test_quick_calls_read_no_other_object_ahead() -> None:
+    # A small first object from a server on the same machine: a page in ~5 ms, emitted at once.
+    # Many times slower to fetch than to emit, but the stream hardly waits: nothing else is read.
+    pool = ReadAhead(workers=2)
+    first, second = _Source(3, size=2, delay_s=0.005), _Source(4)
+    pool.plan("a", "q", first, _rows)
+    pool.plan("b", "q", second, _rows)
+    try:
+        pages = pool.take("a", "q")
+        assert pages is not None
+        assert [row for page in pages for row in page] == list(range(6))
+        threading.Event().wait(0.2)
+        assert second.read == 0
+        assert [row for page in pool.take("b", "q") for row in page] == list(range(40))
+    finally:
+        pool.close()
+
+
 def test_close_stops_reads_never_taken() -> None:
     pool = ReadAhead(workers=2, max_rows=10)
     sources = [_Source(100), _Source(100)]
