@@ -253,7 +253,7 @@ class DynamicsStream(CrmStream):
                 return
             yield first
             rows = first[0]
-            # A full first page: more follow (and the size is worth asking, if splitting is on).
+            # A full first page: more follow (and the size is worth asking, if it may split).
             full = len(rows) >= self.client.page_size and self.split_ranges()
             split = self._split(table, select, rows) if full else None
             if split is None:

@@ -140,10 +140,15 @@ class CrmStream(FastRecordStream):
 
     # Splitting a large object's read (see ranges.py) -------------------------------------------
     def split_ranges(self) -> int:
-        """How many ranges a large object's read is split into (0: splitting is off)."""
+        """How many ranges a large object's read is split into now (0: not split).
+
+        None where splitting is off, nor while the run does not wait on the network
+        (readahead.py's gate; also before anything is measured): where calls answer quickly,
+        ranges would only add calls and compete for the CPU with the records being written.
+        """
         ranges = int(self.config.get("read_concurrency") or 1)
         on = ranges > 1 and int(self.config.get("split_threshold_rows") or 0) > 0
-        return ranges if on else 0
+        return ranges if on and self.crm_tap.waits_on_network() else 0
 
     def split_read(
         self,

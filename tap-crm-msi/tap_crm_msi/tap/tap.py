@@ -234,7 +234,7 @@ class TapCrmMsi(Tap):
 
     def waits_on_network(self) -> bool:
         """Whether the objects read ahead wait on the network (readahead.py's gate): only then
-        are a split object's ranges read at once."""
+        is a large object split into ranges, and its ranges read at once."""
         return self.read_ahead is not None and self.read_ahead.waits_on_network()
 
     def may_read_ahead(self) -> bool:

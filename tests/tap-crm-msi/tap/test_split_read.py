@@ -24,8 +24,10 @@ from msi_sandbox.dynamics import query as dynamics_query
 from msi_sandbox.salesforce import ids as sf_ids
 from msi_sandbox.salesforce.query import QueryEngine
 from msi_sandbox.salesforce.wire import ApiError
+from tap_crm_msi.dynamics.client import DynamicsClient
 from tap_crm_msi.tap.incremental import format_ts
 from tap_crm_msi.tap.ranges import RangeSplit, boundaries
+from tap_crm_msi.tap.tap import TapCrmMsi
 
 T0 = dt.datetime(2026, 3, 1, 8, 0, 0, tzinfo=dt.UTC)
 SECONDS = 9  # every timestamp falls in these whole seconds from T0 (or half a second after)
@@ -119,6 +121,13 @@ class _QueryLog:
 @pytest.fixture
 def query_log(monkeypatch: pytest.MonkeyPatch) -> _QueryLog:
     return _QueryLog(monkeypatch)
+
+
+@pytest.fixture(autouse=True)
+def waits_on_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The run is told it waits on the network, as it would at real latency: the sandbox answers
+    in milliseconds here, and the gate itself is tested in test_read_ahead.py."""
+    monkeypatch.setattr(TapCrmMsi, "waits_on_network", lambda self: True)
 
 
 def _same(one: TapRun, split: TapRun) -> None:
@@ -260,6 +269,33 @@ def test_dynamics_split_read_writes_what_one_chain_writes(
     again_split = run_tap({**config, **SPLIT}, one.state)
     _same(again_one, again_split)
     assert len([f for t, f in query_log.filters if t == "contact" and " lt " in f]) == 2
+
+
+@pytest.mark.parametrize("crm", ["salesforce", "dynamics"])
+def test_a_run_that_does_not_wait_on_the_network_reads_a_large_object_as_one_chain(
+    crm: str, request: pytest.FixtureRequest, query_log: _QueryLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sandbox = request.getfixturevalue(f"seeded_{crm}")
+    monkeypatch.setattr(TapCrmMsi, "waits_on_network", lambda self: False)
+    monkeypatch.setattr(DynamicsClient, "total_record_count", _not_asked)
+    if crm == "salesforce":
+        _grow_salesforce(sandbox, 1_000)
+        config = salesforce_config(sandbox, page_size=200, split_threshold_rows=300)
+    else:
+        config = dynamics_config(
+            sandbox, page_size=40, change_tracking=False, split_threshold_rows=100
+        )
+    one = run_tap({**config, "read_concurrency": 1})
+    query_log.clear()
+    unsplit = run_tap({**config, **SPLIT})
+    _same(one, unsplit)
+    # Neither the newest-timestamp look-up, nor the size, nor any range was asked for.
+    assert not [q for q in query_log.soql if "DESC LIMIT 1" in q or "SystemModstamp <" in q]
+    assert not [f for _, f in query_log.filters if " lt " in f]
+
+
+def _not_asked(*args: Any) -> int:
+    raise AssertionError("a table's size asked for a read that will not split")
 
 
 REFUSALS = {
