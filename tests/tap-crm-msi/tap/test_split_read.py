@@ -50,16 +50,30 @@ def _sf_wire(value: dt.datetime) -> str:
     return value.isoformat(timespec="milliseconds")[:-6] + "+0000"
 
 
-def _restamp_salesforce(sandbox: Any, start: dt.datetime, seed: int, limit: int = 0) -> None:
-    """Give Contact rows (all, or `limit` of them) timestamps from `start` on, many alike."""
-    store = sandbox.service("salesforce").store
+def _dataverse_wire(value: dt.datetime) -> str:
+    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# Per CRM: the table read in ranges, its timestamp column, how the store writes a timestamp,
+# and whether a third of the rows sit half a second after their whole second.
+RESTAMPED = {
+    "salesforce": ("Contact", "SystemModstamp", _sf_wire, True),
+    "dynamics": ("contact", "modifiedon", _dataverse_wire, False),
+}
+
+
+def _restamp(sandbox: Any, crm: str, start: dt.datetime, seed: int, limit: int = 0) -> None:
+    """Give the CRM's contact rows (all, or the last `limit`) timestamps from `start` on, many
+    alike."""
+    table, column, wire, halves = RESTAMPED[crm]
+    store = sandbox.service(crm).store
     with store.transaction() as conn:
-        rowids = [r[0] for r in conn.execute('SELECT rowid FROM "Contact" ORDER BY rowid')]
+        rowids = [r[0] for r in conn.execute(f'SELECT rowid FROM "{table}" ORDER BY rowid')]
         rowids = rowids[-limit:] if limit else rowids
-        stamps = _stamps(len(rowids), start, seed, halves=True)
+        stamps = _stamps(len(rowids), start, seed, halves=halves)
+        sql = f'UPDATE "{table}" SET "{column}" = ? WHERE rowid = ?'
         for rowid, stamp in zip(rowids, stamps, strict=True):
-            sql = 'UPDATE "Contact" SET "SystemModstamp" = ? WHERE rowid = ?'
-            conn.execute(sql, (_sf_wire(stamp), rowid))
+            conn.execute(sql, (wire(stamp), rowid))
 
 
 def _grow_salesforce(sandbox: Any, copies: int) -> None:
@@ -73,17 +87,6 @@ def _grow_salesforce(sandbox: Any, copies: int) -> None:
         record["LastName"] = f"Copy {n}"
         records.append({"object": "Contact", "record": record})
     service.load_records(records)
-
-
-def _restamp_dynamics(sandbox: Any, start: dt.datetime, seed: int, limit: int = 0) -> None:
-    store = sandbox.service("dynamics").store
-    with store.transaction() as conn:
-        rowids = [r[0] for r in conn.execute('SELECT rowid FROM "contact" ORDER BY rowid')]
-        rowids = rowids[-limit:] if limit else rowids
-        stamps = _stamps(len(rowids), start, seed, halves=False)
-        for rowid, stamp in zip(rowids, stamps, strict=True):
-            text = stamp.strftime("%Y-%m-%dT%H:%M:%SZ")
-            conn.execute('UPDATE "contact" SET "modifiedon" = ? WHERE rowid = ?', (text, rowid))
 
 
 class _QueryLog:
@@ -196,7 +199,7 @@ def test_salesforce_split_read_writes_what_one_chain_writes(
 ) -> None:
     sandbox = seeded_salesforce
     _grow_salesforce(sandbox, 1_000)
-    _restamp_salesforce(sandbox, T0, seed=1)
+    _restamp(sandbox, "salesforce", T0, seed=1)
     contacts = sandbox.service("salesforce").store.count("Contact")
     config = salesforce_config(sandbox, page_size=200, split_threshold_rows=300)
 
@@ -223,7 +226,7 @@ def test_salesforce_split_read_writes_what_one_chain_writes(
     # An incremental run: users' changes, and 600 rows changed again a minute later, alike.
     changes = {"edits": 8, "deletes": 5, "burst": 10}
     sandbox.admin("salesforce", "POST", "mutate", json=changes)
-    _restamp_salesforce(sandbox, dt.datetime.now(dt.UTC) + dt.timedelta(seconds=60), 2, 600)
+    _restamp(sandbox, "salesforce", dt.datetime.now(dt.UTC) + dt.timedelta(seconds=60), 2, 600)
     query_log.clear()
     again_one = run_tap({**config, "read_concurrency": 1}, one.state)
     again_split = run_tap({**config, **SPLIT}, one.state)
@@ -238,7 +241,7 @@ def test_dynamics_split_read_writes_what_one_chain_writes(
     seeded_dynamics: Any, query_log: _QueryLog
 ) -> None:
     sandbox = seeded_dynamics
-    _restamp_dynamics(sandbox, T0, seed=1)
+    _restamp(sandbox, "dynamics", T0, seed=1)
     contacts = sandbox.service("dynamics").store.count("contact")
     config = dynamics_config(sandbox, page_size=40, change_tracking=False, split_threshold_rows=100)
 
@@ -263,7 +266,7 @@ def test_dynamics_split_read_writes_what_one_chain_writes(
         assert store.count("contact", '"modifiedon" = ?', (bound,)) > 5
 
     sandbox.admin("dynamics", "POST", "mutate", json={"edits": 8, "deletes": 5, "burst": 10})
-    _restamp_dynamics(sandbox, dt.datetime.now(dt.UTC) + dt.timedelta(seconds=60), 2, 150)
+    _restamp(sandbox, "dynamics", dt.datetime.now(dt.UTC) + dt.timedelta(seconds=60), 2, 150)
     query_log.clear()
     again_one = run_tap({**config, "read_concurrency": 1}, one.state)
     again_split = run_tap({**config, **SPLIT}, one.state)
@@ -312,7 +315,7 @@ def test_a_failed_range_leaves_the_state_at_what_was_emitted(
 ) -> None:
     sandbox = seeded_salesforce
     _grow_salesforce(sandbox, 1_000)
-    _restamp_salesforce(sandbox, T0, seed=1)
+    _restamp(sandbox, "salesforce", T0, seed=1)
     config = salesforce_config(sandbox, page_size=200, split_threshold_rows=300, **SPLIT)
     whole = run_tap({**config, "read_concurrency": 1})
     contacts = [r for r in whole.records["leads"] if r["personType"] == "contact"]
