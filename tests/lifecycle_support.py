@@ -15,7 +15,7 @@ import copy
 import io
 import json
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -376,6 +376,24 @@ def assert_as_fresh_load(sandbox: Any, life: Pipeline) -> None:
         elif a != b:
             print("DIFF", part, sorted(set(a) - set(b)), sorted(set(b) - set(a)))
     assert loaded == final
+
+
+def assert_scenario_ends_as_fresh_load(
+    sandbox: Any,
+    life: Pipeline,
+    crm: str,
+    runs: int,
+    totals: Totals,
+    kinds: Iterable[str],
+    at_least: int,
+) -> None:
+    """Every kind of change happened at least `at_least` times, as many merged people were
+    checked, and Marketo ends as a fresh full load of the final CRM state makes it."""
+    for kind in kinds:
+        assert totals.kinds[kind] >= at_least, (kind, totals.kinds)
+    assert totals.merges_checked >= at_least
+    assert_as_fresh_load(sandbox, life)
+    report(crm, runs, totals)
 
 
 def report(crm: str, runs: int, totals: Totals) -> None:
