@@ -27,6 +27,14 @@ def target_config_for(sandbox: Any, tmp_path: Any, run: str) -> dict[str, Any]:
     return target_config(sandbox, tmp_path / run)
 
 
+def run_leads(
+    sandbox: Any, tmp_path: Any, run: str, config: dict[str, Any], leads: list[dict[str, Any]]
+) -> Any:
+    """The target's run named `run`, given `leads` alone."""
+    messages = [*schema_messages(), *record_messages("leads", leads)]
+    return run_target({**target_config_for(sandbox, tmp_path, run), **config}, messages)
+
+
 def merged_away(person: dict[str, Any], winner: str) -> dict[str, Any]:
     return {**person, "_sdc_deleted_at": DELETED_AT, "mergedIntoExternalPersonId": winner}
 
@@ -184,18 +192,11 @@ def test_a_deleted_converted_lead_leaves_the_contacts_lead(sandbox: Any, tmp_pat
     config = {"state_dir": str(tmp_path / "state"), "delete_leads": True}
     run_target({**target_config_for(sandbox, tmp_path, "load"), **config}, world.messages())
     converted = {**lead, "convertedToExternalPersonId": contact["externalPersonId"]}
-    run_target(
-        {**target_config_for(sandbox, tmp_path, "convert"), **config},
-        [*schema_messages(), *record_messages("leads", [converted])],
-    )
+    run_leads(sandbox, tmp_path, "convert", config, [converted])
     contact_id = by_key(dump(sandbox, "leads"), "externalPersonId")[contact["externalPersonId"]]
 
-    run = run_target(
-        {**target_config_for(sandbox, tmp_path, "delete"), **config},
-        [
-            *schema_messages(),
-            *record_messages("leads", [{**converted, "_sdc_deleted_at": DELETED_AT}]),
-        ],
+    run = run_leads(
+        sandbox, tmp_path, "delete", config, [{**converted, "_sdc_deleted_at": DELETED_AT}]
     )
 
     after = by_key(dump(sandbox, "leads"), "externalPersonId")
@@ -260,23 +261,11 @@ def test_a_merged_person_deleted_later_leaves_the_winners_lead(sandbox: Any, tmp
     world.leads.append(loser)
     config = {"state_dir": str(tmp_path / "state"), "delete_leads": True}
     run_target({**target_config_for(sandbox, tmp_path, "load"), **config}, world.messages())
-    run_target(
-        {**target_config_for(sandbox, tmp_path, "merge"), **config},
-        [
-            *schema_messages(),
-            *record_messages("leads", [merged_away(loser, winner["externalPersonId"])]),
-        ],
-    )
+    run_leads(sandbox, tmp_path, "merge", config, [merged_away(loser, winner["externalPersonId"])])
     winner_id = by_key(dump(sandbox, "leads"), "externalPersonId")[winner["externalPersonId"]]
 
     # Dataverse keeps a merged subordinate; deleted later, it is named by its id alone.
-    run = run_target(
-        {**target_config_for(sandbox, tmp_path, "delete"), **config},
-        [
-            *schema_messages(),
-            *record_messages("leads", [{**loser, "_sdc_deleted_at": DELETED_AT}]),
-        ],
-    )
+    run = run_leads(sandbox, tmp_path, "delete", config, [{**loser, "_sdc_deleted_at": DELETED_AT}])
 
     after = by_key(dump(sandbox, "leads"), "externalPersonId")
     assert after[winner["externalPersonId"]]["id"] == winner_id["id"]
